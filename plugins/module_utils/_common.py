@@ -1,0 +1,43 @@
+# Private to the smartos.images collection: not a public API.
+# Options shared by the modules, paired with the doc fragment smartos.images.common.
+from __future__ import annotations
+
+import re
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
+
+# A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
+POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*$')
+
+
+def host_argument_spec():
+    """pool and host_root (doc fragment: smartos.images.common)."""
+    return dict(
+        pool=dict(type='str', default='zones'),
+        host_root=dict(type='path', default='/'),
+    )
+
+
+def server_argument_spec():
+    """How image servers are reached (doc fragment: smartos.images.common.server)."""
+    return dict(
+        validate_certs=dict(type='bool', default=True),
+        ca_path=dict(type='path'),
+        timeout=dict(type='int', default=30),
+        retries=dict(type='int', default=3),
+    )
+
+
+def check_pool(pool):
+    """Raise InvalidParameter unless pool is a valid ZFS pool name."""
+    if not POOL_RE.match(pool or ''):
+        raise InvalidParameter('pool "%s" is not a valid ZFS pool name (a letter, then letters, '
+                               'digits, "_", "-", ".", ":")' % pool)
+
+
+def check_server_params(params):
+    """Raise InvalidParameter for impossible timeout or retries values."""
+    if params['timeout'] <= 0:
+        raise InvalidParameter('timeout must be a positive number of seconds, not %d' % params['timeout'])
+    if params['retries'] < 0:
+        raise InvalidParameter('retries must be 0 or more, not %d' % params['retries'])

@@ -1,0 +1,36 @@
+# Private to the smartos.images collection: not a public API.
+# Where host commands run: the one seam that unit tests replace.
+from __future__ import annotations
+
+import os
+import subprocess
+
+C_LOCALE = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
+
+
+class Runner:
+    """Runs host commands by argv, in the C locale, through AnsibleModule."""
+
+    def __init__(self, module):
+        self._module = module
+        self._paths = {}
+
+    def which(self, name, required=True):
+        """Return the path of a host command, or None when optional and absent."""
+        if name not in self._paths:
+            self._paths[name] = self._module.get_bin_path(
+                name, required=required, opt_dirs=['/usr/sbin', '/sbin', '/usr/bin'])
+        return self._paths[name]
+
+    def run(self, argv):
+        """Run argv to completion; return (rc, stdout, stderr)."""
+        argv = [self.which(argv[0])] + list(argv[1:])
+        return self._module.run_command(argv, environ_update=C_LOCALE)
+
+    def popen(self, argv, stderr):
+        """Start argv with a pipe on stdin, for streaming large inputs."""
+        # run_command(data=...) would buffer a whole image in memory; a receive must stream.
+        env = dict(os.environ, **C_LOCALE)
+        argv = [self.which(argv[0])] + list(argv[1:])
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=env, close_fds=True)

@@ -1,0 +1,103 @@
+# Private to the smartos.images collection: not a public API.
+# The zfs command seam: list, receive, rename, destroy, get; output parsing.
+from __future__ import annotations
+
+import collections
+import time
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+
+# imgadm: `zfs list -t filesystem,volume,snapshot -pH -o name,origin,mountpoint,imgadm:ignore`;
+# zfs-fuse rejects -p, and none of these columns is numeric, so it is left out.
+LIST_COLUMNS = 'name,origin,mountpoint,imgadm:ignore'
+
+Dataset = collections.namedtuple('Dataset', 'name origin mountpoint ignore')
+
+BUSY_RETRIES = 5
+BUSY_DELAY = 0.4
+
+
+def parse_list(text):
+    """Parse `zfs list -H -o name,origin,mountpoint,imgadm:ignore` output into Datasets."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split('\t')
+        if len(fields) != 4:
+            raise CommandError('unexpected line in zfs list output: %r' % line)
+        rows.append(Dataset(*[None if f == '-' else f for f in fields]))
+    return rows
+
+
+class Zfs:
+    """The zfs CLI, through a Runner."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def _run(self, argv, what):
+        rc, out, err = self.runner.run(['zfs'] + argv)
+        if rc != 0:
+            raise CommandError('%s failed: %s' % (what, (err or out).strip() or 'exit code %d' % rc),
+                               cmd=' '.join(['zfs'] + argv), rc=rc, stderr=err)
+        return out
+
+    def list(self, root=None):
+        """All filesystems, volumes and snapshots (below root if given), in one zfs call."""
+        argv = ['list', '-H', '-o', LIST_COLUMNS, '-t', 'filesystem,volume,snapshot']
+        if root:
+            argv += ['-r', root]
+        rc, out, err = self.runner.run(['zfs'] + argv)
+        if rc != 0:
+            if root and 'does not exist' in err:
+                raise CommandError('zfs pool or dataset "%s" does not exist' % root,
+                                   cmd=' '.join(['zfs'] + argv), rc=rc, stderr=err)
+            raise CommandError('zfs list failed: %s' % err.strip(), cmd=' '.join(['zfs'] + argv),
+                               rc=rc, stderr=err)
+        return parse_list(out)
+
+    def exists(self, name):
+        """True when the dataset or snapshot exists."""
+        rc, out, err = self.runner.run(['zfs', 'list', '-H', '-o', 'name', name])
+        if rc == 0:
+            return True
+        if 'does not exist' in err:
+            return False
+        raise CommandError('zfs list %s failed: %s' % (name, err.strip()), rc=rc, stderr=err)
+
+    def snapshots(self, name):
+        """Names of the snapshots directly on a dataset."""
+        out = self._run(['list', '-H', '-o', 'name', '-t', 'snapshot', '-r', '-d', '1', name],
+                        'listing snapshots of %s' % name)
+        return [line for line in out.splitlines() if line.startswith(name + '@')]
+
+    def guid(self, snapshot):
+        """The guid property of a snapshot (exact, as a string)."""
+        return self._run(['get', '-Hp', '-o', 'value', 'guid', snapshot], 'reading guid').strip()
+
+    def rename(self, old, new):
+        """Rename a dataset or snapshot, retrying briefly while it is busy."""
+        self._retry_busy(['rename', old, new], 'renaming %s to %s' % (old, new))
+
+    def destroy_recursive(self, name):
+        """zfs destroy -r, retrying briefly while the dataset is busy."""
+        self._retry_busy(['destroy', '-r', name], 'destroying %s' % name)
+
+    def _retry_busy(self, argv, what):
+        # A dataset unmounted a moment ago can still be busy (zfs-fuse, and SmartOS under load).
+        for attempt in range(BUSY_RETRIES):
+            rc, out, err = self.runner.run(['zfs'] + argv)
+            if rc == 0:
+                return
+            if 'busy' not in err or attempt == BUSY_RETRIES - 1:
+                break
+            time.sleep(BUSY_DELAY * (attempt + 1))
+        hint = ' (a process may be using its mountpoint)' if 'busy' in err else ''
+        raise CommandError('%s failed: %s%s' % (what, err.strip() or 'exit code %d' % rc, hint),
+                           cmd=' '.join(['zfs'] + argv), rc=rc, stderr=err)
+
+    def receive(self, name, stderr):
+        """Start `zfs receive -u name` reading a send stream from its stdin."""
+        # -u: the half-received dataset is never mounted, so it is never busy and never seen.
+        return self.runner.popen(['zfs', 'receive', '-u', name], stderr=stderr)
