@@ -6,7 +6,21 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """pool/host_root (DOCUMENTATION) and image server connection options (SERVER)."""
+    """pool/host_root (DOCUMENTATION), image server options (SERVER), attributes (ATTRIBUTES)."""
+
+    ATTRIBUTES = r'''
+attributes:
+  check_mode:
+    description: Can run in check mode and predict what would change without changing the host.
+  diff_mode:
+    description: Returns what changed (or would change in check mode) when run with C(--diff).
+  idempotent:
+    description: Run again with the same options, it changes nothing and reports no change.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: [smartos, illumos, linux]
+'''
 
     DOCUMENTATION = r'''
 options:

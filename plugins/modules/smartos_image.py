@@ -10,10 +10,11 @@ short_description: Import or delete a SmartOS image on a ZFS pool
 version_added: 0.1.0
 description:
   - Makes an image, named by its UUID, present on or absent from a ZFS pool, the way
-    C(imgadm import) and C(imgadm delete) do, and shares the host with C(imgadm): same cached
-    manifests under C(/var/imgadm/images), same per-image import lock, same C(@final) snapshot.
-  - "The import streams the image file once: it is counted, hashed (SHA-1), decompressed and fed
-    to C(zfs receive) at the same time, with constant memory whatever the image size."
+    C(imgadm import) and C(imgadm delete) do, and shares the host with C(imgadm) (the same cached
+    manifests under C(/var/imgadm/images), the same per-image import lock, the same C(@final)
+    snapshot).
+  - The import streams the image file once. It is counted, hashed (SHA-1), decompressed and fed
+    to C(zfs receive) at the same time, with constant memory whatever the image size.
   - The image is received as C(<pool>/<uuid>-partial) and renamed to C(<pool>/<uuid>) only after
     its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded. On any
     failure the partial dataset is destroyed and no manifest is cached, so the host is as before.
@@ -22,16 +23,17 @@ description:
   - Deleting refuses, naming them, while any dataset (a VM, a child image) is a clone of one of the
     image's snapshots.
 author:
-  - smartos.images contributors
+  - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.server
+  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full
     details:
       - Check mode reads the host and the image manifest from the sources, never downloads the
-        image file, and reports the same plan, RV(changed) and diff as the real run.
+        image file, and reports the same plan, C(changed) and diff as the real run.
   diff_mode:
     support: full
     details:
@@ -39,7 +41,6 @@ attributes:
   idempotent:
     support: full
   platform:
-    platforms: [smartos, illumos, linux]
     details:
       - Needs the C(zfs) command on the target; C(zoneadm) is used where it exists.
 options:
@@ -62,7 +63,7 @@ options:
         error lists every source with its answer when none has the image.
       - A C(?channel=NAME) on a URL selects that channel, as in imgadm.
       - Credentials in a URL (C(https://user:password@host)) are used but never shown.
-      - Required for O(state=present).
+      - Needed when O(state=present) and the image is not installed yet.
     type: list
     elements: str
 notes:

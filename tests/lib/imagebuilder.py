@@ -40,7 +40,7 @@ def fill(directory, files=None, random_mb=0, text_mb=0):
                     for n in range(1000))
     for i in range(text_mb):
         with open(os.path.join(directory, 'text-%04d.log' % i), 'wb') as f:
-            for _ in range((1 << 20) // len(line) + 1):
+            for dummy in range((1 << 20) // len(line) + 1):
                 f.write(line)
 
 

@@ -15,7 +15,7 @@ ZFS_FUSE = '/usr/sbin/zfs-fuse'
 def zpool_answers():
     """True when the zfs-fuse daemon answers zpool commands."""
     try:
-        r = subprocess.run(['zpool', 'list', '-H'], capture_output=True, timeout=10)
+        r = subprocess.run(['zpool', 'list', '-H'], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0 or b'no pools available' in r.stdout + r.stderr
@@ -59,7 +59,7 @@ class ZfsFuse:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                done, _ = os.waitpid(self.pid, os.WNOHANG)
+                done, dummy = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
                 done = self.pid if not _alive(self.pid) else 0
             if done:
@@ -80,7 +80,7 @@ def _alive(pid):
 
 def run(*argv, check=True):
     """Run a zfs/zpool command; return stdout."""
-    r = subprocess.run(list(argv), capture_output=True, text=True)
+    r = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     if check and r.returncode != 0:
         raise RuntimeError('%s failed (%d): %s' % (' '.join(argv), r.returncode, r.stderr.strip()))
     return r.stdout
@@ -88,8 +88,8 @@ def run(*argv, check=True):
 
 def retry_busy(*argv, attempts=20):
     """Run a zfs command that zfs-fuse may briefly refuse as busy."""
-    for _ in range(attempts):
-        r = subprocess.run(list(argv), capture_output=True, text=True)
+    for dummy in range(attempts):
+        r = subprocess.run(list(argv), capture_output=True, text=True, check=False)
         if r.returncode == 0:
             return
         if 'busy' not in r.stderr:
@@ -107,7 +107,7 @@ class FilePool:
         self.size = size
 
     def exists(self):
-        return subprocess.run(['zpool', 'list', '-H', self.name], capture_output=True).returncode == 0
+        return subprocess.run(['zpool', 'list', '-H', self.name], capture_output=True, check=False).returncode == 0
 
     def create(self, fresh=True):
         """Create the pool; with fresh=False re-import an existing pool file instead."""
@@ -117,7 +117,7 @@ class FilePool:
             self.destroy()
         if not fresh and os.path.exists(self.path):
             r = subprocess.run(['zpool', 'import', '-d', os.path.dirname(self.path), self.name],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, check=False)
             if r.returncode == 0:
                 return self
         os.makedirs(os.path.dirname(self.path), exist_ok=True)

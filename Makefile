@@ -1,0 +1,62 @@
+# smartos.images: `make demo` runs the main job on a local pool and image server; `make test` runs
+# every test. Both install what they need first (as root on Debian 12).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+COLLECTION := build/ansible_collections/smartos/images
+# ansible-test takes its Pythons from here; tests/ci/ansible_test_env.sh prepares their pip.
+SANITY_PYTHONS ?= 3.11
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build
+export ANSIBLE_FORCE_COLOR := 0
+
+.PHONY: demo test deps system-deps venv collection sanity units integration bench clean
+
+demo: deps collection
+	$(PY) -m tests.lib.demo
+
+test: deps collection sanity units integration
+
+deps: system-deps venv
+
+system-deps:
+	@need=""; \
+	for pkg in zfs-fuse:/usr/sbin/zfs-fuse shellcheck:/usr/bin/shellcheck openssl:/usr/bin/openssl gzip:/bin/gzip bzip2:/bin/bzip2 xz-utils:/usr/bin/xz curl:/usr/bin/curl; do \
+	  [ -x "$${pkg#*:}" ] || need="$$need $${pkg%%:*}"; \
+	done; \
+	if [ -n "$$need" ]; then \
+	  echo "installing:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# ansible-test runs only from .../ansible_collections/<namespace>/<name>/: lay out a copy there
+# of the files git tracks or would track (a symlink is not enough).
+collection:
+	@rm -rf $(COLLECTION) && mkdir -p $(COLLECTION)
+	@git ls-files -z --cached --others --exclude-standard | \
+	  tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(COLLECTION)
+	@git -C $(COLLECTION) init -q  # ansible-test lists a collection's files with git: give it its own repo
+
+sanity: deps collection
+	bash tests/ci/prepare-ansible-test.sh $(PY)
+	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test sanity --venv --color no $(addprefix --python ,$(SANITY_PYTHONS))
+
+units: deps collection
+	bash tests/ci/prepare-ansible-test.sh $(PY)
+	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test units --venv --color no --python 3.11
+
+integration: deps collection
+	$(PY) -m pytest -p no:cacheprovider tests/integration tests/unit/lib -q
+
+bench: deps collection
+	$(PY) -m benchmarks.import_speed
+
+clean:
+	rm -rf build tests/output

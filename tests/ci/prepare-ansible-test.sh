@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# ansible-test --venv bootstraps pip from a web address this network cannot reach; it first looks
+# for a cached get-pip script, so leave one there that bootstraps pip from the Python itself.
+set -euo pipefail
+py=${1:-.venv/bin/python}
+version=$("$py" - <<'PY'
+import ansible_test._internal.python_requirements as r
+import inspect, re
+print(re.search(r"pip='([0-9.]+)'", inspect.getsource(r.get_venv_packages)).group(1))
+PY
+)
+cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
+mkdir -p "$(dirname "$cache")"
+cat > "$cache" <<'PY'
+# Stand-in for get-pip.py: pip from ensurepip, then the pip version ansible-test asked for.
+import ensurepip
+import os
+import subprocess
+import sys
+
+args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
+ensurepip.bootstrap(upgrade=True)
+os.environ.pop('PIP_CONFIG_FILE', None)  # ensurepip sets it to /dev/null; the host's pip.conf matters
+subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--upgrade'] + args)
+PY
