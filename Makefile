@@ -4,10 +4,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-COLLECTION := build/ansible_collections/smartos/images
+BUILD ?= $(CURDIR)/build
+COLLECTION := $(BUILD)/ansible_collections/smartos/images
 # ansible-test takes its Pythons from here; tests/ci/ansible_test_env.sh prepares their pip.
 SANITY_PYTHONS ?= 3.11
-export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
 
 .PHONY: demo test deps system-deps venv collection sanity units integration bench clean
@@ -45,15 +46,15 @@ collection:
 	@git -C $(COLLECTION) init -q  # ansible-test lists a collection's files with git: give it its own repo
 
 sanity: deps collection
-	bash tests/ci/prepare-ansible-test.sh $(PY)
+	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
 	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test sanity --venv --color no $(addprefix --python ,$(SANITY_PYTHONS))
 
 units: deps collection
-	bash tests/ci/prepare-ansible-test.sh $(PY)
+	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
 	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test units --venv --color no --python 3.11
 
 integration: deps collection
-	$(PY) -m pytest -p no:cacheprovider tests/integration tests/unit/lib -q
+	$(PY) -m pytest -p no:cacheprovider tests/integration -q
 
 bench: deps collection
 	$(PY) -m benchmarks.import_speed

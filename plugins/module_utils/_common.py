@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
 
@@ -41,3 +42,14 @@ def check_server_params(params):
         raise InvalidParameter('timeout must be a positive number of seconds, not %d' % params['timeout'])
     if params['retries'] < 0:
         raise InvalidParameter('retries must be 0 or more, not %d' % params['retries'])
+
+
+def hide_url_passwords(module, urls):
+    """Have Ansible mask the passwords of source URLs wherever they would be shown."""
+    for url in urls or []:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            continue
+        if password:
+            module.no_log_values.add(password)

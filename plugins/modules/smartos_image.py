@@ -156,7 +156,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smartos.images.plugins.module_utils._common import (
-    host_argument_spec, server_argument_spec,
+    hide_url_passwords, host_argument_spec, server_argument_spec,
 )
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
@@ -172,6 +172,7 @@ def main():
     argument_spec.update(host_argument_spec())
     argument_spec.update(server_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    hide_url_passwords(module, module.params['source'])
     try:
         manager = ImageManager(module.params, Runner(module), check_mode=module.check_mode)
         result = manager.run(diff=module._diff)

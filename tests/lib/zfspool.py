@@ -129,13 +129,13 @@ class FilePool:
 
     def destroy(self):
         if self.exists():
-            run('zpool', 'destroy', '-f', self.name)
+            retry_busy('zpool', 'destroy', '-f', self.name, attempts=40)
         if os.path.exists(self.path):
             os.unlink(self.path)
 
     def export(self):
         if self.exists():
-            run('zpool', 'export', self.name)
+            retry_busy('zpool', 'export', self.name, attempts=40)
 
     def datasets(self):
         """Every dataset and snapshot of the pool with its origin, as a sorted list of lines."""
