@@ -14,7 +14,7 @@ export ANSIBLE_FORCE_COLOR := 0
 .PHONY: demo test deps system-deps venv collection sanity units integration bench clean
 
 demo: deps collection
-	$(PY) -m tests.lib.demo
+	$(PY) -m tools.demo
 
 test: deps collection sanity units integration
 

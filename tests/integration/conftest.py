@@ -188,4 +188,3 @@ def collection_built():
     if not os.path.isdir(path):
         pytest.fail('%s is missing: run `make collection` first (make test does)' % path)
     return path
-

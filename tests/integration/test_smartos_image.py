@@ -217,10 +217,11 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize('options,words', BAD_INPUT, ids=[w for dummy, w in BAD_INPUT])
 def test_bad_input_fails_before_anything_runs(play, server, host_root, pool, options, words):
-    args = {'uuid': '11111111-2222-4333-8444-555555555555', 'source': [server.url]}
-    args.update(options)
+    options = dict(options)
+    uuid = options.pop('uuid', '11111111-2222-4333-8444-555555555555')
+    source = options.pop('source', [server.url])
     datasets = pool.datasets()
-    result = play(task(args.pop('uuid'), host_root, args.pop('source'), **args))
+    result = play(task(uuid, host_root, source, **options))
     assert result['failed'] and words in result['msg'], result['msg']
     assert pool.datasets() == datasets and tree_state(host_root) == {}
     assert not [r for r in server.requests() if '/file' in r['path']]
