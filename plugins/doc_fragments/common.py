@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """pool/host_root (DOCUMENTATION), image server options (SERVER), attributes (ATTRIBUTES)."""
+    """host files (DOCUMENTATION), pool (POOL), image server options (SERVER), attributes (ATTRIBUTES)."""
 
     ATTRIBUTES = r'''
 attributes:
@@ -22,13 +22,28 @@ attributes:
     platforms: [smartos, illumos, linux]
 '''
 
-    DOCUMENTATION = r'''
+    POOL = r'''
 options:
   pool:
     description:
       - The ZFS pool that holds the images, as C(imgadm -P).
     type: str
     default: zones
+'''
+
+    DOCUMENTATION = r'''
+options:
+  layout:
+    description:
+      - Where imgadm keeps its files on the host.
+      - V(modern) is today's imgadm (C(/var/imgadm/imgadm.conf), C(/var/imgadm/images/)).
+      - V(original) is the first imgadm's layout that the SmartOS wiki described
+        (C(/var/db/imgadm/sources.list), C(imgcache.json), C(/var/db/imgadm/<uuid>.json)).
+      - V(auto) picks V(original) only when C(/var/db/imgadm) exists and C(/var/imgadm) does not,
+        as every module of this collection does.
+    type: str
+    choices: [auto, modern, original]
+    default: auto
   host_root:
     description:
       - The directory under which imgadm's files live (C(/var/imgadm), C(/var/run)).

@@ -12,11 +12,16 @@ POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*$')
 
 
 def host_argument_spec():
-    """pool and host_root (doc fragment: smartos.images.common)."""
+    """host_root and layout (doc fragment: smartos.images.common)."""
     return dict(
-        pool=dict(type='str', default='zones'),
         host_root=dict(type='path', default='/'),
+        layout=dict(type='str', default='auto', choices=['auto', 'modern', 'original']),
     )
+
+
+def pool_argument_spec():
+    """pool (doc fragment: smartos.images.common.pool)."""
+    return dict(pool=dict(type='str', default='zones'))
 
 
 def server_argument_spec():

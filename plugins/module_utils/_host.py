@@ -41,10 +41,41 @@ class HostPaths:
         """imgadm: /var/run/img.<uuid>.import.lock."""
         return self._path('var', 'run', 'img.%s.import.lock' % uuid)
 
+    @property
+    def original_db_dir(self):
+        """The original (v1) imgadm's database directory, from the seed wiki page."""
+        return self._path('var', 'db', 'imgadm')
+
+    @property
+    def sources_list(self):
+        return self._path('var', 'db', 'imgadm', 'sources.list')
+
+    @property
+    def imgcache(self):
+        return self._path('var', 'db', 'imgadm', 'imgcache.json')
+
+    def original_manifest(self, uuid):
+        """imgadm v1: /var/db/imgadm/<uuid>.json (no pool in the name)."""
+        return self._path('var', 'db', 'imgadm', '%s.json' % uuid)
+
+
+LAYOUTS = ('modern', 'original')
+
+
+def detect_layout(paths, forced='auto'):
+    """Which imgadm layout the host has: 'original' only where /var/db/imgadm exists and /var/imgadm does not."""
+    if forced and forced != 'auto':
+        return forced
+    if os.path.isdir(paths.db_dir):
+        return 'modern'  # modern imgadm ignores a leftover sources.list
+    if os.path.exists(paths.sources_list) or os.path.isdir(paths.original_db_dir):
+        return 'original'
+    return 'modern'
+
 
 @contextlib.contextmanager
-def import_lock(path, wait_max=LOCK_WAIT_MAX):
-    """Hold imgadm's per-image fcntl write lock; yield the seconds spent waiting."""
+def file_lock(path, wait_max=LOCK_WAIT_MAX, what='lock'):
+    """Hold an fcntl write lock on path (created if needed); yield the seconds spent waiting."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # imgadm (qlocker) opens 'w+' mode 0644 and takes an fcntl F_WRLCK; lockf is the same family.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -58,12 +89,17 @@ def import_lock(path, wait_max=LOCK_WAIT_MAX):
                 if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EDEADLK, errno.ENOLCK):
                     raise
             if time.monotonic() - started > wait_max:
-                raise ImageError('timed out after %ds waiting for the import lock %s held by '
-                                 'another import of this image' % (wait_max, path))
+                raise ImageError('timed out after %ds waiting for the %s %s held by another process'
+                                 % (wait_max, what, path))
             time.sleep(LOCK_POLL)
         yield time.monotonic() - started
     finally:
-        os.close(fd)  # closing the fd drops the lock; imgadm never removes the file either
+        os.close(fd)  # closing the fd drops the lock; imgadm never removes its lock files either
+
+
+def import_lock(path, wait_max=LOCK_WAIT_MAX):
+    """imgadm's per-image import lock."""
+    return file_lock(path, wait_max, 'import lock')
 
 
 def write_atomic(path, data, mode=None):
@@ -123,3 +159,45 @@ def image_info_json(manifest, pool, source):
     if source:
         info['source'] = source
     return (json.dumps(info, indent=2, ensure_ascii=False) + '\n').encode('utf-8')
+
+
+class CacheRecord:
+    """A manifest file that is committed together with the image dataset, or not at all."""
+
+    def __init__(self, path, data):
+        self.path = path
+        self.data = data
+        self.tmp = None
+
+    def prepare(self):
+        """Write the file under a temporary name beside its final one."""
+        self.tmp = prepare_atomic(self.path, self.data)
+
+    def commit(self, zfs, dataset):
+        """The dataset has its final name: move the file into place."""
+        commit_atomic(self.tmp, self.path)
+        self.tmp = None
+
+    def abort(self):
+        if self.tmp:
+            discard(self.tmp)
+            self.tmp = None
+
+
+def modern_record(paths, pool, manifest, source_url):
+    """imgadm's cache of an installed image: /var/imgadm/images/<pool>-<uuid>.json."""
+    return CacheRecord(paths.image_cache(pool, manifest['uuid']), image_info_json(manifest, pool, source_url))
+
+
+class OriginalRecord(CacheRecord):
+    """imgadm v1's record: /var/db/imgadm/<uuid>.json and the imgadm:uuid property on the dataset."""
+
+    def __init__(self, paths, manifest):
+        # imgadm v1 db.save: JSON.stringify(manifest, null, '  '), no trailing newline
+        super().__init__(paths.original_manifest(manifest['uuid']),
+                         json.dumps(manifest, indent=2, ensure_ascii=False).encode('utf-8'))
+        self.uuid = manifest['uuid']
+
+    def commit(self, zfs, dataset):
+        zfs.set_property(dataset, 'imgadm:uuid', self.uuid)
+        super().commit(zfs, dataset)

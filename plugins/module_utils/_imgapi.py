@@ -13,13 +13,15 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from ansible.module_utils.urls import Request
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
-    InvalidParameter, SourceError,
+    InvalidParameter, SourceError, UnsupportedImage,
 )
 
 USER_AGENT = 'smartos.images (ansible collection)'
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
+PAGE_SIZE = 1000   # IMGAPI ListImages: default and maximum limit
+MAX_PAGES = 10000
 # Errors a retry may cure: the connection failed, dropped or timed out.
 TRANSIENT_ERRORS = (URLError, ConnectionError, socket.timeout, http.client.HTTPException, ssl.SSLError)
 
@@ -27,7 +29,7 @@ TRANSIENT_ERRORS = (URLError, ConnectionError, socket.timeout, http.client.HTTPE
 class Source:
     """An image server URL, split into what is sent, what is shown and its channel."""
 
-    def __init__(self, url, type='imgapi'):
+    def __init__(self, url, type='imgapi', insecure=False):
         if not isinstance(url, str) or not url.strip():
             raise InvalidParameter('image source URL must be a non-empty string')
         parts = urlsplit(url.strip())
@@ -36,6 +38,7 @@ class Source:
                                    % redact(url))
         query = parse_qsl(parts.query)
         self.type = type
+        self.insecure = insecure
         self.channel = dict(query).get('channel')
         self.username = parts.username
         self.password = parts.password
@@ -98,21 +101,30 @@ class ImageServerClient:
         self.source = source
         self.retries = retries
         self.sleep = sleep
+        # a source added as insecure (imgadm -k) skips certificate checks; imgadm inverts this by mistake
         self._request = Request(
             headers={'Accept-Version': '~2', 'Accept': 'application/json'},
-            timeout=timeout, validate_certs=validate_certs, ca_path=ca_path,
+            timeout=timeout, validate_certs=validate_certs and not source.insecure, ca_path=ca_path,
             url_username=source.username, url_password=source.password,
             force_basic_auth=bool(source.username), http_agent=USER_AGENT,
             follow_redirects='safe', use_netrc=False)
 
     def _url(self, path):
-        query = urlencode({'channel': self.source.channel}) if self.source.channel else ''
-        return self.source.base + path + ('?' + query if query else '')
+        """Absolute URL for a path on this source (with its channel), or path itself when absolute."""
+        if path.startswith(('http://', 'https://')):
+            return path
+        if not self.source.channel:
+            return self.source.base + path
+        return self.source.base + path + ('&' if '?' in path else '?') + urlencode({'channel': self.source.channel})
+
+    def _shown(self, path):
+        """What a path on this source looks like in messages (no credentials, no query)."""
+        return redact(path) if path.startswith(('http://', 'https://')) else self.source.url.split('?')[0] + path
 
     def _open(self, path, headers=None, decompress=True):
         """Open a URL, retrying transient failures; HTTPError for other statuses."""
         url = self._url(path)
-        shown = self.source.url.split('?')[0] + path
+        shown = self._shown(path)
         for attempt in range(self.retries + 1):
             try:
                 return self._request.open('GET', url, headers=headers, decompress=decompress)
@@ -135,7 +147,7 @@ class ImageServerClient:
 
     def get_json(self, path):
         """GET a JSON document; None on 404."""
-        shown = self.source.url.split('?')[0] + path
+        shown = self._shown(path)
         try:
             response = self._open(path)
             body = response.read()
@@ -164,15 +176,112 @@ class ImageServerClient:
         answer = self.get_json('/ping')
         return isinstance(answer, dict) and bool(answer.get('imgapi'))
 
+    def file_path(self, uuid):
+        """Where the image file is: GetImageFile."""
+        return '/images/%s/file' % quote(uuid)
+
     def open_file(self, uuid, offset=0):
-        """GetImageFile from a byte offset (Range), as a FileStream."""
-        path = '/images/%s/file' % quote(uuid)
+        """The image file from a byte offset (Range), as a FileStream."""
+        path = self.file_path(uuid)
         headers = {'Accept': '*/*'}
         if offset:
             headers['Range'] = 'bytes=%d-' % offset
         try:
             return FileStream(self._open(path, headers=headers, decompress=False), offset)
         except HTTPError as e:
-            shown = self.source.url.split('?')[0] + path
+            shown = self._shown(path)
             raise SourceError('%s answered HTTP %d: %s' % (shown, e.code, error_message(e.read()) or e.reason),
                               url=shown, status=e.code)
+
+    def list_raw(self):
+        """Every image the source lists: ListImages page by page, as imgadm's client reads it."""
+        images, marker = [], None
+        for dummy in range(MAX_PAGES):
+            query = '' if marker is None else '?' + urlencode({'limit': PAGE_SIZE, 'marker': marker})
+            page = self.get_json('/images' + query)
+            if not isinstance(page, list):
+                raise SourceError('%s answered ListImages with %s, not a list of images'
+                                  % (self.source.url, 'HTTP 404' if page is None else 'a ' + type(page).__name__),
+                                  url=self.source.url)
+            full = len(page) >= PAGE_SIZE
+            if marker and page and isinstance(page[0], dict) and page[0].get('uuid') == marker:
+                page = page[1:]  # a marker page starts with the marker image again
+            images.extend(page)
+            if not full or not page or not isinstance(page[-1], dict) or page[-1].get('uuid') == marker:
+                return images
+            marker = page[-1].get('uuid')
+        raise SourceError('%s: ListImages did not end after %d pages' % (self.source.url, MAX_PAGES))
+
+
+class DsapiClient(ImageServerClient):
+    """An old Dataset API source (URL ending in /datasets): v1 manifests, files at their own URLs."""
+
+    def __init__(self, source, **kw):
+        super().__init__(source, **kw)
+        if not self.source.base.endswith('/datasets'):
+            raise InvalidParameter('"dsapi" source URL does not end with "/datasets": "%s"' % source.url)
+        self.root = self.source.base[:-len('/datasets')]
+        self._manifests = {}
+
+    def _url(self, path):
+        return path if path.startswith(('http://', 'https://')) else self.root + path
+
+    def _shown(self, path):
+        if path.startswith(('http://', 'https://')):
+            return redact(path)
+        return redact(self.source.url).split('?')[0][:-len('/datasets')] + path
+
+    def get_image(self, uuid):
+        """GET /datasets/<uuid>: the v1 manifest, as the source sent it."""
+        manifest = self.get_json('/datasets/%s' % quote(uuid))
+        if manifest is not None and not isinstance(manifest, dict):
+            raise SourceError('%s answered for %s with a %s, not a manifest object'
+                              % (self.source.url, uuid, type(manifest).__name__))
+        if manifest is not None:
+            self._manifests[uuid] = manifest
+        return manifest
+
+    def file_path(self, uuid):
+        """files[0].url of the manifest, else <base>/datasets/<uuid>/<files[0].path>."""
+        manifest = self._manifests.get(uuid) or self.get_image(uuid) or {}
+        entry = (manifest.get('files') or [{}])[0]
+        if isinstance(entry.get('url'), str) and entry['url'].startswith(('http://', 'https://')):
+            return entry['url']
+        if not entry.get('path'):
+            raise SourceError('the DSAPI manifest of %s from %s has neither files[0].url nor files[0].path'
+                              % (uuid, self.source.url))
+        return '/datasets/%s/%s' % (quote(uuid), quote(entry['path']))
+
+    def ping(self):
+        """DSAPI: GET <base>/ping must answer 200."""
+        return self.get_json('/ping') is not None
+
+    def list_raw(self):
+        """GET <base>/datasets: every v1 manifest."""
+        page = self.get_json('/datasets')
+        if not isinstance(page, list):
+            raise SourceError('%s did not answer with a list of datasets' % self.source.url)
+        return page
+
+
+class DockerClient(ImageServerClient):
+    """A docker registry source: kept in the list for imgadm, pinged, never imported from."""
+
+    def ping(self):
+        """Registry v2: GET /v2/ answers 200, or 401 when it wants a login."""
+        try:
+            self._open('/v2/')
+        except HTTPError as e:
+            return e.code == 401
+        return True
+
+    def get_image(self, uuid):
+        raise UnsupportedImage('importing from docker source %s is not supported' % self.source.url)
+
+    def list_raw(self):
+        return []
+
+
+def client_for(source, **kw):
+    """The client class for the source's type."""
+    return {'imgapi': ImageServerClient, 'dsapi': DsapiClient, 'docker': DockerClient}[source.type](source, **kw)

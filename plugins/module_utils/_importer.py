@@ -15,7 +15,6 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
     CommandError, DownloadError, ImageError,
 )
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import TRANSIENT_ERRORS
-from ansible_collections.smartos.images.plugins.module_utils import _host
 
 CHUNK = 1 << 20          # bytes read from the network per call
 OUT_MAX = 4 << 20        # at most this much inflated output per step, whatever the ratio
@@ -221,16 +220,15 @@ class ImportPipeline:
                 pass
 
 
-def install(zfs, pipeline, client, manifest, pool, paths, source_url):
+def install(zfs, pipeline, client, manifest, pool, record):
     """Receive into <pool>/<uuid>-partial, check, rename to <pool>/<uuid>, record the manifest."""
     uuid = manifest['uuid']
     partial = '%s/%s-partial' % (pool, uuid)
     final = '%s/%s' % (pool, uuid)
-    cache = paths.image_cache(pool, uuid)
     if zfs.exists(partial):
         # imgadm: a -partial left by a killed import; we hold the image lock, so nobody owns it
         zfs.destroy_recursive(partial)
-    tmp = None
+    prepared = False
     try:
         received = pipeline.receive(client, manifest, partial)
         snaps = zfs.snapshots(partial)
@@ -240,14 +238,14 @@ def install(zfs, pipeline, client, manifest, pool, paths, source_url):
         if not snaps[0].endswith('@final'):
             zfs.rename(snaps[0], partial + '@final')
         # imgadm writes the cache first and leaves it on failure; we commit it only with the dataset
-        tmp = _host.prepare_atomic(cache, _host.image_info_json(manifest, pool, source_url))
+        record.prepare()
+        prepared = True
         zfs.rename(partial, final)
-        _host.commit_atomic(tmp, cache)
-        tmp = None
+        record.commit(zfs, final)
         return received
     except BaseException:
-        if tmp:
-            _host.discard(tmp)
+        if prepared:
+            record.abort()
         try:
             if zfs.exists(partial):
                 zfs.destroy_recursive(partial)

@@ -2,6 +2,8 @@
 # Image manifests: identity, the fields an import relies on, and short labels.
 from __future__ import annotations
 
+import copy
+import posixpath
 import re
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
@@ -56,3 +58,78 @@ def check_importable(manifest, uuid, source_url):
     if problems:
         raise SourceError('the manifest of image %s from %s cannot be imported: %s'
                           % (uuid, source_url, '; '.join(problems)), url=source_url)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or upgraded."""
+
+
+_SHORT_PUBLISHED_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$')
+_V1_COMPRESSION = {'.gz': 'gzip', '.bz2': 'bzip2'}
+
+
+def _truthy(value):
+    """JavaScript's Boolean(value)."""
+    return value not in (None, False, 0, '') and value == value  # NaN != NaN
+
+
+def _number(value):
+    """JavaScript's Number(value), as an int when whole."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float('nan')
+    return int(number) if number.is_integer() else number
+
+
+def manifest_version(manifest):
+    """The manifest format version, as node-imgmanifest decides it."""
+    if manifest.get('v') is None:
+        if manifest.get('creator_uuid'):
+            return 1
+        raise ManifestError('manifest does not have a "v" field')
+    version = _number(manifest['v'])
+    if version != version:
+        raise ManifestError('manifest "v" field is not a number: %r' % (manifest['v'],))
+    return version
+
+
+def upgrade_manifest(manifest):
+    """A v1 (DSAPI) manifest upgraded to v2 by node-imgmanifest's upgradeManifest rules; v2 as is."""
+    if manifest_version(manifest) >= 2:
+        return manifest
+    if not is_uuid(manifest.get('uuid')):
+        raise ManifestError('v1 manifest "uuid" is not a UUID: %r' % (manifest.get('uuid'),))
+    m = copy.deepcopy(manifest)
+    if m.get('owner') is not None:
+        raise ManifestError('v1 manifest already has an "owner"')
+    m['owner'] = m['creator_uuid']
+    for key in ('creator_uuid', 'vendor_uuid', 'creator_name', 'cloud_name', 'creator_admin'):
+        m.pop(key, None)
+    if m.get('restricted_to_uuid'):
+        if m.get('public') is not None:
+            raise ManifestError('v1 manifest has both "restricted_to_uuid" and "public"')
+        m['public'] = False
+        m['acl'] = [m['restricted_to_uuid']]
+    else:
+        m['public'] = True
+    m.pop('restricted_to_uuid', None)
+    m.pop('owner_uuid', None)
+    m['disabled'] = _truthy(m.get('disabled'))
+    m['state'] = 'disabled' if m['disabled'] else 'active'
+    if not _truthy(m.get('published_at')) and m.get('created_at') is not None:
+        m['published_at'] = m['created_at']
+    if isinstance(m.get('published_at'), str) and _SHORT_PUBLISHED_RE.match(m['published_at']):
+        m['published_at'] = m['published_at'][:-1] + ':00Z'
+    for entry in m.get('files') or []:
+        if not _truthy(entry.get('compression')):
+            name = entry.get('path') or entry.get('url') or ''
+            entry['compression'] = _V1_COMPRESSION.get(posixpath.splitext(name)[1], 'none')
+        entry.pop('path', None)
+        entry.pop('url', None)
+    if _truthy(m.get('image_size')):
+        m['image_size'] = _number(m['image_size'])
+    for key in ('platform_type', 'created_at', 'updated_at', '_url'):
+        m.pop(key, None)
+    m['v'] = 2
+    return m

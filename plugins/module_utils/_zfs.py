@@ -76,6 +76,10 @@ class Zfs:
         """The guid property of a snapshot (exact, as a string)."""
         return self._run(['get', '-Hp', '-o', 'value', 'guid', snapshot], 'reading guid').strip()
 
+    def set_property(self, name, prop, value):
+        """zfs set prop=value name."""
+        self._run(['set', '%s=%s' % (prop, value), name], 'setting %s on %s' % (prop, name))
+
     def rename(self, old, new):
         """Rename a dataset or snapshot, retrying briefly while it is busy."""
         self._retry_busy(['rename', old, new], 'renaming %s to %s' % (old, new))

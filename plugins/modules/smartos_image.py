@@ -26,6 +26,7 @@ author:
   - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
   - smartos.images.common
+  - smartos.images.common.pool
   - smartos.images.common.server
   - smartos.images.common.attributes
 attributes:
@@ -58,26 +59,37 @@ options:
     default: present
   source:
     description:
-      - IMGAPI image server URLs to import from, tried in order until one has the image as an
-        active image. A source that fails (unreachable, HTTP error, bad answer) is skipped, and the
-        error lists every source with its answer when none has the image.
+      - IMGAPI image server URLs to import from instead of the host's configured sources (as
+        C(imgadm import -S)).
+      - Without it, the host's sources are used in their order (C(/var/imgadm/imgadm.conf), or
+        C(/var/db/imgadm/sources.list) on a host with the original layout), IMGAPI and DSAPI alike;
+        see M(smartos.images.smartos_image_source).
+      - Sources are tried in order until one has the image as an active image. A source that fails
+        (unreachable, HTTP error, bad answer) is skipped, where imgadm would give up; the error lists
+        every source with its answer when none has the image.
       - A C(?channel=NAME) on a URL selects that channel, as in imgadm.
       - Credentials in a URL (C(https://user:password@host)) are used but never shown.
-      - Needed when O(state=present) and the image is not installed yet.
     type: list
     elements: str
 notes:
   - The image is received with C(zfs receive -u) and stays unmounted; VMs are clones of its
     C(@final) snapshot and never use its mountpoint.
   - Docker-type images are not supported yet and are refused with a clear error.
+  - On a host with the original layout, an import also records what imgadm v1 recorded
+    (C(/var/db/imgadm/<uuid>.json) and the C(imgadm:uuid) property); a delete removes that file too.
 seealso:
+  - module: smartos.images.smartos_image_source
   - name: imgadm(8)
     description: The SmartOS image tool this module works alongside.
     link: https://smartos.org/man/8/imgadm
 '''
 
 EXAMPLES = r'''
-- name: Import an image from a local image server
+- name: Import an image from the host's configured image sources
+  smartos.images.smartos_image:
+    uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
+
+- name: Import an image from a local image server instead
   smartos.images.smartos_image:
     uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
     source:
@@ -156,7 +168,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smartos.images.plugins.module_utils._common import (
-    hide_url_passwords, host_argument_spec, server_argument_spec,
+    hide_url_passwords, host_argument_spec, pool_argument_spec, server_argument_spec,
 )
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
@@ -169,6 +181,7 @@ def main():
         state=dict(type='str', default='present', choices=['present', 'absent']),
         source=dict(type='list', elements='str'),
     )
+    argument_spec.update(pool_argument_spec())
     argument_spec.update(host_argument_spec())
     argument_spec.update(server_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

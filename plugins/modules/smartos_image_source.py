@@ -1,0 +1,214 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: smartos_image_source
+short_description: Manage the image sources of a SmartOS host
+version_added: 0.1.0
+description:
+  - Adds or removes one image source, or makes the host's list exactly the given sources in the
+    given order, as C(imgadm sources -a), C(-d) and C(-e) do, in the same files imgadm reads.
+  - On a host with today's imgadm the list lives in C(/var/imgadm/imgadm.conf). While that file has
+    no C(sources) key, imgadm uses its default source C(https://images.smartos.org); adding a source
+    then keeps the default first, and removing the default leaves an empty list, as imgadm does.
+    Other keys of the file are kept; it is written atomically (2-space JSON, file mode kept) under a
+    lock, so two runs adding different sources at once both land.
+  - On a host with the original layout described by the SmartOS wiki the list lives in
+    C(/var/db/imgadm/sources.list), one DSAPI URL a line; comments and blank lines are kept.
+    O(update_cache=true) then refreshes C(/var/db/imgadm/imgcache.json) as C(imgadm update) did there.
+  - Two sources are the same when their normalized URLs (scheme added, one trailing slash and default
+    ports dropped, C(?channel=) kept), types, O(insecure) and channels are.
+author:
+  - smartos.images contributors (@smartos-images)
+extends_documentation_fragment:
+  - smartos.images.common
+  - smartos.images.common.server
+  - smartos.images.common.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Check mode pings new sources as the real run does, and reports the same list and diff.
+  diff_mode:
+    support: full
+    details:
+      - The diff is the ordered list of sources before and after.
+  idempotent:
+    support: full
+  platform:
+    details:
+      - Works on the files only; imgadm itself is not needed.
+options:
+  url:
+    description:
+      - The URL of one source to add or remove. Mutually exclusive with O(sources).
+      - A URL without a scheme gets C(http://), as imgadm does.
+    type: str
+  type:
+    description:
+      - The type of the source given by O(url).
+      - V(docker) sources are stored and listed for imgadm; the collection does not import from them.
+      - The original layout holds V(dsapi) sources only.
+    type: str
+    choices: [imgapi, dsapi, docker]
+    default: imgapi
+  insecure:
+    description:
+      - Whether TLS certificates of the source given by O(url) go unchecked (imgadm's C(-k)).
+    type: bool
+    default: false
+  sources:
+    description:
+      - With O(state=present), the host's whole list, in this order; sources not named are removed.
+        This is the only way to reorder sources.
+      - With O(state=absent), sources to remove.
+    type: list
+    elements: dict
+    suboptions:
+      url:
+        description: The source URL.
+        type: str
+        required: true
+      type:
+        description: The source type.
+        type: str
+        choices: [imgapi, dsapi, docker]
+        default: imgapi
+      insecure:
+        description: Whether TLS certificates of this source go unchecked.
+        type: bool
+        default: false
+  state:
+    description:
+      - V(present) appends O(url) when it is missing (or, with O(sources), sets the whole list).
+      - V(absent) removes every source whose normalized URL is O(url) (whatever its type, as imgadm
+        does), or each of O(sources).
+    type: str
+    choices: [present, absent]
+    default: present
+  ping:
+    description:
+      - Whether a source to be added must first answer its ping (C(GET /ping) answering as an IMGAPI
+        or DSAPI server, C(GET /v2/) for docker), as C(imgadm sources -a) checks unless C(-f).
+    type: bool
+    default: true
+  update_cache:
+    description:
+      - Original layout only. Refresh C(/var/db/imgadm/imgcache.json) from every source, as
+        C(imgadm update) did there; reported as a change only when its content changed.
+    type: bool
+    default: false
+notes:
+  - Credentials in a source URL (C(https://user:password@host)) are kept in the file but never shown
+    in results, diffs or errors.
+seealso:
+  - module: smartos.images.smartos_image
+  - name: imgadm(8)
+    description: The SmartOS image tool this module works alongside.
+    link: https://smartos.org/man/8/imgadm
+'''
+
+EXAMPLES = r'''
+- name: Use a local mirror first, then the public image server
+  smartos.images.smartos_image_source:
+    sources:
+      - url: http://127.0.0.1:8080
+      - url: https://images.smartos.org
+
+- name: Add one more source at the end, without pinging it
+  smartos.images.smartos_image_source:
+    url: http://127.0.0.1:8081
+    ping: false
+
+- name: Remove it again
+  smartos.images.smartos_image_source:
+    url: http://127.0.0.1:8081
+    state: absent
+
+- name: On a host with the original layout, add a DSAPI source and refresh the local cache
+  smartos.images.smartos_image_source:
+    url: http://127.0.0.1:8080/datasets
+    type: dsapi
+    layout: original
+    update_cache: true
+'''
+
+RETURN = r'''
+sources:
+  description: The host's sources after the change, in order (credentials hidden).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    url:
+      description: The source URL as stored.
+      type: str
+      sample: https://images.smartos.org
+    type:
+      description: The source type.
+      type: str
+      sample: imgapi
+    insecure:
+      description: Whether TLS certificates go unchecked for it.
+      type: bool
+      sample: false
+  sample: [{"url": "https://images.smartos.org", "type": "imgapi", "insecure": false}]
+layout:
+  description: The host layout the module used.
+  returned: always
+  type: str
+  sample: modern
+implicit_default:
+  description:
+    - True when C(imgadm.conf) has no C(sources) key, so the list is imgadm's default source.
+  returned: always
+  type: bool
+  sample: false
+cache_updated:
+  description: Whether C(/var/db/imgadm/imgcache.json) changed (or would change in check mode).
+  returned: when O(update_cache=true)
+  type: bool
+  sample: true
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.smartos.images.plugins.module_utils._common import (
+    hide_url_passwords, host_argument_spec, server_argument_spec,
+)
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager
+
+
+def main():
+    argument_spec = dict(
+        url=dict(type='str'),
+        type=dict(type='str', default='imgapi', choices=['imgapi', 'dsapi', 'docker']),
+        insecure=dict(type='bool', default=False),
+        sources=dict(type='list', elements='dict', options=dict(
+            url=dict(type='str', required=True),
+            type=dict(type='str', default='imgapi', choices=['imgapi', 'dsapi', 'docker']),
+            insecure=dict(type='bool', default=False),
+        )),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        ping=dict(type='bool', default=True),
+        update_cache=dict(type='bool', default=False),
+    )
+    argument_spec.update(host_argument_spec())
+    argument_spec.update(server_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('url', 'sources')],
+                           required_one_of=[('url', 'sources', 'update_cache')])
+    hide_url_passwords(module, [module.params['url']] + [s['url'] for s in module.params['sources'] or []])
+    try:
+        result = SourceManager(module.params, check_mode=module.check_mode).run(diff=module._diff)
+    except ImageError as e:
+        module.fail_json(msg=e.msg, **e.evidence)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
