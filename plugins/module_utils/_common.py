@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
 
 # A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
-POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*$')
+POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*\Z')
 
 
 def host_argument_spec():

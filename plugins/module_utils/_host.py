@@ -76,9 +76,12 @@ def detect_layout(paths, forced='auto'):
 @contextlib.contextmanager
 def file_lock(path, wait_max=LOCK_WAIT_MAX, what='lock'):
     """Hold an fcntl write lock on path (created if needed); yield the seconds spent waiting."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    # imgadm (qlocker) opens 'w+' mode 0644 and takes an fcntl F_WRLCK; lockf is the same family.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # imgadm (qlocker) opens 'w+' mode 0644 and takes an fcntl F_WRLCK; lockf is the same family.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise host_error('cannot open the %s' % what, path, e)
     started = time.monotonic()
     try:
         while True:
@@ -111,19 +114,25 @@ def write_atomic(path, data, mode=None):
 def prepare_atomic(path, data, mode=None):
     """Write data to a temp file beside path and return its name (commit or discard it)."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    if mode is None:
-        try:
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if mode is None:
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o644
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
+    except OSError as e:
+        raise host_error('cannot write', path, e)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+    except OSError as e:
+        discard(tmp)
+        raise host_error('cannot write', path, e)
     except BaseException:
         discard(tmp)
         raise
@@ -132,7 +141,10 @@ def prepare_atomic(path, data, mode=None):
 
 def commit_atomic(tmp, path):
     """Move a prepared temp file into place."""
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        raise host_error('cannot write', path, e)
 
 
 def discard(path):
@@ -141,6 +153,8 @@ def discard(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        raise host_error('cannot remove', path, e)
 
 
 def read_json(path):
@@ -150,7 +164,14 @@ def read_json(path):
             data = f.read()
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise host_error('cannot read', path, e)
     return json.loads(data.decode('utf-8'))
+
+
+def host_error(what, path, error):
+    """An ImageError for a failed file operation on the host."""
+    return ImageError('%s %s: %s' % (what, path, error.strerror or error), path=path)
 
 
 def image_info_json(manifest, pool, source):

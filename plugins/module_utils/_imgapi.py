@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 from urllib.error import HTTPError, URLError
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ansible.module_utils.urls import Request
 
@@ -26,6 +26,10 @@ MAX_PAGES = 10000
 TRANSIENT_ERRORS = (URLError, ConnectionError, socket.timeout, http.client.HTTPException, ssl.SSLError)
 
 
+def _sleep(seconds):
+    time.sleep(seconds)  # looked up at call time, so tests can replace it
+
+
 class Source:
     """An image server URL, split into what is sent, what is shown and its channel."""
 
@@ -36,14 +40,19 @@ class Source:
         if parts.scheme not in ('http', 'https') or not parts.hostname:
             raise InvalidParameter('image source "%s" is not an http:// or https:// URL'
                                    % redact(url))
+        try:
+            port = parts.port
+        except ValueError:
+            raise InvalidParameter('image source "%s" has an invalid port' % redact(url))
         query = parse_qsl(parts.query)
         self.type = type
         self.insecure = insecure
         self.channel = dict(query).get('channel')
-        self.username = parts.username
-        self.password = parts.password
+        # user:password in a URL are percent-encoded; the server wants them decoded
+        self.username = unquote(parts.username) if parts.username is not None else None
+        self.password = unquote(parts.password) if parts.password is not None else None
         host = parts.hostname if ':' not in parts.hostname else '[%s]' % parts.hostname
-        netloc = host + (':%d' % parts.port if parts.port else '')
+        netloc = host + (':%d' % port if port else '')
         self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip('/'), '', ''))
         self.url = redact(url.strip())
 
@@ -97,10 +106,10 @@ class ImageServerClient:
     """GET requests to one IMGAPI source, with retries for transient failures."""
 
     def __init__(self, source, validate_certs=True, ca_path=None, timeout=30, retries=3,
-                 sleep=time.sleep):
+                 sleep=None):
         self.source = source
         self.retries = retries
-        self.sleep = sleep
+        self.sleep = sleep or _sleep
         # a source added as insecure (imgadm -k) skips certificate checks; imgadm inverts this by mistake
         self._request = Request(
             headers={'Accept-Version': '~2', 'Accept': 'application/json'},
@@ -119,7 +128,7 @@ class ImageServerClient:
 
     def _shown(self, path):
         """What a path on this source looks like in messages (no credentials, no query)."""
-        return redact(path) if path.startswith(('http://', 'https://')) else self.source.url.split('?')[0] + path
+        return redact(path) if path.startswith(('http://', 'https://')) else self.source.base + path
 
     def _open(self, path, headers=None, decompress=True):
         """Open a URL, retrying transient failures; HTTPError for other statuses."""

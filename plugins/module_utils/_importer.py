@@ -41,8 +41,13 @@ class Inflater:
     def feed(self, data):
         """Yield the inflated output of a chunk of compressed input, OUT_MAX bytes at a time."""
         gzip = self.compression == 'gzip'
+        if self._trailer or (self._members and not self._in_member and data and not data.strip(b'\0')):
+            if data.strip(b'\0'):
+                raise ValueError('unexpected data after the NUL padding that ends the stream')
+            self._trailer = True  # NUL padding after the last member, as gzip -d accepts
+            return
         pending = bool(data)
-        while pending and not self._trailer:
+        while pending:
             self._in_member = True
             out = self._d.decompress(data, OUT_MAX)
             if out:
@@ -55,7 +60,7 @@ class Inflater:
                 self._in_member = False
                 self._d = self._new()
                 if rest and not rest.strip(b'\0'):
-                    self._trailer = True  # NUL padding after the last member, which gzip -d accepts
+                    self._trailer = True  # NUL padding after the last member, as gzip -d accepts
                     return
                 data = rest
                 pending = bool(data)
@@ -72,13 +77,26 @@ class Inflater:
             raise ValueError('the file is empty')
 
 
+class _Flow:
+    """What the download thread and the inflate thread of one receive share."""
+
+    def __init__(self):
+        self.chunks = queue.Queue(QUEUE_DEPTH)
+        self.inflate_error = None   # the file does not decompress: keep hashing to tell corruption apart
+        self.sink_closed = False    # zfs receive stopped reading: its own error says why
+        self.finished = threading.Event()
+
+
 class ImportPipeline:
     """One pass over an image file: count, hash, inflate and receive, overlapping all four."""
 
-    def __init__(self, zfs, retries=3, sleep=time.sleep):
+    def __init__(self, zfs, retries=3, sleep=None):
         self.zfs = zfs
         self.retries = retries
-        self.sleep = sleep
+        self._sleep = sleep
+
+    def pause(self, seconds):
+        (self._sleep or time.sleep)(seconds)
 
     def receive(self, client, manifest, target):
         """Stream the image file of manifest into `zfs receive target`; return bytes downloaded."""
@@ -97,67 +115,71 @@ class ImportPipeline:
                                 url=client.source.url)
         compression = expected['compression']
         inflater = Inflater(compression) if compression != 'none' else None
-        chunks = queue.Queue(QUEUE_DEPTH)
-        failure = []
+        flow = _Flow()
+        sha1 = hashlib.sha1()
         with tempfile.TemporaryFile() as errfile:
             proc = self.zfs.receive(target, stderr=errfile)
-            worker = threading.Thread(target=self._inflate_into, name='inflate',
-                                      args=(chunks, inflater, proc, failure))
+            worker = threading.Thread(target=_inflate_into, name='inflate', args=(flow, inflater, proc.stdin))
             worker.daemon = True
             worker.start()
-            sha1 = hashlib.sha1()
             try:
-                received = self._download(client, uuid, stream, total, sha1, chunks, failure)
+                received = self._download(client, uuid, stream, total, sha1, flow)
             except BaseException:
-                failure.append(None)
-                proc.kill()
+                proc.kill()  # nothing good can come of the rest of the stream
                 raise
             finally:
-                self._put(chunks, _DONE, failure, force=True)
+                _put(flow, _DONE)
                 worker.join()
-                stream.close()
             rc = proc.wait()
             errfile.seek(0)
             stderr = errfile.read().decode('utf-8', 'replace').strip()
+        complete = received == total
         digest = sha1.hexdigest()
-        if received != total:
-            raise DownloadError('image %s file size error: expected %d bytes, downloaded %d bytes'
-                                % (uuid, total, received), url=client.source.url)
-        if digest != expected['sha1'].lower():
+        if complete and digest != expected['sha1'].lower():
             raise DownloadError('image %s file checksum (sha1) error: expected "%s", downloaded '
                                 'checksum was "%s"' % (uuid, expected['sha1'].lower(), digest),
                                 url=client.source.url)
-        if failure and failure[0] is not None:
-            raise failure[0]
+        if flow.inflate_error is not None:
+            raise ImageError('image %s file could not be decompressed as %s (%s), although its SHA-1 matches the '
+                             'manifest: the image on %s is damaged' % (uuid, compression, flow.inflate_error,
+                                                                      client.source.url), url=client.source.url)
         if rc != 0:
             raise CommandError('zfs receive of image %s into %s failed: %s'
                                % (uuid, target, stderr or 'exit code %d' % rc),
                                cmd='zfs receive -u %s' % target, rc=rc, stderr=stderr)
+        if not complete:
+            raise DownloadError('image %s file size error: expected %d bytes, downloaded %d bytes'
+                                % (uuid, total, received), url=client.source.url)
         return received
 
-    def _download(self, client, uuid, stream, total, sha1, chunks, failure):
-        """Read the file, resuming with a Range request when the connection breaks."""
+    def _download(self, client, uuid, stream, total, sha1, flow):
+        """Read the file, resuming with a Range request when the connection breaks; close every stream."""
         received = 0
         attempts = 0
-        while received < total and not failure:
-            try:
-                chunk = stream.read(min(CHUNK, total - received))
-                if not chunk:
-                    raise ConnectionError('the connection closed early')
-            except TRANSIENT_ERRORS as e:
-                attempts += 1
-                if attempts > self.retries:
-                    raise DownloadError('image %s file: the download broke off after %d of %d bytes '
-                                        'and %d resume attempt(s) failed: %s'
-                                        % (uuid, received, total, self.retries, e),
-                                        url=client.source.url)
-                stream.close()
-                self.sleep(RESUME_DELAY * attempts)
-                stream = self._resume(client, uuid, received)
-                continue
-            received += len(chunk)
-            sha1.update(chunk)
-            self._put(chunks, chunk, failure)
+        try:
+            while received < total and not flow.sink_closed:
+                try:
+                    if stream is None:
+                        stream = self._resume(client, uuid, received)
+                    chunk = stream.read(min(CHUNK, total - received))
+                    if not chunk:
+                        raise ConnectionError('the connection closed early')
+                except TRANSIENT_ERRORS as e:
+                    attempts += 1
+                    if attempts > self.retries:
+                        raise DownloadError('image %s file: the download broke off after %d of %d bytes '
+                                            'and %d resume attempt(s) failed: %s'
+                                            % (uuid, received, total, self.retries, e),
+                                            url=client.source.url)
+                    _close(stream)
+                    stream = None
+                    self.pause(RESUME_DELAY * attempts)
+                    continue
+                received += len(chunk)
+                sha1.update(chunk)
+                _put(flow, chunk)
+        finally:
+            _close(stream)
         return received
 
     @staticmethod
@@ -169,55 +191,65 @@ class ImportPipeline:
             while skip:
                 data = stream.read(min(CHUNK, skip))
                 if not data:
+                    _close(stream)
                     raise ConnectionError('the connection closed while skipping to byte %d' % offset)
                 skip -= len(data)
         return stream
 
-    @staticmethod
-    def _put(chunks, item, failure, force=False):
-        """Queue an item for the inflate thread, giving up when it has failed."""
-        while True:
-            try:
-                chunks.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if failure and not force:
-                    return
-                if failure:
-                    try:
-                        chunks.get_nowait()
-                    except queue.Empty:
-                        pass
 
-    @staticmethod
-    def _inflate_into(chunks, inflater, proc, failure):
-        """Inflate queued chunks into the receive process; record the first failure."""
-        sink = proc.stdin
+def _close(stream):
+    if stream is not None:
+        stream.close()
+
+
+def _put(flow, item):
+    """Queue an item for the inflate thread, unless that thread has ended."""
+    while not flow.finished.is_set():
         try:
+            flow.chunks.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+# bz2 reports bad data as OSError, lzma as LZMAError, zlib as zlib.error; a truncated stream is ValueError.
+INFLATE_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
+
+
+def _inflate_into(flow, inflater, sink):
+    """Inflate queued chunks into the receive process until _DONE; record what went wrong."""
+    try:
+        while True:
+            item = flow.chunks.get()
+            if item is _DONE:
+                break
+            if flow.inflate_error is not None or flow.sink_closed:
+                continue  # drain: the download thread goes on hashing (or stops) on its own
+            pieces = iter([item]) if inflater is None else inflater.feed(item)
             while True:
-                item = chunks.get()
-                if item is _DONE:
+                try:
+                    out = next(pieces)
+                except StopIteration:
                     break
-                if failure:
-                    continue
-                if inflater is None:
-                    sink.write(item)
-                else:
-                    for out in inflater.feed(item):
-                        sink.write(out)
-            if not failure and inflater is not None:
-                inflater.finish()
-        except (zlib.error, OSError, EOFError, ValueError) as e:
-            if isinstance(e, BrokenPipeError):
-                failure.append(None)  # zfs receive stopped reading: its own error explains why
-            else:
-                failure.append(ImageError('image file could not be decompressed as %s: %s'
-                                          % (inflater.compression if inflater else 'none', e)))
-        finally:
+                except INFLATE_ERRORS as e:
+                    flow.inflate_error = e
+                    break
+                try:
+                    sink.write(out)
+                except OSError:
+                    flow.sink_closed = True  # zfs receive exited; BrokenPipe or EPIPE
+                    break
+        if inflater is not None and flow.inflate_error is None and not flow.sink_closed:
             try:
-                sink.close()
-            except OSError:
-                pass
+                inflater.finish()
+            except ValueError as e:
+                flow.inflate_error = e
+    finally:
+        flow.finished.set()
+        try:
+            sink.close()
+        except OSError:
+            pass
 
 
 def install(zfs, pipeline, client, manifest, pool, record):
@@ -228,7 +260,7 @@ def install(zfs, pipeline, client, manifest, pool, record):
     if zfs.exists(partial):
         # imgadm: a -partial left by a killed import; we hold the image lock, so nobody owns it
         zfs.destroy_recursive(partial)
-    prepared = False
+    prepared = renamed = False
     try:
         received = pipeline.receive(client, manifest, partial)
         snaps = zfs.snapshots(partial)
@@ -241,14 +273,17 @@ def install(zfs, pipeline, client, manifest, pool, record):
         record.prepare()
         prepared = True
         zfs.rename(partial, final)
+        renamed = True
         record.commit(zfs, final)
         return received
     except BaseException:
         if prepared:
             record.abort()
         try:
-            if zfs.exists(partial):
-                zfs.destroy_recursive(partial)
+            # an image without its record would look installed to vmadm but unknown to imgadm: undo it all
+            for name in (final,) if renamed else (partial,):
+                if zfs.exists(name):
+                    zfs.destroy_recursive(name)
         except ImageError:
             pass  # the original failure is what the user needs to see
         raise

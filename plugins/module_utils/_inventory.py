@@ -9,8 +9,8 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Comm
 _UUID = r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 # imgadm VMADM_FS_NAME_RE / VMADM_IMG_NAME_RE, with digits allowed after a pool's first letter
 # (imgadm's pool part has none, so it never lists images on a pool such as "zones2").
-VM_FS_NAME_RE = re.compile(r'^([a-zA-Z][a-zA-Z0-9._:-]*)/(%s)([-/]disk\d+)?$' % _UUID)
-IMG_NAME_RE = re.compile(r'^([a-zA-Z][a-zA-Z0-9._:-]*)/(%s)$' % _UUID)
+VM_FS_NAME_RE = re.compile(r'^([a-zA-Z][a-zA-Z0-9._:-]*)/(%s)([-/]disk\d+)?\Z' % _UUID)
+IMG_NAME_RE = re.compile(r'^([a-zA-Z][a-zA-Z0-9._:-]*)/(%s)\Z' % _UUID)
 
 
 def parse_zone_roots(text):
@@ -24,8 +24,8 @@ def parse_zone_roots(text):
 
 
 def ignore_flag(value):
-    """imgadm:ignore as imgadm reads it: true/yes ignore; anything else keeps the image."""
-    return (value or '').strip().lower() in ('true', 'yes')
+    """imgadm:ignore as imgadm's boolFromString reads it: exactly 'true' or 'yes' ignores the image."""
+    return value in ('true', 'yes')
 
 
 class Inventory:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+import math
 import posixpath
 import re
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 
 # node-imgmanifest UUID_RE: lower-case only.
-UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
-SHA1_RE = re.compile(r'^[0-9a-fA-F]{40}$')
+UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z')
+SHA1_RE = re.compile(r'^[0-9a-fA-F]{40}\Z')
 COMPRESSIONS = ('gzip', 'bzip2', 'xz', 'none')
 
 
@@ -64,13 +65,13 @@ class ManifestError(ValueError):
     """A manifest that cannot be read or upgraded."""
 
 
-_SHORT_PUBLISHED_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$')
+_SHORT_PUBLISHED_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z\Z')
 _V1_COMPRESSION = {'.gz': 'gzip', '.bz2': 'bzip2'}
 
 
 def _truthy(value):
     """JavaScript's Boolean(value)."""
-    return value not in (None, False, 0, '') and value == value  # NaN != NaN
+    return value not in (None, False, 0, '') and not (isinstance(value, float) and math.isnan(value))
 
 
 def _number(value):
@@ -89,7 +90,7 @@ def manifest_version(manifest):
             return 1
         raise ManifestError('manifest does not have a "v" field')
     version = _number(manifest['v'])
-    if version != version:
+    if isinstance(version, float) and math.isnan(version):
         raise ManifestError('manifest "v" field is not a number: %r' % (manifest['v'],))
     return version
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+
 C_LOCALE = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
 
 
@@ -18,8 +20,9 @@ class Runner:
     def which(self, name, required=True):
         """Return the path of a host command, or None when optional and absent."""
         if name not in self._paths:
-            self._paths[name] = self._module.get_bin_path(
-                name, required=required, opt_dirs=['/usr/sbin', '/sbin', '/usr/bin'])
+            self._paths[name] = self._module.get_bin_path(name, opt_dirs=['/usr/sbin', '/sbin', '/usr/bin'])
+        if required and not self._paths[name]:
+            raise CommandError('the %s command was not found on the host (searched PATH, /usr/sbin, /sbin)' % name)
         return self._paths[name]
 
     def run(self, argv):

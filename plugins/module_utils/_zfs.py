@@ -59,12 +59,13 @@ class Zfs:
 
     def exists(self, name):
         """True when the dataset or snapshot exists."""
-        rc, out, err = self.runner.run(['zfs', 'list', '-H', '-o', 'name', name])
+        argv = ['zfs', 'list', '-H', '-o', 'name', name]
+        rc, out, err = self.runner.run(argv)
         if rc == 0:
             return True
         if 'does not exist' in err:
             return False
-        raise CommandError('zfs list %s failed: %s' % (name, err.strip()), rc=rc, stderr=err)
+        raise CommandError('zfs list %s failed: %s' % (name, err.strip()), cmd=' '.join(argv), rc=rc, stderr=err)
 
     def snapshots(self, name):
         """Names of the snapshots directly on a dataset."""

@@ -100,13 +100,12 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ imported.image.name }}@{{ imported.image.version }}: {{ imported.downloaded_bytes }} bytes"
 
-- name: Import over TLS from a server signed by a private CA, with more patience
+- name: Import over TLS from a mirror whose certificate a private CA signed, with more patience
   smartos.images.smartos_image:
     uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
-    pool: zones
     source:
-      - https://images.example.com
-    ca_path: /etc/ssl/private-ca.pem
+      - https://127.0.0.1:8443
+    ca_path: "{{ mirror_ca_file }}"
     timeout: 60
     retries: 5
 

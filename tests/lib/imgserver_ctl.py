@@ -47,8 +47,9 @@ def publish(images_dir, manifest, file_path, dsmanifest=None):
 class ImageServer:
     """One imgserver.py process on 127.0.0.1; tls is make_ca_and_cert()'s dict or None."""
 
-    def __init__(self, images_dir, tls=None, default_channel=None):
+    def __init__(self, images_dir, tls=None, default_channel=None, port=0):
         self.images_dir, self.tls, self.default_channel = images_dir, tls, default_channel
+        self.wanted_port = port
         self.pid = self.port = None
         self._proc = self._state_dir = None
         self.ssl_context = ssl.create_default_context(cafile=tls["ca"]) if tls else None
@@ -65,7 +66,7 @@ class ImageServer:
         """Start the server and wait until it listens."""
         self._state_dir = tempfile.mkdtemp(prefix="imgserver-")
         port_file = os.path.join(self._state_dir, "port")
-        cmd = [sys.executable, SERVER_SCRIPT, "--images", self.images_dir, "--port", "0", "--port-file", port_file,
+        cmd = [sys.executable, SERVER_SCRIPT, "--images", self.images_dir, "--port", str(self.wanted_port), "--port-file", port_file,
                "--pid-file", os.path.join(self._state_dir, "pid")]
         if self.tls:
             cmd += ["--tls-cert", self.tls["cert"], "--tls-key", self.tls["key"]]

@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_host.py: imgadm's paths, the cross-process import lock, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils import _host
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+
+# Another process: try the lock without blocking (imgadm's qlocker uses the same fcntl record locks).
+TRY_LOCK = '''
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    print("busy")
+else:
+    print("free")
+'''
+
+# Another process: take the lock, say so, hold it until stdin closes.
+HOLD_LOCK = '''
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+'''
+
+
+def try_lock_elsewhere(path):
+    done = subprocess.run([sys.executable, '-c', TRY_LOCK, path], capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
+def test_host_paths(tmp_path):
+    paths = _host.HostPaths(str(tmp_path))
+    assert paths.db_dir == str(tmp_path / 'var' / 'imgadm')
+    assert paths.config == str(tmp_path / 'var' / 'imgadm' / 'imgadm.conf')
+    assert paths.image_cache('zones', U) == str(tmp_path / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % U))
+    assert paths.import_lock(U) == str(tmp_path / 'var' / 'run' / ('img.%s.import.lock' % U))
+
+
+@pytest.mark.parametrize('root', ['/', '', None])
+def test_host_paths_default_to_the_real_host(root):
+    paths = _host.HostPaths(root)
+    assert paths.image_cache('zones', U) == '/var/imgadm/images/zones-%s.json' % U
+    assert paths.import_lock(U) == '/var/run/img.%s.import.lock' % U
+
+
+def test_import_lock_excludes_other_processes(tmp_path):
+    path = _host.HostPaths(str(tmp_path)).import_lock(U)
+    with _host.import_lock(path) as waited:  # creates var/run as needed
+        assert waited < 1
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o600 == 0o600
+        assert try_lock_elsewhere(path) == 'busy'
+    assert try_lock_elsewhere(path) == 'free'
+    assert os.path.exists(path)  # as imgadm: the lock file is never removed
+
+
+def test_import_lock_is_released_when_the_body_raises(tmp_path):
+    path = str(tmp_path / 'run' / 'x.lock')
+    with pytest.raises(RuntimeError):
+        with _host.import_lock(path):
+            raise RuntimeError('boom')
+    assert try_lock_elsewhere(path) == 'free'
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the lock file until the test lets go."""
+    path = str(tmp_path / 'var' / 'run' / ('img.%s.import.lock' % U))
+    os.makedirs(os.path.dirname(path))
+    proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'held'
+        yield path, proc
+    finally:
+        if proc.poll() is None:
+            proc.stdin.close()
+            proc.wait(timeout=30)
+
+
+def test_import_lock_times_out_naming_the_lock(holder, monkeypatch):
+    path, dummy = holder
+    monkeypatch.setattr(_host, 'LOCK_POLL', 0.01)
+    with pytest.raises(ImageError) as exc:
+        with _host.import_lock(path, wait_max=0):
+            pytest.fail('got a lock another process holds')
+    assert exc.value.msg.startswith('timed out after 0s waiting for the import lock %s held by another ' % path)
+
+
+def test_import_lock_waits_until_the_other_process_lets_go(holder, monkeypatch):
+    path, proc = holder
+    monkeypatch.setattr(_host, 'LOCK_POLL', 0.01)
+    polls = []
+    real_sleep = _host.time.sleep
+
+    def sleep(seconds):
+        polls.append(seconds)
+        if len(polls) == 3:
+            proc.stdin.close()   # the other import finishes
+            proc.wait(timeout=30)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(_host.time, 'sleep', sleep)
+    with _host.import_lock(path) as waited:
+        assert len(polls) >= 3
+        assert waited > 0
+        assert try_lock_elsewhere(path) == 'busy'
+
+
+def test_write_atomic_new_file(tmp_path):
+    path = str(tmp_path / 'images' / 'zones-x.json')
+    _host.write_atomic(path, b'{}\n')
+    with open(path, 'rb') as f:
+        assert f.read() == b'{}\n'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert os.listdir(str(tmp_path / 'images')) == ['zones-x.json']
+
+
+def test_write_atomic_keeps_the_mode_of_an_existing_file(tmp_path):
+    path = str(tmp_path / 'imgadm.conf')
+    with open(path, 'wb') as f:
+        f.write(b'old')
+    os.chmod(path, 0o600)
+    _host.write_atomic(path, b'new')
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path, 'rb') as f:
+        assert f.read() == b'new'
+
+
+def test_write_atomic_explicit_mode(tmp_path):
+    path = str(tmp_path / 'f')
+    _host.write_atomic(path, b'x', mode=0o640)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_write_atomic_failure_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    path = str(tmp_path / 'zones-x.json')
+    with open(path, 'wb') as f:
+        f.write(b'old')
+
+    def fsync(fd):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(_host.os, 'fsync', fsync)
+    with pytest.raises(ImageError, match='cannot write .*zones-x.json: No space left on device'):
+        _host.write_atomic(path, b'new')
+    assert os.listdir(str(tmp_path)) == ['zones-x.json']
+    with open(path, 'rb') as f:
+        assert f.read() == b'old'
+
+
+def test_prepare_then_discard_leaves_nothing(tmp_path):
+    path = str(tmp_path / 'zones-x.json')
+    tmp = _host.prepare_atomic(path, b'data')
+    assert os.path.dirname(tmp) == str(tmp_path)
+    assert os.path.basename(tmp).startswith('.zones-x.json.')
+    assert not os.path.exists(path)
+    _host.discard(tmp)
+    _host.discard(tmp)  # a second discard of a missing file is fine
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_prepare_then_commit(tmp_path):
+    path = str(tmp_path / 'zones-x.json')
+    tmp = _host.prepare_atomic(path, b'data')
+    _host.commit_atomic(tmp, path)
+    assert os.listdir(str(tmp_path)) == ['zones-x.json']
+
+
+def test_read_json(tmp_path):
+    path = tmp_path / 'x.json'
+    assert _host.read_json(str(path)) is None
+    path.write_bytes('{"name": "b\u00e4se"}'.encode('utf-8'))
+    assert _host.read_json(str(path)) == {'name': 'b\u00e4se'}
+    path.write_bytes(b'{not json')
+    with pytest.raises(ValueError):
+        _host.read_json(str(path))
+
+
+MANIFEST = {'v': 2, 'uuid': U, 'name': 'b\u00e4se-64', 'version': '1.0', 'files': [{'size': 10}], 'tags': {}}
+
+
+def test_image_info_json_is_what_imgadm_writes():
+    body = _host.image_info_json(MANIFEST, 'zones', 'https://images.smartos.org')
+    # JSON.stringify({manifest, zpool, source}, null, 2) + '\n', non-ASCII kept as UTF-8
+    assert body == (json.dumps({'manifest': MANIFEST, 'zpool': 'zones', 'source': 'https://images.smartos.org'},
+                               indent=2, ensure_ascii=False) + '\n').encode('utf-8')
+    text = body.decode('utf-8')
+    assert text.startswith('{\n  "manifest": {\n    "v": 2,\n')
+    assert '"tags": {}' in text
+    assert text.endswith('},\n  "zpool": "zones",\n  "source": "https://images.smartos.org"\n}\n')
+    assert 'b\u00e4se-64' in text
+
+
+@pytest.mark.parametrize('source', [None, ''])
+def test_image_info_json_without_source(source):
+    body = _host.image_info_json({'uuid': U}, 'zones', source)
+    assert json.loads(body) == {'manifest': {'uuid': U}, 'zpool': 'zones'}

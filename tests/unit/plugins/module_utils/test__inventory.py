@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_inventory.py: imgadm's "what is installed" rules on recorded listings."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.images.plugins.module_utils._inventory import (
+    Inventory, ignore_flag, load_inventory, parse_zone_roots,
+)
+from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs, parse_list
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
+
+BASE = 'a3e0a1c8-2d6b-4c57-9f2e-1a2b3c4d5e01'
+INCR = 'b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702'
+VM = 'c0ffee00-1111-4222-8333-444455556603'
+KVM_IMG = 'd4e5f6a7-b8c9-4dae-8fb0-c1d2e3f4a504'
+KVM_VM = 'e1e2e3e4-e5e6-4e7e-8e9e-eaebecedee05'
+BHYVE_VM = 'f1f2f3f4-f5f6-4f7f-8f9f-fafbfcfdfe06'
+IGN_TRUE = '10000000-0000-4000-8000-000000000007'
+IGN_YES = '10000000-0000-4000-8000-000000000008'
+IGN_FALSE = '10000000-0000-4000-8000-000000000009'
+IGN_GARBAGE = '10000000-0000-4000-8000-00000000000a'
+COPY = '10000000-0000-4000-8000-00000000000b'
+SNAP_CLONE = '10000000-0000-4000-8000-00000000000c'
+NO_FINAL = '10000000-0000-4000-8000-00000000000d'
+PARTIAL = '10000000-0000-4000-8000-00000000000e'
+UPPER = 'A3E0A1C8-2D6B-4C57-9F2E-1A2B3C4D5E01'
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return f.read()
+
+
+def smartos(with_zones=True):
+    roots = parse_zone_roots(fixture('zoneadm_list_pc_smartos.txt')) if with_zones else ()
+    return Inventory(parse_list(fixture('zfs_list_smartos.txt')), roots)
+
+
+def zfs_fuse():
+    return Inventory(parse_list(fixture('zfs_list_zfs_fuse.txt')))
+
+
+IMAGE = 'image'
+NEITHER = 'neither'  # not named <pool>/<uuid>: outside the rules, in neither dict
+
+
+@pytest.mark.parametrize('inventory, name, expected', [
+    # images with @final, on a pool with and one without digits
+    (smartos, 'zones/' + BASE, IMAGE),
+    (smartos, 'zones2/' + BASE, IMAGE),
+    (zfs_fuse, 'tank1/' + BASE, IMAGE),
+    # an incremental image: a clone of its origin's @final that has its own @final
+    (smartos, 'zones/' + INCR, IMAGE),
+    (smartos, 'zones2/' + INCR, IMAGE),
+    (zfs_fuse, 'tank1/' + INCR, IMAGE),
+    # a zvol image
+    (smartos, 'zones/' + KVM_IMG, IMAGE),
+    # an OS VM: zone root, and a clone of an image @final without its own
+    (smartos, 'zones/' + VM, 'it is the root of a zone (a VM), not an image'),
+    # KVM / bhyve VMs: their zone roots are plain datasets, only zoneadm tells them apart
+    (smartos, 'zones/' + KVM_VM, 'it is the root of a zone (a VM), not an image'),
+    (smartos, 'zones/' + BHYVE_VM, 'it is the root of a zone (a VM), not an image'),
+    # their disks are not named <pool>/<uuid>
+    (smartos, 'zones/%s-disk0' % KVM_VM, NEITHER),
+    (smartos, 'zones/%s/disk0' % BHYVE_VM, NEITHER),
+    # imgadm:ignore
+    (smartos, 'zones/' + IGN_TRUE, 'its imgadm:ignore property is set'),
+    (smartos, 'zones/' + IGN_YES, 'its imgadm:ignore property is set'),
+    (smartos, 'zones/' + IGN_FALSE, IMAGE),
+    (smartos, 'zones/' + IGN_GARBAGE, IMAGE),
+    # a clone of an @final without an @final of its own (a copy made by hand, not a zone)
+    (smartos, 'zones/' + COPY, 'it is a clone of zones/%s@final with no @final snapshot of its own (a VM disk or copy)' % BASE),
+    # imgadm only looks at @final origins: a clone of another snapshot counts as an image
+    (smartos, 'zones/' + SNAP_CLONE, IMAGE),
+    (zfs_fuse, 'tank1/' + COPY, IMAGE),
+    # imported by an imgadm older than 2.0.3: no @final, still an image
+    (smartos, 'zones/' + NO_FINAL, IMAGE),
+    # everything else is outside the rules
+    (smartos, 'zones/%s-partial' % PARTIAL, NEITHER),
+    (smartos, 'zones/' + UPPER, NEITHER),
+    (smartos, 'zones/%s@final' % BASE, NEITHER),
+    (smartos, 'zones/%s/data' % VM, NEITHER),
+    (smartos, 'zones/cores/' + VM, NEITHER),
+    (smartos, 'zones', NEITHER),
+    (smartos, 'zones/archive', NEITHER),
+    (smartos, 'zones/global', NEITHER),
+    (smartos, 'zones/dump', NEITHER),
+    (zfs_fuse, 'tank1/%s/child' % BASE, NEITHER),
+])
+def test_is_it_an_image(inventory, name, expected):
+    inv = inventory()
+    assert name in inv.datasets
+    if expected == IMAGE:
+        pool, uuid = name.split('/')
+        assert inv.images[name] == (pool, uuid)
+        assert inv.is_image(pool, uuid)
+        assert name not in inv.not_images
+    elif expected == NEITHER:
+        assert name not in inv.images
+        assert name not in inv.not_images
+    else:
+        assert name not in inv.images
+        assert inv.not_images[name] == expected
+
+
+def test_every_image_and_not_image_of_the_smartos_listing():
+    inv = smartos()
+    assert sorted(inv.images) == sorted(
+        ['zones/' + u for u in (BASE, INCR, KVM_IMG, IGN_FALSE, IGN_GARBAGE, SNAP_CLONE, NO_FINAL)]
+        + ['zones2/' + BASE, 'zones2/' + INCR])
+    assert sorted(inv.not_images) == sorted('zones/' + u for u in (VM, KVM_VM, BHYVE_VM, IGN_TRUE, IGN_YES, COPY))
+
+
+def test_without_zone_roots_kvm_and_bhyve_vms_look_like_images():
+    # the reason load_inventory asks zoneadm where it exists
+    inv = smartos(with_zones=False)
+    assert inv.is_image('zones', KVM_VM)
+    assert inv.is_image('zones', BHYVE_VM)
+    # an OS VM is still caught as a clone of an @final without its own
+    assert inv.not_images['zones/' + VM].startswith('it is a clone of zones/%s@final' % BASE)
+
+
+def test_zone_root_reason_wins_over_clone_reason():
+    assert smartos().not_images['zones/' + VM] == 'it is the root of a zone (a VM), not an image'
+
+
+@pytest.mark.parametrize('inventory, dataset, clones', [
+    # the base has: an incremental image, an OS VM, a copy (all of @final), a clone of another snapshot
+    (smartos, 'zones/' + BASE, sorted('zones/' + u for u in (COPY, SNAP_CLONE, INCR, VM))),
+    (smartos, 'zones2/' + BASE, ['zones2/' + INCR]),
+    # VM disks of both layouts
+    (smartos, 'zones/' + KVM_IMG, sorted(['zones/%s-disk0' % KVM_VM, 'zones/%s/disk0' % BHYVE_VM])),
+    (smartos, 'zones/' + INCR, []),
+    (smartos, 'zones/' + VM, []),
+    (smartos, 'zones/no-such-dataset', []),
+    # a clone of a child dataset's snapshot belongs to the child, not to the image itself
+    (zfs_fuse, 'tank1/%s/child' % BASE, ['tank1/' + COPY]),
+    (zfs_fuse, 'tank1/' + BASE, ['tank1/' + INCR]),
+])
+def test_dependents(inventory, dataset, clones):
+    assert inventory().dependents(dataset) == clones
+
+
+@pytest.mark.parametrize('inventory, pool, uuids', [
+    (smartos, 'zones', sorted([BASE, INCR, KVM_IMG, IGN_FALSE, IGN_GARBAGE, SNAP_CLONE, NO_FINAL])),
+    (smartos, 'zones2', [BASE, INCR]),
+    (smartos, 'zone', []),      # a prefix of a pool name is another pool
+    (zfs_fuse, 'tank1', sorted([BASE, INCR, COPY])),
+    (zfs_fuse, 'zones', []),
+])
+def test_images_on(inventory, pool, uuids):
+    assert inventory().images_on(pool) == uuids
+
+
+@pytest.mark.parametrize('value, ignored', [
+    (None, False),
+    ('true', True),
+    ('yes', True),
+    ('false', False),
+    ('no', False),
+    ('garbage', False),
+    ('', False),
+])
+def test_ignore_flag(value, ignored):
+    assert ignore_flag(value) is ignored
+
+
+@pytest.mark.parametrize('value', ['TRUE', 'Yes', ' true '])
+def test_ignore_flag_is_case_sensitive_as_in_imgadm(value):
+    assert ignore_flag(value) is False
+
+
+def test_parse_zone_roots_recorded():
+    assert parse_zone_roots(fixture('zoneadm_list_pc_smartos.txt')) == {
+        '/', '/zones/' + VM, '/zones/' + KVM_VM, '/zones/' + BHYVE_VM}
+
+
+@pytest.mark.parametrize('text, roots', [
+    ('', set()),
+    ('\n', set()),
+    ('0:global:running', set()),                      # too short: no zonepath field
+    ('1:z1:running::uuid:joyent:excl:1', set()),      # empty zonepath
+    ('1:z1:installed:/zones/z1', {'/zones/z1'}),
+])
+def test_parse_zone_roots(text, roots):
+    assert parse_zone_roots(text) == roots
+
+
+class FakeRunner:
+    """which() answers from a dict; run() answers by command name and records argv."""
+
+    def __init__(self, paths, answers):
+        self.paths = paths
+        self.answers = answers
+        self.calls = []
+        self.which_calls = []
+
+    def which(self, name, required=True):
+        self.which_calls.append((name, required))
+        return self.paths.get(name)
+
+    def run(self, argv):
+        self.calls.append(list(argv))
+        return self.answers[argv[0]]
+
+    def popen(self, argv, stderr):
+        raise AssertionError('load_inventory never streams')
+
+
+def test_load_inventory_asks_zoneadm_where_it_exists():
+    runner = FakeRunner({'zoneadm': '/usr/sbin/zoneadm', 'zfs': '/usr/sbin/zfs'},
+                        {'zoneadm': (0, fixture('zoneadm_list_pc_smartos.txt'), ''),
+                         'zfs': (0, fixture('zfs_list_smartos.txt'), '')})
+    inv = load_inventory(Zfs(runner), runner, 'zones')
+    assert ('zoneadm', False) in runner.which_calls
+    assert runner.calls[0] == ['zoneadm', 'list', '-pc']
+    assert runner.calls[1][:2] == ['zfs', 'list']
+    assert runner.calls[1][-2:] == ['-r', 'zones']
+    assert len(runner.calls) == 2
+    assert not inv.is_image('zones', KVM_VM)
+    assert inv.not_images['zones/' + BHYVE_VM] == 'it is the root of a zone (a VM), not an image'
+
+
+def test_load_inventory_without_zoneadm_runs_only_zfs():
+    runner = FakeRunner({'zfs': '/usr/sbin/zfs'}, {'zfs': (0, fixture('zfs_list_zfs_fuse.txt'), '')})
+    inv = load_inventory(Zfs(runner), runner, 'tank1')
+    assert runner.which_calls == [('zoneadm', False)]
+    assert [c[0] for c in runner.calls] == ['zfs']
+    assert inv.images_on('tank1') == sorted([BASE, INCR, COPY])
+
+
+def test_load_inventory_zoneadm_failure():
+    runner = FakeRunner({'zoneadm': '/usr/sbin/zoneadm'},
+                        {'zoneadm': (1, '', 'zoneadm: failed to get zone list\n'), 'zfs': (0, '', '')})
+    with pytest.raises(CommandError) as exc:
+        load_inventory(Zfs(runner), runner, 'zones')
+    assert exc.value.msg == 'zoneadm list -pc failed: zoneadm: failed to get zone list'
+    assert exc.value.evidence['rc'] == 1
+    assert [c[0] for c in runner.calls] == ['zoneadm']
+
+
+def test_load_inventory_missing_pool():
+    runner = FakeRunner({}, {'zfs': (1, '', "cannot open 'nopool': dataset does not exist\n")})
+    with pytest.raises(CommandError) as exc:
+        load_inventory(Zfs(runner), runner, 'nopool')
+    assert 'nopool' in exc.value.msg

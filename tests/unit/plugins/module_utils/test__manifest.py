@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_manifest.py: UUIDs, labels and the fields an import relies on."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
+from ansible_collections.smartos.images.plugins.module_utils._manifest import (
+    check_importable, import_problems, is_uuid, label,
+)
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+ORIGIN = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
+SHA1 = 'b0a2c3c2f0b8d1fb6a8d1d3f4e9d5a6b7c8d9e0f'
+
+GOOD = {
+    'v': 2, 'uuid': U, 'name': 'base-64-lts', 'version': '24.4.1', 'type': 'zone-dataset', 'os': 'smartos',
+    'state': 'active', 'files': [{'sha1': SHA1, 'size': 246812672, 'compression': 'gzip'}],
+}
+
+
+def changed(**fields):
+    """GOOD with top-level fields replaced (None removes) and files[0] fields given as file_<key>."""
+    m = copy.deepcopy(GOOD)
+    for key, value in fields.items():
+        target, key = (m['files'][0], key[5:]) if key.startswith('file_') else (m, key)
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return m
+
+
+@pytest.mark.parametrize('manifest', [
+    GOOD,
+    changed(file_compression='none'),
+    changed(file_compression='bzip2'),
+    changed(file_compression='xz'),
+    changed(file_sha1=SHA1.upper()),
+    changed(origin=ORIGIN),
+    changed(type='zvol'),
+    changed(file_size=1),
+])
+def test_importable(manifest):
+    assert import_problems(manifest, U) == []
+    check_importable(manifest, U, 'http://img')  # does not raise
+
+
+@pytest.mark.parametrize('manifest, problems', [
+    (changed(uuid=None), ["uuid is None, not '%s'" % U]),
+    (changed(uuid=ORIGIN), ["uuid is '%s', not '%s'" % (ORIGIN, U)]),
+    (changed(uuid=U.upper()), ["uuid is '%s', not '%s'" % (U.upper(), U)]),
+    (changed(type=None), ['type is missing']),
+    (changed(type=''), ['type is missing']),
+    (changed(type=5), ['type is missing']),
+    (changed(files=None), ['files[0] is missing']),
+    (changed(files=[]), ['files[0] is missing']),
+    (changed(files=['x']), ['files[0] is missing']),
+    (changed(files={'sha1': SHA1}), ['files[0] is missing']),
+    (changed(file_sha1=None), ['files[0].sha1 is missing or not 40 hex digits']),
+    (changed(file_sha1=SHA1[:-1]), ['files[0].sha1 is missing or not 40 hex digits']),
+    (changed(file_sha1='g' * 40), ['files[0].sha1 is missing or not 40 hex digits']),
+    (changed(file_size=0), ['files[0].size is missing or not a positive integer']),
+    (changed(file_size=-1), ['files[0].size is missing or not a positive integer']),
+    (changed(file_size=True), ['files[0].size is missing or not a positive integer']),
+    (changed(file_size='1024'), ['files[0].size is missing or not a positive integer']),
+    (changed(file_size=1024.0), ['files[0].size is missing or not a positive integer']),
+    (changed(file_size=None), ['files[0].size is missing or not a positive integer']),
+    (changed(file_compression='zstd'), ["files[0].compression is 'zstd', not one of gzip, bzip2, xz, none"]),
+    (changed(file_compression=None), ['files[0].compression is None, not one of gzip, bzip2, xz, none']),
+    (changed(origin='not-a-uuid'), ["origin 'not-a-uuid' is not a UUID"]),
+    (changed(origin=ORIGIN.upper()), ["origin '%s' is not a UUID" % ORIGIN.upper()]),
+    (changed(origin=''), ["origin '' is not a UUID"]),
+    # every problem is listed, not only the first
+    (changed(uuid=None, type=None, file_sha1=None, file_size=0, file_compression='lz4'), [
+        "uuid is None, not '%s'" % U, 'type is missing', 'files[0].sha1 is missing or not 40 hex digits',
+        'files[0].size is missing or not a positive integer', "files[0].compression is 'lz4', not one of gzip, bzip2, xz, none"]),
+])
+def test_import_problems(manifest, problems):
+    assert import_problems(manifest, U) == problems
+
+
+def test_check_importable_names_image_source_and_every_problem():
+    with pytest.raises(SourceError) as exc:
+        check_importable(changed(type=None, file_size=0), U, 'https://***@img.example.com')
+    assert exc.value.msg == ('the manifest of image %s from https://***@img.example.com cannot be imported: '
+                             'type is missing; files[0].size is missing or not a positive integer' % U)
+    assert exc.value.evidence == {'url': 'https://***@img.example.com'}
+
+
+@pytest.mark.parametrize('manifest, text', [
+    (GOOD, 'base-64-lts@24.4.1'),
+    ({'name': 'minimal'}, 'minimal@-'),
+    ({'uuid': U}, '-'),
+    ({'name': ''}, '-'),
+    ({}, '-'),
+    (None, '-'),
+    ('base-64', '-'),
+])
+def test_label(manifest, text):
+    assert label(manifest) == text
+
+
+@pytest.mark.parametrize('value, ok', [
+    (U, True),
+    ('00000000-0000-0000-0000-000000000000', True),
+    (U.upper(), False),                      # imgadm accepts lower case only
+    ('2F1dc911-6401-4fa4-8e9d-67ea2e39c271', False),
+    (U[:-1], False),
+    (U + '0', False),
+    (U.replace('-', ''), False),
+    ('{%s}' % U, False),
+    ('', False),
+    (None, False),
+    (12345, False),
+])
+def test_is_uuid(value, ok):
+    assert is_uuid(value) is ok
+
+
+@pytest.mark.parametrize('value', [U + '\n', ORIGIN + '\n'])
+def test_is_uuid_rejects_a_trailing_newline(value):
+    assert is_uuid(value) is False
+
+
+def test_sha1_with_trailing_newline_is_a_problem():
+    assert import_problems(changed(file_sha1=SHA1 + '\n'), U) == ['files[0].sha1 is missing or not 40 hex digits']

@@ -1,0 +1,616 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""smartos_image main() end to end: a fake host (zfs, zoneadm) behind the Runner seam and fake image servers behind
+the Request that ImageServerClient uses; the module's JSON is parsed from stdout."""
+
+from __future__ import annotations
+
+import email.message
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+from urllib.error import HTTPError
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _zfs
+from ansible_collections.smartos.images.plugins.modules import smartos_image
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
+VM = 'c0ffee00-1111-4222-8333-444455556603'
+POOL = 'zones'
+DS = '%s/%s' % (POOL, U)
+SRC = 'http://img1.example.com'
+SRC2 = 'http://img2.example.com'
+
+MUTATING = {'create', 'receive', 'rename', 'destroy', 'set', 'inherit', 'snapshot', 'clone', 'promote', 'rollback'}
+
+SEND_STREAM = b'ZFS send stream of ' + U.encode() + random.Random(7).randbytes(50000)
+IMAGE_FILE = gzip.compress(SEND_STREAM, mtime=0)  # the same bytes in every pytest-xdist worker
+MANIFEST = {
+    'v': 2, 'uuid': U, 'owner': '930896af-bf8c-48d4-885c-6573a94b1853', 'name': 'base-64-lts', 'version': '24.4.1',
+    'state': 'active', 'disabled': False, 'public': True, 'type': 'zone-dataset', 'os': 'smartos',
+    'files': [{'sha1': hashlib.sha1(IMAGE_FILE).hexdigest(), 'size': len(IMAGE_FILE), 'compression': 'gzip'}],
+}
+OTHER_CACHE = {'manifest': {'uuid': OTHER, 'name': 'minimal-64', 'version': '1.0'}, 'zpool': POOL}
+
+
+# ---- a fake host behind the Runner seam ----
+
+class FakeReceive:
+    """`zfs receive -u <target>`: takes the stream on stdin, creates <target>@final when it is the expected one."""
+
+    def __init__(self, host, target, stderr):
+        self.host, self.target, self.stderr = host, target, stderr
+        self.stdin = io.BytesIO()
+        self.stdin.close = lambda: None    # keep the bytes readable after the pipeline closes stdin
+        self.killed = False
+
+    def wait(self):
+        data = self.stdin.getvalue()
+        uuid = self.target.split('/')[-1].replace('-partial', '')
+        if self.target in self.host.datasets:
+            err, rc = "cannot receive new filesystem stream: destination '%s' exists\n" % self.target, 1
+        elif self.killed or data != self.host.streams.get(uuid):
+            err, rc = 'cannot receive: invalid stream (bad magic number)\n', 1
+        else:
+            self.host.datasets[self.target] = (None, None, None)
+            self.host.datasets[self.target + '@final'] = (None, None, None)
+            return 0
+        self.stderr.write(err.encode())
+        self.stderr.flush()
+        return rc
+
+    def kill(self):
+        self.killed = True
+
+
+class FakeHost:
+    """A Runner for a host with zfs (an in-memory dataset table) and, when zone_roots is given, zoneadm."""
+
+    def __init__(self, datasets=(), zone_roots=None, streams=None):
+        self.datasets = {}
+        for row in datasets:
+            name, rest = (row, ()) if isinstance(row, str) else (row[0], row[1:])
+            self.datasets[name] = tuple(rest) + (None,) * (3 - len(rest))   # origin, mountpoint, imgadm:ignore
+        self.zone_roots = zone_roots
+        self.streams = streams if streams is not None else {U: SEND_STREAM}
+        self.calls = []
+
+    def which(self, name, required=True):
+        if name == 'zfs' or (name == 'zoneadm' and self.zone_roots is not None):
+            return '/usr/sbin/' + name
+        assert not required, 'a required command %s is missing' % name
+        return None
+
+    def mutations(self):
+        return [c for c in self.calls if c[0] == 'zfs' and c[1] in MUTATING]
+
+    def _below(self, name):
+        return [n for n in self.datasets if n == name or n.startswith(name + '/') or n.startswith(name + '@')]
+
+    @staticmethod
+    def _missing(name):
+        return 1, '', "cannot open '%s': dataset does not exist\n" % name
+
+    def run(self, argv):
+        self.calls.append(list(argv))
+        if argv[0] == 'zoneadm':
+            assert argv == ['zoneadm', 'list', '-pc']
+            lines = ['0:global:running:/::liveimg:shared:0']
+            lines += ['%d:z%d:running:%s:%s:joyent:excl:%d' % (i + 1, i, root, VM, i + 1) for i, root in enumerate(self.zone_roots)]
+            return 0, '\n'.join(lines) + '\n', ''
+        assert argv[0] == 'zfs'
+        cmd = argv[1:]
+        if cmd[:5] == ['list', '-H', '-o', _zfs.LIST_COLUMNS, '-t'] and cmd[6] == '-r':
+            root = cmd[7]
+            if root not in self.datasets:
+                return self._missing(root)
+            rows = ['\t'.join([n] + [v or '-' for v in self.datasets[n]]) for n in sorted(self._below(root))]
+            return 0, ''.join(r + '\n' for r in rows), ''
+        if cmd[:4] == ['list', '-H', '-o', 'name'] and len(cmd) == 5:
+            return (0, cmd[4] + '\n', '') if cmd[4] in self.datasets else self._missing(cmd[4])
+        if cmd[:4] == ['list', '-H', '-o', 'name'] and cmd[4:9] == ['-t', 'snapshot', '-r', '-d', '1']:
+            name = cmd[9]
+            if name not in self.datasets:
+                return self._missing(name)
+            return 0, ''.join(n + '\n' for n in sorted(self.datasets) if n.startswith(name + '@')), ''
+        if cmd[0] == 'rename' and len(cmd) == 3:
+            old, new = cmd[1], cmd[2]
+            if old not in self.datasets:
+                return self._missing(old)
+            for name in self._below(old):
+                self.datasets[new + name[len(old):]] = self.datasets.pop(name)
+            return 0, '', ''
+        if cmd[:2] == ['destroy', '-r'] and len(cmd) == 3:
+            name = cmd[2]
+            if name not in self.datasets:
+                return self._missing(name)
+            doomed = self._below(name)
+            clones = [n for n, v in self.datasets.items() if v[0] and v[0].split('@')[0] in doomed and n not in doomed]
+            if clones:
+                return 1, '', "cannot destroy '%s': filesystem has dependent clones\n" % name
+            for n in doomed:
+                del self.datasets[n]
+            return 0, '', ''
+        raise AssertionError('unexpected command: %r' % (argv,))
+
+    def popen(self, argv, stderr):
+        self.calls.append(list(argv))
+        assert argv[:3] == ['zfs', 'receive', '-u'] and len(argv) == 4
+        return FakeReceive(self, argv[3], stderr)
+
+
+# ---- fake image servers behind ImageServerClient's Request ----
+
+class FakeResponse:
+
+    def __init__(self, body, status=200, headers=None):
+        self._body = io.BytesIO(body)
+        self.status = status
+        self.headers = email.message.Message()
+        for key, value in (headers or {}).items():
+            self.headers[key] = value
+
+    def read(self, size=-1):
+        return self._body.read(size)
+
+    def close(self):
+        pass
+
+
+class FakeServers:
+    """Stands in for ansible.module_utils.urls.Request: answers GETs from a table of URL -> (status, body)."""
+
+    def __init__(self):
+        self.routes = {}
+        self.requests = []
+        self.made = []
+
+    def serve(self, url, body, status=200):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        self.routes[url] = (status, body)
+
+    def image(self, base, manifest=None, file_body=IMAGE_FILE):
+        manifest = MANIFEST if manifest is None else manifest
+        self.serve('%s/images/%s' % (base, manifest['uuid']), manifest)
+        self.serve('%s/images/%s/file' % (base, manifest['uuid']), file_body)
+
+    def __call__(self, **kwargs):
+        self.made.append(kwargs)
+        return self
+
+    def open(self, method, url, headers=None, decompress=True):
+        assert method == 'GET'
+        self.requests.append(url)
+        status, body = self.routes.get(url.split('?')[0], (404, b'{"code": "ResourceNotFound", "message": "not found"}'))
+        if status >= 400:
+            raise HTTPError(url, status, 'error', email.message.Message(), io.BytesIO(body))
+        return FakeResponse(body, status, {'Content-Length': str(len(body))})
+
+    def file_requests(self):
+        return [u for u in self.requests if u.split('?')[0].endswith('/file')]
+
+
+# ---- running main() ----
+
+@pytest.fixture
+def servers(monkeypatch):
+    fake = FakeServers()
+    monkeypatch.setattr(_imgapi, 'Request', fake)
+    return fake
+
+
+@pytest.fixture
+def run(monkeypatch, capsys, tmp_path):
+    """run(host, check=..., diff=..., **module args) -> the module's result dict."""
+
+    def runner(host, check=False, diff=True, **args):
+        monkeypatch.setattr(smartos_image, 'Runner', lambda module: host)
+        args.setdefault('host_root', str(tmp_path))
+        args.update(_ansible_check_mode=check, _ansible_diff=diff)
+        with patch_module_args(args):
+            with pytest.raises(SystemExit) as exc:
+                smartos_image.main()
+        result = json.loads(capsys.readouterr().out)
+        assert exc.value.code == (1 if result.get('failed') else 0)
+        return result
+
+    return runner
+
+
+def cache_path(tmp_path, uuid=U, pool=POOL):
+    return str(tmp_path / 'var' / 'imgadm' / 'images' / ('%s-%s.json' % (pool, uuid)))
+
+
+def write_cache(tmp_path, info, uuid):
+    path = cache_path(tmp_path, uuid)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(info, f)
+
+
+def pool_with_other_image():
+    return [(POOL, None, '/zones'), ('zones/' + OTHER, None, '/zones/' + OTHER), ('zones/%s@final' % OTHER,)]
+
+
+def installed_host():
+    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',)])
+
+
+SAME_IN_CHECK = ('changed', 'actions', 'diff', 'image', 'source', 'uuid', 'dataset')
+
+
+# ---- import: the four runs ----
+
+def test_import_check_then_real_then_idempotent(run, servers, tmp_path):
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    servers.image(SRC)
+    host = FakeHost(pool_with_other_image())
+    args = dict(uuid=U, source=[SRC])
+
+    check = run(host, check=True, **args)
+    assert check['changed'] is True
+    assert check['actions'] == [{'action': 'import', 'uuid': U, 'dataset': DS}]
+    assert check['diff'] == {'before': {'images': {OTHER: 'minimal-64@1.0'}},
+                             'after': {'images': {OTHER: 'minimal-64@1.0', U: 'base-64-lts@24.4.1'}}}
+    assert check['source'] == SRC
+    assert check['image'] == MANIFEST
+    assert check['downloaded_bytes'] == 0
+    assert host.mutations() == []
+    assert servers.file_requests() == []
+    assert servers.requests == ['%s/images/%s' % (SRC, U)]
+    assert not os.path.exists(cache_path(tmp_path))
+    assert not os.path.exists(str(tmp_path / 'var' / 'run'))   # no lock taken in check mode
+
+    real = run(host, **args)
+    assert {k: real.get(k) for k in SAME_IN_CHECK} == {k: check.get(k) for k in SAME_IN_CHECK}
+    assert real['downloaded_bytes'] == len(IMAGE_FILE)
+    assert host.mutations() == [['zfs', 'receive', '-u', DS + '-partial'], ['zfs', 'rename', DS + '-partial', DS]]
+    assert DS in host.datasets and DS + '@final' in host.datasets and DS + '-partial' not in host.datasets
+    assert servers.file_requests() == ['%s/images/%s/file' % (SRC, U)]
+    with open(cache_path(tmp_path)) as f:
+        assert f.read() == json.dumps({'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, indent=2) + '\n'
+    assert os.path.exists(str(tmp_path / 'var' / 'run' / ('img.%s.import.lock' % U)))
+
+    del host.calls[:], servers.requests[:]
+    again_check = run(host, check=True, **args)
+    again = run(host, **args)
+    for result in (again_check, again):
+        assert result['changed'] is False
+        assert result['actions'] == []
+        assert result['diff']['before'] == result['diff']['after'] == {
+            'images': {OTHER: 'minimal-64@1.0', U: 'base-64-lts@24.4.1'}}
+        assert result['image'] == MANIFEST   # from imgadm's cache file
+    assert host.mutations() == []
+    assert servers.requests == []          # installed: no network at all
+
+
+def test_import_first_source_without_the_image_is_skipped(run, servers):
+    servers.serve('%s/images/%s' % (SRC, U), {'code': 'InternalError', 'message': 'oops'}, status=500)
+    servers.image(SRC2)
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=[SRC, SRC2], retries=0)
+    assert result['changed'] is True
+    assert result['source'] == SRC2
+    assert servers.file_requests() == ['%s/images/%s/file' % (SRC2, U)]
+
+
+def test_import_with_channel_and_credentials(run, servers, tmp_path):
+    servers.image('https://img.example.com')
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=['https://bob:pw1@img.example.com?channel=dev'])
+    assert result['source'] == 'https://***@img.example.com?channel=dev'
+    assert servers.requests == ['https://img.example.com/images/%s?channel=dev' % U,
+                                'https://img.example.com/images/%s/file?channel=dev' % U]
+    assert servers.made[0]['url_username'] == 'bob' and servers.made[0]['url_password'] == 'pw1'
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f)['source'] == 'https://***@img.example.com?channel=dev'
+
+
+def test_import_replaces_a_stale_partial(run, servers):
+    servers.image(SRC)
+    host = FakeHost([POOL, (DS + '-partial',), (DS + '-partial@final',)])
+    result = run(host, uuid=U, source=[SRC])
+    assert result['changed'] is True
+    assert host.mutations()[0] == ['zfs', 'destroy', '-r', DS + '-partial']
+    assert sorted(host.datasets) == [POOL, DS, DS + '@final']
+
+
+def flip_middle_byte(data):
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1:]
+
+
+WRONG_SHA1 = hashlib.sha1(b'another file').hexdigest()
+
+
+@pytest.mark.parametrize('manifest, file_body, expected, actual', [
+    # the stream breaks zfs receive: nothing is created
+    (MANIFEST, flip_middle_byte(IMAGE_FILE), MANIFEST['files'][0]['sha1'], hashlib.sha1(flip_middle_byte(IMAGE_FILE)).hexdigest()),
+    # zfs receive succeeds, then the checksum fails: the -partial dataset is destroyed
+    (dict(MANIFEST, files=[dict(MANIFEST['files'][0], sha1=WRONG_SHA1)]), IMAGE_FILE, WRONG_SHA1, MANIFEST['files'][0]['sha1']),
+], ids=['corrupt-stream', 'wrong-sha1-in-manifest'])
+def test_import_with_a_bad_checksum_leaves_the_host_as_before(run, servers, tmp_path, manifest, file_body, expected, actual):
+    servers.image(SRC, manifest, file_body=file_body)
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == ('image %s file checksum (sha1) error: expected "%s", downloaded checksum was "%s"'
+                             % (U, expected, actual))
+    assert result['url'] == SRC
+    assert sorted(host.datasets) == [POOL]
+    if file_body == IMAGE_FILE:
+        assert host.mutations()[-1] == ['zfs', 'destroy', '-r', DS + '-partial']
+    assert not os.path.exists(os.path.dirname(cache_path(tmp_path)))   # no cache file, no temp file
+
+
+def test_import_zfs_receive_failure_reports_zfs(run, servers):
+    servers.image(SRC)
+    host = FakeHost([POOL], streams={U: b'something else'})
+    result = run(host, uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == 'zfs receive of image %s into %s-partial failed: cannot receive: invalid stream (bad magic number)' % (U, DS)
+    assert result['cmd'] == 'zfs receive -u %s-partial' % DS
+    assert result['rc'] == 1
+    assert sorted(host.datasets) == [POOL]
+
+
+# ---- delete ----
+
+def test_delete_check_then_real_then_idempotent(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, U)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = installed_host()
+    check = run(host, check=True, uuid=U, state='absent')
+    assert check['changed'] is True
+    assert check['actions'] == [{'action': 'delete', 'uuid': U, 'dataset': DS}]
+    assert check['diff'] == {'before': {'images': {OTHER: 'minimal-64@1.0', U: 'base-64-lts@24.4.1'}},
+                             'after': {'images': {OTHER: 'minimal-64@1.0'}}}
+    assert check['image'] == MANIFEST
+    assert host.mutations() == []
+    assert DS in host.datasets and os.path.exists(cache_path(tmp_path))
+
+    real = run(host, uuid=U, state='absent')
+    assert {k: real.get(k) for k in SAME_IN_CHECK} == {k: check.get(k) for k in SAME_IN_CHECK}
+    assert host.mutations() == [['zfs', 'destroy', '-r', DS]]
+    assert DS not in host.datasets and DS + '@final' not in host.datasets
+    assert not os.path.exists(cache_path(tmp_path))
+    assert os.path.exists(cache_path(tmp_path, OTHER))
+
+    del host.calls[:]
+    for check_mode in (True, False):
+        again = run(host, check=check_mode, uuid=U, state='absent')
+        assert again['changed'] is False
+        assert again['actions'] == []
+        assert again['image'] == {'uuid': U}
+    assert host.mutations() == []
+    assert servers.requests == []
+
+
+def test_absent_when_not_installed(run, servers):
+    host = FakeHost(pool_with_other_image())
+    result = run(host, uuid=U, state='absent', source=[SRC])
+    assert result['changed'] is False
+    assert result['actions'] == []
+    assert result['diff']['before'] == result['diff']['after']
+    assert host.mutations() == []
+    assert servers.requests == []
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_absent_with_clones_fails_and_destroys_nothing(run, servers, check):
+    host = FakeHost(pool_with_other_image() + [
+        (DS, None, '/' + DS), (DS + '@final',),
+        ('zones/' + VM, DS + '@final', '/zones/' + VM),
+        ('zones/%s-disk0' % OTHER, DS + '@final'),
+    ], zone_roots=['/zones/' + VM])
+    before = dict(host.datasets)
+    result = run(host, check=check, uuid=U, state='absent')
+    assert result['failed'] is True
+    assert result['msg'] == ('image "%s" has dependent clones: zones/%s-disk0, zones/%s; delete or promote them first'
+                             % (U, OTHER, VM))
+    assert result['clones'] == ['zones/%s-disk0' % OTHER, 'zones/' + VM]
+    assert host.mutations() == []
+    assert host.datasets == before
+    assert ['zoneadm', 'list', '-pc'] in host.calls
+
+
+def test_a_vm_zone_root_is_never_deleted(run, servers):
+    host = FakeHost([POOL, (DS, None, '/' + DS)], zone_roots=['/' + DS])
+    result = run(host, uuid=U, state='absent')
+    assert result['failed'] is True
+    assert result['msg'] == ('dataset %s exists but is not an image: it is the root of a zone (a VM), not an image; '
+                             'refusing to delete it' % DS)
+    assert host.mutations() == []
+
+
+def test_no_diff_unless_asked(run, servers):
+    result = run(installed_host(), diff=False, uuid=U, state='absent')
+    assert result['changed'] is True
+    assert 'diff' not in result
+
+
+# ---- present when installed: nothing to do, nothing asked ----
+
+def test_present_when_installed_uses_no_network(run, servers):
+    host = installed_host()
+    result = run(host, uuid=U, source=[SRC, SRC2])
+    assert result['changed'] is False
+    assert result['actions'] == []
+    assert result['image'] == {'uuid': U}   # no cache file: just the uuid
+    assert 'source' not in result
+    assert servers.made == [] and servers.requests == []
+    assert host.mutations() == []
+
+
+# ---- errors before anything runs ----
+
+@pytest.mark.parametrize('args, msg', [
+    (dict(uuid=U.upper()), 'uuid "%s" is not a lower-case UUID such as "01234567-89ab-cdef-0123-456789abcdef"' % U.upper()),
+    (dict(uuid='2f1dc911-6401-4fa4-8e9d'), 'uuid "2f1dc911-6401-4fa4-8e9d" is not a lower-case UUID such as '
+                                           '"01234567-89ab-cdef-0123-456789abcdef"'),
+    (dict(uuid='zones/' + U), 'uuid "zones/%s" is not a lower-case UUID' % U),
+    (dict(uuid=U, pool='1bad'), 'pool "1bad" is not a valid ZFS pool name'),
+    (dict(uuid=U, pool='zones/sub'), 'pool "zones/sub" is not a valid ZFS pool name'),
+    (dict(uuid=U, pool=''), 'pool "" is not a valid ZFS pool name'),
+    (dict(uuid=U, source=['ftp://x']), 'image source "ftp://x" is not an http:// or https:// URL'),
+    (dict(uuid=U, source=[SRC, 'http://']), 'image source "http://" is not an http:// or https:// URL'),
+    (dict(uuid=U, source=['ftp://u:hidden@x']), 'image source "ftp://***@x" is not an http:// or https:// URL'),
+    (dict(uuid=U, timeout=0), 'timeout must be a positive number of seconds, not 0'),
+    (dict(uuid=U, timeout=-5), 'timeout must be a positive number of seconds, not -5'),
+    (dict(uuid=U, retries=-1), 'retries must be 0 or more, not -1'),
+])
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_bad_input_fails_before_any_command(run, servers, args, msg, state):
+    host = installed_host()
+    result = run(host, state=state, **args)
+    assert result['failed'] is True
+    assert result['msg'].startswith(msg)
+    assert 'hidden' not in result['msg']
+    assert host.calls == []
+    assert servers.made == [] and servers.requests == []
+
+
+def test_uuid_with_trailing_newline_is_rejected(run, servers):
+    host = installed_host()
+    result = run(host, uuid=U + '\n', state='absent')
+    assert result.get('failed') is True
+    assert host.calls == []
+
+
+def write_config(tmp_path, config):
+    path = tmp_path / 'var' / 'imgadm' / 'imgadm.conf'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_no_source_and_not_installed(run, servers, tmp_path, check):
+    config = write_config(tmp_path, {'sources': []})
+    host = FakeHost([POOL])
+    result = run(host, check=check, uuid=U)
+    assert result['failed'] is True
+    assert result['msg'] == ('no image source to import %s from (%s has none): set source to one or more IMGAPI URLs, '
+                             'or add sources with smartos_image_source' % (U, config))
+    assert host.mutations() == []
+    assert servers.made == []
+
+
+def test_no_source_option_uses_the_host_sources(run, servers, tmp_path):
+    write_config(tmp_path, {'sources': [{'type': 'imgapi', 'url': SRC2}]})
+    servers.image(SRC2)
+    result = run(FakeHost([POOL]), uuid=U)
+    assert result['changed'] is True
+    assert result['source'] == SRC2
+
+
+def test_no_source_option_and_no_config_uses_imgadm_default_source(run, servers):
+    host = FakeHost([POOL])
+    result = run(host, check=True, uuid=U)
+    assert result['failed'] is True
+    assert result['msg'] == ('an active image "%s" was not found in image sources: https://images.smartos.org: not found '
+                             '(HTTP 404); add a source that has it, or check the UUID' % U)
+    assert servers.requests == ['https://images.smartos.org/images/' + U]
+
+
+def test_missing_pool(run, servers):
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, pool='tank', source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == 'zfs pool or dataset "tank" does not exist'
+    assert servers.requests == []
+
+
+# ---- what the sources answer ----
+
+@pytest.mark.parametrize('check', [True, False])
+def test_image_unknown_on_all_sources_names_each_source(run, servers, check):
+    servers.serve('%s/images/%s' % (SRC2, U), {'code': 'ServiceUnavailableError', 'message': 'down for maintenance'}, status=503)
+    host = FakeHost([POOL])
+    result = run(host, check=check, uuid=U, source=[SRC, SRC2], retries=0)
+    assert result['failed'] is True
+    assert result['msg'] == (
+        'an active image "%s" was not found in image sources: %s: not found (HTTP 404); %s: %s/images/%s answered HTTP 503: '
+        'ServiceUnavailableError: down for maintenance; add a source that has it, or check the UUID' % (U, SRC, SRC2, SRC2, U))
+    assert result['sources'] == [SRC, SRC2]
+    assert host.mutations() == []
+    assert servers.file_requests() == []
+
+
+def test_inactive_image(run, servers):
+    servers.image(SRC, dict(MANIFEST, state='disabled', disabled=True))
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == ('image "%s" is not active on any source (%s: state "disabled"); only active images can be '
+                             'imported' % (U, SRC))
+    assert servers.file_requests() == []
+    assert host.mutations() == []
+
+
+def test_inactive_on_one_source_active_on_the_next(run, servers):
+    servers.image(SRC, dict(MANIFEST, state='unactivated'))
+    servers.image(SRC2)
+    result = run(FakeHost([POOL]), uuid=U, source=[SRC, SRC2])
+    assert result['changed'] is True
+    assert result['source'] == SRC2
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_docker_image_is_refused(run, servers, check):
+    servers.image(SRC, dict(MANIFEST, type='docker'))
+    host = FakeHost([POOL])
+    result = run(host, check=check, uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == ('image %s from %s is a docker image; importing docker images is not supported yet' % (U, SRC))
+    assert servers.file_requests() == []
+    assert host.mutations() == []
+
+
+def test_unusable_manifest_is_reported_per_source(run, servers):
+    bad = dict(MANIFEST, files=[{'sha1': 'x', 'size': 0, 'compression': 'gzip'}])
+    servers.image(SRC, bad)
+    result = run(FakeHost([POOL]), uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert ('the manifest of image %s from %s cannot be imported: files[0].sha1 is missing or not 40 hex digits; '
+            'files[0].size is missing or not a positive integer' % (U, SRC)) in result['msg']
+
+
+# ---- secrets and robustness ----
+
+@pytest.mark.parametrize('check', [True, False])
+@pytest.mark.parametrize('has_image', [True, False])
+def test_source_password_is_never_shown(run, servers, check, has_image):
+    if has_image:
+        servers.image('https://img.example.com')
+    result = run(FakeHost([POOL]), check=check, uuid=U, source=['https://bob:Sup3rSecret@img.example.com'], retries=0)
+    assert result.get('failed', False) is not has_image
+    assert 'https://***@img.example.com' in json.dumps(result)
+    assert 'Sup3rSecret' not in json.dumps(result)   # nor in invocation.module_args: ansible masks URL passwords
+
+
+def test_unwritable_host_root_fails_cleanly(run, servers, tmp_path):
+    servers.image(SRC)
+    blocker = tmp_path / 'not-a-directory'
+    blocker.write_text('x')
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=[SRC], host_root=str(blocker))
+    assert result['failed'] is True
+    assert str(blocker) in result['msg']
+
+
+def test_source_with_a_bad_port_fails_cleanly(run, servers):
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=['http://img.example.com:80a/'])
+    assert result['failed'] is True
+    assert 'img.example.com:80a' in result['msg']
+    assert host.calls == []
