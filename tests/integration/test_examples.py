@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import subprocess
 
 import pytest
 import yaml
@@ -15,7 +16,6 @@ import yaml
 from tests.integration.conftest import POOL, REPO
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import retry_busy
 
 pytestmark = pytest.mark.usefixtures('collection_built')
 
@@ -54,10 +54,9 @@ def run_examples(play, module, defaults, extra_vars=None):
     task_list = examples(module)
     playbook = [{'module_defaults': {'smartos.images.' + module: defaults}, **t} for t in task_list]
     argv, env, record = play.command(playbook, vars=extra_vars)
-    import subprocess  # pylint: disable=import-outside-toplevel
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return [r for r in play.results(record)]
+    return play.results(record)
 
 
 def test_smartos_image_examples(play, example_servers, tls, tmp_path):
@@ -80,7 +79,3 @@ def test_smartos_image_source_examples(play, example_servers, tmp_path):
     assert results[0]['result']['sources'][0]['url'] == 'http://127.0.0.1:8080'
     with open(os.path.join(root, 'var', 'db', 'imgadm', 'imgcache.json'), encoding='utf-8') as f:
         assert EXAMPLE_UUID in [m['uuid'] for m in json.load(f)]
-
-
-def teardown_module():
-    retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, EXAMPLE_UUID), attempts=1) if False else None
