@@ -141,8 +141,8 @@ class ImportPipeline:
                                 url=client.source.url)
         if flow.inflate_error is not None:
             raise ImageError('image %s file could not be decompressed as %s (%s), although its SHA-1 matches the '
-                             'manifest: the image on %s is damaged' % (uuid, compression, flow.inflate_error,
-                                                                      client.source.url), url=client.source.url)
+                             'manifest: the image on %s is damaged'
+                             % (uuid, compression, flow.inflate_error, client.source.url), url=client.source.url)
         if rc != 0:
             raise CommandError('zfs receive of image %s into %s failed: %s'
                                % (uuid, target, stderr or 'exit code %d' % rc),
