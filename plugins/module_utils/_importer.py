@@ -17,8 +17,8 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import TRANSIENT_ERRORS
 
 CHUNK = 1 << 20          # bytes read from the network per call
-OUT_MAX = 4 << 20        # at most this much inflated output per step, whatever the ratio
-QUEUE_DEPTH = 8          # chunks in flight between the download and inflate threads
+OUT_MAX = 1 << 20        # at most this much inflated output per step, whatever the ratio
+QUEUE_DEPTH = 4          # pieces in flight between two threads: memory stays a few MiB
 RESUME_DELAY = 0.5
 _DONE = object()
 
@@ -78,13 +78,15 @@ class Inflater:
 
 
 class _Flow:
-    """What the download thread and the inflate thread of one receive share."""
+    """What the three threads of one receive share: download -> inflate -> write to zfs receive."""
 
     def __init__(self):
-        self.chunks = queue.Queue(QUEUE_DEPTH)
+        self.chunks = queue.Queue(QUEUE_DEPTH)   # downloaded bytes, to inflate
+        self.pieces = queue.Queue(QUEUE_DEPTH)   # inflated bytes, to write
         self.inflate_error = None   # the file does not decompress: keep hashing to tell corruption apart
         self.sink_closed = False    # zfs receive stopped reading: its own error says why
-        self.finished = threading.Event()
+        self.inflated = threading.Event()   # the inflate thread has ended
+        self.written = threading.Event()    # the write thread has ended
 
 
 class ImportPipeline:
@@ -119,17 +121,22 @@ class ImportPipeline:
         sha1 = hashlib.sha1()
         with tempfile.TemporaryFile() as errfile:
             proc = self.zfs.receive(target, stderr=errfile)
-            worker = threading.Thread(target=_inflate_into, name='inflate', args=(flow, inflater, proc.stdin))
-            worker.daemon = True
-            worker.start()
+            # inflating and writing each get a thread: zlib and pipe writes release the GIL, so
+            # download + SHA-1, inflate and zfs receive all run at once
+            workers = [threading.Thread(target=_inflate, name='inflate', args=(flow, inflater)),
+                       threading.Thread(target=_write, name='write', args=(flow, proc.stdin))]
+            for worker in workers:
+                worker.daemon = True
+                worker.start()
             try:
                 received = self._download(client, uuid, stream, total, sha1, flow)
             except BaseException:
                 proc.kill()  # nothing good can come of the rest of the stream
                 raise
             finally:
-                _put(flow, _DONE)
-                worker.join()
+                _put(flow.chunks, _DONE, flow.inflated)
+                for worker in workers:
+                    worker.join()
             rc = proc.wait()
             errfile.seek(0)
             stderr = errfile.read().decode('utf-8', 'replace').strip()
@@ -177,7 +184,7 @@ class ImportPipeline:
                     continue
                 received += len(chunk)
                 sha1.update(chunk)
-                _put(flow, chunk)
+                _put(flow.chunks, chunk, flow.inflated)
         finally:
             _close(stream)
         return received
@@ -202,11 +209,11 @@ def _close(stream):
         stream.close()
 
 
-def _put(flow, item):
-    """Queue an item for the inflate thread, unless that thread has ended."""
-    while not flow.finished.is_set():
+def _put(target, item, consumer_ended):
+    """Queue an item for the next thread, unless that thread has ended."""
+    while not consumer_ended.is_set():
         try:
-            flow.chunks.put(item, timeout=0.2)
+            target.put(item, timeout=0.2)
             return
         except queue.Full:
             continue
@@ -216,8 +223,8 @@ def _put(flow, item):
 INFLATE_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
 
 
-def _inflate_into(flow, inflater, sink):
-    """Inflate queued chunks into the receive process until _DONE; record what went wrong."""
+def _inflate(flow, inflater):
+    """Inflate queued chunks into pieces for the write thread until _DONE; record a bad stream."""
     try:
         while True:
             item = flow.chunks.get()
@@ -226,7 +233,7 @@ def _inflate_into(flow, inflater, sink):
             if flow.inflate_error is not None or flow.sink_closed:
                 continue  # drain: the download thread goes on hashing (or stops) on its own
             pieces = iter([item]) if inflater is None else inflater.feed(item)
-            while True:
+            while not flow.sink_closed:
                 try:
                     out = next(pieces)
                 except StopIteration:
@@ -234,18 +241,32 @@ def _inflate_into(flow, inflater, sink):
                 except INFLATE_ERRORS as e:
                     flow.inflate_error = e
                     break
-                try:
-                    sink.write(out)
-                except OSError:
-                    flow.sink_closed = True  # zfs receive exited; BrokenPipe or EPIPE
-                    break
+                _put(flow.pieces, out, flow.written)
         if inflater is not None and flow.inflate_error is None and not flow.sink_closed:
             try:
                 inflater.finish()
             except ValueError as e:
                 flow.inflate_error = e
     finally:
-        flow.finished.set()
+        flow.inflated.set()
+        _put(flow.pieces, _DONE, flow.written)
+
+
+def _write(flow, sink):
+    """Write inflated pieces into zfs receive until _DONE, then close its stdin."""
+    try:
+        while True:
+            item = flow.pieces.get()
+            if item is _DONE:
+                break
+            if flow.sink_closed or flow.inflate_error is not None:
+                continue  # drain; a stream that failed to inflate must not reach zfs receive whole
+            try:
+                sink.write(item)
+            except OSError:
+                flow.sink_closed = True  # zfs receive exited (EPIPE): its stderr says why
+    finally:
+        flow.written.set()
         try:
             sink.close()
         except OSError:

@@ -2,8 +2,10 @@
 # Where host commands run: the one seam that unit tests replace.
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import sys
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
 
@@ -35,5 +37,22 @@ class Runner:
         # run_command(data=...) would buffer a whole image in memory; a receive must stream.
         env = dict(os.environ, **C_LOCALE)
         argv = [self.which(argv[0])] + list(argv[1:])
-        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=stderr, env=env, close_fds=True)
+        widen_pipe(proc.stdin)
+        return proc
+
+
+# Linux only (F_SETPIPE_SZ, 1031 before Python 3.10 named it): a 1 MiB pipe instead of 64 KiB
+# halves the time zfs-fuse spends receiving from a pipe; elsewhere the default pipe stays.
+F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031 if sys.platform.startswith('linux') else None)
+
+
+def widen_pipe(pipe, size=1 << 20):
+    """Ask for a bigger pipe buffer where the platform allows it; ignore a refusal."""
+    if F_SETPIPE_SZ is None:
+        return
+    try:
+        fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, size)
+    except OSError:
+        pass

@@ -44,14 +44,16 @@ class Zfs:
         return out
 
     def list(self, root=None):
-        """All filesystems, volumes and snapshots (below root if given), in one zfs call."""
+        """All filesystems, volumes and snapshots (below root, a name or a list, if given), in one zfs call."""
+        roots = [root] if isinstance(root, str) else list(root or [])
         argv = ['list', '-H', '-o', LIST_COLUMNS, '-t', 'filesystem,volume,snapshot']
-        if root:
-            argv += ['-r', root]
+        if roots:
+            argv += ['-r'] + roots
         rc, out, err = self.runner.run(['zfs'] + argv)
         if rc != 0:
-            if root and 'does not exist' in err:
-                raise CommandError('zfs pool or dataset "%s" does not exist' % root,
+            if roots and 'does not exist' in err:
+                raise CommandError('zfs pool or dataset %s does not exist (%s)'
+                                   % (' or '.join('"%s"' % r for r in roots), err.strip()),
                                    cmd=' '.join(['zfs'] + argv), rc=rc, stderr=err)
             raise CommandError('zfs list failed: %s' % err.strip(), cmd=' '.join(['zfs'] + argv),
                                rc=rc, stderr=err)

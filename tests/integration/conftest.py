@@ -18,7 +18,8 @@ from tests.lib.zfspool import FilePool, ZfsFuse
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get('ANSIBLE_COLLECTIONS_PATH', os.path.join(REPO, 'build')).split(':')[0]
-POOL = 'sitest'
+# Override to run two test sessions side by side (each needs its own pool).
+POOL = os.environ.get('SMARTOS_IMAGES_TEST_POOL', 'sitest')
 WORK = '/var/tmp/smartos-images-tests'
 
 
@@ -168,6 +169,7 @@ class Play:
         result = dict(last['result'], failed=last['status'] == 'failed')
         result['_rc'] = proc.returncode
         result['_stdout'] = proc.stdout
+        result['_stderr'] = proc.stderr
         return result
 
 

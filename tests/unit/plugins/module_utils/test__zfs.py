@@ -101,10 +101,17 @@ def test_list_missing_pool_names_it():
     runner = FakeRunner((1, '', "cannot open 'nopool': dataset does not exist\n"))
     with pytest.raises(CommandError) as exc:
         Zfs(runner).list('nopool')
-    assert exc.value.msg == 'zfs pool or dataset "nopool" does not exist'
+    assert exc.value.msg == 'zfs pool or dataset "nopool" does not exist (cannot open \'nopool\': dataset does not exist)'
     assert exc.value.evidence['rc'] == 1
     assert exc.value.evidence['cmd'].startswith('zfs list -H ')
     assert 'does not exist' in exc.value.evidence['stderr']
+
+
+def test_list_several_pools_in_one_call():
+    runner = FakeRunner((1, '', "cannot open 'b': dataset does not exist\n"))
+    with pytest.raises(CommandError, match='"a" or "b" does not exist'):
+        Zfs(runner).list(['a', 'b'])
+    assert runner.calls[0][-3:] == ['-r', 'a', 'b']
 
 
 def test_list_other_failure_keeps_stderr():

@@ -1,0 +1,158 @@
+# Private to the smartos.images collection: not a public API.
+# The smartos_image_facts worker: installed images, the host's sources, what the sources offer.
+from __future__ import annotations
+
+import threading
+
+from ansible_collections.smartos.images.plugins.module_utils import _host
+from ansible_collections.smartos.images.plugins.module_utils._common import check_pool, check_server_params
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter, SourceError
+from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches, newest_per_name
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_for, redact
+from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
+from ansible_collections.smartos.images.plugins.module_utils._manifest import ManifestError, upgrade_manifest
+from ansible_collections.smartos.images.plugins.module_utils._sources import source_store
+from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
+
+SUBSETS = ('installed', 'sources', 'available')
+DEFAULT_SUBSETS = ('installed', 'sources')
+PARALLEL_SOURCES = 4
+
+
+def subsets(requested):
+    """The subsets to gather: names, 'all', and '!name' to leave one out (of the defaults when only '!')."""
+    requested = requested or list(DEFAULT_SUBSETS)
+    chosen = set(DEFAULT_SUBSETS) if all(item.startswith('!') for item in requested) else set()
+    for item in requested:
+        name = item[1:] if item.startswith('!') else item
+        if name != 'all' and name not in SUBSETS:
+            raise InvalidParameter('unknown gather_subset "%s": use %s, all, or !name'
+                                   % (item, ', '.join(SUBSETS)))
+        names = set(SUBSETS if name == 'all' else (name,))
+        chosen = chosen - names if item.startswith('!') else chosen | names
+    return chosen
+
+
+class FactsGatherer:
+    """Reads the host (and, when asked, its sources) without changing anything."""
+
+    def __init__(self, params, runner, client_factory=client_for):
+        self.params = params
+        self.runner = runner
+        self.client_factory = client_factory
+        self.paths = _host.HostPaths(params['host_root'])
+        self.layout = _host.detect_layout(self.paths, params['layout'])
+        self.subsets = subsets(params['gather_subset'])
+        self.filters = check_filters(params['filters'])
+        for pool in params['pools'] or []:
+            check_pool(pool)
+        check_server_params(params)
+
+    def run(self):
+        facts = {}
+        warnings = []
+        store = None
+        if self.subsets & {'sources', 'available'}:
+            store = source_store(self.paths, self.layout).load()
+        if 'installed' in self.subsets:
+            facts['smartos_images'] = self.installed()
+        if 'sources' in self.subsets:
+            facts['smartos_image_sources'] = [dict(e.shown(), implicit=store.implicit) for e in store.entries()]
+        if 'available' in self.subsets:
+            facts['smartos_images_available'], errors = self.available(store.entries())
+            facts['smartos_images_available_errors'] = errors
+            warnings.extend('%s: %s' % (e['source'], e['error']) for e in errors)
+        facts['smartos_images_layout'] = self.layout
+        return dict(changed=False, ansible_facts=facts, warnings=warnings)
+
+    def _cached(self, pool, uuid):
+        """(manifest, source, problem) from imgadm's cache, or v1's record on the original layout."""
+        path = self.paths.image_cache(pool, uuid)
+        try:
+            info = _host.read_json(path)
+            if info is None and self.layout == 'original':
+                path = self.paths.original_manifest(uuid)
+                v1 = _host.read_json(path)
+                if v1 is not None:
+                    return upgrade_manifest(v1), v1.get('_url'), None
+            if info is None:
+                return None, None, None
+        except (ValueError, ManifestError) as e:
+            return None, None, 'cache file %s is not a readable manifest: %s' % (path, e)
+        if not isinstance(info, dict) or not isinstance(info.get('manifest'), dict):
+            return None, None, 'cache file %s holds no "manifest" object' % path
+        if info['manifest'].get('uuid') != uuid:
+            return None, None, 'cache file %s describes image %s' % (path, info['manifest'].get('uuid'))
+        return info['manifest'], info.get('source'), None
+
+    def installed(self):
+        """Images by UUID: imgadm list's rules over one zfs listing of the pools."""
+        pools = self.params['pools']
+        inventory = load_inventory(Zfs(self.runner), self.runner, pools)
+        images = {}
+        for dataset in sorted(inventory.images):
+            pool, uuid = inventory.images[dataset]
+            manifest, source, problem = self._cached(pool, uuid)
+            entry = {'manifest': manifest or {'uuid': uuid}, 'zpool': pool,
+                     'clones': inventory.dependents(dataset), 'manifest_cached': manifest is not None}
+            if source:
+                entry['source'] = redact(source)
+            if problem:
+                entry['error'] = problem
+            if self.filters and not matches(dict(entry['manifest'], zpool=pool), self.filters):
+                continue
+            if uuid in images:
+                images[uuid].setdefault('also_on', []).append(pool)
+                continue
+            images[uuid] = entry
+        if self.params['newest']:
+            keep = {m['uuid'] for m in newest_per_name([e['manifest'] for e in images.values()])}
+            images = {u: e for u, e in images.items() if u in keep}
+        return images
+
+    def available(self, entries):
+        """What the sources list, merged by UUID in source order; per-source errors, not fatal."""
+        usable = [e for e in entries if e.type != 'docker']
+        results = [None] * len(usable)
+
+        def fetch(i, entry):
+            client = self.client_factory(entry.for_import(), validate_certs=self.params['validate_certs'],
+                                         ca_path=self.params['ca_path'], timeout=self.params['timeout'],
+                                         retries=self.params['retries'])
+            try:
+                listed = client.list_raw()
+                if not all(isinstance(m, dict) for m in listed):
+                    raise SourceError('the image list holds something that is not a manifest')
+                results[i] = ([upgrade_manifest(m) for m in listed], None)
+            except (ImageError, ManifestError) as e:
+                results[i] = (None, getattr(e, 'msg', str(e)))
+
+        threads = []
+        for i, entry in enumerate(usable):
+            t = threading.Thread(target=fetch, args=(i, entry))
+            t.daemon = True
+            threads.append(t)
+        for start in range(0, len(threads), PARALLEL_SOURCES):
+            batch = threads[start:start + PARALLEL_SOURCES]
+            for t in batch:
+                t.start()
+            for t in batch:
+                t.join()
+        seen, merged, errors = set(), [], []
+        for entry, (manifests, error) in zip(usable, results):
+            url = redact(entry.url)
+            if error is not None:
+                errors.append({'source': url, 'error': error})
+                continue
+            for m in manifests:
+                if m.get('uuid') not in seen and matches(m, self.filters):
+                    seen.add(m.get('uuid'))
+                    merged.append({'manifest': m, 'source': url})
+        if usable and len(errors) == len(usable):
+            raise SourceError('no image source answered: %s' % '; '.join('%s: %s' % (e['source'], e['error'])
+                                                                        for e in errors))
+        if self.params['newest']:
+            keep = {id(m) for m in newest_per_name([e['manifest'] for e in merged])}
+            merged = [e for e in merged if id(e['manifest']) in keep]
+        merged.sort(key=lambda e: (e['manifest'].get('published_at') or '', e['manifest'].get('name') or ''))
+        return merged, errors

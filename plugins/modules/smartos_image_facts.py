@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: smartos_image_facts
+short_description: Gather the images, image sources and available images of a SmartOS host
+version_added: 0.1.0
+description:
+  - Returns, as C(ansible_facts), the images installed on the host, its image sources, and (when
+    asked, since it costs network) the images its sources offer, for inventories and reports.
+  - Installed images are found as C(imgadm list) finds them, from one C(zfs list) of the pools
+    however many images there are; zone roots are left out where C(zoneadm) exists, and so are
+    datasets with C(imgadm:ignore) set. Each image's manifest comes from imgadm's cache (or, on a
+    host with the original layout, from C(/var/db/imgadm)); an image without one is listed with its
+    UUID only and flagged, and a corrupt cache file is reported on that image instead of failing.
+  - Available images are listed from every non-docker source (IMGAPI ListImages page by page, DSAPI
+    C(/datasets)), several sources at once, merged by UUID in source order as C(imgadm avail)
+    does. A source that fails is reported in RV(ansible_facts.smartos_images_available_errors) and
+    as a warning; the module fails only when no source answers.
+  - The module never changes the host.
+author:
+  - smartos.images contributors (@smartos-images)
+extends_documentation_fragment:
+  - smartos.images.common
+  - smartos.images.common.server
+  - smartos.images.common.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - It changes nothing, so it runs the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+  platform:
+    details:
+      - Needs the C(zfs) command for O(gather_subset=installed); C(zoneadm) is used where it exists.
+  facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
+    support: full
+options:
+  gather_subset:
+    description:
+      - What to gather. V(installed), V(sources), V(available), or V(all); V(!name) leaves one out.
+    type: list
+    elements: str
+    default: [installed, sources]
+  pools:
+    description:
+      - The pools to look for installed images on. All pools when not given.
+    type: list
+    elements: str
+  filters:
+    description:
+      - Keep only images whose manifest matches every filter, as C(imgadm list FIELD=VALUE) does.
+      - A key is a manifest field, dotted for nested ones (C(requirements.brand)); installed images
+        also have C(zpool).
+      - A value V(true) or V(false) matches booleans only; a text starting with C(~) matches as a
+        substring; any other value matches when the field, written as text, equals it.
+      - An image without the field never matches.
+    type: dict
+    default: {}
+  newest:
+    description:
+      - Keep only the most recently published image of each name.
+    type: bool
+    default: false
+notes:
+  - Facts are also returned when the module runs as a task with C(register).
+seealso:
+  - module: smartos.images.smartos_image
+  - module: smartos.images.smartos_image_source
+'''
+
+EXAMPLES = r'''
+- name: Gather installed images and sources
+  smartos.images.smartos_image_facts:
+
+- name: Show the name and version of every installed image
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.smartos_images | dict2items | map(attribute='value.manifest')
+             | map(attribute='name', default='?') | list }}"
+
+- name: Find the newest available SmartOS base images
+  smartos.images.smartos_image_facts:
+    gather_subset: [available]
+    filters:
+      os: smartos
+      name: ~base
+    newest: true
+
+- name: Installed images that VMs are cloned from
+  smartos.images.smartos_image_facts:
+    gather_subset: [installed]
+    pools: [zones]
+  register: found
+
+- name: List them
+  ansible.builtin.debug:
+    msg: "{{ found.ansible_facts.smartos_images | dict2items | selectattr('value.clones') | map(attribute='key') | list }}"
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: The facts gathered.
+  returned: always
+  type: dict
+  contains:
+    smartos_images:
+      description: Installed images by UUID (when O(gather_subset) has V(installed)).
+      returned: when gathered
+      type: dict
+      sample: {"2f1dc911-6401-4fa4-8e9d-67ea2e39c271": {"manifest": {"uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271",
+               "name": "base-64-lts", "version": "24.4.1"}, "zpool": "zones", "source": "https://images.smartos.org",
+               "clones": ["zones/59d1ef36-b3d4-4ad1-8a4c-ec2df6bc8d34"], "manifest_cached": true}}
+      contains:
+        manifest:
+          description: The image manifest imgadm cached, or just C({uuid}) when there is none.
+          type: dict
+        zpool:
+          description: The pool the image is on.
+          type: str
+        source:
+          description: The source the image was imported from, when imgadm recorded it (credentials hidden).
+          type: str
+          returned: when known
+        clones:
+          description: Names of the datasets cloned from the image's snapshots (VMs, VM disks, child images).
+          type: list
+          elements: str
+        manifest_cached:
+          description: Whether a cached manifest was found for the image.
+          type: bool
+        error:
+          description: Why the cached manifest could not be read (a corrupt cache file).
+          type: str
+          returned: when the cache file is broken
+        also_on:
+          description: Other pools that hold an image with the same UUID.
+          type: list
+          elements: str
+          returned: when the image is on more than one pool
+    smartos_image_sources:
+      description: The host's image sources, in order (when O(gather_subset) has V(sources)).
+      returned: when gathered
+      type: list
+      elements: dict
+      sample: [{"url": "https://images.smartos.org", "type": "imgapi", "insecure": false, "implicit": true}]
+      contains:
+        url:
+          description: The source URL (credentials hidden).
+          type: str
+        type:
+          description: imgapi, dsapi or docker.
+          type: str
+        insecure:
+          description: Whether TLS certificates go unchecked for it.
+          type: bool
+        implicit:
+          description: True when this is imgadm's default source, used because C(imgadm.conf) names none.
+          type: bool
+    smartos_images_available:
+      description:
+        - What the sources offer (when O(gather_subset) has V(available)), oldest first, each once.
+      returned: when gathered
+      type: list
+      elements: dict
+      sample: [{"manifest": {"uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271", "name": "base-64-lts"},
+                "source": "https://images.smartos.org"}]
+      contains:
+        manifest:
+          description: The manifest (a DSAPI one upgraded to v2).
+          type: dict
+        source:
+          description: The source that listed it first.
+          type: str
+    smartos_images_available_errors:
+      description: The sources that could not be listed, with why.
+      returned: when O(gather_subset) has V(available)
+      type: list
+      elements: dict
+      sample: [{"source": "http://mirror.example", "error": "... could not be reached after 4 attempt(s): timed out"}]
+      contains:
+        source:
+          description: The source URL (credentials hidden).
+          type: str
+        error:
+          description: What went wrong.
+          type: str
+    smartos_images_layout:
+      description: The imgadm layout of the host, V(modern) or V(original).
+      returned: always
+      type: str
+      sample: modern
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.smartos.images.plugins.module_utils._common import host_argument_spec, server_argument_spec
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+from ansible_collections.smartos.images.plugins.module_utils._facts import FactsGatherer
+from ansible_collections.smartos.images.plugins.module_utils._runner import Runner
+
+
+def main():
+    argument_spec = dict(
+        gather_subset=dict(type='list', elements='str', default=['installed', 'sources']),
+        pools=dict(type='list', elements='str'),
+        filters=dict(type='dict', default={}),
+        newest=dict(type='bool', default=False),
+    )
+    argument_spec.update(host_argument_spec())
+    argument_spec.update(server_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        result = FactsGatherer(module.params, Runner(module)).run()
+    except ImageError as e:
+        module.fail_json(msg=e.msg, **e.evidence)
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
