@@ -204,6 +204,10 @@ class CacheRecord:
             discard(self.tmp)
             self.tmp = None
 
+    def write(self):
+        """Replace the file of an image that is already installed."""
+        write_atomic(self.path, self.data)
+
 
 def modern_record(paths, pool, manifest, source_url):
     """imgadm's cache of an installed image: /var/imgadm/images/<pool>-<uuid>.json."""

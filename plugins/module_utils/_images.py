@@ -1,7 +1,9 @@
 # Private to the smartos.images collection: not a public API.
-# The smartos_image worker: read the host, find the image, plan, then import or delete.
+# The smartos_image worker: read the host once, resolve what the task declares, plan, then act.
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 from ansible_collections.smartos.images.plugins.module_utils import _host, _plan
@@ -9,18 +11,70 @@ from ansible_collections.smartos.images.plugins.module_utils._common import chec
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
     ImageError, ImageNotFound, InvalidParameter, SourceError, UnsupportedImage,
 )
+from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import Source, client_for
 from ansible_collections.smartos.images.plugins.module_utils._importer import ImportPipeline, install
 from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
+from ansible_collections.smartos.images.plugins.module_utils._local import (
+    LocalClient, load_local_manifest, verify_local_file,
+)
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, check_importable, is_uuid, label, upgrade_manifest,
 )
+from ansible_collections.smartos.images.plugins.module_utils._platform import check_platform, read_sysinfo
 from ansible_collections.smartos.images.plugins.module_utils._sources import host_sources
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
 
+PARALLEL_IMPORTS = 3   # downloads at once; receives still wait for their origin
+
+
+class Wanted:
+    """One image the task declares: by UUID, by name (and version), or from local files."""
+
+    def __init__(self, item, default_state):
+        self.uuid = item.get('uuid')
+        self.name = item.get('name')
+        self.version = item.get('version')
+        self.filters = check_filters(item.get('filters') or {})
+        self.state = item.get('state') or default_state
+        self.manifest_path = item.get('manifest')
+        self.file_path = item.get('file')
+        if sum(bool(x) for x in (self.uuid, self.name, self.manifest_path)) != 1:
+            raise InvalidParameter('each image needs exactly one of uuid, name, or manifest and file: %s'
+                                   % json.dumps(item, sort_keys=True, default=str))
+        if self.uuid and not is_uuid(self.uuid):
+            raise InvalidParameter('uuid "%s" is not a lower-case UUID such as '
+                                   '"01234567-89ab-cdef-0123-456789abcdef"' % self.uuid)
+        if self.version and not self.name:
+            raise InvalidParameter('version "%s" needs a name' % self.version)
+        if bool(self.manifest_path) != bool(self.file_path):
+            raise InvalidParameter('a local install needs both manifest and file')
+        if self.manifest_path and self.state != 'present':
+            raise InvalidParameter('manifest and file install an image; to remove it, give its uuid')
+
+    def __str__(self):
+        if self.uuid:
+            return self.uuid
+        if self.name:
+            return self.name + ('@' + self.version if self.version else '')
+        return self.manifest_path
+
+    def matches(self, manifest):
+        """True when an installed image's manifest is this name (and version), within the filters."""
+        return (manifest.get('name') == self.name and (not self.version or manifest.get('version') == self.version)
+                and matches(manifest, self.filters))
+
+
+class Found:
+    """An image located for import: where it comes from and what it is."""
+
+    def __init__(self, source, client, manifest, raw):
+        self.source, self.client, self.manifest, self.raw = source, client, manifest, raw
+        self.uuid = manifest['uuid']
+
 
 class ImageManager:
-    """Brings one image on one pool to present or absent."""
+    """Brings the images a task declares to present or absent on one pool, and prunes or refreshes."""
 
     def __init__(self, params, runner, check_mode=False, client_factory=client_for):
         self.params = params
@@ -30,21 +84,32 @@ class ImageManager:
         self.paths = _host.HostPaths(params['host_root'])
         self.layout = _host.detect_layout(self.paths, params.get('layout', 'auto'))
         self.client_factory = client_factory
-        self.uuid = params['uuid']
         self.pool = params['pool']
-        self.dataset = '%s/%s' % (self.pool, self.uuid)
-        self.sources = self._check_params()
-
-    def _check_params(self):
-        """Validate every option before any command runs; return the parsed sources."""
-        if not is_uuid(self.uuid):
-            raise InvalidParameter('uuid "%s" is not a lower-case UUID such as '
-                                   '"01234567-89ab-cdef-0123-456789abcdef"' % self.uuid)
         check_pool(self.pool)
-        check_server_params(self.params)
-        if self.params.get('source') is None:
-            return None  # the host's configured sources, read when an import needs them
-        return [Source(url) for url in self.params['source']]
+        check_server_params(params)
+        self.sources = [Source(url) for url in params['source']] if params.get('source') is not None else None
+        self.wanted = self._wanted()
+        self.keep = [Wanted({'uuid': k} if is_uuid(k) else _name_ref(k), 'present') for k in params.get('keep') or []]
+        self.cache = {}
+        self.refreshed = {}
+        self.sysinfo = False
+
+    def _wanted(self):
+        """The declared images, validated before any command runs."""
+        p = self.params
+        if p.get('images') is not None:
+            return [Wanted(item, p['state']) for item in p['images']]
+        if p.get('uuid') or p.get('name') or p.get('manifest'):
+            return [Wanted({k: p.get(k) for k in ('uuid', 'name', 'version', 'filters', 'manifest', 'file')},
+                           p['state'])]
+        return []
+
+    # ---- reading ----
+
+    def client(self, source):
+        p = self.params
+        return self.client_factory(source, validate_certs=p['validate_certs'], ca_path=p['ca_path'],
+                                   timeout=p['timeout'], retries=p['retries'])
 
     def import_sources(self):
         """The sources to try, in order: the source option (as imgadm -S), else the host's sources."""
@@ -53,50 +118,48 @@ class ImageManager:
         where = self.paths.sources_list if self.layout == 'original' else self.paths.config
         return [e.for_import() for e in host_sources(self.paths, self.layout)], where
 
-    def client(self, source):
-        p = self.params
-        return self.client_factory(source, validate_certs=p['validate_certs'], ca_path=p['ca_path'],
-                                   timeout=p['timeout'], retries=p['retries'])
-
-    def cached_manifest(self):
-        """The manifest cached for the image, or {uuid} when there is none."""
-        return self._cached(self.uuid) or {'uuid': self.uuid}
-
-    def installed_labels(self, inventory):
-        """uuid -> name@version of the images on the pool, from imgadm's cache files."""
-        labels = {}
-        for uuid in inventory.images_on(self.pool):
-            labels[uuid] = label(self._cached(uuid))
-        return labels
-
-    def _cached(self, uuid):
-        """imgadm's cached manifest of an image on the pool (or v1's, upgraded); None when absent or corrupt."""
-        try:
-            info = _host.read_json(self.paths.image_cache(self.pool, uuid))
-            if isinstance(info, dict) and isinstance(info.get('manifest'), dict):
-                return info['manifest']
-            if self.layout == 'original':
-                v1 = _host.read_json(self.paths.original_manifest(uuid))
-                return upgrade_manifest(v1) if isinstance(v1, dict) else None
-        except ValueError:
-            return None  # imgadm crashes on a corrupt cache file; we treat it as absent
-        return None
-
-    def find_image(self):
-        """Ask each source in order for an active, importable manifest; (source, client, manifest, raw)."""
+    def usable_sources(self, what):
         sources, where = self.import_sources()
         if not sources:
-            raise InvalidParameter('no image source to import %s from (%s has none): set source to one or '
-                                   'more IMGAPI URLs, or add sources with smartos_image_source' % (self.uuid, where))
-        answers = []
-        inactive = []
+            raise InvalidParameter('no image source to look for %s in (%s has none): set source to one or more '
+                                   'IMGAPI URLs, or add sources with smartos_image_source' % (what, where))
+        return sources
+
+    def cached(self, uuid):
+        """imgadm's cached manifest of an image on the pool (or v1's, upgraded); None when absent or corrupt."""
+        if uuid not in self.cache:
+            manifest = None
+            try:
+                info = _host.read_json(self.paths.image_cache(self.pool, uuid))
+                if isinstance(info, dict) and isinstance(info.get('manifest'), dict):
+                    manifest = info['manifest']
+                elif self.layout == 'original':
+                    v1 = _host.read_json(self.paths.original_manifest(uuid))
+                    manifest = upgrade_manifest(v1) if isinstance(v1, dict) else None
+            except ValueError:
+                manifest = None  # imgadm crashes on a corrupt cache file; we treat it as absent
+            self.cache[uuid] = manifest
+        return self.cache[uuid]
+
+    def installed_by_name(self, inventory, wanted):
+        """Installed images on the pool that a name (and version) reference matches, newest first."""
+        found = [(self.cached(u) or {}, u) for u in inventory.images_on(self.pool)]
+        hits = [(m.get('published_at') or '', u) for m, u in found if m and wanted.matches(m)]
+        return [u for dummy, u in sorted(hits, reverse=True)]
+
+    def get_manifest(self, uuid, ensure_active=True, prefer=None):
+        """Find an image by UUID in the sources (prefer one first); a Found."""
+        sources = self.usable_sources(uuid)
+        if prefer is not None:
+            sources = [prefer] + [s for s in sources if s is not prefer]
+        answers, inactive = [], []
         for source in sources:
             if source.type == 'docker':
                 answers.append('%s: a docker source (imports from docker sources are not supported)' % source.url)
                 continue
             try:
                 client = self.client(source)
-                raw = client.get_image(self.uuid)
+                raw = client.get_image(uuid)
                 # imgadm upgrades every manifest a source sends (v1 DSAPI manifests become v2)
                 manifest = upgrade_manifest(raw) if raw is not None else None
             except SourceError as e:
@@ -110,77 +173,334 @@ class ImageManager:
                 continue
             if manifest.get('type') == 'docker':
                 raise UnsupportedImage('image %s from %s is a docker image; importing docker images '
-                                       'is not supported yet' % (self.uuid, source.url))
-            if manifest.get('state', 'active') != 'active':
+                                       'is not supported yet' % (uuid, source.url))
+            if ensure_active and manifest.get('state', 'active') != 'active':
                 inactive.append('%s: state "%s"' % (source.url, manifest.get('state')))
                 continue
             try:
-                check_importable(manifest, self.uuid, source.url)
+                check_importable(manifest, uuid, source.url)
             except SourceError as e:
                 answers.append(e.msg)
                 continue
-            return source, client, manifest, raw
+            return Found(source, client, manifest, raw)
         if inactive:
             raise ImageError('image "%s" is not active on any source (%s); only active images can be '
-                             'imported' % (self.uuid, '; '.join(inactive + answers)))
+                             'imported' % (uuid, '; '.join(inactive + answers)))
         raise ImageNotFound('an active image "%s" was not found in image sources: %s; add a source '
-                            'that has it, or check the UUID' % (self.uuid, '; '.join(answers)),
+                            'that has it, or check the UUID' % (uuid, '; '.join(answers)),
                             sources=[s.url for s in sources])
 
-    def run(self, diff=False):
-        """Plan, then act (unless in check mode); return the module result."""
-        state = self.params['state']
-        inventory = load_inventory(self.zfs, self.runner, self.pool)
-        actions = _plan.plan_image(state, self.pool, self.uuid, inventory)
-        result = dict(changed=bool(actions), uuid=self.uuid, dataset=self.dataset, actions=actions,
-                      downloaded_bytes=0, seconds=0.0)
-        found = None
-        if actions and actions[0]['action'] == 'import':
-            found = self.find_image()
-            manifest = found[2]
-            result['source'] = found[0].url
+    def newest_by_name(self, wanted):
+        """The newest active image of a name (and version) across the sources: its UUID."""
+        sources = self.usable_sources(str(wanted))
+        query = {'name': wanted.name}
+        if wanted.version:
+            query['version'] = wanted.version
+        for key in ('os', 'type'):
+            if isinstance(wanted.filters.get(key), str) and not wanted.filters[key].startswith('~'):
+                query[key] = wanted.filters[key]
+        best, answers = None, []
+        for source in sources:
+            if source.type == 'docker':
+                continue
+            try:
+                listed = [upgrade_manifest(m) for m in self.client(source).list_raw(query) if isinstance(m, dict)]
+            except (SourceError, ManifestError) as e:
+                answers.append('%s: %s' % (source.url, getattr(e, 'msg', e)))
+                continue
+            hits = [m for m in listed if m.get('state', 'active') == 'active' and wanted.matches(m)]
+            answers.append('%s: %d match(es)' % (source.url, len(hits)))
+            for m in hits:
+                if best is None or (m.get('published_at') or '') > (best.get('published_at') or ''):
+                    best = m
+        if best is None:
+            raise ImageNotFound('no active image named "%s"%s%s was found in image sources: %s'
+                                % (wanted.name, ' version "%s"' % wanted.version if wanted.version else '',
+                                   ' matching %s' % json.dumps(wanted.filters, sort_keys=True) if wanted.filters else '',
+                                   '; '.join(answers)), sources=[s.url for s in sources])
+        return best['uuid']
+
+    def chain(self, found, inventory, planned):
+        """The images to import for found, base first: its missing ancestors, then itself."""
+        chain = [found]
+        while chain[-1].manifest.get('origin'):
+            origin = chain[-1].manifest['origin']
+            if inventory.is_image(self.pool, origin) or origin in planned:
+                break
+            try:
+                # imgadm getImgAncestry: origins may be inactive, and the child's source is asked first
+                chain.append(self.get_manifest(origin, ensure_active=False, prefer=chain[-1].source))
+            except ImageNotFound as e:
+                raise ImageNotFound('origin %s of image %s is not installed and no source has it (%s)'
+                                    % (origin, chain[-1].uuid, e.msg))
+            if len(chain) > 64:
+                raise ImageError('the origin chain of image %s is longer than 64 images' % found.uuid)
+        return list(reversed(chain))
+
+    def check_platform(self, manifest):
+        if self.sysinfo is False:
+            self.sysinfo = read_sysinfo(self.runner)
+        check_platform(manifest, self.sysinfo)
+
+    # ---- planning ----
+
+    def resolve(self, wanted, inventory, plan):
+        """Add what one declared image needs to the plan; return its entry for the results."""
+        entry = {'state': wanted.state, 'changed': False}
+        if wanted.state == 'absent':
+            if wanted.uuid:
+                uuids = [wanted.uuid] if inventory.is_image(self.pool, wanted.uuid) else []
+                _plan.check_is_image(self.pool, wanted.uuid, inventory)
+            else:
+                uuids = self.installed_by_name(inventory, wanted)
+            entry.update(uuids=uuids, changed=bool(uuids))
+            if wanted.uuid:
+                entry['uuid'] = wanted.uuid
+                plan.absent.add(wanted.uuid)
+            plan.deletes.extend(u for u in uuids if u not in plan.deletes)
+            return entry
+        if wanted.manifest_path:
+            manifest = load_local_manifest(wanted.manifest_path)
+            uuid = manifest['uuid']
+            entry.update(uuid=uuid, image=manifest)
+            if not inventory.is_image(self.pool, uuid):
+                _plan.check_is_image(self.pool, uuid, inventory)
+                origin = manifest.get('origin')
+                if origin and not inventory.is_image(self.pool, origin) and origin not in plan.import_uuids():
+                    raise ImageError('image %s needs its origin image %s on pool %s, and it is not installed: import '
+                                     'it first (smartos_image uuid: %s)' % (uuid, origin, self.pool, origin),
+                                     origin=origin)
+                verify_local_file(wanted.file_path, manifest)
+                self.check_platform(manifest)
+                plan.add_imports([Found(LocalClient(wanted.file_path).source, LocalClient(wanted.file_path),
+                                        manifest, manifest)])
+                entry.update(changed=True, imported=[uuid])
+            plan.present.add(uuid)
+            return entry
+        if wanted.name and wanted.version:
+            installed = self.installed_by_name(inventory, wanted)
+            uuid = installed[0] if installed else self.newest_by_name(wanted)
+        elif wanted.name:
+            uuid = self.newest_by_name(wanted)  # "newest" is asked again on every run
         else:
-            manifest = self.cached_manifest()
-        result['image'] = manifest
+            uuid = wanted.uuid
+        entry['uuid'] = uuid
+        plan.present.add(uuid)
+        _plan.check_is_image(self.pool, uuid, inventory)
+        if inventory.is_image(self.pool, uuid) or uuid in plan.import_uuids():
+            entry['image'] = self.cached(uuid) or plan.manifest_of(uuid) or {'uuid': uuid}
+            return entry
+        found = self.get_manifest(uuid)
+        chain = self.chain(found, inventory, plan.import_uuids())
+        for link in chain:
+            self.check_platform(link.manifest)
+        plan.add_imports(chain)
+        entry.update(changed=True, image=found.manifest, source=found.source.url,
+                     imported=[link.uuid for link in chain])
+        return entry
+
+    def run(self, diff=False):
+        """Plan everything, then act unless in check mode; return the module result."""
+        inventory = load_inventory(self.zfs, self.runner, self.pool)
+        plan = Plan()
+        entries = [self.resolve(w, inventory, plan) for w in self.wanted]
+        conflict = plan.present & (set(plan.deletes) | plan.absent)
+        if conflict:
+            raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(conflict)))
+        deletes = _plan.deletion_order(inventory, self.pool, plan.deletes)
+        removed_unused = []
+        if self.params.get('prune_unused'):
+            keep = set(plan.present) | {u for k in self.keep for u in self._keep_uuids(k, inventory)}
+            removed_unused = _plan.unused_images(inventory, self.pool, keep, going=deletes)
+            deletes = deletes + removed_unused
+        refresh = self.plan_refresh(inventory) if self.params.get('update_manifests') else []
+        actions = ([{'action': 'import', 'uuid': f.uuid, 'dataset': '%s/%s' % (self.pool, f.uuid)} for f in plan.imports]
+                   + [{'action': 'delete', 'uuid': u, 'dataset': '%s/%s' % (self.pool, u)} for u in deletes]
+                   + refresh)
+        result = dict(changed=bool(actions), actions=actions, imported=[f.uuid for f in plan.imports],
+                      removed=deletes, downloaded_bytes=0, seconds=0.0)
+        if removed_unused or self.params.get('prune_unused'):
+            result['unused'] = removed_unused
+        self._shape(result, entries)
         if diff:
-            before = self.installed_labels(inventory)
-            result['diff'] = dict(before=dict(images=before), after=dict(
-                images=_plan.diff_after(before, actions, {self.uuid: label(manifest)})))
+            before = {u: label(self.cached(u)) for u in inventory.images_on(self.pool)}
+            labels = {f.uuid: label(f.manifest) for f in plan.imports}
+            result['diff'] = dict(before=dict(images=before),
+                                  after=dict(images=_plan.diff_after(before, actions, labels)))
         if self.check_mode or not actions:
             return result
         started = time.monotonic()
-        if actions[0]['action'] == 'import':
-            changed, received = self._import(*found)
-            result.update(changed=changed, downloaded_bytes=received)
-            if not changed:
-                result['actions'] = []
-                result['msg'] = 'image %s was imported by another process while waiting for its lock' % self.uuid
-        else:
-            self._delete()
-        result['seconds'] = round(time.monotonic() - started, 3)
+        imported, received = self.execute_imports(plan.imports)
+        for uuid in deletes:
+            self.delete(uuid)
+        self.execute_refresh(refresh)
+        skipped = [f.uuid for f in plan.imports if f.uuid not in imported]
+        if skipped:
+            # imgadm checkIfImportedAfterLock: another process imported them while we waited
+            result['actions'] = [a for a in actions if not (a['action'] == 'import' and a['uuid'] in skipped)]
+            result['imported'] = [u for u in result['imported'] if u not in skipped]
+            result['changed'] = bool(result['actions'])
+            result['msg'] = ('image(s) %s were imported by another process while waiting for the import lock'
+                             % ', '.join(skipped))
+            for entry in entries:
+                if entry.get('imported'):
+                    entry['imported'] = [u for u in entry['imported'] if u not in skipped]
+                    entry['changed'] = bool(entry['imported'])
+            self._shape(result, entries)
+        result.update(downloaded_bytes=received, seconds=round(time.monotonic() - started, 3))
         return result
 
-    def record_for(self, source, manifest, raw):
-        """How the host remembers the import: imgadm's cache file, or v1's manifest and property."""
-        if self.layout == 'original':
-            v1 = dict(raw, _url=source.url) if raw is not manifest else manifest
-            return _host.OriginalRecord(self.paths, v1)
-        return _host.modern_record(self.paths, self.pool, manifest, source.url)
+    def _shape(self, result, entries):
+        """One declared image: its fields at the top level (as before); several: a results list."""
+        if self.params.get('images') is not None:
+            result['results'] = entries
+        elif len(entries) == 1:
+            entry = entries[0]
+            uuid = entry.get('uuid') or (entry.get('uuids') or [None])[0]
+            if uuid:
+                result.update(uuid=uuid, dataset='%s/%s' % (self.pool, uuid),
+                              image=entry.get('image') or self.cached(uuid) or {'uuid': uuid})
+            if entry.get('source'):
+                result['source'] = entry['source']
 
-    def _import(self, source, client, manifest, raw):
+    def _keep_uuids(self, wanted, inventory):
+        if wanted.uuid:
+            return [wanted.uuid]
+        return self.installed_by_name(inventory, wanted)
+
+    # ---- refresh (imgadm update) ----
+
+    def plan_refresh(self, inventory):
+        """Manifests to back-fill or refresh from the sources, and @final snapshots to repair."""
+        actions = []
+        for uuid in inventory.images_on(self.pool):
+            try:
+                found = self.get_manifest(uuid, ensure_active=False)
+            except (ImageNotFound, UnsupportedImage):
+                continue  # imgadm: "Could not find image in image sources (skipping)"
+            cached = self.cached(uuid)
+            fields = sorted(k for k in set(found.manifest) | set(cached or {})
+                            if (cached or {}).get(k) != found.manifest.get(k))
+            if fields:
+                self.refreshed[uuid] = found
+                actions.append({'action': 'refresh', 'uuid': uuid, 'fields': fields})
+            dataset = '%s/%s' % (self.pool, uuid)
+            if '%s@final' % dataset not in inventory.datasets:
+                snap = self.snapshot_by_guid(inventory, dataset, found.manifest)
+                actions.append({'action': 'repair', 'uuid': uuid, 'snapshot': snap, 'dataset': dataset})
+        return actions
+
+    def snapshot_by_guid(self, inventory, dataset, manifest):
+        """imgadm update: the snapshot whose guid is files[0].dataset_guid becomes @final."""
+        snaps = sorted(n for n in inventory.datasets if n.startswith(dataset + '@'))
+        if not snaps:
+            raise ImageError('image "%s" is missing its original snapshot' % dataset.split('/')[-1])
+        guid = (manifest.get('files') or [{}])[0].get('dataset_guid')
+        if not guid:
+            raise ImageError('cannot determine the original snapshot of image "%s": its manifest has no '
+                             'files[0].dataset_guid' % dataset.split('/')[-1])
+        for snap in snaps:
+            if self.zfs.guid(snap) == str(guid):
+                return snap
+        raise ImageError('image "%s" is missing its original snapshot (expected a snapshot with guid %s)'
+                         % (dataset.split('/')[-1], guid))
+
+    def execute_refresh(self, actions):
+        """Write the refreshed manifests; give images their @final back."""
+        for action in actions:
+            if action['action'] == 'refresh':
+                self.record_for(self.refreshed[action['uuid']]).write()
+            elif action['action'] == 'repair':
+                self.zfs.rename(action['snapshot'], action['dataset'] + '@final')
+
+    # ---- acting ----
+
+    def record_for(self, found):
+        """How the host remembers an image: imgadm's cache file, or v1's manifest and property."""
+        source_url = None if found.source.type == 'file' else found.source.url
+        if self.layout == 'original':
+            v1 = dict(found.raw, _url=source_url) if found.raw is not found.manifest and source_url else found.raw
+            return _host.OriginalRecord(self.paths, v1)
+        return _host.modern_record(self.paths, self.pool, found.manifest, source_url)
+
+    def execute_imports(self, imports):
+        """Run the imports, up to PARALLEL_IMPORTS at once, each after its origin; (imported uuids, bytes)."""
+        done, errors, imported, totals = {}, [], [], [0]
+        lock = threading.Lock()
+        events = {f.uuid: threading.Event() for f in imports}
+        slots = threading.Semaphore(PARALLEL_IMPORTS)
+
+        def work(found):
+            origin = found.manifest.get('origin')
+            try:
+                if origin in events:
+                    events[origin].wait()
+                    if not done.get(origin):
+                        return  # the origin failed: its error is reported
+                with slots:
+                    if errors:
+                        return
+                    changed, received = self.import_one(found)
+                with lock:
+                    totals[0] += received
+                    if changed:
+                        imported.append(found.uuid)
+                done[found.uuid] = True
+            except BaseException as e:  # pylint: disable=broad-exception-caught  # re-raised in the main thread
+                with lock:
+                    errors.append(e)
+            finally:
+                events[found.uuid].set()
+
+        threads = [threading.Thread(target=work, args=(f,), name='import-' + f.uuid[:8]) for f in imports]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return [f.uuid for f in imports if f.uuid in imported], totals[0]
+
+    def import_one(self, found):
         """Take imgadm's per-image lock, re-check, then stream the image in; (changed, bytes)."""
-        with _host.import_lock(self.paths.import_lock(self.uuid)):
+        with _host.import_lock(self.paths.import_lock(found.uuid)):
             # imgadm checkIfImportedAfterLock: another import may have finished while we waited
-            if load_inventory(self.zfs, self.runner, self.pool).is_image(self.pool, self.uuid):
+            if self.zfs.exists('%s/%s' % (self.pool, found.uuid)):
                 return False, 0
             pipeline = ImportPipeline(self.zfs, retries=self.params['retries'])
-            received = install(self.zfs, pipeline, client, manifest, self.pool,
-                               self.record_for(source, manifest, raw))
-            return True, received
+            return True, install(self.zfs, pipeline, found.client, found.manifest, self.pool, self.record_for(found))
 
-    def _delete(self):
+    def delete(self, uuid):
         """imgadm delete: zfs destroy -r <pool>/<uuid>, then drop the cached manifest(s)."""
-        self.zfs.destroy_recursive(self.dataset)
-        _host.discard(self.paths.image_cache(self.pool, self.uuid))
+        self.zfs.destroy_recursive('%s/%s' % (self.pool, uuid))
+        _host.discard(self.paths.image_cache(self.pool, uuid))
         if self.layout == 'original':
-            _host.discard(self.paths.original_manifest(self.uuid))
+            _host.discard(self.paths.original_manifest(uuid))
+
+
+class Plan:
+    """What the task will do, built while resolving the declared images."""
+
+    def __init__(self):
+        self.imports = []
+        self.deletes = []
+        self.present = set()
+        self.absent = set()
+
+    def import_uuids(self):
+        return {f.uuid for f in self.imports}
+
+    def add_imports(self, chain):
+        for found in chain:
+            if found.uuid not in self.import_uuids():
+                self.imports.append(found)
+
+    def manifest_of(self, uuid):
+        return next((f.manifest for f in self.imports if f.uuid == uuid), None)
+
+
+def _name_ref(text):
+    """'name' or 'name@version' as a reference."""
+    name, dummy, version = text.partition('@')
+    return {'name': name, 'version': version or None}

@@ -202,11 +202,14 @@ class ImageServerClient:
             raise SourceError('%s answered HTTP %d: %s' % (shown, e.code, error_message(e.read()) or e.reason),
                               url=shown, status=e.code)
 
-    def list_raw(self):
-        """Every image the source lists: ListImages page by page, as imgadm's client reads it."""
+    def list_raw(self, filters=None):
+        """Every image the source lists (filtered by the server): ListImages page by page, as imgadm reads it."""
         images, marker = [], None
         for dummy in range(MAX_PAGES):
-            query = '' if marker is None else '?' + urlencode({'limit': PAGE_SIZE, 'marker': marker})
+            params = dict(filters or {})
+            if marker is not None:
+                params.update(limit=PAGE_SIZE, marker=marker)
+            query = '?' + urlencode(sorted(params.items())) if params else ''
             page = self.get_json('/images' + query)
             if not isinstance(page, list):
                 raise SourceError('%s answered ListImages with %s, not a list of images'
@@ -265,9 +268,9 @@ class DsapiClient(ImageServerClient):
         """DSAPI: GET <base>/ping must answer 200."""
         return self.get_json('/ping') is not None
 
-    def list_raw(self):
-        """GET <base>/datasets: every v1 manifest."""
-        page = self.get_json('/datasets')
+    def list_raw(self, filters=None):
+        """GET <base>/datasets: every v1 manifest (DSAPI filters name, version, type, os)."""
+        page = self.get_json('/datasets' + ('?' + urlencode(sorted(filters.items())) if filters else ''))
         if not isinstance(page, list):
             raise SourceError('%s did not answer with a list of datasets' % self.source.url)
         return page
@@ -287,7 +290,7 @@ class DockerClient(ImageServerClient):
     def get_image(self, uuid):
         raise UnsupportedImage('importing from docker source %s is not supported' % self.source.url)
 
-    def list_raw(self):
+    def list_raw(self, filters=None):
         return []
 
 

@@ -134,3 +134,27 @@ def upgrade_manifest(manifest):
         m.pop(key, None)
     m['v'] = 2
     return m
+
+
+MINIMAL_FIELDS = ('v', 'uuid', 'name', 'version', 'type', 'os')
+NAME_RE = re.compile(r'^[A-Za-z0-9._/ -]+\Z')
+VERSION_RE = re.compile(r'^[A-Za-z0-9._/+-]+\Z')
+TYPES = ('zone-dataset', 'lx-dataset', 'lxd', 'zvol', 'docker', 'other')
+OSES = ('smartos', 'linux', 'windows', 'bsd', 'illumos', 'other')
+
+
+def minimal_problems(manifest):
+    """node-imgmanifest validateMinimalManifest, for the fields it requires (what imgadm install checks)."""
+    problems = ['%s is missing' % f for f in MINIMAL_FIELDS if manifest.get(f) in (None, '')]
+    if manifest.get('uuid') and not is_uuid(manifest['uuid']):
+        problems.append('uuid is not a lower-case UUID')
+    name, version = manifest.get('name'), manifest.get('version')
+    if name and (not isinstance(name, str) or len(name) > 1024 or not NAME_RE.match(name)):
+        problems.append('name %r is invalid (letters, digits, space and . _ / - only, at most 1024)' % (name,))
+    if version and (not isinstance(version, str) or len(version) > 512 or not VERSION_RE.match(version)):
+        problems.append('version %r is invalid (letters, digits and . _ / + - only, at most 512)' % (version,))
+    if manifest.get('type') and manifest['type'] not in TYPES:
+        problems.append('type %r is not one of %s' % (manifest['type'], ', '.join(TYPES)))
+    if manifest.get('os') and manifest['os'] not in OSES:
+        problems.append('os %r is not one of %s' % (manifest['os'], ', '.join(OSES)))
+    return problems

@@ -14,25 +14,55 @@ def dependents(inventory, dataset):
     return sorted(set(found))
 
 
-def plan_image(state, pool, uuid, inventory):
-    """The actions that bring one image on one pool to state ([] when it already is)."""
+def check_is_image(pool, uuid, inventory):
+    """Refuse to import over, or delete, a dataset <pool>/<uuid> that imgadm's rules say is no image."""
     dataset = '%s/%s' % (pool, uuid)
-    installed = inventory.is_image(pool, uuid)
     if dataset in inventory.not_images:
-        raise ImageError('dataset %s exists but is not an image: %s; refusing to %s it'
-                         % (dataset, inventory.not_images[dataset],
-                            'import over' if state == 'present' else 'delete'),
-                         dataset=dataset)
-    if state == 'present':
-        return [] if installed else [{'action': 'import', 'uuid': uuid, 'dataset': dataset}]
-    if not installed:
-        return []
-    clones = dependents(inventory, dataset)
-    if clones:
-        # imgadm: ImageHasDependentClones; we name them all
-        raise ImageInUse('image "%s" has dependent clones: %s; delete or promote them first'
-                         % (uuid, ', '.join(clones)), dataset=dataset, clones=clones)
-    return [{'action': 'delete', 'uuid': uuid, 'dataset': dataset}]
+        raise ImageError('dataset %s exists but is not an image: %s; refusing to touch it'
+                         % (dataset, inventory.not_images[dataset]), dataset=dataset)
+
+
+def _in_use_by(inventory, pool, uuid, going):
+    """The datasets that keep an image in use, not counting the datasets (and children) that are going."""
+    gone = {'%s/%s' % (pool, u) for u in going}
+    return [c for c in dependents(inventory, '%s/%s' % (pool, uuid))
+            if c not in gone and not any(c.startswith(g + '/') or c.startswith(g + '@') for g in gone)]
+
+
+def deletion_order(inventory, pool, uuids):
+    """The images to delete, each after every image cloned from it; ImageInUse naming what else uses one."""
+    pending, order = list(dict.fromkeys(uuids)), []
+    while pending:
+        ready = next((u for u in pending if not _in_use_by(inventory, pool, u, order)), None)
+        if ready is None:
+            # imgadm: ImageHasDependentClones; we name every dataset that is not going as well
+            for uuid in pending:
+                clones = _in_use_by(inventory, pool, uuid, pending + order)
+                if clones:
+                    raise ImageInUse('image "%s" has dependent clones: %s; delete or promote them first'
+                                     % (uuid, ', '.join(clones)), dataset='%s/%s' % (pool, uuid), clones=clones)
+            raise ImageError('images %s depend on each other in a loop' % ', '.join(pending))
+        order.append(ready)
+        pending.remove(ready)
+    return order
+
+
+def unused_images(inventory, pool, keep, going=()):
+    """imgadm vacuum: images nothing is cloned from, again and again until none is left; children first.
+
+    Images in keep stay; images already going (deleted by the same task) free their origins.
+    """
+    candidates = [u for u in inventory.images_on(pool) if u not in keep and u not in going]
+    going, unused = list(going), []
+    progress = True
+    while progress:
+        progress = False
+        for uuid in candidates:
+            if uuid not in unused and not _in_use_by(inventory, pool, uuid, going):
+                going.append(uuid)
+                unused.append(uuid)
+                progress = True
+    return unused
 
 
 def diff_after(before, actions, labels):

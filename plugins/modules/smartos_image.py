@@ -6,22 +6,27 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: smartos_image
-short_description: Import or delete a SmartOS image on a ZFS pool
+short_description: Import, install, delete and prune SmartOS images on a ZFS pool
 version_added: 0.1.0
 description:
-  - Makes an image, named by its UUID, present on or absent from a ZFS pool, the way
-    C(imgadm import) and C(imgadm delete) do, and shares the host with C(imgadm) (the same cached
-    manifests under C(/var/imgadm/images), the same per-image import lock, the same C(@final)
-    snapshot).
-  - The import streams the image file once. It is counted, hashed (SHA-1), decompressed and fed
-    to C(zfs receive) at the same time, with constant memory whatever the image size.
-  - The image is received as C(<pool>/<uuid>-partial) and renamed to C(<pool>/<uuid>) only after
+  - Makes images present on or absent from a ZFS pool, the way C(imgadm import), C(install),
+    C(delete), C(vacuum) and C(update) do, declaratively, and shares the host with C(imgadm) (the
+    same cached manifests under C(/var/imgadm/images), the same per-image import lock, the same
+    C(@final) snapshot).
+  - An image is named by O(uuid), by O(name) (and O(version)), or given as local files (O(manifest)
+    and O(file)); O(images) declares several at once, each present or absent, in one run that reads
+    the host once.
+  - An import streams the image file once. It is counted, hashed (SHA-1), decompressed and fed
+    to C(zfs receive) at the same time, with constant memory whatever the image size. Missing
+    ancestors of an incremental image are imported first, base to top; independent images download
+    in parallel.
+  - Each image is received as C(<pool>/<uuid>-partial) and renamed to C(<pool>/<uuid>) only after
     its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded. On any
     failure the partial dataset is destroyed and no manifest is cached, so the host is as before.
     A partial dataset left by a killed run is cleaned up by the next run.
   - A download that breaks off is resumed where it stopped (HTTP Range) up to O(retries) times.
-  - Deleting refuses, naming them, while any dataset (a VM, a child image) is a clone of one of the
-    image's snapshots.
+  - Deleting refuses, naming them, while any dataset (a VM, a VM disk, a child image) is a clone of
+    one of the image's snapshots.
 author:
   - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
@@ -33,33 +38,97 @@ attributes:
   check_mode:
     support: full
     details:
-      - Check mode reads the host and the image manifest from the sources, never downloads the
-        image file, and reports the same plan, C(changed) and diff as the real run.
+      - Check mode reads the host and the manifests from the sources (and checks a local file's size
+        and SHA-1), never downloads an image file, and reports the same actions, C(changed) and diff
+        as the real run.
   diff_mode:
     support: full
     details:
       - The diff is the set of images installed on O(pool) (UUID and name@version), before and after.
   idempotent:
     support: full
+    details:
+      - An image named without O(version) is the newest one the sources offer, asked again on every
+        run; a newer one published since the last run is imported then. Pin UUIDs for the same
+        image everywhere (see the examples).
   platform:
     details:
-      - Needs the C(zfs) command on the target; C(zoneadm) is used where it exists.
+      - Needs the C(zfs) command on the target; C(zoneadm) and C(sysinfo) are used where they exist.
 options:
   uuid:
     description:
       - The UUID of the image, in lower case.
     type: str
-    required: true
+  name:
+    description:
+      - The name of the image. With O(state=present) and no O(version), the newest active image of
+        that name (by C(published_at)) across the sources; an installed image of that name and
+        version counts as present.
+      - With O(state=absent), every installed image of that name (and O(version)).
+    type: str
+  version:
+    description:
+      - The version of the image named by O(name).
+    type: str
+  filters:
+    description:
+      - More conditions on an image named by O(name), as C(imgadm avail FIELD=VALUE) takes them, for
+        names that several kinds of image share (C(os), C(type), C(requirements.brand), ...).
+    type: dict
+  manifest:
+    description:
+      - Install from files on the host (C(imgadm install -m -f)). The path of the image manifest;
+        a v1 (DSAPI) manifest is upgraded, then validated; every bad field is listed.
+      - The file's size and SHA-1 are checked before anything is received. An incremental image
+        needs its origin installed first.
+    type: path
+  file:
+    description:
+      - With O(manifest), the path of the (compressed) image file.
+    type: path
+  images:
+    description:
+      - Several images in one task, each a dict with one of C(uuid), C(name) (with C(version),
+        C(filters)), or C(manifest) and C(file), and optionally its own C(state).
+      - The host is read once; images to import download in parallel and are received in
+        dependency order. A play that declares 30 images on a host that has them all costs one
+        module run and no downloads.
+    type: list
+    elements: dict
   state:
     description:
-      - V(present) imports the image if it is not installed on O(pool).
-      - V(absent) deletes it if it is installed; this fails while datasets are cloned from it.
+      - V(present) imports what is missing; V(absent) deletes what is installed. The default for
+        each entry of O(images).
     type: str
     choices: [present, absent]
     default: present
+  prune_unused:
+    description:
+      - Also delete every image on O(pool) that nothing uses (C(imgadm vacuum)), again and again,
+        so that chains only unused images hang on go too. An image is in use while any dataset is a
+        clone of one of its snapshots (a zone root, a VM disk C(<pool>/<uuid>-diskN) or
+        C(<pool>/<uuid>/diskN), a child image, anything).
+      - Images declared present in the same task, and those in O(keep), stay.
+      - Check mode lists exactly what would go, in RV(unused), and removes nothing.
+    type: bool
+    default: false
+  keep:
+    description:
+      - With O(prune_unused), images that stay although unused, by UUID, C(name) or C(name@version).
+    type: list
+    elements: str
+    default: []
+  update_manifests:
+    description:
+      - Back-fill and refresh the cached manifests of the images on O(pool) from the sources
+        (C(imgadm update)), and give an image that lost its C(@final) snapshot one back, found by
+        the C(dataset_guid) of its manifest. Nothing is renamed in check mode (imgadm renames even
+        with C(-n)).
+    type: bool
+    default: false
   source:
     description:
-      - IMGAPI image server URLs to import from instead of the host's configured sources (as
+      - IMGAPI image server URLs to use instead of the host's configured sources (as
         C(imgadm import -S)).
       - Without it, the host's sources are used in their order (C(/var/imgadm/imgadm.conf), or
         C(/var/db/imgadm/sources.list) on a host with the original layout), IMGAPI and DSAPI alike;
@@ -72,13 +141,16 @@ options:
     type: list
     elements: str
 notes:
-  - The image is received with C(zfs receive -u) and stays unmounted; VMs are clones of its
-    C(@final) snapshot and never use its mountpoint.
+  - Images are received with C(zfs receive -u) and stay unmounted; VMs are clones of their
+    C(@final) snapshot and never use the mountpoint.
+  - Where C(sysinfo) exists, an image whose C(requirements.min_platform) or C(max_platform) the
+    platform does not meet is refused with imgadm's message.
   - Docker-type images are not supported yet and are refused with a clear error.
   - On a host with the original layout, an import also records what imgadm v1 recorded
     (C(/var/db/imgadm/<uuid>.json) and the C(imgadm:uuid) property); a delete removes that file too.
 seealso:
   - module: smartos.images.smartos_image_source
+  - module: smartos.images.smartos_image_facts
   - name: imgadm(8)
     description: The SmartOS image tool this module works alongside.
     link: https://smartos.org/man/8/imgadm
@@ -109,59 +181,142 @@ EXAMPLES = r'''
     timeout: 60
     retries: 5
 
+- name: The newest base-64-lts for SmartOS zones (asked again on every run)
+  smartos.images.smartos_image:
+    name: base-64-lts
+    filters:
+      os: smartos
+      type: zone-dataset
+  register: newest
+
+- name: A given version of it
+  smartos.images.smartos_image:
+    name: base-64-lts
+    version: 24.4.1
+
+- name: Pin fleet-wide - resolve "newest" once on the first host, then every host imports that UUID
+  smartos.images.smartos_image:
+    uuid: "{{ hostvars[ansible_play_hosts_all[0]].newest.uuid }}"
+
+- name: Several images in one task, each with its own state
+  smartos.images.smartos_image:
+    images:
+      - uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
+      - name: base-64-lts
+        version: 24.4.1
+      - name: an-image-we-retired
+        state: absent
+
 - name: Delete the image (fails while a VM is cloned from it)
   smartos.images.smartos_image:
     uuid: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
     state: absent
+
+- name: Remove every unused image but the base image
+  smartos.images.smartos_image:
+    prune_unused: true
+    keep:
+      - base-64-lts
 '''
 
 RETURN = r'''
 uuid:
-  description: The image UUID.
-  returned: always
+  description: The image UUID (for O(name), the one it resolved to).
+  returned: when the task names one image (O(uuid), O(name) or O(manifest))
   type: str
   sample: 2f1dc911-6401-4fa4-8e9d-67ea2e39c271
 dataset:
   description: The image's ZFS dataset, C(<pool>/<uuid>).
-  returned: always
+  returned: when the task names one image
   type: str
   sample: zones/2f1dc911-6401-4fa4-8e9d-67ea2e39c271
 image:
   description:
-    - The image manifest. For an import, as the source sent it; otherwise the manifest imgadm
-      cached for the image, or just C({uuid}) when there is none.
-  returned: always
+    - The image manifest. For an import, as the source sent it (upgraded to v2); otherwise the
+      manifest imgadm cached for the image, or just C({uuid}) when there is none.
+  returned: when the task names one image
   type: dict
   sample: {"v": 2, "uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271", "name": "base-64-lts",
            "version": "24.4.1", "type": "zone-dataset", "os": "smartos", "state": "active"}
 source:
   description: The source the manifest came from (credentials hidden).
-  returned: when the image is to be imported
+  returned: when the one image the task names is to be imported from a source
   type: str
   sample: https://images.smartos.org
+results:
+  description: One entry per image of O(images), in order.
+  returned: when O(images) is given
+  type: list
+  elements: dict
+  sample: [{"uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271", "state": "present", "changed": true,
+            "imported": ["2f1dc911-6401-4fa4-8e9d-67ea2e39c271"]}]
+  contains:
+    uuid:
+      description: The image UUID (resolved for a name); absent for a name with O(state=absent).
+      type: str
+    uuids:
+      description: For O(state=absent), the installed images it deletes.
+      type: list
+      elements: str
+    state:
+      description: The declared state.
+      type: str
+    changed:
+      description: Whether this entry imports or deletes anything.
+      type: bool
+    imported:
+      description: The images this entry imports, base first (its missing ancestors, then itself).
+      type: list
+      elements: str
+    image:
+      description: The manifest, as for the top-level RV(image).
+      type: dict
+    source:
+      description: The source the image comes from.
+      type: str
 actions:
   description:
-    - The planned actions, the same in check mode and in the real run. Empty when nothing changes.
+    - The planned actions in the order they run (imports base first, then deletes children first,
+      then refreshes and repairs), the same in check mode and in the real run. Empty when nothing
+      changes.
   returned: always
   type: list
   elements: dict
   sample: [{"action": "import", "uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271",
             "dataset": "zones/2f1dc911-6401-4fa4-8e9d-67ea2e39c271"}]
+imported:
+  description: Every image imported (or to import, in check mode), base first.
+  returned: always
+  type: list
+  elements: str
+  sample: ["c58161c0-2547-11e2-a75e-9fdca1940570", "900cffef-55e3-4e7d-b7ec-ccf439a159e3"]
+removed:
+  description: Every image deleted (or to delete), children first, unused ones included.
+  returned: always
+  type: list
+  elements: str
+  sample: ["900cffef-55e3-4e7d-b7ec-ccf439a159e3"]
+unused:
+  description: The images O(prune_unused) deletes (or would delete).
+  returned: when O(prune_unused=true)
+  type: list
+  elements: str
+  sample: ["900cffef-55e3-4e7d-b7ec-ccf439a159e3", "c58161c0-2547-11e2-a75e-9fdca1940570"]
 downloaded_bytes:
-  description: Bytes of the image file downloaded (0 in check mode and when nothing changed).
+  description: Bytes of image files downloaded (0 in check mode and when nothing was imported).
   returned: always
   type: int
   sample: 246812672
 seconds:
-  description: Seconds the import or delete took (0 in check mode and when nothing changed).
+  description: Seconds the imports, deletes and refreshes took (0 in check mode and when nothing changed).
   returned: always
   type: float
   sample: 7.412
 msg:
-  description: Why nothing changed although the plan said it would.
-  returned: when another process imported the image while this one waited for the import lock
+  description: Why fewer images were imported than planned.
+  returned: when another process imported an image while this one waited for its import lock
   type: str
-  sample: image 2f1dc911-6401-4fa4-8e9d-67ea2e39c271 was imported by another process while waiting for its lock
+  sample: image(s) 2f1dc911-6401-4fa4-8e9d-67ea2e39c271 were imported by another process while waiting for the import lock
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -176,14 +331,29 @@ from ansible_collections.smartos.images.plugins.module_utils._runner import Runn
 
 def main():
     argument_spec = dict(
-        uuid=dict(type='str', required=True),
+        uuid=dict(type='str'),
+        name=dict(type='str'),
+        version=dict(type='str'),
+        filters=dict(type='dict'),
+        manifest=dict(type='path'),
+        file=dict(type='path'),
+        images=dict(type='list', elements='dict'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
+        prune_unused=dict(type='bool', default=False),
+        keep=dict(type='list', elements='str', default=[]),
+        update_manifests=dict(type='bool', default=False),
         source=dict(type='list', elements='str'),
     )
     argument_spec.update(pool_argument_spec())
     argument_spec.update(host_argument_spec())
     argument_spec.update(server_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec, supports_check_mode=True,
+        mutually_exclusive=[('uuid', 'name', 'manifest', 'images')],
+        required_one_of=[('uuid', 'name', 'manifest', 'images', 'prune_unused', 'update_manifests')],
+        required_together=[('manifest', 'file')],
+        required_by={'version': 'name', 'filters': 'name'},
+    )
     hide_url_passwords(module, module.params['source'])
     try:
         manager = ImageManager(module.params, Runner(module), check_mode=module.check_mode)

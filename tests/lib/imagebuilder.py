@@ -75,6 +75,11 @@ def send_to_file(snapshot, path, compression='gzip', incremental_from=None):
     os.replace(path + '.tmp', path)
 
 
+def guid(snapshot):
+    """The exact guid of a snapshot, as manifests carry it in files[0].dataset_guid."""
+    return run('zfs', 'get', '-Hp', '-o', 'value', 'guid', snapshot).strip()
+
+
 def build_image(pool, outdir, name='testimg', version='1.0.0', compression='gzip', files=None,
                 random_mb=0, text_mb=0, image_uuid=None, snapshot='image', keep=False, **extra):
     """Create a dataset with files, snapshot it, send it compressed; return (manifest, file path)."""
@@ -88,6 +93,38 @@ def build_image(pool, outdir, name='testimg', version='1.0.0', compression='gzip
     os.makedirs(outdir, exist_ok=True)
     path = os.path.join(outdir, image_uuid + SUFFIX[compression])
     send_to_file('%s@%s' % (dataset, snapshot), path, compression)
+    manifest = manifest_for(image_uuid, name, version, path, compression, **extra)
+    manifest['files'][0]['dataset_guid'] = guid('%s@%s' % (dataset, snapshot))
     if not keep:
         retry_busy('zfs', 'destroy', '-r', dataset)
-    return manifest_for(image_uuid, name, version, path, compression, **extra), path
+    return manifest, path
+
+
+def build_chain(pool, outdir, names, compression='gzip'):
+    """An incremental chain, base first, made as imgadm create -i makes one: each level a clone of the
+    level before, sent with `zfs send -i <origin>@final`, so that it is received as a clone again."""
+    prefix = '%s/chain-%s' % (pool, uuidlib.uuid4().hex[:8])
+    os.makedirs(outdir, exist_ok=True)
+    chain, datasets = [], []
+    for level, name in enumerate(names, 1):
+        dataset = '%s-%d' % (prefix, level)
+        if datasets:
+            run('zfs', 'clone', datasets[-1] + '@final', dataset)
+        else:
+            run('zfs', 'create', dataset)
+        mountpoint = run('zfs', 'get', '-H', '-o', 'value', 'mountpoint', dataset).strip()
+        image_uuid = str(uuidlib.uuid4())
+        fill(mountpoint, {'etc/level-%d' % level: '%s %s\n' % (name, image_uuid)}, random_mb=1)
+        run('zfs', 'snapshot', dataset + '@final')
+        path = os.path.join(outdir, image_uuid + SUFFIX[compression])
+        send_to_file(dataset + '@final', path, compression,
+                     incremental_from=datasets[-1] + '@final' if datasets else None)
+        extra = {'origin': chain[-1][0]['uuid']} if chain else {}
+        manifest = manifest_for(image_uuid, name, '1.0.%d' % level, path, compression, **extra)
+        manifest['files'][0]['dataset_guid'] = guid(dataset + '@final')
+        chain.append((manifest, path))
+        datasets.append(dataset)
+    # the build datasets go: a receive would match their snapshots by guid instead of the images'
+    for dataset in reversed(datasets):
+        retry_busy('zfs', 'destroy', '-r', dataset)
+    return chain
