@@ -121,7 +121,7 @@ class ImageManager:
     def usable_sources(self, what):
         sources, where = self.import_sources()
         if not sources:
-            raise InvalidParameter('no image source to look for %s in (%s has none): set source to one or more '
+            raise InvalidParameter('no image source to import %s from (%s has none): set source to one or more '
                                    'IMGAPI URLs, or add sources with smartos_image_source' % (what, where))
         return sources
 
@@ -250,7 +250,7 @@ class ImageManager:
         if wanted.state == 'absent':
             if wanted.uuid:
                 uuids = [wanted.uuid] if inventory.is_image(self.pool, wanted.uuid) else []
-                _plan.check_is_image(self.pool, wanted.uuid, inventory)
+                _plan.check_is_image(self.pool, wanted.uuid, inventory, 'absent')
             else:
                 uuids = self.installed_by_name(inventory, wanted)
             entry.update(uuids=uuids, changed=bool(uuids))
@@ -264,7 +264,7 @@ class ImageManager:
             uuid = manifest['uuid']
             entry.update(uuid=uuid, image=manifest)
             if not inventory.is_image(self.pool, uuid):
-                _plan.check_is_image(self.pool, uuid, inventory)
+                _plan.check_is_image(self.pool, uuid, inventory, 'present')
                 origin = manifest.get('origin')
                 if origin and not inventory.is_image(self.pool, origin) and origin not in plan.import_uuids():
                     raise ImageError('image %s needs its origin image %s on pool %s, and it is not installed: import '
@@ -286,7 +286,7 @@ class ImageManager:
             uuid = wanted.uuid
         entry['uuid'] = uuid
         plan.present.add(uuid)
-        _plan.check_is_image(self.pool, uuid, inventory)
+        _plan.check_is_image(self.pool, uuid, inventory, 'present')
         if inventory.is_image(self.pool, uuid) or uuid in plan.import_uuids():
             entry['image'] = self.cached(uuid) or plan.manifest_of(uuid) or {'uuid': uuid}
             return entry

@@ -14,12 +14,13 @@ def dependents(inventory, dataset):
     return sorted(set(found))
 
 
-def check_is_image(pool, uuid, inventory):
+def check_is_image(pool, uuid, inventory, state):
     """Refuse to import over, or delete, a dataset <pool>/<uuid> that imgadm's rules say is no image."""
     dataset = '%s/%s' % (pool, uuid)
     if dataset in inventory.not_images:
-        raise ImageError('dataset %s exists but is not an image: %s; refusing to touch it'
-                         % (dataset, inventory.not_images[dataset]), dataset=dataset)
+        raise ImageError('dataset %s exists but is not an image: %s; refusing to %s it'
+                         % (dataset, inventory.not_images[dataset], 'import over' if state == 'present' else 'delete'),
+                         dataset=dataset)
 
 
 def _in_use_by(inventory, pool, uuid, going):
