@@ -96,7 +96,6 @@ EXAMPLES = r'''
 - name: Installed images that VMs are cloned from
   smartos.images.smartos_image_facts:
     gather_subset: [installed]
-    pools: [zones]
   register: found
 
 - name: List them

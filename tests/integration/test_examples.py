@@ -13,9 +13,12 @@ import subprocess
 import pytest
 import yaml
 
-from tests.integration.conftest import POOL, REPO
+from tests.integration.conftest import POOL, REPO, WORK
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
+from tests.lib.zfspool import FilePool
+
+EXAMPLE_POOL = POOL + 'ex'  # the examples prune unused images: they get a pool of their own
 
 pytestmark = pytest.mark.usefixtures('collection_built')
 
@@ -33,10 +36,17 @@ def examples(module):
 
 
 @pytest.fixture(scope='module')
-def example_servers(pool, tls, tmp_path_factory):
+def example_pool(zfs_daemon):
+    p = FilePool(EXAMPLE_POOL, os.path.join(WORK, EXAMPLE_POOL + '.img'), size='1G').create()
+    yield p
+    p.destroy()
+
+
+@pytest.fixture(scope='module')
+def example_servers(example_pool, tls, tmp_path_factory):
     """Servers on the ports the examples name, serving an image with the examples' UUID."""
     served = str(tmp_path_factory.mktemp('example-images'))
-    manifest, path = build_image(pool.name, str(tmp_path_factory.mktemp('example-build')), name='base-64-lts',
+    manifest, path = build_image(example_pool.name, str(tmp_path_factory.mktemp('example-build')), name='base-64-lts',
                                  version='24.4.1', image_uuid=EXAMPLE_UUID, compression='gzip')
     v1 = {'uuid': EXAMPLE_UUID, 'name': 'base-64-lts', 'version': '24.4.1', 'description': 'example',
           'creator_uuid': '930896af-bf8c-48d4-885c-6573a94b1853', 'creator_name': 'tests', 'os': 'smartos',
@@ -64,11 +74,12 @@ def test_smartos_image_examples(play, example_servers, tls, tmp_path):
     os.makedirs(os.path.join(root, 'var', 'imgadm'))
     with open(os.path.join(root, 'var', 'imgadm', 'imgadm.conf'), 'w', encoding='utf-8') as f:
         json.dump({'sources': [{'type': 'imgapi', 'url': 'http://127.0.0.1:8080'}]}, f)
-    results = run_examples(play, 'smartos_image', {'pool': POOL, 'host_root': root}, {'mirror_ca_file': tls['ca']})
+    results = run_examples(play, 'smartos_image', {'pool': EXAMPLE_POOL, 'host_root': root}, {'mirror_ca_file': tls['ca']})
     statuses = [(r['task'], r['status'], r['result'].get('changed')) for r in results]
     assert [s[1] for s in statuses] == ['ok'] * len(examples('smartos_image')), statuses
-    assert statuses[0][2] is True and statuses[-1][2] is True  # imported first, deleted last
-    assert all(changed is False for dummy, dummy2, changed in statuses[1:-1] if changed is not None)
+    changed = [task for task, dummy, was_changed in statuses if was_changed]
+    # imported by the first task; deleted by the one that deletes it; nothing else changes
+    assert changed == ["Import an image from the host's configured image sources", 'Delete the image (fails while a VM is cloned from it)']
 
 
 def test_smartos_image_source_examples(play, example_servers, tmp_path):
@@ -79,3 +90,14 @@ def test_smartos_image_source_examples(play, example_servers, tmp_path):
     assert results[0]['result']['sources'][0]['url'] == 'http://127.0.0.1:8080'
     with open(os.path.join(root, 'var', 'db', 'imgadm', 'imgcache.json'), encoding='utf-8') as f:
         assert EXAMPLE_UUID in [m['uuid'] for m in json.load(f)]
+
+
+def test_smartos_image_facts_examples(play, example_servers, tmp_path):
+    root = str(tmp_path / 'root')
+    os.makedirs(os.path.join(root, 'var', 'imgadm'))
+    with open(os.path.join(root, 'var', 'imgadm', 'imgadm.conf'), 'w', encoding='utf-8') as f:
+        json.dump({'sources': [{'type': 'imgapi', 'url': 'http://127.0.0.1:8080'}]}, f)
+    results = run_examples(play, 'smartos_image_facts', {'host_root': root, 'pools': [EXAMPLE_POOL]})
+    assert [r['status'] for r in results] == ['ok'] * len(examples('smartos_image_facts'))
+    available = results[2]['result']['ansible_facts']['smartos_images_available']
+    assert [e['manifest']['uuid'] for e in available] == [EXAMPLE_UUID]
