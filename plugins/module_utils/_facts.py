@@ -74,7 +74,7 @@ class FactsGatherer:
                 path = self.paths.original_manifest(uuid)
                 v1 = _host.read_json(path)
                 if v1 is not None:
-                    return upgrade_manifest(v1), v1.get('_url'), None
+                    return upgrade_manifest(v1), v1.get('_url'), None  # upgrade_manifest refuses a non-object
             if info is None:
                 return None, None, None
         except (ValueError, ManifestError) as e:
@@ -116,10 +116,10 @@ class FactsGatherer:
         results = [None] * len(usable)
 
         def fetch(i, entry):
-            client = self.client_factory(entry.for_import(), validate_certs=self.params['validate_certs'],
-                                         ca_path=self.params['ca_path'], timeout=self.params['timeout'],
-                                         retries=self.params['retries'])
             try:
+                client = self.client_factory(entry.for_import(), validate_certs=self.params['validate_certs'],
+                                             ca_path=self.params['ca_path'], timeout=self.params['timeout'],
+                                             retries=self.params['retries'])
                 listed = client.list_raw()
                 if not all(isinstance(m, dict) for m in listed):
                     raise SourceError('the image list holds something that is not a manifest')
@@ -149,8 +149,8 @@ class FactsGatherer:
                     seen.add(m.get('uuid'))
                     merged.append({'manifest': m, 'source': url})
         if usable and len(errors) == len(usable):
-            raise SourceError('no image source answered: %s' % '; '.join('%s: %s' % (e['source'], e['error'])
-                                                                        for e in errors))
+            raise SourceError('no image source answered: %s'
+                              % '; '.join('%s: %s' % (e['source'], e['error']) for e in errors))
         if self.params['newest']:
             keep = {id(m) for m in newest_per_name([e['manifest'] for e in merged])}
             merged = [e for e in merged if id(e['manifest']) in keep]

@@ -37,6 +37,8 @@ def _as_js_string(value):
         return 'true'
     if value is False:
         return 'false'
+    if value is None:
+        return 'null'
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -45,6 +47,8 @@ def _as_js_string(value):
 def matches(record, filters):
     """True when every filter matches (a missing field never does)."""
     for field, wanted in filters.items():
+        if wanted in ('true', 'false'):
+            wanted = wanted == 'true'  # imgadm turns the words into booleans and compares strictly
         actual = lookup(record, field)
         if actual is _MISSING:
             return False

@@ -168,9 +168,12 @@ class ImageServerClient:
         except TRANSIENT_ERRORS as e:
             raise SourceError('reading %s failed: %s' % (shown, e), url=shown)
         try:
-            return json.loads(body.decode('utf-8'))
+            document = json.loads(body.decode('utf-8'))
         except ValueError as e:
             raise SourceError('%s answered with invalid JSON (%s)' % (shown, e), url=shown)
+        if document is None:
+            raise SourceError('%s answered with JSON null' % shown, url=shown)  # None means 404 to callers
+        return document
 
     def get_image(self, uuid):
         """GetImage: the manifest of one image, or None when the source does not have it."""

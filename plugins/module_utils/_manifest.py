@@ -85,6 +85,8 @@ def _number(value):
 
 def manifest_version(manifest):
     """The manifest format version, as node-imgmanifest decides it."""
+    if not isinstance(manifest, dict):
+        raise ManifestError('a manifest must be a JSON object, not %s' % type(manifest).__name__)
     if manifest.get('v') is None:
         if manifest.get('creator_uuid'):
             return 1
@@ -101,6 +103,8 @@ def upgrade_manifest(manifest):
         return manifest
     if not is_uuid(manifest.get('uuid')):
         raise ManifestError('v1 manifest "uuid" is not a UUID: %r' % (manifest.get('uuid'),))
+    if not manifest.get('creator_uuid'):
+        raise ManifestError('v1 manifest has no "creator_uuid"')
     m = copy.deepcopy(manifest)
     if m.get('owner') is not None:
         raise ManifestError('v1 manifest already has an "owner"')

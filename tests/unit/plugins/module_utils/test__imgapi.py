@@ -11,6 +11,7 @@ import io
 import json
 import socket
 import ssl
+import urllib.parse
 import urllib.request
 from urllib.error import HTTPError, URLError
 
@@ -456,3 +457,235 @@ def test_wire_headers_of_open_file(opened):
     assert request.get_header('Accept-version') == '~2'
     assert request.get_header('Range') == 'bytes=1024-'
     assert request.get_header('Authorization') is None
+
+
+# ---- list_raw: ListImages page by page ----
+
+def manifests(count, prefix='0'):
+    """count manifests with distinct, ordered UUIDs."""
+    return [{'v': 2, 'uuid': '%s%07x-0000-4000-8000-%012x' % (prefix, i, i), 'name': 'img%d' % i} for i in range(count)]
+
+
+def paged(images, default_limit=1000):
+    """An IMGAPI ListImages answer: limit (default and maximum 1000) from the marker image, which is included again."""
+    def answer(url):
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        start = 0
+        if 'marker' in query:
+            start = next(i for i, m in enumerate(images) if m['uuid'] == query['marker'])
+        limit = int(query.get('limit', default_limit))
+        return FakeResponse(json.dumps(images[start:start + limit]).encode())
+    return answer
+
+
+def queries(req):
+    return [urllib.parse.urlsplit(call['url']).query for call in req.calls]
+
+
+def test_list_raw_first_request_has_no_limit_or_marker():
+    c, req, dummy = client(ok([MANIFEST]))
+    assert c.list_raw() == [MANIFEST]
+    assert [call['url'] for call in req.calls] == ['http://img.example.com/images']
+
+
+def test_list_raw_2500_images_once_each_in_order():
+    images = manifests(2500)
+    c, req, sleeps = client(paged(images))
+    assert c.list_raw() == images
+    # 1000, then 999 new after the repeated marker, then the 501 left
+    assert queries(req) == ['', 'limit=1000&marker=' + images[999]['uuid'], 'limit=1000&marker=' + images[1998]['uuid']]
+    assert sleeps == []
+
+
+@pytest.mark.parametrize('count, requests', [
+    (0, 1),
+    (1, 1),
+    (999, 1),       # a short first page ends it
+    (1000, 2),      # a full page asks again, and gets only the marker back
+    (1001, 2),
+    (1999, 3),      # 1000, then 999 more (a full page), then the marker alone
+    (2000, 3),
+])
+def test_list_raw_stops_on_a_short_page(count, requests):
+    images = manifests(count)
+    c, req, dummy = client(paged(images))
+    assert c.list_raw() == images
+    assert len(req.calls) == requests
+
+
+def test_list_raw_drops_only_a_repeated_marker():
+    first = manifests(1000)
+    other = manifests(3, prefix='f')
+    # a server that does not repeat the marker: nothing is dropped
+    c, req, dummy = client(ok(first), ok(other))
+    assert c.list_raw() == first + other
+    assert queries(req)[1] == 'limit=1000&marker=' + first[-1]['uuid']
+
+
+def test_list_raw_stops_on_an_empty_page():
+    first = manifests(1000)
+    c, req, dummy = client(ok(first), ok([]))
+    assert c.list_raw() == first
+    assert len(req.calls) == 2
+
+
+def test_list_raw_stops_when_the_marker_does_not_advance():
+    # a server that ignores the marker answers the first page again: its last image is the marker
+    first = manifests(1000)
+    c, req, dummy = client(ok(first))
+    images = c.list_raw()
+    assert len(req.calls) == 2
+    assert images[:1000] == first
+    assert {m['uuid'] for m in images} == {m['uuid'] for m in first}
+
+
+def test_list_raw_stops_when_a_full_page_ends_with_something_that_is_not_a_manifest():
+    first = manifests(999) + ['junk']
+    c, req, dummy = client(ok(first))
+    assert c.list_raw() == first       # left for the caller to refuse
+    assert len(req.calls) == 1
+
+
+@pytest.mark.parametrize('url, expected', [
+    ('http://img.example.com/?channel=dev', ['http://img.example.com/images?channel=dev',
+                                             'http://img.example.com/images?limit=1000&marker=%s&channel=dev']),
+    ('http://img.example.com', ['http://img.example.com/images', 'http://img.example.com/images?limit=1000&marker=%s']),
+])
+def test_list_raw_channel_is_appended_to_the_page_query(url, expected):
+    images = manifests(1200)
+    c, req, dummy = client(paged(images), url=url)
+    assert c.list_raw() == images
+    marker = images[999]['uuid']
+    assert [call['url'] for call in req.calls] == [expected[0], expected[1] % marker]
+
+
+@pytest.mark.parametrize('answer, what', [
+    (ok({'code': 'InternalError'}), 'a dict'),
+    (ok('images'), 'a str'),
+    (ok(42), 'a int'),
+    (http_error(404), 'HTTP 404'),
+])
+def test_list_raw_answer_that_is_not_a_list(answer, what):
+    c, dummy, dummy2 = client(answer, url=SECRET)
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert exc.value.msg == 'https://***@img.example.com?channel=dev answered ListImages with %s, not a list of images' % what
+    assert 's3cret' not in str(exc.value.evidence)
+
+
+def test_json_null_is_not_taken_for_a_404():
+    c, dummy, dummy2 = client(ok(None), url=SECRET)
+    with pytest.raises(SourceError, match='answered with JSON null') as exc:
+        c.list_raw()
+    assert 's3cret' not in str(exc.value.evidence)
+
+
+def test_list_raw_a_later_page_that_is_not_a_list():
+    c, req, dummy = client(ok(manifests(1000)), ok({'code': 'InternalError', 'message': 'oops'}))
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert 'answered ListImages with a dict' in exc.value.msg
+    assert len(req.calls) == 2
+
+
+def test_list_raw_page_errors_are_retried_and_reported():
+    c, req, sleeps = client(http_error(503), ok([MANIFEST]))
+    assert c.list_raw() == [MANIFEST]
+    assert len(req.calls) == 2 and len(sleeps) == 1
+    c, req, dummy = client(http_error(500, b'{"code": "InternalError", "message": "oops"}'), retries=0)
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert exc.value.msg == 'http://img.example.com/images answered HTTP 500: InternalError: oops'
+
+
+def test_list_raw_is_bounded(monkeypatch):
+    monkeypatch.setattr(_imgapi, 'MAX_PAGES', 3)
+    pages = iter(range(100))
+
+    def endless(url):
+        page = manifests(1000, prefix='%x' % next(pages))
+        return FakeResponse(json.dumps(page).encode())
+    c, req, dummy = client(endless)
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert exc.value.msg == 'http://img.example.com: ListImages did not end after 3 pages'
+    assert len(req.calls) == 3
+
+
+# ---- DsapiClient ----
+
+DS = 'https://datasets.example.com/datasets'
+V1 = {'uuid': U, 'name': 'base64', 'version': '1.8.1', 'creator_uuid': '352971aa-31ba-496c-9ade-a379feaecd52',
+      'files': [{'path': 'base64-1.8.1.zfs.bz2', 'sha1': 'a' * 40, 'size': 3}]}
+
+
+def dsapi(*answers, url=DS):
+    c = _imgapi.DsapiClient(Source(url, type='dsapi'), retries=0, sleep=[].append)
+    c._request = FakeRequest(*answers)
+    return c, c._request
+
+
+@pytest.mark.parametrize('url, root', [
+    (DS, 'https://datasets.example.com'),
+    (DS + '/', 'https://datasets.example.com'),
+    ('http://127.0.0.1:8080/api/datasets', 'http://127.0.0.1:8080/api'),
+    ('https://bob:pw@datasets.example.com/datasets', 'https://datasets.example.com'),
+])
+def test_dsapi_root(url, root):
+    c, dummy = dsapi(ok([]), url=url)
+    assert c.root == root
+
+
+@pytest.mark.parametrize('url', ['https://datasets.example.com', 'https://datasets.example.com/images',
+                                 'https://datasets.example.com/datasets/x', 'https://bob:pw@example.com/dataset'])
+def test_dsapi_refuses_a_url_not_ending_in_datasets(url):
+    with pytest.raises(InvalidParameter) as exc:
+        _imgapi.DsapiClient(Source(url, type='dsapi'))
+    assert exc.value.msg.startswith('"dsapi" source URL does not end with "/datasets": "')
+    assert 'pw' not in exc.value.msg
+
+
+def test_dsapi_list_raw():
+    c, req = dsapi(ok([V1, dict(V1, uuid=U.replace('2f', '3f'))]))
+    assert [m['uuid'] for m in c.list_raw()] == [U, U.replace('2f', '3f')]
+    assert [call['url'] for call in req.calls] == [DS]     # one GET, no pages
+
+
+@pytest.mark.parametrize('answer', [ok({'datasets': []}), ok('x'), http_error(404)])
+def test_dsapi_list_raw_that_is_not_a_list(answer):
+    c, dummy = dsapi(answer)
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert exc.value.msg == '%s did not answer with a list of datasets' % DS
+
+
+@pytest.mark.parametrize('files, path, url', [
+    # files[0].url, absolute: used as it is
+    ([{'url': 'https://cdn.example.com/x/base64.zfs.bz2', 'path': 'base64.zfs.bz2'}],
+     'https://cdn.example.com/x/base64.zfs.bz2', 'https://cdn.example.com/x/base64.zfs.bz2'),
+    # else <base>/datasets/<uuid>/<files[0].path>
+    ([{'path': 'base64-1.8.1.zfs.bz2'}], '/datasets/%s/base64-1.8.1.zfs.bz2' % U,
+     'https://datasets.example.com/datasets/%s/base64-1.8.1.zfs.bz2' % U),
+    ([{'url': 'base64.zfs.bz2', 'path': 'a b.zfs'}], '/datasets/%s/a%%20b.zfs' % U,
+     'https://datasets.example.com/datasets/%s/a%%20b.zfs' % U),
+])
+def test_dsapi_file_path(files, path, url):
+    c, req = dsapi(ok(dict(V1, files=files)))
+    assert c.get_image(U)['files'] == files
+    assert c.file_path(U) == path
+    assert c._url(c.file_path(U)) == url
+    assert len(req.calls) == 1      # the manifest is fetched once
+
+
+def test_dsapi_file_path_fetches_the_manifest_when_needed():
+    c, req = dsapi(ok(V1))
+    assert c.file_path(U) == '/datasets/%s/base64-1.8.1.zfs.bz2' % U
+    assert [call['url'] for call in req.calls] == ['%s/%s' % (DS, U)]
+
+
+@pytest.mark.parametrize('manifest', [dict(V1, files=[{'sha1': 'a' * 40}]), dict(V1, files=[]), {'uuid': U}])
+def test_dsapi_file_path_without_url_or_path(manifest):
+    c, dummy = dsapi(ok(manifest))
+    with pytest.raises(SourceError) as exc:
+        c.file_path(U)
+    assert exc.value.msg == 'the DSAPI manifest of %s from %s has neither files[0].url nor files[0].path' % (U, DS)

@@ -526,7 +526,7 @@ def test_missing_pool(run, servers):
     host = FakeHost([POOL])
     result = run(host, uuid=U, pool='tank', source=[SRC])
     assert result['failed'] is True
-    assert result['msg'] == 'zfs pool or dataset "tank" does not exist'
+    assert result['msg'] == 'zfs pool or dataset "tank" does not exist (cannot open \'tank\': dataset does not exist)'
     assert servers.requests == []
 
 
