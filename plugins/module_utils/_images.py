@@ -98,7 +98,12 @@ class ImageManager:
         """The declared images, validated before any command runs."""
         p = self.params
         if p.get('images') is not None:
-            return [Wanted(item, p['state']) for item in p['images']]
+            wanted = [Wanted(item, p['state']) for item in p['images']]
+            both = ({w.uuid for w in wanted if w.uuid and w.state == 'present'}
+                    & {w.uuid for w in wanted if w.uuid and w.state == 'absent'})
+            if both:
+                raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(both)))
+            return wanted
         if p.get('uuid') or p.get('name') or p.get('manifest'):
             return [Wanted({k: p.get(k) for k in ('uuid', 'name', 'version', 'filters', 'manifest', 'file')},
                            p['state'])]
@@ -309,8 +314,12 @@ class ImageManager:
             raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(conflict)))
         deletes = _plan.deletion_order(inventory, self.pool, plan.deletes)
         removed_unused = []
+        warnings = []
         if self.params.get('prune_unused'):
-            keep = set(plan.present) | {u for k in self.keep for u in self._keep_uuids(k, inventory)}
+            kept = {str(k): self._keep_uuids(k, inventory) for k in self.keep}
+            # a misspelt keep entry protects nothing: say so rather than prune in silence
+            warnings.extend('keep entry "%s" matches no image on pool %s' % (k, self.pool) for k, u in kept.items() if not u)
+            keep = set(plan.present) | {u for uuids in kept.values() for u in uuids}
             removed_unused = _plan.unused_images(inventory, self.pool, keep, going=deletes)
             deletes = deletes + removed_unused
         refresh = self.plan_refresh(inventory) if self.params.get('update_manifests') else []
@@ -318,13 +327,14 @@ class ImageManager:
                    + [{'action': 'delete', 'uuid': u, 'dataset': '%s/%s' % (self.pool, u)} for u in deletes]
                    + refresh)
         result = dict(changed=bool(actions), actions=actions, imported=[f.uuid for f in plan.imports],
-                      removed=deletes, downloaded_bytes=0, seconds=0.0)
+                      removed=deletes, downloaded_bytes=0, seconds=0.0, warnings=warnings)
         if removed_unused or self.params.get('prune_unused'):
             result['unused'] = removed_unused
         self._shape(result, entries)
         if diff:
             before = {u: label(self.cached(u)) for u in inventory.images_on(self.pool)}
             labels = {f.uuid: label(f.manifest) for f in plan.imports}
+            labels.update((u, label(f.manifest)) for u, f in self.refreshed.items())
             result['diff'] = dict(before=dict(images=before),
                                   after=dict(images=_plan.diff_after(before, actions, labels)))
         if self.check_mode or not actions:

@@ -2,6 +2,7 @@
 # Installing from a manifest and an image file on the host (imgadm install -m -f).
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -67,8 +68,12 @@ def load_local_manifest(path):
         manifest = upgrade_manifest(manifest)
     except ManifestError as e:
         raise InvalidParameter('manifest %s is invalid: %s' % (path, e))
-    problems = minimal_problems(manifest) + [p for p in import_problems(manifest, manifest.get('uuid'))
-                                             if not p.startswith('uuid ')]
+    if not manifest.get('published_at'):
+        # imgadm install: a manifest without published_at is published now
+        manifest['published_at'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.000Z')
+    problems = minimal_problems(manifest)
+    problems += [p for p in import_problems(manifest, manifest.get('uuid'))
+                 if not p.startswith('uuid ') and p not in problems]
     if problems:
         raise InvalidParameter('manifest %s is invalid: %s' % (path, '; '.join(problems)), problems=problems)
     return manifest

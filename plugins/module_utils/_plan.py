@@ -25,9 +25,9 @@ def check_is_image(pool, uuid, inventory, state):
 
 def _in_use_by(inventory, pool, uuid, going):
     """The datasets that keep an image in use, not counting the datasets (and children) that are going."""
-    gone = {'%s/%s' % (pool, u) for u in going}
+    gone = {'%s/%s' % (pool, u) for u in going} | {'%s/%s' % (pool, uuid)}  # destroy -r takes its own tree
     return [c for c in dependents(inventory, '%s/%s' % (pool, uuid))
-            if c not in gone and not any(c.startswith(g + '/') or c.startswith(g + '@') for g in gone)]
+            if c not in gone and not any(c.startswith(g + '/') for g in gone)]
 
 
 def deletion_order(inventory, pool, uuids):
@@ -70,8 +70,10 @@ def diff_after(before, actions, labels):
     """The installed-images dict after the actions (uuid -> name@version)."""
     after = dict(before)
     for action in actions:
-        if action['action'] == 'import':
-            after[action['uuid']] = labels.get(action['uuid'], '-')
+        if action['action'] in ('import', 'refresh') and action['uuid'] in labels:
+            after[action['uuid']] = labels[action['uuid']]
+        elif action['action'] == 'import':
+            after[action['uuid']] = '-'
         elif action['action'] == 'delete':
             after.pop(action['uuid'], None)
     return after

@@ -15,9 +15,12 @@ def read_sysinfo(runner):
     if rc != 0:
         raise CommandError('sysinfo failed: %s' % err.strip(), cmd='sysinfo', rc=rc, stderr=err)
     try:
-        return json.loads(out)
+        info = json.loads(out)
     except ValueError as e:
         raise CommandError('sysinfo printed something that is not JSON: %s' % e, cmd='sysinfo')
+    if not isinstance(info, dict):
+        raise CommandError('sysinfo printed a JSON %s, not an object' % type(info).__name__, cmd='sysinfo')
+    return info
 
 
 def platform_problem(manifest, sysinfo):
@@ -30,7 +33,8 @@ def platform_problem(manifest, sysinfo):
         if not isinstance(wanted, dict) or not wanted:
             continue
         if version in wanted:
-            bad = stamp < wanted[version] if too_low else stamp > wanted[version]
+            # imgadm compares an absent Live Image as undefined, which is never < or > anything
+            bad = bool(stamp) and (stamp < wanted[version] if too_low else stamp > wanted[version])
         else:
             edge = sorted(wanted)[0] if too_low else sorted(wanted)[-1]
             bad = version < edge if too_low else version > edge

@@ -360,6 +360,8 @@ def main():
         result = manager.run(diff=module._diff)
     except ImageError as e:
         module.fail_json(msg=e.msg, **e.evidence)
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
     module.exit_json(**result)
 
 

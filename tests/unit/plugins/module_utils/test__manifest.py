@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
-    check_importable, import_problems, is_uuid, label,
+    check_importable, import_problems, is_uuid, label, minimal_problems,
 )
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
@@ -129,3 +129,70 @@ def test_is_uuid_rejects_a_trailing_newline(value):
 
 def test_sha1_with_trailing_newline_is_a_problem():
     assert import_problems(changed(file_sha1=SHA1 + '\n'), U) == ['files[0].sha1 is missing or not 40 hex digits']
+
+
+# ---- minimal_problems: node-imgmanifest validateMinimalManifest (what imgadm install checks) ----
+
+NAME_RULE = 'is invalid (letters, digits, space and . _ / - only, at most 1024)'
+VERSION_RULE = 'is invalid (letters, digits and . _ / + - only, at most 512)'
+TYPES = 'zone-dataset, lx-dataset, lxd, zvol, docker, other'
+OSES = 'smartos, linux, windows, bsd, illumos, other'
+MINIMAL = {k: GOOD[k] for k in ('v', 'uuid', 'name', 'version', 'type', 'os')}
+
+
+@pytest.mark.parametrize('manifest', [
+    GOOD,
+    MINIMAL,                                            # no files, state, owner...: not required for install
+    dict(MINIMAL, v='2'),                               # a text "v" passes Number(v)
+    dict(MINIMAL, v=0),                                 # present, even if falsy
+    dict(MINIMAL, name='Base 64/LTS_x.y-z'),            # every character NAME_RE allows
+    dict(MINIMAL, name='n' * 1024),
+    dict(MINIMAL, version='1.0.0-rc.1+build_7/x'),      # every character VERSION_RE allows, "+" since imgadm 3.7.0
+    dict(MINIMAL, version='v' * 512),
+    dict(MINIMAL, uuid='00000000-0000-0000-0000-000000000000'),
+    dict(MINIMAL, extra={'anything': True}),            # other fields are not looked at
+] + [dict(MINIMAL, type=t) for t in TYPES.split(', ')] + [dict(MINIMAL, os=o) for o in OSES.split(', ')])
+def test_minimal_problems_none(manifest):
+    assert minimal_problems(manifest) == []
+
+
+@pytest.mark.parametrize('manifest, problems', [
+    ({}, ['v is missing', 'uuid is missing', 'name is missing', 'version is missing', 'type is missing', 'os is missing']),
+    (changed(v=None), ['v is missing']),
+    (changed(uuid=None), ['uuid is missing']),
+    (changed(name=None), ['name is missing']),
+    (changed(version=None), ['version is missing']),
+    (changed(type=None), ['type is missing']),
+    (changed(os=None), ['os is missing']),
+    (changed(name='', os=''), ['name is missing', 'os is missing']),
+    (changed(uuid=U.upper()), ['uuid is not a lower-case UUID']),
+    (changed(uuid=U + '\n'), ['uuid is not a lower-case UUID']),
+    (changed(uuid='base-64'), ['uuid is not a lower-case UUID']),
+    (changed(name='base@64'), ["name 'base@64' " + NAME_RULE]),
+    (changed(name='base:64'), ["name 'base:64' " + NAME_RULE]),
+    (changed(name='caf\u00e9'), ["name 'caf\u00e9' " + NAME_RULE]),
+    (changed(name='base\n'), ["name 'base\\n' " + NAME_RULE]),
+    (changed(name='n' * 1025), ["name '%s' %s" % ('n' * 1025, NAME_RULE)]),
+    (changed(name=64), ['name 64 ' + NAME_RULE]),
+    (changed(version='1.0 beta'), ["version '1.0 beta' " + VERSION_RULE]),
+    (changed(version='1.0~rc1'), ["version '1.0~rc1' " + VERSION_RULE]),
+    (changed(version='v' * 513), ["version '%s' %s" % ('v' * 513, VERSION_RULE)]),
+    (changed(version=2), ['version 2 ' + VERSION_RULE]),
+    (changed(type='vmimage'), ["type 'vmimage' is not one of " + TYPES]),
+    (changed(type='ZVOL'), ["type 'ZVOL' is not one of " + TYPES]),
+    (changed(os='Linux'), ["os 'Linux' is not one of " + OSES]),
+    (changed(os='solaris'), ["os 'solaris' is not one of " + OSES]),
+    # every problem, in field order
+    (changed(v=None, uuid='X', name='a@b', version='1 2', type='vm', os='plan9'), [
+        'v is missing', 'uuid is not a lower-case UUID', "name 'a@b' " + NAME_RULE, "version '1 2' " + VERSION_RULE,
+        "type 'vm' is not one of " + TYPES, "os 'plan9' is not one of " + OSES]),
+])
+def test_minimal_problems(manifest, problems):
+    assert minimal_problems(manifest) == problems
+
+
+def test_minimal_problems_leaves_import_fields_alone():
+    # files, sha1, size, compression and origin are import_problems' business
+    manifest = changed(files=None, origin='not-a-uuid')
+    assert minimal_problems(manifest) == []
+    assert import_problems(manifest, U) == ['files[0] is missing']

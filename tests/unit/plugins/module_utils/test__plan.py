@@ -1,110 +1,341 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/_plan.py: desired vs actual, as a table."""
+"""Unit tests for plugins/module_utils/_plan.py: clones, the not-an-image refusal, deletion order, vacuum and diff, as tables."""
 
 from __future__ import annotations
+
+import itertools
+import os
 
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageInUse
-from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
-from ansible_collections.smartos.images.plugins.module_utils._plan import dependents, diff_after, plan_image
-from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset
+from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory, parse_zone_roots
+from ansible_collections.smartos.images.plugins.module_utils._plan import (
+    check_is_image, deletion_order, dependents, diff_after, unused_images,
+)
+from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
 VM1 = 'c0ffee00-1111-4222-8333-444455556603'
 VM2 = 'c0ffee00-1111-4222-8333-444455556604'
+VM3 = 'c0ffee00-1111-4222-8333-444455556605'
 DS = 'zones/' + U
+# a chain base <- parent <- top whose UUIDs sort base first, and one whose UUIDs sort top first
+BASE, MID, TOP = ('10000000-0000-4000-8000-00000000000%d' % i for i in (1, 2, 3))
+RBASE, RMID, RTOP = ('20000000-0000-4000-8000-00000000000%d' % i for i in (3, 2, 1))
+ZVOL = '30000000-0000-4000-8000-000000000001'   # a zvol image for KVM/bhyve VMs
+NAMES = dict(U=U, OTHER=OTHER, VM1=VM1, VM2=VM2, VM3=VM3, BASE=BASE, MID=MID, TOP=TOP,
+             RBASE=RBASE, RMID=RMID, RTOP=RTOP, ZVOL=ZVOL)
 
 
-def ds(name, origin=None, mountpoint=None, ignore=None):
-    return Dataset(name, origin, mountpoint, ignore)
+def listing(text):
+    """Recorded-style `zfs list -H -o name,origin,mountpoint,imgadm:ignore` text, written here with aligned columns."""
+    return ''.join('\t'.join(line.split()) + '\n' for line in text.format(**NAMES).splitlines() if line.strip())
 
 
-POOL_ONLY = [ds('zones', mountpoint='/zones')]
-INSTALLED = POOL_ONLY + [ds(DS, mountpoint='/' + DS), ds(DS + '@final')]
-# an OS VM and a KVM disk cloned from the image's @final
-WITH_VMS = INSTALLED + [
-    ds('zones/' + VM1, origin=DS + '@final', mountpoint='/zones/' + VM1),
-    ds('zones/%s-disk0' % VM2, origin=DS + '@final'),
-]
-# a child dataset of the image has a snapshot that something cloned
-WITH_CHILD_CLONE = INSTALLED + [
-    ds(DS + '/data', mountpoint='/%s/data' % DS), ds(DS + '/data@snap'),
-    ds('zones/' + OTHER + '-copy', origin=DS + '/data@snap', mountpoint='/zones/copy'),
-]
-# a clone of another snapshot of the image (not @final)
-WITH_SNAP_CLONE = INSTALLED + [ds(DS + '@older'), ds('zones/' + VM1, origin=DS + '@older', mountpoint='/zones/' + VM1)]
-ZONE_ROOT = POOL_ONLY + [ds(DS, mountpoint='/' + DS)]
-IGNORED = POOL_ONLY + [ds(DS, mountpoint='/' + DS, ignore='true'), ds(DS + '@final')]
-# another image whose name starts with this one's must not count as a child
-PREFIX_SIBLING = INSTALLED + [ds(DS + '-partial'), ds(DS + '-partial@final'),
-                              ds('zones/' + VM1, origin=DS + '-partial@final', mountpoint='/zones/' + VM1)]
-ON_OTHER_POOL = [ds('zones2'), ds('zones2/' + U), ds('zones2/%s@final' % U)]
-
-IMPORT = [{'action': 'import', 'uuid': U, 'dataset': DS}]
-DELETE = [{'action': 'delete', 'uuid': U, 'dataset': DS}]
+def inventory(*texts, zone_roots=''):
+    """An Inventory from listing texts and `zoneadm list -pc` text, through the real parsers."""
+    return Inventory(parse_list(''.join(listing(t) for t in texts)), parse_zone_roots(zone_roots.format(**NAMES)))
 
 
-@pytest.mark.parametrize('state, datasets, zone_roots, expected', [
-    ('present', POOL_ONLY, (), IMPORT),
-    ('present', INSTALLED, (), []),
-    ('present', WITH_VMS, (), []),
-    ('present', ON_OTHER_POOL, (), IMPORT),
-    ('absent', POOL_ONLY, (), []),
-    ('absent', INSTALLED, (), DELETE),
-    ('absent', PREFIX_SIBLING, (), DELETE),
-    ('absent', ON_OTHER_POOL, (), []),
-])
-def test_plan_image(state, datasets, zone_roots, expected):
-    assert plan_image(state, 'zones', U, Inventory(datasets, zone_roots)) == expected
+POOL = '''
+zones                 -                     /zones               -
+'''
+CHAIN = '''
+zones/{BASE}          -                     /zones/{BASE}        -
+zones/{BASE}@final    -                     -                    -
+zones/{MID}           zones/{BASE}@final    /zones/{MID}         -
+zones/{MID}@final     -                     -                    -
+zones/{TOP}           zones/{MID}@final     /zones/{TOP}         -
+zones/{TOP}@final     -                     -                    -
+'''
+REVERSED_CHAIN = '''
+zones/{RBASE}         -                     /zones/{RBASE}       -
+zones/{RBASE}@final   -                     -                    -
+zones/{RMID}          zones/{RBASE}@final   /zones/{RMID}        -
+zones/{RMID}@final    -                     -                    -
+zones/{RTOP}          zones/{RMID}@final    /zones/{RTOP}        -
+zones/{RTOP}@final    -                     -                    -
+'''
+# an OS VM whose zone root is a clone of the top image
+VM_ON_TOP = '''
+zones/{VM1}           zones/{TOP}@final     /zones/{VM1}         -
+'''
+VM_ON_TOP_ZONES = '1:{VM1}:running:/zones/{VM1}:{VM1}:joyent:excl:1\n'
+ZVOL_IMAGE = '''
+zones/{ZVOL}          -                     -                    -
+zones/{ZVOL}@final    -                     -                    -
+'''
+# a KVM VM: zone root plus <pool>/<uuid>-disk0 cloned from the zvol image
+KVM_VM = '''
+zones/{VM2}           -                     /zones/{VM2}         -
+zones/{VM2}-disk0     zones/{ZVOL}@final    -                    -
+'''
+# a bhyve VM: zone root plus <pool>/<uuid>/disk0 cloned from the zvol image
+BHYVE_VM = '''
+zones/{VM3}           -                     /zones/{VM3}         -
+zones/{VM3}/disk0     zones/{ZVOL}@final    -                    -
+'''
+VM_ZONES = '2:{VM2}:running:/zones/{VM2}:{VM2}:kvm:excl:2\n-:{VM3}:installed:/zones/{VM3}:{VM3}:bhyve:excl:0\n'
+# the base image has a child dataset whose snapshot was cloned
+CHILD_DATASET_CLONE = '''
+zones/{BASE}/x        -                     /zones/{BASE}/x      -
+zones/{BASE}/x@s      -                     -                    -
+zones/{OTHER}-copy    zones/{BASE}/x@s      /zones/copy          -
+'''
+# the same chain and a VM on a second pool
+SECOND_POOL = '''
+zones2                -                     /zones2              -
+zones2/{BASE}         -                     /zones2/{BASE}       -
+zones2/{BASE}@final   -                     -                    -
+zones2/{MID}          zones2/{BASE}@final   /zones2/{MID}        -
+zones2/{MID}@final    -                     -                    -
+zones2/{VM1}          zones2/{MID}@final    /zones2/{VM1}        -
+zones2/{OTHER}        -                     /zones2/{OTHER}      -
+zones2/{OTHER}@final  -                     -                    -
+'''
+SECOND_POOL_ZONES = '3:{VM1}:running:/zones2/{VM1}:{VM1}:joyent:excl:3\n'
 
+# ---- dependents ----
 
-@pytest.mark.parametrize('state, verb', [('present', 'import over'), ('absent', 'delete')])
-@pytest.mark.parametrize('datasets, zone_roots, why', [
-    (ZONE_ROOT, ('/' + DS,), 'it is the root of a zone (a VM), not an image'),
-    (IGNORED, (), 'its imgadm:ignore property is set'),
-    (POOL_ONLY + [ds(DS, origin='zones/%s@final' % OTHER)], (), 'it is a clone of zones/%s@final' % OTHER),
-])
-def test_plan_refuses_a_dataset_that_is_not_an_image(state, verb, datasets, zone_roots, why):
-    with pytest.raises(ImageError) as exc:
-        plan_image(state, 'zones', U, Inventory(datasets, zone_roots))
-    assert not isinstance(exc.value, ImageInUse)
-    assert exc.value.msg.startswith('dataset %s exists but is not an image: %s' % (DS, why))
-    assert exc.value.msg.endswith('refusing to %s it' % verb)
-    assert exc.value.evidence == {'dataset': DS}
-
-
-@pytest.mark.parametrize('datasets, clones', [
-    (WITH_VMS, ['zones/' + VM1, 'zones/%s-disk0' % VM2]),
-    (WITH_CHILD_CLONE, ['zones/%s-copy' % OTHER]),
-    (WITH_SNAP_CLONE, ['zones/' + VM1]),
-])
-def test_absent_with_clones_names_every_clone(datasets, clones):
-    with pytest.raises(ImageInUse) as exc:
-        plan_image('absent', 'zones', U, Inventory(datasets))
-    assert exc.value.msg == 'image "%s" has dependent clones: %s; delete or promote them first' % (U, ', '.join(clones))
-    assert exc.value.evidence == {'dataset': DS, 'clones': clones}
-
-
-def test_clones_do_not_block_present():
-    assert plan_image('present', 'zones', U, Inventory(WITH_CHILD_CLONE)) == []
+INSTALLED = POOL + '''
+zones/{U}             -                     /zones/{U}           -
+zones/{U}@final       -                     -                    -
+'''
 
 
 def test_dependents_covers_children_but_not_name_prefixes():
-    inv = Inventory(WITH_CHILD_CLONE + [ds(DS + '-partial'), ds(DS + '-partial@x'),
-                                        ds('zones/p', origin=DS + '-partial@x')])
+    inv = inventory(INSTALLED, '''
+zones/{U}/data        -                     /zones/{U}/data      -
+zones/{U}/data@snap   -                     -                    -
+zones/{OTHER}-copy    zones/{U}/data@snap   /zones/copy          -
+zones/{U}-partial     -                     -                    -
+zones/{U}-partial@x   -                     -                    -
+zones/p               zones/{U}-partial@x   /zones/p             -
+''')
     assert dependents(inv, DS) == ['zones/%s-copy' % OTHER]
     assert dependents(inv, DS + '-partial') == ['zones/p']
 
 
 def test_dependents_sorted_and_unique():
-    inv = Inventory(INSTALLED + [ds(DS + '/a'), ds(DS + '/a@s'), ds('zones/z', origin=DS + '/a@s'),
-                                 ds('zones/b', origin=DS + '@final'), ds('zones/a', origin=DS + '@final')])
-    assert dependents(inv, DS) == ['zones/a', 'zones/b', 'zones/z']
+    inv = inventory(INSTALLED, '''
+zones/{U}/a           -                     -                    -
+zones/{U}/a@s         -                     -                    -
+zones/z               zones/{U}/a@s         -                    -
+zones/b               zones/{U}@final       -                    -
+zones/a               zones/{U}@final       -                    -
+zones/{U}@older       -                     -                    -
+zones/b2              zones/{U}@older       -                    -
+''')
+    assert dependents(inv, DS) == ['zones/a', 'zones/b', 'zones/b2', 'zones/z']
 
 
+# ---- check_is_image ----
+
+ZONE_OF_U = '1:z:running:/zones/{U}:{U}:joyent:excl:1\n'
+
+
+@pytest.mark.parametrize('state, verb', [('present', 'import over'), ('absent', 'delete')])
+@pytest.mark.parametrize('text, zone_roots, why', [
+    (POOL + 'zones/{U}  -  /zones/{U}  -', ZONE_OF_U, 'it is the root of a zone (a VM), not an image'),
+    (INSTALLED + 'zones/{U}/data  -  /zones/{U}/data  -', ZONE_OF_U, 'it is the root of a zone (a VM), not an image'),
+    (POOL + 'zones/{U}  -  /zones/{U}  true\nzones/{U}@final  -  -  -', '', 'its imgadm:ignore property is set'),
+    (POOL + 'zones/{U}  -  /zones/{U}  yes\nzones/{U}@final  -  -  -', '', 'its imgadm:ignore property is set'),
+    (POOL + 'zones/{U}  zones/{OTHER}@final  /zones/{U}  -', '',
+     'it is a clone of zones/%s@final with no @final snapshot of its own (a VM disk or copy)' % OTHER),
+])
+def test_check_is_image_refuses_a_dataset_that_is_not_an_image(state, verb, text, zone_roots, why):
+    with pytest.raises(ImageError) as exc:
+        check_is_image('zones', U, inventory(text, zone_roots=zone_roots), state)
+    assert not isinstance(exc.value, ImageInUse)     # nothing to delete or promote
+    assert exc.value.msg == 'dataset %s exists but is not an image: %s; refusing to %s it' % (DS, why, verb)
+    assert exc.value.evidence == {'dataset': DS}
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+@pytest.mark.parametrize('text', [
+    POOL,                                                       # nothing there
+    INSTALLED,                                                  # an image
+    INSTALLED + 'zones/{VM1}  zones/{U}@final  /zones/{VM1}  -',  # an image in use
+    POOL + 'zones/{U}  -  /zones/{U}  false',                   # imgadm:ignore=false keeps it an image
+    POOL + 'zones/{U}  -  /zones/{U}  garbage',                 # imgadm warns and keeps it
+    POOL + 'zones/{U}  zones/{OTHER}@older  /zones/{U}  -',     # a clone of a snapshot that is not @final
+    POOL + 'zones/{U}-disk0  zones/{OTHER}@final  -  -',        # a VM disk is not named <pool>/<uuid>
+    POOL + 'zones/{U}-partial  -  /zones/{U}-partial  true',    # neither is a leftover -partial
+])
+def test_check_is_image_lets_images_and_free_names_pass(state, text):
+    assert check_is_image('zones', U, inventory(text, zone_roots=VM_ON_TOP_ZONES), state) is None
+
+
+def test_check_is_image_looks_at_the_given_pool_only():
+    inv = inventory(POOL, 'zones2  -  /zones2  -\nzones2/{U}  -  /zones2/{U}  true')
+    assert check_is_image('zones', U, inv, 'present') is None
+    with pytest.raises(ImageError) as exc:
+        check_is_image('zones2', U, inv, 'absent')
+    assert exc.value.evidence == {'dataset': 'zones2/' + U}
+
+
+# ---- deletion_order: children before origins; a refusal names exactly the users that stay ----
+
+@pytest.mark.parametrize('uuids', list(itertools.permutations([BASE, MID, TOP])))
+def test_deletion_order_children_before_origins(uuids):
+    assert deletion_order(inventory(POOL, CHAIN), 'zones', list(uuids)) == [TOP, MID, BASE]
+
+
+@pytest.mark.parametrize('uuids', list(itertools.permutations([RBASE, RMID, RTOP])))
+def test_deletion_order_does_not_follow_uuid_order(uuids):
+    assert deletion_order(inventory(POOL, REVERSED_CHAIN), 'zones', list(uuids)) == [RTOP, RMID, RBASE]
+
+
+@pytest.mark.parametrize('uuids, order', [
+    ([], []),
+    ([TOP], [TOP]),
+    ([TOP, MID], [TOP, MID]),
+    ([MID, TOP], [TOP, MID]),
+    ([TOP, TOP, MID, BASE, MID], [TOP, MID, BASE]),       # duplicates: each once
+    ([BASE, BASE, BASE, TOP, MID, TOP], [TOP, MID, BASE]),
+    ([OTHER], [OTHER]),                                    # not installed: nothing uses it
+    ([OTHER, TOP, OTHER], [OTHER, TOP]),                   # unrelated images keep their order
+])
+def test_deletion_order(uuids, order):
+    inv = inventory(POOL, CHAIN)
+    given = list(uuids)
+    assert deletion_order(inv, 'zones', uuids) == order
+    assert uuids == given   # the input list is not changed
+
+
+def test_deletion_order_ignores_users_on_other_pools():
+    inv = inventory(POOL, CHAIN, SECOND_POOL, zone_roots=SECOND_POOL_ZONES)   # zones2/MID has a VM
+    assert deletion_order(inv, 'zones', [BASE, MID, TOP]) == [TOP, MID, BASE]
+    with pytest.raises(ImageInUse) as exc:
+        deletion_order(inv, 'zones2', [BASE, MID])
+    assert exc.value.evidence == {'dataset': 'zones2/' + MID, 'clones': ['zones2/' + VM1]}
+
+
+IMAGE_WITH_VMS = INSTALLED + '''
+zones/{VM1}           zones/{U}@final       /zones/{VM1}         -
+zones/{VM2}-disk0     zones/{U}@final       -                    -
+zones/{VM3}           -                     /zones/{VM3}         -
+zones/{VM3}/disk0     zones/{U}@final       -                    -
+'''
+IMAGE_WITH_VMS_ZONES = '1:{VM1}:running:/zones/{VM1}:{VM1}:joyent:excl:1\n-:{VM3}:installed:/zones/{VM3}:{VM3}:bhyve:excl:0\n'
+
+
+@pytest.mark.parametrize('texts, zone_roots, uuids, image, clones', [
+    # an OS VM, a KVM disk and a bhyve disk: all named, sorted
+    ((IMAGE_WITH_VMS,), IMAGE_WITH_VMS_ZONES, [U], U,
+     ['zones/' + VM1, 'zones/%s-disk0' % VM2, 'zones/%s/disk0' % VM3]),
+    # a child image that is not deleted
+    ((POOL, CHAIN), '', [BASE], BASE, ['zones/' + MID]),
+    ((POOL, CHAIN), '', [TOP, BASE], BASE, ['zones/' + MID]),
+    # the origin's user is going too: only the top's user is named, on the top
+    ((POOL, CHAIN), '', [BASE, MID], MID, ['zones/' + TOP]),
+    ((POOL, CHAIN, VM_ON_TOP), VM_ON_TOP_ZONES, [BASE, MID, TOP], TOP, ['zones/' + VM1]),
+    ((POOL, CHAIN, VM_ON_TOP), VM_ON_TOP_ZONES, [BASE, TOP, BASE, MID], TOP, ['zones/' + VM1]),
+    # a clone of a child dataset's snapshot (<pool>/<uuid>/x@s)
+    ((POOL, CHAIN, CHILD_DATASET_CLONE), '', [TOP, MID, BASE], BASE, ['zones/%s-copy' % OTHER]),
+    # a clone of a snapshot other than @final
+    ((INSTALLED, 'zones/{U}@older  -  -  -\nzones/{VM1}  zones/{U}@older  /zones/{VM1}  -'), '', [U], U, ['zones/' + VM1]),
+])
+def test_deletion_order_refuses_an_image_in_use(texts, zone_roots, uuids, image, clones):
+    with pytest.raises(ImageInUse) as exc:
+        deletion_order(inventory(*texts, zone_roots=zone_roots), 'zones', uuids)
+    assert exc.value.msg == 'image "%s" has dependent clones: %s; delete or promote them first' % (image, ', '.join(clones))
+    assert exc.value.evidence == {'dataset': 'zones/' + image, 'clones': clones}
+
+
+# a clone inside the image's own tree: `zfs destroy -r` takes it along (zfs_main.c destroy_check_dependent skips descendants)
+SELF_CLONE = INSTALLED + '''
+zones/{U}/b           -                     -                    -
+zones/{U}/b@s         -                     -                    -
+zones/{U}/a           zones/{U}/b@s         -                    -
+'''
+
+
+@pytest.mark.parametrize('what', ['deletion_order', 'unused_images'])
+def test_a_clone_inside_the_image_itself_does_not_keep_it(what):
+    inv = inventory(SELF_CLONE)
+    if what == 'deletion_order':
+        assert deletion_order(inv, 'zones', [U]) == [U]
+    else:
+        assert unused_images(inv, 'zones', set()) == [U]
+
+
+# ---- unused_images: imgadm vacuum, again and again until nothing more is free ----
+
+@pytest.mark.parametrize('texts, zone_roots, keep, going, unused', [
+    # an unused chain goes, top to base, whatever order its UUIDs sort in
+    ((POOL, CHAIN), '', (), (), [TOP, MID, BASE]),
+    ((POOL, REVERSED_CHAIN), '', (), (), [RTOP, RMID, RBASE]),
+    # a VM on the top keeps the whole chain
+    ((POOL, CHAIN, VM_ON_TOP), VM_ON_TOP_ZONES, (), (), []),
+    ((POOL, CHAIN, VM_ON_TOP, REVERSED_CHAIN), VM_ON_TOP_ZONES, (), (), [RTOP, RMID, RBASE]),
+    # KVM (<uuid>-disk0) and bhyve (<uuid>/disk0) disks keep their image (smartos-live #771); their zone roots are no images
+    ((POOL, ZVOL_IMAGE, KVM_VM), VM_ZONES, (), (), []),
+    ((POOL, ZVOL_IMAGE, BHYVE_VM), VM_ZONES, (), (), []),
+    ((POOL, ZVOL_IMAGE, KVM_VM, BHYVE_VM, CHAIN), VM_ZONES, (), (), [TOP, MID, BASE]),
+    ((POOL, ZVOL_IMAGE), '', (), (), [ZVOL]),
+    # keep keeps an image, and so its ancestors
+    ((POOL, CHAIN), '', {TOP}, (), []),
+    ((POOL, CHAIN), '', {MID}, (), [TOP]),
+    ((POOL, CHAIN), '', {BASE}, (), [TOP, MID]),
+    ((POOL, CHAIN, ZVOL_IMAGE), '', {TOP, ZVOL}, (), []),
+    # explicit deletes of the same task free their origins, and are not listed again
+    ((POOL, CHAIN), '', (), [TOP], [MID, BASE]),
+    ((POOL, CHAIN), '', (), [TOP, MID], [BASE]),
+    ((POOL, CHAIN), '', (), [TOP, MID, BASE], []),
+    ((POOL, CHAIN), '', {BASE}, [TOP], [MID]),
+    ((POOL, CHAIN, VM_ON_TOP), VM_ON_TOP_ZONES, (), [OTHER], []),
+    # a clone of a child dataset keeps the image
+    ((POOL, CHAIN, CHILD_DATASET_CLONE), '', (), (), [TOP, MID]),
+    # datasets that are no images are never listed
+    ((POOL, 'zones/{U}  -  /zones/{U}  true\nzones/{U}@final  -  -  -'), '', (), (), []),
+    ((POOL, CHAIN, VM_ON_TOP), '', (), (), []),     # the VM (a clone of @final without its own) is no image either
+])
+def test_unused_images(texts, zone_roots, keep, going, unused):
+    inv = inventory(*texts, zone_roots=zone_roots)
+    given = list(going)
+    assert unused_images(inv, 'zones', keep, going) == unused
+    assert list(going) == given   # the caller's list is not extended
+    # what vacuum lists can be deleted in that order, after the explicit deletes
+    assert deletion_order(inv, 'zones', list(going) + unused)[len(going):] == unused
+
+
+@pytest.mark.parametrize('pool, unused', [
+    ('zones', [TOP, MID, BASE]),
+    ('zones2', [OTHER]),    # zones2's chain has a VM: only the lone image there goes
+    ('tank', []),
+])
+def test_unused_images_leaves_other_pools_alone(pool, unused):
+    inv = inventory(POOL, CHAIN, SECOND_POOL, zone_roots=SECOND_POOL_ZONES)
+    assert unused_images(inv, pool, set()) == unused
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize('pool, unused', [
+    # the images nothing clones from; the base stays for its OS VM and the copy, the zvol image for its KVM and bhyve disks
+    ('zones', ['10000000-0000-4000-8000-000000000009', '10000000-0000-4000-8000-00000000000a',
+               '10000000-0000-4000-8000-00000000000c', '10000000-0000-4000-8000-00000000000d',
+               'b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702']),
+    ('zones2', ['b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702', 'a3e0a1c8-2d6b-4c57-9f2e-1a2b3c4d5e01']),
+])
+def test_unused_images_on_the_recorded_smartos_listing(pool, unused):
+    inv = Inventory(parse_list(fixture('zfs_list_smartos.txt')), parse_zone_roots(fixture('zoneadm_list_pc_smartos.txt')))
+    assert unused_images(inv, pool, set()) == unused
+
+
+# ---- diff_after ----
+
+IMPORT = [{'action': 'import', 'uuid': U, 'dataset': DS}]
+DELETE = [{'action': 'delete', 'uuid': U, 'dataset': DS}]
 BEFORE = {OTHER: 'base-64@1.0', U: 'minimal@2'}
 
 
@@ -115,6 +346,10 @@ BEFORE = {OTHER: 'base-64@1.0', U: 'minimal@2'}
     ({OTHER: 'base-64@1.0'}, IMPORT, {}, {OTHER: 'base-64@1.0', U: '-'}),
     (BEFORE, DELETE, {}, {OTHER: 'base-64@1.0'}),
     ({OTHER: 'base-64@1.0'}, DELETE, {}, {OTHER: 'base-64@1.0'}),
+    (BEFORE, [{'action': 'refresh', 'uuid': U, 'fields': ['description']}], {}, BEFORE),
+    (BEFORE, [{'action': 'repair', 'uuid': U, 'snapshot': DS + '@s', 'dataset': DS}], {}, BEFORE),
+    ({}, [{'action': 'import', 'uuid': BASE}, {'action': 'import', 'uuid': TOP}, {'action': 'delete', 'uuid': BASE}],
+     {BASE: 'b@1', TOP: 't@1'}, {TOP: 't@1'}),
 ])
 def test_diff_after(before, actions, labels, after):
     original = dict(before)

@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import os
+import re
 import random
+import threading
 from urllib.error import HTTPError
 
 import pytest
@@ -44,7 +46,10 @@ OTHER_CACHE = {'manifest': {'uuid': OTHER, 'name': 'minimal-64', 'version': '1.0
 # ---- a fake host behind the Runner seam ----
 
 class FakeReceive:
-    """`zfs receive -u <target>`: takes the stream on stdin, creates <target>@final when it is the expected one."""
+    """`zfs receive -u <target>`: takes the stream on stdin, creates <target>@final when it is the expected one.
+
+    An incremental stream (host.origins) needs its origin's @final and makes the target a clone of it.
+    """
 
     def __init__(self, host, target, stderr):
         self.host, self.target, self.stderr = host, target, stderr
@@ -55,14 +60,19 @@ class FakeReceive:
     def wait(self):
         data = self.stdin.getvalue()
         uuid = self.target.split('/')[-1].replace('-partial', '')
-        if self.target in self.host.datasets:
-            err, rc = "cannot receive new filesystem stream: destination '%s' exists\n" % self.target, 1
-        elif self.killed or data != self.host.streams.get(uuid):
-            err, rc = 'cannot receive: invalid stream (bad magic number)\n', 1
-        else:
-            self.host.datasets[self.target] = (None, None, None)
-            self.host.datasets[self.target + '@final'] = (None, None, None)
-            return 0
+        origin = self.host.origins.get(uuid)
+        origin = '%s/%s@final' % (self.target.split('/')[0], origin) if origin else None
+        with self.host.lock:
+            if self.target in self.host.datasets:
+                err, rc = "cannot receive new filesystem stream: destination '%s' exists\n" % self.target, 1
+            elif self.killed or data != self.host.streams.get(uuid):
+                err, rc = 'cannot receive: invalid stream (bad magic number)\n', 1
+            elif origin and origin not in self.host.datasets:
+                err, rc = 'cannot receive: local origin for clone %s@final does not exist\n' % self.target, 1
+            else:
+                self.host.datasets[self.target] = (origin, None, None)
+                self.host.datasets[self.target + '@final'] = (None, None, None)
+                return 0
         self.stderr.write(err.encode())
         self.stderr.flush()
         return rc
@@ -74,14 +84,17 @@ class FakeReceive:
 class FakeHost:
     """A Runner for a host with zfs (an in-memory dataset table) and, when zone_roots is given, zoneadm."""
 
-    def __init__(self, datasets=(), zone_roots=None, streams=None):
+    def __init__(self, datasets=(), zone_roots=None, streams=None, origins=None, guids=None):
         self.datasets = {}
         for row in datasets:
             name, rest = (row, ()) if isinstance(row, str) else (row[0], row[1:])
             self.datasets[name] = tuple(rest) + (None,) * (3 - len(rest))   # origin, mountpoint, imgadm:ignore
         self.zone_roots = zone_roots
         self.streams = streams if streams is not None else {U: SEND_STREAM}
+        self.origins = origins or {}    # uuid -> the origin uuid its stream is incremental from
+        self.guids = guids or {}        # snapshot -> its guid property
         self.calls = []
+        self.lock = threading.RLock()   # imports run in threads
 
     def which(self, name, required=True):
         if name == 'zfs' or (name == 'zoneadm' and self.zone_roots is not None):
@@ -100,6 +113,10 @@ class FakeHost:
         return 1, '', "cannot open '%s': dataset does not exist\n" % name
 
     def run(self, argv):
+        with self.lock:
+            return self._run(argv)
+
+    def _run(self, argv):
         self.calls.append(list(argv))
         if argv[0] == 'zoneadm':
             assert argv == ['zoneadm', 'list', '-pc']
@@ -121,6 +138,8 @@ class FakeHost:
             if name not in self.datasets:
                 return self._missing(name)
             return 0, ''.join(n + '\n' for n in sorted(self.datasets) if n.startswith(name + '@')), ''
+        if cmd[:5] == ['get', '-Hp', '-o', 'value', 'guid'] and len(cmd) == 6:
+            return (0, self.guids[cmd[5]] + '\n', '') if cmd[5] in self.guids else self._missing(cmd[5])
         if cmd[0] == 'rename' and len(cmd) == 3:
             old, new = cmd[1], cmd[2]
             if old not in self.datasets:
@@ -142,7 +161,8 @@ class FakeHost:
         raise AssertionError('unexpected command: %r' % (argv,))
 
     def popen(self, argv, stderr):
-        self.calls.append(list(argv))
+        with self.lock:
+            self.calls.append(list(argv))
         assert argv[:3] == ['zfs', 'receive', '-u'] and len(argv) == 4
         return FakeReceive(self, argv[3], stderr)
 
@@ -614,3 +634,404 @@ def test_source_with_a_bad_port_fails_cleanly(run, servers):
     assert result['failed'] is True
     assert 'img.example.com:80a' in result['msg']
     assert host.calls == []
+
+
+# ---- more images: by name, origin chains, several per task, prune, update, local files ----
+
+SRC3 = 'http://img3.example.com'
+BASE = 'a1000000-0000-4000-8000-000000000001'
+MID = 'a1000000-0000-4000-8000-000000000002'
+TOP = 'a1000000-0000-4000-8000-000000000003'
+N1, N2, N3, N4, N5 = ('b2000000-0000-4000-8000-00000000000%d' % i for i in range(1, 6))
+
+
+class Image:
+    """An image a fake server offers: its manifest, its (gzip) file and the send stream inside."""
+
+    def __init__(self, uuid, name='chain', version='1.0', origin=None, **fields):
+        self.stream = b'ZFS send stream of ' + uuid.encode() + random.Random(uuid).randbytes(3000)
+        self.body = gzip.compress(self.stream, mtime=0)
+        self.manifest = dict(MANIFEST, uuid=uuid, name=name, version=version, **fields)
+        self.manifest['files'] = [{'sha1': hashlib.sha1(self.body).hexdigest(), 'size': len(self.body), 'compression': 'gzip'}]
+        if origin:
+            self.manifest['origin'] = origin
+        self.uuid = uuid
+
+    def offer(self, servers, *bases):
+        for base in bases:
+            servers.image(base, self.manifest, file_body=self.body)
+        return self
+
+
+def host_for(images, datasets=(), **kw):
+    """A FakeHost with the zones pool, the given datasets, and the streams (incremental where they have an origin) of images."""
+    return FakeHost([POOL] + list(datasets), streams={i.uuid: i.stream for i in images},
+                    origins={i.uuid: i.manifest['origin'] for i in images if i.manifest.get('origin')}, **kw)
+
+
+def installed(uuid, origin=None):
+    """The datasets of an installed image."""
+    return [('zones/' + uuid, 'zones/%s@final' % origin if origin else None, '/zones/' + uuid), ('zones/%s@final' % uuid,)]
+
+
+def inventory_listings(host):
+    return [c for c in host.calls if c[:2] == ['zfs', 'list'] and _zfs.LIST_COLUMNS in c]
+
+
+def imports(*uuids):
+    return [{'action': 'import', 'uuid': u, 'dataset': 'zones/' + u} for u in uuids]
+
+
+def deletes(*uuids):
+    return [{'action': 'delete', 'uuid': u, 'dataset': 'zones/' + u} for u in uuids]
+
+
+def received(*uuids):
+    """The mutating zfs commands of importing these images, in this order."""
+    calls = []
+    for u in uuids:
+        calls += [['zfs', 'receive', '-u', 'zones/%s-partial' % u], ['zfs', 'rename', 'zones/%s-partial' % u, 'zones/' + u]]
+    return calls
+
+
+def list_url(base, query):
+    return '%s/images?%s' % (base, query)
+
+
+# ---- by name ----
+
+def test_name_without_version_is_the_newest_active_across_sources(run, servers):
+    old = Image(N1, 'base-64-lts', '23.4.0', published_at='2023-11-01T00:00:00Z')
+    newest = Image(N2, 'base-64-lts', '24.4.1', published_at='2024-11-01T00:00:00Z').offer(servers, SRC2)
+    disabled = Image(N3, 'base-64-lts', '25.1.0', published_at='2025-02-01T00:00:00Z', state='disabled', disabled=True)
+    linux = Image(N4, 'base-64-lts', '25.2.0', published_at='2025-03-01T00:00:00Z', os='linux')
+    lx = Image(N5, 'base-64-lts', '25.3.0', published_at='2025-04-01T00:00:00Z', type='lx-dataset')
+    other = Image(BASE, 'minimal-64', '26.1.0', published_at='2026-01-01T00:00:00Z')
+    # the fake servers ignore the query: the module must filter what they send itself
+    servers.serve(SRC + '/images', [old.manifest, disabled.manifest, linux.manifest, other.manifest])
+    servers.serve(SRC2 + '/images', [lx.manifest, newest.manifest])
+    host = host_for([newest])
+    args = dict(name='base-64-lts', filters={'os': 'smartos', 'type': 'zone-dataset'}, source=[SRC, SRC2])
+    query = 'name=base-64-lts&os=smartos&type=zone-dataset'
+
+    check = run(host, check=True, **args)
+    assert check['uuid'] == N2
+    assert check['source'] == SRC2
+    assert check['image'] == newest.manifest
+    assert check['actions'] == imports(N2)
+    assert servers.requests[:2] == [list_url(SRC, query), list_url(SRC2, query)]
+    assert servers.file_requests() == []
+    assert host.mutations() == []
+
+    real = run(host, **args)
+    assert {k: real.get(k) for k in SAME_IN_CHECK} == {k: check.get(k) for k in SAME_IN_CHECK}
+    assert host.mutations() == received(N2)
+    assert servers.file_requests() == ['%s/images/%s/file' % (SRC2, N2)]
+
+    # "newest" is asked again on every run; it is installed now
+    del servers.requests[:], host.calls[:]
+    again = run(host, **args)
+    assert again['changed'] is False and again['uuid'] == N2 and again['image'] == newest.manifest
+    assert servers.requests == [list_url(SRC, query), list_url(SRC2, query)]
+    assert host.mutations() == []
+
+
+@pytest.mark.parametrize('check', [True, False])
+@pytest.mark.parametrize('images', [False, True])
+def test_name_and_version_installed_asks_no_source(run, servers, tmp_path, check, images):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, U)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = installed_host()
+    ref = dict(name='base-64-lts', version='24.4.1')
+    result = run(host, check=check, source=[SRC, SRC2], **(dict(images=[ref]) if images else ref))
+    assert result['changed'] is False
+    assert result['actions'] == []
+    entry = result['results'][0] if images else result
+    assert entry['uuid'] == U and entry['image'] == MANIFEST
+    assert servers.made == [] and servers.requests == []
+    assert host.mutations() == []
+
+
+def test_name_matching_nothing_names_each_source_and_its_answer(run, servers):
+    servers.serve(SRC + '/images', [Image(N1, 'nope', '1.0', state='unactivated').manifest,
+                                    Image(N2, 'something-else', '1.0').manifest,
+                                    Image(N3, 'nope', '1.0', os='linux').manifest])
+    servers.serve(SRC3 + '/images', {'code': 'ServiceUnavailableError', 'message': 'down'}, status=503)
+    host = FakeHost([POOL])
+    result = run(host, name='nope', filters={'os': 'smartos'}, source=[SRC, SRC2, SRC3], retries=0)
+    assert result['failed'] is True
+    assert result['msg'] == (
+        'no active image named "nope" matching {"os": "smartos"} was found in image sources: '
+        '%s: 0 match(es); '
+        '%s: %s answered ListImages with HTTP 404, not a list of images; '
+        '%s: %s/images?name=nope&os=smartos answered HTTP 503: ServiceUnavailableError: down' % (SRC, SRC2, SRC2, SRC3, SRC3))
+    assert result['sources'] == [SRC, SRC2, SRC3]
+    assert host.mutations() == []
+    assert servers.file_requests() == []
+
+
+def test_name_and_version_matching_nothing(run, servers):
+    servers.serve(SRC + '/images', [Image(N1, 'base-64-lts', '23.4.0').manifest])
+    result = run(FakeHost([POOL]), name='base-64-lts', version='24.4.1', source=[SRC])
+    assert result['msg'] == ('no active image named "base-64-lts" version "24.4.1" was found in image sources: '
+                             '%s: 0 match(es)' % SRC)
+    assert servers.requests == [list_url(SRC, 'name=base-64-lts&version=24.4.1')]
+
+
+# ---- origin chains ----
+
+def chain_images(servers):
+    base = Image(BASE, 'chain-base').offer(servers, SRC2)       # origins may live on another source
+    mid = Image(MID, 'chain-mid', origin=BASE, state='disabled', disabled=True).offer(servers, SRC)   # and be inactive
+    top = Image(TOP, 'chain-top', origin=MID).offer(servers, SRC)
+    return base, mid, top
+
+
+def test_origin_chain_imports_missing_ancestors_base_first(run, servers, tmp_path):
+    base, mid, top = chain_images(servers)
+    host = host_for([base, mid, top])
+    args = dict(uuid=TOP, source=[SRC, SRC2])
+
+    check = run(host, check=True, **args)
+    assert check['actions'] == imports(BASE, MID, TOP)
+    assert check['imported'] == [BASE, MID, TOP]
+    assert check['uuid'] == TOP and check['image'] == top.manifest and check['source'] == SRC
+    assert check['diff']['after'] == {'images': {BASE: 'chain-base@1.0', MID: 'chain-mid@1.0', TOP: 'chain-top@1.0'}}
+    assert host.mutations() == []
+    assert servers.file_requests() == []
+
+    real = run(host, **args)
+    assert {k: real.get(k) for k in SAME_IN_CHECK} == {k: check.get(k) for k in SAME_IN_CHECK}
+    assert real['imported'] == [BASE, MID, TOP]
+    assert host.mutations() == received(BASE, MID, TOP)     # each receive finds its origin's @final
+    assert host.datasets['zones/' + TOP][0] == 'zones/%s@final' % MID
+    assert host.datasets['zones/' + MID][0] == 'zones/%s@final' % BASE
+    assert real['downloaded_bytes'] == sum(len(i.body) for i in (base, mid, top))
+    for image in (base, mid, top):
+        assert os.path.exists(cache_path(tmp_path, image.uuid))
+
+    del host.calls[:], servers.requests[:]
+    again = run(host, **args)
+    assert again['changed'] is False and again['imported'] == []
+    assert servers.requests == [] and host.mutations() == []
+
+
+def test_origin_chain_with_the_base_installed_imports_the_rest(run, servers):
+    base, mid, top = chain_images(servers)
+    host = host_for([mid, top], installed(BASE))
+    result = run(host, uuid=TOP, source=[SRC, SRC2])
+    assert result['actions'] == imports(MID, TOP)
+    assert host.mutations() == received(MID, TOP)
+    assert not any(BASE in url for url in servers.requests)    # an installed origin is not looked up
+
+
+def test_origin_chain_with_the_parent_installed_imports_only_the_top(run, servers):
+    base, mid, top = chain_images(servers)
+    host = host_for([top], installed(BASE) + installed(MID, origin=BASE))
+    result = run(host, uuid=TOP, source=[SRC, SRC2])
+    assert result['actions'] == imports(TOP)
+    assert host.mutations() == received(TOP)
+    assert servers.requests == ['%s/images/%s' % (SRC, TOP), '%s/images/%s/file' % (SRC, TOP)]
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_origin_missing_on_every_source(run, servers, check):
+    Image(TOP, 'chain-top', origin=MID).offer(servers, SRC)
+    host = host_for([], installed(BASE))
+    result = run(host, check=check, uuid=TOP, source=[SRC, SRC2])
+    assert result['failed'] is True
+    assert result['msg'].startswith('origin %s of image %s is not installed and no source has it (' % (MID, TOP))
+    assert '%s: not found (HTTP 404); %s: not found (HTTP 404)' % (SRC, SRC2) in result['msg']
+    assert servers.requests == ['%s/images/%s' % (SRC, TOP), '%s/images/%s' % (SRC, MID), '%s/images/%s' % (SRC2, MID)]
+    assert host.mutations() == []
+    assert [c for c in host.calls if 'receive' in c] == []
+
+
+# ---- several images in one task ----
+
+def test_images_list_reads_the_host_once_and_reports_each_entry(run, servers, tmp_path):
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    servers.image(SRC)
+    tools = Image(N1, 'tools', '2.0', published_at='2024-01-01T00:00:00Z').offer(servers, SRC)
+    servers.serve(SRC + '/images', [Image(N2, 'tools', '1.0').manifest, tools.manifest])
+    host = FakeHost(pool_with_other_image(), streams={U: SEND_STREAM, N1: tools.stream})
+    args = dict(images=[{'uuid': U}, {'name': 'tools', 'version': '2.0'}, {'uuid': OTHER, 'state': 'absent'}], source=[SRC])
+    results = [
+        {'state': 'present', 'changed': True, 'uuid': U, 'image': MANIFEST, 'source': SRC, 'imported': [U]},
+        {'state': 'present', 'changed': True, 'uuid': N1, 'image': tools.manifest, 'source': SRC, 'imported': [N1]},
+        {'state': 'absent', 'changed': True, 'uuid': OTHER, 'uuids': [OTHER]},
+    ]
+
+    check = run(host, check=True, **args)
+    assert check['results'] == results
+    assert check['actions'] == imports(U, N1) + deletes(OTHER)
+    assert 'uuid' not in check and 'image' not in check
+    assert host.calls == inventory_listings(host) and len(host.calls) == 1   # one zfs list, nothing else
+    assert host.mutations() == []
+
+    del host.calls[:]
+    real = run(host, **args)
+    assert real['results'] == results
+    assert real['actions'] == check['actions'] and real['diff'] == check['diff']
+    assert len(inventory_listings(host)) == 1
+    assert sorted(host.mutations()) == sorted(received(U, N1) + [['zfs', 'destroy', '-r', 'zones/' + OTHER]])
+    assert sorted(servers.file_requests()) == sorted('%s/images/%s/file' % (SRC, u) for u in (U, N1))
+
+    del host.calls[:], servers.requests[:], servers.made[:]
+    again = run(host, **args)
+    assert again['changed'] is False and again['actions'] == []
+    assert again['results'] == [
+        {'state': 'present', 'changed': False, 'uuid': U, 'image': MANIFEST},
+        {'state': 'present', 'changed': False, 'uuid': N1, 'image': tools.manifest},
+        {'state': 'absent', 'changed': False, 'uuid': OTHER, 'uuids': []},
+    ]
+    assert servers.made == [] and servers.requests == []      # everything is installed, or gone: no server asked
+    assert len(inventory_listings(host)) == 1
+    assert host.mutations() == []
+
+
+@pytest.mark.parametrize('check', [True, False])
+@pytest.mark.parametrize('entries, is_installed', [
+    ([{'uuid': U}, {'uuid': U, 'state': 'absent'}], True),
+    ([{'uuid': U, 'state': 'absent'}, {'uuid': U}], True),
+    ([{'name': 'base-64-lts', 'version': '24.4.1'}, {'uuid': U, 'state': 'absent'}], True),
+    ([{'uuid': U}, {'uuid': U, 'state': 'absent'}], False),
+], ids=['installed', 'absent-first', 'by-name', 'not-installed'])
+def test_present_and_absent_of_the_same_image(run, servers, tmp_path, check, entries, is_installed):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, U)
+    servers.image(SRC)
+    host = installed_host() if is_installed else FakeHost(pool_with_other_image())
+    result = run(host, check=check, images=entries, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == 'image(s) %s are declared both present and absent' % U
+    assert host.mutations() == []
+    assert servers.file_requests() == []
+
+
+# ---- prune_unused ----
+
+def prune_host():
+    """OTHER (minimal-64, kept by name), U with a VM on it, and an unused chain BASE <- MID."""
+    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',),
+                                               ('zones/' + VM, DS + '@final', '/zones/' + VM)]
+                    + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
+
+
+def test_prune_unused_check_mode_lists_what_would_go_and_destroys_nothing(run, servers, tmp_path):
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = prune_host()
+    before = dict(host.datasets)
+    args = dict(prune_unused=True, keep=['minimal-64'])
+
+    check = run(host, check=True, **args)
+    assert check['changed'] is True
+    assert check['unused'] == [MID, BASE]
+    assert check['removed'] == [MID, BASE]
+    assert check['actions'] == deletes(MID, BASE)
+    assert sorted(check['diff']['after']['images']) == sorted([OTHER, U])
+    assert host.mutations() == []
+    assert host.datasets == before
+    assert servers.made == []
+
+    real = run(host, **args)
+    assert {k: real.get(k) for k in SAME_IN_CHECK + ('unused', 'removed')} == \
+        {k: check.get(k) for k in SAME_IN_CHECK + ('unused', 'removed')}
+    assert host.mutations() == [['zfs', 'destroy', '-r', 'zones/' + MID], ['zfs', 'destroy', '-r', 'zones/' + BASE]]
+
+    again = run(host, check=True, **args)
+    assert again['changed'] is False and again['unused'] == [] and again['actions'] == []
+
+
+def test_prune_unused_without_keep_and_with_a_declared_image(run, servers, tmp_path):
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = prune_host()
+    result = run(host, check=True, prune_unused=True)
+    assert result['unused'] == [OTHER, MID, BASE]     # a chain child first
+    # an image the task declares present stays, and so does its origin
+    result = run(host, check=True, prune_unused=True, uuid=MID)
+    assert result['unused'] == [OTHER]
+    assert host.mutations() == []
+
+
+# ---- update_manifests ----
+
+GUID = '12517151515612385723'
+
+
+def update_host():
+    """U has lost its @final; its original snapshot is @snap1 (the guid in the source's manifest), not @snap0."""
+    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@snap0',), (DS + '@snap1',)],
+                    guids={DS + '@snap0': '4242', DS + '@snap1': GUID})
+
+
+def test_update_manifests_check_mode_renames_nothing(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, U)
+    newer = dict(MANIFEST, description='Base image', files=[dict(MANIFEST['files'][0], dataset_guid=GUID)])
+    servers.image(SRC, newer)
+    host = update_host()
+    with open(cache_path(tmp_path)) as f:
+        cached = f.read()
+    actions = [{'action': 'refresh', 'uuid': U, 'fields': ['description', 'files']},
+               {'action': 'repair', 'uuid': U, 'snapshot': DS + '@snap1', 'dataset': DS}]
+
+    check = run(host, check=True, update_manifests=True, source=[SRC])
+    assert check['changed'] is True
+    assert check['actions'] == actions
+    assert host.mutations() == []
+    assert DS + '@final' not in host.datasets
+    with open(cache_path(tmp_path)) as f:
+        assert f.read() == cached
+    assert servers.file_requests() == []
+
+    real = run(host, update_manifests=True, source=[SRC])
+    assert real['actions'] == actions
+    assert host.mutations() == [['zfs', 'rename', DS + '@snap1', DS + '@final']]
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f) == {'manifest': newer, 'zpool': POOL, 'source': SRC}
+
+    again = run(host, update_manifests=True, source=[SRC])
+    assert again['changed'] is False and again['actions'] == []
+
+
+def test_update_manifests_diff_shows_a_back_filled_label(run, servers):
+    servers.image(SRC)
+    host = installed_host()
+    result = run(host, check=True, update_manifests=True, source=[SRC])
+    assert result['actions'] == [{'action': 'refresh', 'uuid': U, 'fields': sorted(MANIFEST)}]
+    assert result['diff']['before']['images'][U] == '-'
+    assert result['diff']['after']['images'][U] == 'base-64-lts@24.4.1'
+
+
+# ---- local install ----
+
+@pytest.mark.parametrize('check', [True, False])
+@pytest.mark.parametrize('good', [True, False], ids=['good-sha1', 'bad-sha1'])
+def test_local_install_checks_the_file_before_receiving(run, servers, tmp_path, check, good):
+    local = tmp_path / 'files'
+    local.mkdir()
+    manifest = MANIFEST if good else dict(MANIFEST, files=[dict(MANIFEST['files'][0], sha1=WRONG_SHA1)])
+    (local / 'manifest.json').write_text(json.dumps(manifest))
+    (local / 'image.zfs.gz').write_bytes(IMAGE_FILE)
+    path = str(local / 'image.zfs.gz')
+    host = FakeHost([POOL])
+    result = run(host, check=check, manifest=str(local / 'manifest.json'), file=path)
+    assert servers.made == []
+    if not good:
+        assert result['failed'] is True
+        assert result['msg'] == ('image file checksum (sha1) error: manifest says "%s", %s is "%s"'
+                                 % (WRONG_SHA1, path, hashlib.sha1(IMAGE_FILE).hexdigest()))
+        assert host.mutations() == []
+        assert [c for c in host.calls if 'receive' in c] == []
+        assert not os.path.exists(cache_path(tmp_path))
+        return
+    assert result['changed'] is True and result['actions'] == imports(U) and result['uuid'] == U
+    assert 'source' not in result
+    if check:
+        assert host.mutations() == []
+    else:
+        assert host.mutations() == received(U)
+        with open(cache_path(tmp_path)) as f:
+            cached = json.load(f)
+        # imgadm install publishes a manifest that has no published_at at the time of the install
+        assert re.match(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$', cached['manifest'].pop('published_at'))
+        assert cached == {'manifest': MANIFEST, 'zpool': POOL}   # no source: it came from a file

@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_local.py: imgadm install's manifest and file checks, and the local file stream."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._local import (
+    LocalClient, LocalFileStream, load_local_manifest, verify_local_file,
+)
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+OWNER = '352971aa-31ba-496c-9ade-a379feaecd52'
+BODY = bytes(range(256)) * 40
+SHA1 = hashlib.sha1(BODY).hexdigest()
+
+GOOD = {
+    'v': 2, 'uuid': U, 'name': 'base-64-lts', 'version': '24.4.1', 'type': 'zone-dataset', 'os': 'smartos',
+    'published_at': '2024-11-01T12:00:00Z', 'files': [{'sha1': SHA1, 'size': len(BODY), 'compression': 'gzip'}],
+}
+# what a DSAPI server sent and imgadm v1 saved: no "v", a creator, the file's path
+V1 = {
+    'uuid': U, 'name': 'base64', 'version': '1.8.1', 'type': 'zone-dataset', 'os': 'smartos',
+    'creator_uuid': OWNER, 'vendor_uuid': OWNER, 'creator_name': 'sdc', 'cloud_name': 'sdc', 'platform_type': 'smartos',
+    'urn': 'sdc:sdc:base64:1.8.1', 'created_at': '2012-11-27T21:08Z',
+    'files': [{'path': 'base64-1.8.1.zfs.bz2', 'sha1': SHA1, 'size': len(BODY)}],
+}
+TYPES = 'zone-dataset, lx-dataset, lxd, zvol, docker, other'
+OSES = 'smartos, linux, windows, bsd, illumos, other'
+
+
+def changed(**fields):
+    """GOOD with top-level fields replaced (None removes) and files[0] fields given as file_<key>."""
+    m = copy.deepcopy(GOOD)
+    for key, value in fields.items():
+        target, key = (m['files'][0], key[5:]) if key.startswith('file_') else (m, key)
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return m
+
+
+def write(tmp_path, content, name='manifest.json'):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    return str(path)
+
+
+# ---- load_local_manifest ----
+
+def test_load_a_good_manifest(tmp_path):
+    assert load_local_manifest(write(tmp_path, GOOD)) == GOOD
+
+
+def test_load_upgrades_a_v1_manifest(tmp_path):
+    m = load_local_manifest(write(tmp_path, V1))
+    assert m['v'] == 2
+    assert m['owner'] == OWNER and m['public'] is True
+    assert m['state'] == 'active' and m['disabled'] is False
+    assert m['published_at'] == '2012-11-27T21:08:00Z'
+    assert m['files'] == [{'sha1': SHA1, 'size': len(BODY), 'compression': 'bzip2'}]
+    assert m['urn'] == 'sdc:sdc:base64:1.8.1'
+    for gone in ('creator_uuid', 'vendor_uuid', 'creator_name', 'cloud_name', 'platform_type', 'created_at'):
+        assert gone not in m
+
+
+def test_missing_manifest(tmp_path):
+    path = str(tmp_path / 'nope.json')
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest path does not exist: "%s"' % path
+
+
+def test_manifest_that_is_a_directory(tmp_path):
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(str(tmp_path))
+    assert exc.value.msg == 'cannot read manifest %s: Is a directory' % tmp_path
+
+
+@pytest.mark.parametrize('content, why', [
+    (b'', 'Expecting value: line 1 column 1 (char 0)'),
+    (b'{"uuid": ', 'Expecting value: line 1 column 10 (char 9)'),
+    (b'uuid=' + U.encode(), 'Expecting value: line 1 column 1 (char 0)'),
+    (b'{"name": "caf\xe9"}', "'utf-8' codec can't decode byte 0xe9 in position 13: invalid continuation byte"),
+    (b'[]', 'it is not a JSON object'),
+    (b'[{"uuid": "%s"}]' % U.encode(), 'it is not a JSON object'),
+    (b'null', 'it is not a JSON object'),
+    (b'"%s"' % U.encode(), 'it is not a JSON object'),
+    # neither "v" nor a creator: node-imgmanifest cannot tell the version
+    (json.dumps(changed(v=None)).encode(), 'manifest does not have a "v" field'),
+    (json.dumps(changed(v='two')).encode(), "manifest \"v\" field is not a number: 'two'"),
+    (json.dumps(dict(V1, uuid=U.upper())).encode(), "v1 manifest \"uuid\" is not a UUID: '%s'" % U.upper()),
+])
+def test_manifest_that_cannot_be_read(tmp_path, content, why):
+    path = write(tmp_path, content)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is invalid: %s' % (path, why)
+
+
+@pytest.mark.parametrize('manifest, problems', [
+    (changed(uuid=None), ['uuid is missing']),
+    (changed(uuid=''), ['uuid is missing']),
+    (changed(uuid=U.upper()), ['uuid is not a lower-case UUID']),
+    (changed(name=None), ['name is missing']),
+    (changed(version=None), ['version is missing']),
+    (changed(os=None), ['os is missing']),
+    (changed(v=2, name=None, version='', os=None), ['name is missing', 'version is missing', 'os is missing']),
+    (changed(name='base@64'), ["name 'base@64' is invalid (letters, digits, space and . _ / - only, at most 1024)"]),
+    (changed(name='a' * 1025), ["name '%s' is invalid (letters, digits, space and . _ / - only, at most 1024)" % ('a' * 1025)]),
+    (changed(version='1.0 beta'), ["version '1.0 beta' is invalid (letters, digits and . _ / + - only, at most 512)"]),
+    (changed(version='1.0:2'), ["version '1.0:2' is invalid (letters, digits and . _ / + - only, at most 512)"]),
+    (changed(type='vmimage'), ["type 'vmimage' is not one of %s" % TYPES]),
+    (changed(os='solaris'), ["os 'solaris' is not one of %s" % OSES]),
+    (changed(files=None), ['files[0] is missing']),
+    (changed(files=[]), ['files[0] is missing']),
+    (changed(file_sha1='x'), ['files[0].sha1 is missing or not 40 hex digits']),
+    (changed(file_size=0), ['files[0].size is missing or not a positive integer']),
+    (changed(file_compression='zstd'), ["files[0].compression is 'zstd', not one of gzip, bzip2, xz, none"]),
+    (changed(origin='base-64'), ["origin 'base-64' is not a UUID"]),
+    # every bad field at once, in one message
+    (changed(uuid=None, name='base 64!', version='1 0', type='vm', os='plan9', file_sha1=None, file_size=-1, file_compression=None), [
+        'uuid is missing',
+        "name 'base 64!' is invalid (letters, digits, space and . _ / - only, at most 1024)",
+        "version '1 0' is invalid (letters, digits and . _ / + - only, at most 512)",
+        "type 'vm' is not one of %s" % TYPES,
+        "os 'plan9' is not one of %s" % OSES,
+        'files[0].sha1 is missing or not 40 hex digits',
+        'files[0].size is missing or not a positive integer',
+        'files[0].compression is None, not one of gzip, bzip2, xz, none',
+    ]),
+])
+def test_validation_lists_every_bad_field(tmp_path, manifest, problems):
+    path = write(tmp_path, manifest)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is invalid: %s' % (path, '; '.join(problems))
+    assert exc.value.evidence == {'problems': problems}
+
+
+def test_a_v1_manifest_is_validated_after_the_upgrade(tmp_path):
+    path = write(tmp_path, dict(V1, name='base64!', files=[{'path': 'base64.zfs', 'size': len(BODY)}]))
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    # the upgrade gave the file a compression ("none" for a plain .zfs); sha1 is still missing
+    assert exc.value.evidence['problems'] == [
+        "name 'base64!' is invalid (letters, digits, space and . _ / - only, at most 1024)",
+        'files[0].sha1 is missing or not 40 hex digits']
+
+
+def test_a_missing_type_is_listed_once(tmp_path):
+    path = write(tmp_path, changed(type=None))
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.evidence == {'problems': ['type is missing']}
+
+
+def test_a_v1_manifest_without_creator_is_invalid(tmp_path):
+    path = write(tmp_path, {'v': 1, 'uuid': U, 'name': 'base64', 'version': '1.8.1', 'type': 'zone-dataset', 'os': 'smartos'})
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is invalid: v1 manifest has no "creator_uuid"' % path
+
+
+def test_a_missing_published_at_is_set_as_imgadm_install_does(tmp_path):
+    m = load_local_manifest(write(tmp_path, changed(published_at=None)))
+    assert isinstance(m.get('published_at'), str) and m['published_at'].endswith('Z')
+
+
+# ---- verify_local_file ----
+
+def test_verify_a_good_file(tmp_path):
+    path = write(tmp_path, BODY, 'image.zfs.gz')
+    assert verify_local_file(path, GOOD) is None
+    assert verify_local_file(path, changed(file_sha1=SHA1.upper())) is None   # hex compares in any case
+
+
+@pytest.mark.parametrize('content, manifest, msg', [
+    (BODY[:-1], GOOD, 'image file size error: manifest says %d bytes, {path} is %d bytes' % (len(BODY), len(BODY) - 1)),
+    (BODY + b'\0', GOOD, 'image file size error: manifest says %d bytes, {path} is %d bytes' % (len(BODY), len(BODY) + 1)),
+    (BODY[::-1], GOOD, 'image file checksum (sha1) error: manifest says "%s", {path} is "%s"'
+     % (SHA1, hashlib.sha1(BODY[::-1]).hexdigest())),
+    (BODY, changed(file_sha1='AB' * 20), 'image file checksum (sha1) error: manifest says "%s", {path} is "%s"' % ('ab' * 20, SHA1)),
+])
+def test_verify_a_bad_file(tmp_path, content, manifest, msg):
+    path = write(tmp_path, content, 'image.zfs.gz')
+    with pytest.raises(ImageError) as exc:
+        verify_local_file(path, manifest)
+    assert not isinstance(exc.value, InvalidParameter)   # a bad file, not a bad option
+    assert exc.value.msg == msg.format(path=path)
+
+
+def test_verify_a_missing_file(tmp_path):
+    path = str(tmp_path / 'image.zfs.gz')
+    with pytest.raises(InvalidParameter) as exc:
+        verify_local_file(path, GOOD)
+    assert exc.value.msg == 'file path does not exist: "%s"' % path
+
+
+# ---- LocalClient / LocalFileStream: a file on the host read like a GetImageFile answer ----
+
+def read_all(stream, size=1000):
+    data = b''
+    while True:
+        block = stream.read(size)
+        if not block:
+            return data
+        assert len(block) <= size
+        data += block
+
+
+@pytest.mark.parametrize('offset, status', [(0, 200), (1, 206), (4000, 206), (len(BODY), 206)])
+def test_local_client_opens_the_file_at_an_offset(tmp_path, offset, status):
+    path = write(tmp_path, BODY, 'image.zfs.gz')
+    client = LocalClient(path)
+    assert client.source.url == 'file://' + path
+    assert client.source.type == 'file'
+    stream = client.open_file(U, offset)
+    assert isinstance(stream, LocalFileStream)
+    assert stream.status == status
+    assert stream.content_length == len(BODY) - offset
+    assert stream.raw_content_length == str(len(BODY) - offset)
+    assert read_all(stream) == BODY[offset:]
+    stream.close()
+    with pytest.raises(ValueError):
+        stream.read(1)   # closed
+
+
+def test_local_client_default_offset(tmp_path):
+    stream = LocalClient(write(tmp_path, BODY, 'image.zfs.gz')).open_file(U)
+    try:
+        assert (stream.status, stream.content_length) == (200, len(BODY))
+        assert stream.read(10) == BODY[:10]
+    finally:
+        stream.close()

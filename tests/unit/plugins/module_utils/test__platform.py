@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_platform.py: imgadm's checkMinMaxPlatformSync as a table, and reading sysinfo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError
+from ansible_collections.smartos.images.plugins.module_utils._platform import check_platform, platform_problem, read_sysinfo
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+STAMP = '20141030T081701Z'
+HOST = {'SDC Version': '7.0', 'Live Image': STAMP, 'UUID': '44454c4c-5000-104d-8037-b7c04f433432'}
+
+
+def manifest(**requirements):
+    return {'v': 2, 'uuid': U, 'name': 'base-64-lts', 'version': '24.4.1', 'requirements': requirements}
+
+
+def problem(ver, stamp, key, wanted):
+    """imgadm's MinPlatform / MaxPlatform message, with JSON.stringify's compact form of the requirement."""
+    return ('current platform version, %s/%s, does not satisfy requirements.%s=%s'
+            % (ver, stamp, key, json.dumps(wanted, separators=(',', ':'))))
+
+
+@pytest.mark.parametrize('sysinfo, requirements, expected', [
+    # nothing required
+    (HOST, None, None),
+    (HOST, {}, None),
+    (HOST, {'brand': 'joyent'}, None),
+    (HOST, {'min_platform': {}}, None),
+    (HOST, {'max_platform': {}}, None),
+    # min_platform with the host's version as a key: the timestamps compare as strings
+    (HOST, {'min_platform': {'7.0': STAMP}}, None),
+    (HOST, {'min_platform': {'7.0': '20130101T000000Z'}}, None),
+    (HOST, {'min_platform': {'7.0': '20141030T081702Z'}}, problem('7.0', STAMP, 'min_platform', {'7.0': '20141030T081702Z'})),
+    (HOST, {'min_platform': {'6.5': '20990101T000000Z', '7.0': '20150101T000000Z'}},
+     problem('7.0', STAMP, 'min_platform', {'6.5': '20990101T000000Z', '7.0': '20150101T000000Z'})),
+    # min_platform without that key: the version against the lowest key, as strings
+    (HOST, {'min_platform': {'7.1': '20990101T000000Z'}}, problem('7.0', STAMP, 'min_platform', {'7.1': '20990101T000000Z'})),
+    (HOST, {'min_platform': {'6.5': '20990101T000000Z'}}, None),      # its timestamp does not matter
+    (HOST, {'min_platform': {'7.1': '20990101T000000Z', '6.5': '20990101T000000Z'}}, None),   # the lowest is 6.5
+    (dict(HOST, **{'SDC Version': '10.0'}), {'min_platform': {'9.0': '20120101T000000Z'}},   # '10.0' < '9.0' as text
+     problem('10.0', STAMP, 'min_platform', {'9.0': '20120101T000000Z'})),
+    # max_platform with the host's version as a key
+    (HOST, {'max_platform': {'7.0': STAMP}}, None),
+    (HOST, {'max_platform': {'7.0': '20990101T000000Z'}}, None),
+    (HOST, {'max_platform': {'7.0': '20141030T081700Z'}}, problem('7.0', STAMP, 'max_platform', {'7.0': '20141030T081700Z'})),
+    # max_platform without that key: the version against the highest key
+    (HOST, {'max_platform': {'6.5': '20990101T000000Z'}}, problem('7.0', STAMP, 'max_platform', {'6.5': '20990101T000000Z'})),
+    (HOST, {'max_platform': {'7.1': '20120101T000000Z'}}, None),
+    (HOST, {'max_platform': {'6.5': '20120101T000000Z', '7.1': '20120101T000000Z'}}, None),   # the highest is 7.1
+    # no SDC Version: imgadm assumes 6.5
+    ({'Live Image': STAMP}, {'min_platform': {'7.0': '20120101T000000Z'}},
+     problem('6.5', STAMP, 'min_platform', {'7.0': '20120101T000000Z'})),
+    ({'SDC Version': '', 'Live Image': STAMP}, {'min_platform': {'7.0': '20120101T000000Z'}},
+     problem('6.5', STAMP, 'min_platform', {'7.0': '20120101T000000Z'})),
+    ({'Live Image': STAMP}, {'min_platform': {'6.5': STAMP}}, None),
+    ({'Live Image': STAMP}, {'max_platform': {'6.5': '20120101T000000Z'}},
+     problem('6.5', STAMP, 'max_platform', {'6.5': '20120101T000000Z'})),
+    # both fail: min_platform is reported, as imgadm checks it first
+    (HOST, {'min_platform': {'7.1': '20990101T000000Z'}, 'max_platform': {'6.5': '20120101T000000Z'}},
+     problem('7.0', STAMP, 'min_platform', {'7.1': '20990101T000000Z'})),
+    (HOST, {'min_platform': {'7.0': STAMP}, 'max_platform': {'6.5': '20120101T000000Z'}},
+     problem('7.0', STAMP, 'max_platform', {'6.5': '20120101T000000Z'})),
+])
+def test_platform_problem(sysinfo, requirements, expected):
+    m = manifest(**requirements) if requirements is not None else {'uuid': U}
+    assert platform_problem(m, sysinfo) == expected
+
+
+def test_platform_problem_message_is_imgadms_exactly():
+    m = manifest(min_platform={'7.0': '20150101T000000Z', '6.5': '20120101T000000Z'})
+    assert platform_problem(m, HOST) == ('current platform version, 7.0/20141030T081701Z, does not satisfy '
+                                         'requirements.min_platform={"7.0":"20150101T000000Z","6.5":"20120101T000000Z"}')
+
+
+def test_check_platform_names_the_image():
+    m = manifest(max_platform={'6.5': '20120101T000000Z'})
+    with pytest.raises(ImageError) as exc:
+        check_platform(m, HOST)
+    assert exc.value.msg == ('image %s (base-64-lts@24.4.1): current platform version, 7.0/%s, does not satisfy '
+                             'requirements.max_platform={"6.5":"20120101T000000Z"}' % (U, STAMP))
+    assert exc.value.evidence == {'uuid': U}
+
+
+@pytest.mark.parametrize('m, sysinfo', [
+    (manifest(min_platform={'7.0': STAMP}), HOST),
+    (manifest(min_platform={'7.1': '20990101T000000Z'}), None),   # no sysinfo command (not SmartOS): nothing to check
+    ({'uuid': U}, HOST),
+])
+def test_check_platform_passes(m, sysinfo):
+    assert check_platform(m, sysinfo) is None
+
+
+class FakeRunner:
+    """which() knows sysinfo only when given an answer for it; run() records argv and answers."""
+
+    def __init__(self, answer=None):
+        self.answer = answer
+        self.calls = []
+        self.which_calls = []
+
+    def which(self, name, required=True):
+        self.which_calls.append((name, required))
+        return '/usr/bin/sysinfo' if self.answer is not None and name == 'sysinfo' else None
+
+    def run(self, argv):
+        self.calls.append(list(argv))
+        return self.answer
+
+
+def test_read_sysinfo_without_the_command_is_none():
+    runner = FakeRunner()
+    assert read_sysinfo(runner) is None
+    assert runner.which_calls == [('sysinfo', False)]
+    assert runner.calls == []
+
+
+def test_read_sysinfo():
+    runner = FakeRunner((0, json.dumps(HOST, indent=2) + '\n', ''))
+    assert read_sysinfo(runner) == HOST
+    assert runner.calls == [['sysinfo']]
+
+
+def test_read_sysinfo_failure():
+    runner = FakeRunner((1, '', 'sysinfo: permission denied\n'))
+    with pytest.raises(CommandError) as exc:
+        read_sysinfo(runner)
+    assert exc.value.msg == 'sysinfo failed: sysinfo: permission denied'
+    assert exc.value.evidence == {'cmd': 'sysinfo', 'rc': 1, 'stderr': 'sysinfo: permission denied\n'}
+
+
+@pytest.mark.parametrize('out', ['', 'SDC Version: 7.0\n', '{"SDC Version": "7.0",', '{"SDC Version": "7.0"}\n{}'])
+def test_read_sysinfo_not_json(out):
+    with pytest.raises(CommandError) as exc:
+        read_sysinfo(FakeRunner((0, out, '')))
+    assert exc.value.msg.startswith('sysinfo printed something that is not JSON: ')
+    assert exc.value.evidence == {'cmd': 'sysinfo'}
+
+
+@pytest.mark.parametrize('out', ['null\n', '[]\n', '"7.0"\n'])
+def test_read_sysinfo_json_that_is_not_an_object(out):
+    with pytest.raises(CommandError):
+        read_sysinfo(FakeRunner((0, out, '')))
