@@ -157,16 +157,21 @@ def discard(path):
         raise host_error('cannot remove', path, e)
 
 
-def read_json(path):
-    """Parse a JSON file; None when it does not exist."""
+def read_bytes(path):
+    """A file's bytes; None when it does not exist."""
     try:
         with open(path, 'rb') as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         return None
     except OSError as e:
         raise host_error('cannot read', path, e)
-    return json.loads(data.decode('utf-8'))
+
+
+def read_json(path):
+    """Parse a JSON file; None when it does not exist."""
+    data = read_bytes(path)
+    return None if data is None else json.loads(data.decode('utf-8'))
 
 
 def host_error(what, path, error):

@@ -88,27 +88,49 @@ class SourceEntry:
         return Source(url, type=self.type, insecure=self.insecure)
 
 
-class ModernSources:
+class _SourceFile:
+    """A file that holds the host's sources: read whole, written atomically under a lock."""
+
+    layout = None
+    implicit = False
+
+    def __init__(self, path):
+        self.path = path
+        self.raw = None
+
+    def load(self):
+        self.raw = _host.read_bytes(self.path)
+        self.parse(self.raw)
+        return self
+
+    def parse(self, raw):
+        raise NotImplementedError
+
+    def render(self, entries):
+        raise NotImplementedError
+
+    def save(self, entries):
+        _host.write_atomic(self.path, self.render(entries))
+
+    def lock(self):
+        return _host.file_lock(self.path + '.lock')
+
+
+class ModernSources(_SourceFile):
     """/var/imgadm/imgadm.conf: JSON, unknown keys kept, 2-space indent, no trailing newline."""
 
     layout = 'modern'
 
     def __init__(self, paths):
-        self.path = paths.config
+        super().__init__(paths.config)
         self.config = {}
-        self.raw = None
 
-    def load(self):
+    def parse(self, raw):
+        if raw is None:
+            self.config = {}
+            return
         try:
-            with open(self.path, 'rb') as f:
-                self.raw = f.read()
-        except FileNotFoundError:
-            self.raw, self.config = None, {}
-            return self
-        except OSError as e:
-            raise ImageError('cannot read %s: %s' % (self.path, e.strerror), path=self.path)
-        try:
-            config = json.loads(self.raw.decode('utf-8'))
+            config = json.loads(raw.decode('utf-8'))
         except ValueError as e:
             raise ImageError('config file "%s" is not valid JSON (%s); fix or remove it, it was left unchanged'
                              % (self.path, e), path=self.path)
@@ -119,7 +141,6 @@ class ModernSources:
             raise ImageError('config file "%s": "sources" must be a list, not %s; it was left unchanged'
                              % (self.path, type(config['sources']).__name__), path=self.path)
         self.config = config
-        return self
 
     @property
     def implicit(self):
@@ -137,39 +158,21 @@ class ModernSources:
         config['sources'] = [e.to_config() for e in entries]
         return json.dumps(config, indent=2, ensure_ascii=False).encode('utf-8')
 
-    def save(self, entries):
-        _host.write_atomic(self.path, self.render(entries))
 
-    def lock(self):
-        return _host.file_lock(self.path + '.lock')
-
-
-class OriginalSources:
+class OriginalSources(_SourceFile):
     """/var/db/imgadm/sources.list (the seed's layout): one URL a line, comments and blanks kept."""
 
     layout = 'original'
 
     def __init__(self, paths):
-        self.path = paths.sources_list
+        super().__init__(paths.sources_list)
         self.lines = []
-        self.raw = None
 
-    def load(self):
+    def parse(self, raw):
         try:
-            with open(self.path, 'rb') as f:
-                self.raw = f.read()
-        except FileNotFoundError:
-            self.raw, self.lines = None, []
-            return self
-        except OSError as e:
-            raise ImageError('cannot read %s: %s' % (self.path, e.strerror), path=self.path)
-        try:
-            self.lines = self.raw.decode('utf-8').splitlines()
+            self.lines = raw.decode('utf-8').splitlines() if raw is not None else []
         except UnicodeDecodeError as e:
             raise ImageError('%s is not UTF-8 text (%s); it was left unchanged' % (self.path, e), path=self.path)
-        return self
-
-    implicit = False
 
     @staticmethod
     def is_source_line(line):
@@ -195,12 +198,6 @@ class OriginalSources:
                 out.append(next(slots))
         out.extend(u for u in wanted if u not in current)
         return ('\n'.join(out) + '\n').encode('utf-8') if out else b''
-
-    def save(self, entries):
-        _host.write_atomic(self.path, self.render(entries))
-
-    def lock(self):
-        return _host.file_lock(self.path + '.lock')
 
 
 def source_store(paths, layout):
