@@ -42,6 +42,16 @@ class Runner:
         widen_pipe(proc.stdin)
         return proc
 
+    def popen_out(self, argv, stderr):
+        """Start argv with a pipe on stdout, for streaming large outputs."""
+        # run_command would hold a whole send stream in memory; a send must stream.
+        env = dict(os.environ, **C_LOCALE)
+        argv = [self.which(argv[0])] + list(argv[1:])
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=stderr, env=env, close_fds=True)
+        widen_pipe(proc.stdout)
+        return proc
+
 
 # Linux only (F_SETPIPE_SZ, 1031 before Python 3.10 named it): a 1 MiB pipe instead of 64 KiB
 # halves the time zfs-fuse spends receiving from a pipe; elsewhere the default pipe stays.

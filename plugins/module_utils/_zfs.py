@@ -1,5 +1,5 @@
 # Private to the smartos.images collection: not a public API.
-# The zfs command seam: list, receive, rename, destroy, get; output parsing.
+# The zfs command seam: list, receive, send, snapshot, rename, destroy, get; output parsing.
 from __future__ import annotations
 
 import collections
@@ -78,6 +78,36 @@ class Zfs:
     def guid(self, snapshot):
         """The guid property of a snapshot (exact, as a string)."""
         return self._run(['get', '-Hp', '-o', 'value', 'guid', snapshot], 'reading guid').strip()
+
+    def properties(self, name, props):
+        """Exact values of some properties of a dataset or snapshot (None for '-'); None when it does not exist."""
+        argv = ['zfs', 'get', '-Hp', '-o', 'property,value', ','.join(props), name]
+        rc, out, err = self.runner.run(argv)
+        if rc != 0:
+            if 'does not exist' in err:
+                return None
+            raise CommandError('zfs get %s failed: %s' % (name, err.strip() or 'exit code %d' % rc),
+                               cmd=' '.join(argv), rc=rc, stderr=err)
+        values = {}
+        for line in out.splitlines():
+            prop, dummy, value = line.partition('\t')
+            values[prop] = None if value == '-' else value
+        return values
+
+    def snapshot(self, name):
+        """zfs snapshot dataset@snap."""
+        self._run(['snapshot', name], 'snapshotting %s' % name)
+
+    def destroy_snapshot(self, name):
+        """zfs destroy of one snapshot, retrying briefly while it is busy."""
+        if '@' not in name:
+            raise CommandError('refusing to destroy %s: not a snapshot' % name)
+        self._retry_busy(['destroy', name], 'destroying %s' % name)
+
+    def send(self, snapshot, stderr, incremental_from=None):
+        """Start `zfs send [-i from] snapshot` writing the stream to its stdout."""
+        argv = ['zfs', 'send'] + (['-i', incremental_from] if incremental_from else []) + [snapshot]
+        return self.runner.popen_out(argv, stderr=stderr)
 
     def set_property(self, name, prop, value):
         """zfs set prop=value name."""

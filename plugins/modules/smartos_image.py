@@ -151,6 +151,7 @@ notes:
 seealso:
   - module: smartos.images.smartos_image_source
   - module: smartos.images.smartos_image_facts
+  - module: smartos.images.smartos_image_create
   - name: imgadm(8)
     description: The SmartOS image tool this module works alongside.
     link: https://smartos.org/man/8/imgadm

@@ -101,3 +101,49 @@ def test_smartos_image_facts_examples(play, example_servers, tmp_path):
     assert [r['status'] for r in results] == ['ok'] * len(examples('smartos_image_facts'))
     available = results[2]['result']['ansible_facts']['smartos_images_available']
     assert [e['manifest']['uuid'] for e in available] == [EXAMPLE_UUID]
+
+
+EXAMPLE_VM = '79ae2d1c-5e48-4ae4-9c2f-f9e4d6b7cf0d'
+EXAMPLE_IMAGES = '/var/tmp/images'   # where the examples write, as they would on a real host
+
+
+def clear_example_images():
+    for name in os.listdir(EXAMPLE_IMAGES) if os.path.isdir(EXAMPLE_IMAGES) else []:
+        if name.startswith('example-') or name.startswith('.example-'):
+            os.unlink(os.path.join(EXAMPLE_IMAGES, name))
+    try:
+        os.rmdir(EXAMPLE_IMAGES)
+    except OSError:
+        pass   # not there, or not ours alone
+
+
+def test_smartos_image_create_examples(play, example_pool, tmp_path):
+    """The VM has no vmadm here: its dataset <pool>/<uuid> is found by name on the pool module_defaults names."""
+    root = str(tmp_path / 'root')
+    vm_dataset = '%s/%s' % (EXAMPLE_POOL, EXAMPLE_VM)
+    subprocess.run(['zfs', 'create', vm_dataset], check=True)
+    with open('/%s/motd' % vm_dataset, 'w', encoding='utf-8') as f:
+        f.write('an example VM\n')
+    clear_example_images()   # a leftover output of the same name and version would count as made
+    defaults = {'pool': EXAMPLE_POOL, 'host_root': root}
+    playbook = [{'module_defaults': {'smartos.images.smartos_image_create': defaults,
+                                     'smartos.images.smartos_image': defaults}, **t}
+                for t in examples('smartos_image_create')]
+    argv, env, record = play.command(playbook)
+    image = None
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results = play.results(record)
+        assert [(r['status'], r['result'].get('changed')) for r in results] == [('ok', True)] * 4
+        created = results[0]['result']
+        image = '%s/%s' % (EXAMPLE_POOL, created['uuid'])
+        assert sorted(os.listdir(EXAMPLE_IMAGES)) == [
+            'example-1.0.0.imgmanifest', 'example-1.0.0.zfs.gz', 'example-bz2-1.0.0.imgmanifest',
+            'example-bz2-1.0.0.zfs.bz2', 'example-xz-1.0.0.dsmanifest', 'example-xz-1.0.0.imgmanifest',
+            'example-xz-1.0.0.zfs.xz']
+        assert results[1]['result']['imported'] == [created['uuid']]
+    finally:
+        clear_example_images()
+        for dataset in ([image] if image else []) + [vm_dataset]:
+            subprocess.run(['zfs', 'destroy', '-r', dataset], capture_output=True, check=False)

@@ -224,3 +224,51 @@ def test_receive_starts_zfs_receive_unmounted_through_popen():
     errfile = object()
     proc = Zfs(runner).receive('zones/%s-partial' % UUID, stderr=errfile)
     assert proc == ('popen', ['zfs', 'receive', '-u', 'zones/%s-partial' % UUID], errfile)
+
+
+# ---- what smartos_image_create adds: properties, snapshot, destroy_snapshot, send ----
+
+def test_properties_exact_values():
+    runner = FakeRunner((0, 'type\tvolume\nguid\t11192632609860586301\norigin\t-\n', ''))
+    assert Zfs(runner).properties('zones/vol', ['type', 'guid', 'origin']) == {
+        'type': 'volume', 'guid': '11192632609860586301', 'origin': None}
+    assert runner.calls == [['zfs', 'get', '-Hp', '-o', 'property,value', 'type,guid,origin', 'zones/vol']]
+
+
+def test_properties_of_what_does_not_exist():
+    assert Zfs(FakeRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))).properties('zones/x', ['type']) is None
+    with pytest.raises(CommandError, match='zfs get zones/x failed: bad property list') as e:
+        Zfs(FakeRunner((2, '', 'bad property list: invalid property written\n'))).properties('zones/x', ['written'])
+    assert e.value.evidence['rc'] == 2
+
+
+def test_snapshot_and_destroy_snapshot():
+    runner = FakeRunner()
+    zfs = Zfs(runner)
+    zfs.snapshot('zones/a@s')
+    zfs.destroy_snapshot('zones/a@s')
+    assert runner.calls == [['zfs', 'snapshot', 'zones/a@s'], ['zfs', 'destroy', 'zones/a@s']]
+    with pytest.raises(CommandError, match='not a snapshot'):
+        zfs.destroy_snapshot('zones/a')
+    assert len(runner.calls) == 2
+
+
+def test_snapshot_failure():
+    with pytest.raises(CommandError, match="snapshotting zones/a@s failed: cannot create snapshot"):
+        Zfs(FakeRunner((1, '', "cannot create snapshot 'zones/a@s': dataset already exists\n"))).snapshot('zones/a@s')
+
+
+class SendRunner(FakeRunner):
+    def popen_out(self, argv, stderr):
+        self.calls.append(list(argv))
+        return ('popen_out', argv, stderr)
+
+
+@pytest.mark.parametrize('origin, argv', [
+    (None, ['zfs', 'send', 'zones/a@s']),
+    ('zones/%s@final' % UUID, ['zfs', 'send', '-i', 'zones/%s@final' % UUID, 'zones/a@s']),
+])
+def test_send_streams_through_popen_out(origin, argv):
+    runner = SendRunner()
+    assert Zfs(runner).send('zones/a@s', 'ERR', incremental_from=origin) == ('popen_out', argv, 'ERR')
+    assert runner.calls == [argv]

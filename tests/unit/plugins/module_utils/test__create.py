@@ -1,0 +1,486 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_create.py: the smartos_image_create worker on a fake host (zfs, vmadm)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils._create import (
+    ImageCreator, descends_from, file_prefix, snapshot_name,
+)
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError, InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
+from ansible_collections.smartos.images.plugins.module_utils._manifest import upgrade_manifest
+from ansible_collections.smartos.images.plugins.module_utils._manifest_build import derive_uuid, manifest_problems
+from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset
+from ansible_collections.smartos.images.tests.unit.plugins.module_utils.create_fakes import (
+    FakeHost, bhyve_vm, stream_of, zone_vm,
+)
+
+VM = '79ae2d1c-5e48-4ae4-9c2f-f9e4d6b7cf0d'
+ORIGIN = 'c58161c0-2547-11e2-a75e-9fdca1940570'
+SRC = 'zones/src'
+
+
+def params(tmp_path, **kw):
+    """The module's parameters with their defaults, as AnsibleModule hands them over."""
+    p = dict(vm=None, dataset=None, snapshot=None, stop_vm=False, output_dir=str(tmp_path / 'out'), name='img',
+             version='1.0.0', description=None, homepage=None, uuid=None, os=None, type=None, compression='gzip',
+             origin=None, owner=None, requirements=None, fields=None, dsmanifest=False, creator_name=None,
+             remove_snapshot=False, pool='zones', host_root=str(tmp_path / 'root'), layout='auto')
+    p.update(kw)
+    if not (p['vm'] or p['dataset'] or p['snapshot']):
+        p['dataset'] = SRC
+    return p
+
+
+def create(host, tmp_path, check=False, **kw):
+    return ImageCreator(params(tmp_path, **kw), host, check_mode=check, workers=2).run(diff=True)
+
+
+def pool_host(*extra, **kw):
+    return FakeHost([('zones',), (SRC,)] + list(extra), **kw)
+
+
+def listing(tmp_path):
+    out = tmp_path / 'out'
+    return sorted(os.listdir(str(out))) if out.exists() else []
+
+
+def read_json(path):
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+# ---- names ----
+
+def test_snapshot_name_is_recognisable_and_one_per_name_and_version():
+    a = snapshot_name('zones/src', 'img', '1.0.0')
+    assert a.startswith('zones/src@smartos-images-create-') and len(a.split('@')[1]) == len('smartos-images-create-') + 12
+    assert a == snapshot_name('zones/src', 'img', '1.0.0') != snapshot_name('zones/src', 'img', '1.0.1')
+
+
+@pytest.mark.parametrize('name, version, prefix', [
+    ('base-64', '1.0.0', 'base-64-1.0.0'),
+    ('Private vader image', '0.0.1', 'Private_vader_image-0.0.1'),
+    ('a/b', '1+build/2', 'a_b-1+build_2'),
+])
+def test_file_prefix(name, version, prefix):
+    assert file_prefix(name, version) == prefix
+
+
+# ---- a dataset: check, real, idempotent ----
+
+def test_dataset_check_then_real_then_idempotent(tmp_path):
+    host = pool_host()
+    check = create(host, tmp_path, check=True)
+    snap = snapshot_name(SRC, 'img', '1.0.0')
+    out = str(tmp_path / 'out')
+    assert check['changed'] and [a['action'] for a in check['actions']] == ['snapshot', 'send', 'write_manifest']
+    assert check['snapshot'] == snap and check['dataset_guid'] is None and check['uuid'] is None
+    assert check['sha1'] is None and check['manifest']['type'] == 'zone-dataset' and 'published_at' not in check['manifest']
+    assert host.mutations() == [] and host.sends == [] and listing(tmp_path) == []
+
+    real = create(host, tmp_path)
+    assert real['actions'] == check['actions'] and real['diff'] == check['diff']
+    assert listing(tmp_path) == ['img-1.0.0.imgmanifest', 'img-1.0.0.zfs.gz']
+    guid = host.guid(snap)
+    assert real['dataset_guid'] == guid and real['uuid'] == derive_uuid(guid, 'img', '1.0.0', 'zone-dataset', None)
+    with open(real['file_path'], 'rb') as f:
+        data = f.read()
+    assert gzip.decompress(data) == stream_of(snap)
+    manifest = read_json(real['manifest_path'])
+    assert manifest == real['manifest'] and manifest_problems(manifest) == []
+    assert manifest['files'] == [{'sha1': hashlib.sha1(data).hexdigest(), 'size': len(data), 'compression': 'gzip',
+                                  'dataset_guid': guid}]
+    assert (real['sha1'], real['size']) == (manifest['files'][0]['sha1'], len(data))
+    assert real['file_path'] == os.path.join(out, 'img-1.0.0.zfs.gz')
+
+    host.calls = []
+    for check_mode in (True, False):
+        again = create(host, tmp_path, check=check_mode)
+        assert not again['changed'] and again['actions'] == [] and again['manifest'] == manifest
+        assert again['uuid'] == real['uuid'] and again['sha1'] == real['sha1']
+        assert again['diff']['before'] == again['diff']['after']
+    assert host.mutations() == [] and len(host.sends) == 1
+
+
+def test_published_at_is_not_what_makes_an_image_new(tmp_path):
+    host = pool_host()
+    first = create(host, tmp_path)
+    assert not create(host, tmp_path)['changed']
+    assert read_json(first['manifest_path'])['published_at'] == first['manifest']['published_at']
+
+
+def test_changed_description_rewrites_only_the_manifest(tmp_path):
+    host = pool_host()
+    first = create(host, tmp_path, description='one')
+    second = create(host, tmp_path, description='two')
+    assert [a['action'] for a in second['actions']] == ['write_manifest'] and len(host.sends) == 1
+    assert second['manifest']['description'] == 'two' and second['uuid'] == first['uuid']
+    assert second['manifest']['published_at'] == first['manifest']['published_at']
+    assert second['manifest']['files'] == first['manifest']['files']
+
+
+def test_changed_compression_replaces_the_file(tmp_path):
+    host = pool_host()
+    create(host, tmp_path)
+    second = create(host, tmp_path, compression='xz')
+    assert [a['action'] for a in second['actions']] == ['send', 'write_manifest', 'remove_file']
+    assert listing(tmp_path) == ['img-1.0.0.imgmanifest', 'img-1.0.0.zfs.xz']
+    with open(second['file_path'], 'rb') as f:
+        assert lzma.decompress(f.read()) == stream_of(snapshot_name(SRC, 'img', '1.0.0'))
+    assert second['manifest']['files'][0]['compression'] == 'xz'
+
+
+def test_a_file_gone_is_sent_again_from_the_same_snapshot(tmp_path):
+    host = pool_host()
+    first = create(host, tmp_path)
+    os.unlink(first['file_path'])
+    second = create(host, tmp_path)
+    assert [a['action'] for a in second['actions']] == ['send', 'write_manifest']
+    assert second['sha1'] == first['sha1'] and second['uuid'] == first['uuid']  # same snapshot, same bytes
+
+
+def test_a_new_snapshot_of_the_same_name_makes_a_new_image(tmp_path):
+    host = pool_host()
+    first = create(host, tmp_path)
+    del host.datasets[first['snapshot']]
+    host.add(first['snapshot'])   # someone re-made it: another guid
+    second = create(host, tmp_path)
+    assert [a['action'] for a in second['actions']] == ['send', 'write_manifest']
+    assert second['uuid'] != first['uuid'] and second['dataset_guid'] == host.guid(first['snapshot'])
+
+
+def test_remove_snapshot_then_idempotent(tmp_path):
+    host = pool_host()
+    check = create(host, tmp_path, check=True, remove_snapshot=True)
+    real = create(host, tmp_path, remove_snapshot=True)
+    assert [a['action'] for a in real['actions']] == ['snapshot', 'send', 'write_manifest', 'remove_snapshot']
+    assert check['actions'] == real['actions'] and check['diff'] == real['diff']
+    assert real['snapshot'] not in host.datasets and real['diff']['after']['snapshot'] is None
+    for check_mode in (True, False):
+        again = create(host, tmp_path, check=check_mode, remove_snapshot=True)
+        assert not again['changed'] and again['uuid'] == real['uuid'] and again['dataset_guid'] == real['dataset_guid']
+    assert len(host.sends) == 1
+
+
+def test_remove_snapshot_asked_later_removes_the_kept_one(tmp_path):
+    host = pool_host()
+    create(host, tmp_path)
+    later = create(host, tmp_path, remove_snapshot=True)
+    assert later['actions'] == [{'action': 'remove_snapshot', 'snapshot': later['snapshot']}]
+    assert later['snapshot'] not in host.datasets
+
+
+# ---- a snapshot ----
+
+def test_snapshot_is_sent_as_is_and_never_removed(tmp_path):
+    host = pool_host((SRC + '@mine',))
+    result = create(host, tmp_path, snapshot=SRC + '@mine', remove_snapshot=True)
+    assert [a['action'] for a in result['actions']] == ['send', 'write_manifest']
+    assert SRC + '@mine' in host.datasets and result['dataset_guid'] == host.guid(SRC + '@mine')
+    assert [c for c in host.mutations() if c[1] in ('snapshot', 'destroy')] == []
+    assert not create(host, tmp_path, snapshot=SRC + '@mine', remove_snapshot=True)['changed']
+
+
+@pytest.mark.parametrize('kw, words', [
+    ({'snapshot': SRC + '@nope'}, 'snapshot "zones/src@nope" does not exist'),
+    ({'snapshot': SRC}, 'is not a snapshot name'),
+    ({'dataset': 'zones/nope'}, 'dataset "zones/nope" does not exist'),
+    ({'dataset': SRC + '@x'}, 'give it as snapshot'),
+])
+def test_missing_sources(tmp_path, kw, words):
+    host = pool_host()
+    with pytest.raises(ImageError, match=words.replace('(', r'\(')):
+        create(host, tmp_path, **kw)
+    assert host.mutations() == [] and listing(tmp_path) == []
+
+
+# ---- volumes ----
+
+def test_volume_makes_a_zvol_image(tmp_path):
+    host = FakeHost([('zones',), ('zones/vol', 'volume', None, str(10 << 30))])
+    result = create(host, tmp_path, dataset='zones/vol', compression='bzip2')
+    assert result['file_path'].endswith('/img-1.0.0.zvol.bz2')
+    m = result['manifest']
+    assert m['type'] == 'zvol' and m['image_size'] == 10240
+    assert (m['nic_driver'], m['disk_driver'], m['cpu_type']) == ('virtio', 'virtio', 'qemu64')
+    assert manifest_problems(m) == []
+
+
+def test_volume_fields_can_be_given(tmp_path):
+    host = FakeHost([('zones',), ('zones/vol', 'volume', None, str(1 << 30))])
+    result = create(host, tmp_path, dataset='zones/vol', fields={'cpu_type': 'host', 'image_size': 20480})
+    assert result['manifest']['cpu_type'] == 'host' and result['manifest']['image_size'] == 20480
+
+
+@pytest.mark.parametrize('dataset, image_type', [('zones/src', 'zvol'), ('zones/vol', 'zone-dataset'),
+                                                 ('zones/vol', 'lx-dataset')])
+def test_type_must_fit_the_dataset(tmp_path, dataset, image_type):
+    host = FakeHost([('zones',), ('zones/src',), ('zones/vol', 'volume', None, str(1 << 30))])
+    with pytest.raises(InvalidParameter, match='does not fit'):
+        create(host, tmp_path, dataset=dataset, type=image_type)
+    assert host.mutations() == []
+
+
+# ---- VMs ----
+
+def test_stopped_zone_vm_via_vmadm(tmp_path):
+    host = pool_host(('zones/' + VM,), vms={VM: zone_vm(VM)})
+    result = create(host, tmp_path, vm=VM)
+    assert result['dataset'] == 'zones/' + VM and [a['action'] for a in result['actions']] == ['snapshot', 'send',
+                                                                                               'write_manifest']
+    assert ['vmadm', 'get', VM] in host.calls and not [c for c in host.calls if c[:2] == ['vmadm', 'stop']]
+
+
+def test_running_vm_is_refused_without_stop_vm(tmp_path):
+    host = pool_host(('zones/' + VM,), vms={VM: zone_vm(VM, state='running')})
+    for check in (True, False):
+        with pytest.raises(ImageError, match='VM "%s" is running: stop it first' % VM):
+            create(host, tmp_path, check=check, vm=VM)
+    assert host.mutations() == [] and listing(tmp_path) == []
+
+
+def test_running_vm_is_stopped_when_asked(tmp_path):
+    host = pool_host(('zones/' + VM,), vms={VM: zone_vm(VM, state='running')})
+    check = create(host, tmp_path, check=True, vm=VM, stop_vm=True)
+    assert check['actions'][0] == {'action': 'stop_vm', 'vm': VM} and host.mutations() == []
+    real = create(host, tmp_path, vm=VM, stop_vm=True)
+    assert real['actions'] == check['actions']
+    stop = host.calls.index(['vmadm', 'stop', VM])
+    snap = next(i for i, c in enumerate(host.calls) if c[:2] == ['zfs', 'snapshot'])
+    assert stop < snap and host.vms[VM]['state'] == 'stopped'
+
+
+def test_vm_that_does_not_stop_is_not_snapshotted(tmp_path):
+    host = pool_host(('zones/' + VM,), vms={VM: zone_vm(VM, state='running')}, stop_works=False)
+    with pytest.raises(ImageError, match='still running after vmadm stop'):
+        create(host, tmp_path, vm=VM, stop_vm=True)
+    assert not [c for c in host.calls if c[:2] == ['zfs', 'snapshot']] and listing(tmp_path) == []
+
+
+def test_running_vm_with_its_image_already_made_needs_no_stop(tmp_path):
+    host = pool_host(('zones/' + VM,), vms={VM: zone_vm(VM)})
+    create(host, tmp_path, vm=VM)
+    host.vms[VM]['state'] = 'running'
+    assert not create(host, tmp_path, vm=VM)['changed']
+
+
+def test_bhyve_vm_image_is_its_boot_disk(tmp_path):
+    host = FakeHost([('zones',), ('zones/' + VM,), ('zones/%s/disk0' % VM, 'volume', None, str(10 << 30))],
+                    vms={VM: bhyve_vm(VM)})
+    result = create(host, tmp_path, vm=VM)
+    m = result['manifest']
+    assert result['dataset'] == 'zones/%s/disk0' % VM and result['file_path'].endswith('.zvol.gz')
+    assert (m['type'], m['nic_driver'], m['disk_driver'], m['cpu_type'], m['image_size']) == \
+        ('zvol', 'e1000', 'virtio', 'host', 10240)
+
+
+def test_vm_unknown_to_vmadm(tmp_path):
+    host = pool_host(vms={})
+    with pytest.raises(ImageError, match='VM "%s" does not exist' % VM):
+        create(host, tmp_path, vm=VM)
+
+
+@pytest.mark.parametrize('datasets, expected', [
+    ([('zones/' + VM,)], 'zones/' + VM),
+    ([('zones/' + VM,), ('zones/%s-disk0' % VM, 'volume', None, str(1 << 30))], 'zones/%s-disk0' % VM),
+    ([('zones/' + VM,), ('zones/%s/disk0' % VM, 'volume', None, str(1 << 30))], 'zones/%s/disk0' % VM),
+])
+def test_vm_without_vmadm_is_found_by_its_dataset_names(tmp_path, datasets, expected):
+    host = FakeHost([('zones',)] + datasets)
+    result = create(host, tmp_path, check=True, vm=VM, stop_vm=True)
+    assert result['dataset'] == expected and not [c for c in host.calls if c[0] == 'vmadm']
+
+
+def test_vm_without_vmadm_and_without_datasets(tmp_path):
+    with pytest.raises(ImageError, match='has no dataset on pool zones'):
+        create(pool_host(), tmp_path, vm=VM)
+
+
+# ---- incremental ----
+
+def origin_host(tmp_path, clone_of='zones/%s@final' % ORIGIN, cached=True):
+    """An installed origin image with its @final, a clone of it (the VM), and imgadm's cache of its manifest."""
+    host = FakeHost([('zones',), ('zones/' + ORIGIN,), ('zones/%s@final' % ORIGIN,), ('zones/other',),
+                     ('zones/other@s',), ('zones/child', None, clone_of)])
+    if cached:
+        path = tmp_path / 'root' / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)
+        path.parent.mkdir(parents=True)
+        manifest = {'v': 2, 'uuid': ORIGIN, 'name': 'base', 'version': '1.0.0', 'type': 'zone-dataset', 'os': 'illumos',
+                    'requirements': {'networks': [{'name': 'net0', 'description': 'public'}]},
+                    'users': [{'name': 'root'}], 'generate_passwords': True, 'inherited_directories': ['/opt'],
+                    'tags': {'role': 'os'}, 'homepage': 'https://example.com/base', 'description': 'the base'}
+        path.write_text(json.dumps({'manifest': manifest, 'zpool': 'zones'}))
+    return host
+
+
+def test_incremental_on_an_installed_origin(tmp_path):
+    host = origin_host(tmp_path)
+    result = create(host, tmp_path, dataset='zones/child', origin=ORIGIN, requirements={'brand': 'joyent'})
+    m = result['manifest']
+    assert result['actions'][1]['incremental_from'] == 'zones/%s@final' % ORIGIN
+    assert host.sends == [('zones/%s@final' % ORIGIN, result['snapshot'])]
+    assert m['origin'] == ORIGIN and m['os'] == 'illumos' and m['type'] == 'zone-dataset'
+    assert m['users'] == [{'name': 'root'}] and m['generate_passwords'] is True and m['inherited_directories'] == ['/opt']
+    assert m['requirements'] == {'brand': 'joyent'}   # given: not inherited
+    assert 'tags' not in m and 'homepage' not in m and 'description' not in m   # not inheritable
+    assert result['uuid'] == derive_uuid(result['dataset_guid'], 'img', '1.0.0', 'zone-dataset', ORIGIN)
+    assert manifest_problems(m) == []
+    assert not create(host, tmp_path, dataset='zones/child', origin=ORIGIN, requirements={'brand': 'joyent'})['changed']
+
+
+def test_incremental_through_a_chain_of_clones(tmp_path):
+    host = origin_host(tmp_path)
+    host.add('zones/child@s')
+    host.add('zones/grandchild', None, 'zones/child@s')
+    result = create(host, tmp_path, check=True, dataset='zones/grandchild', origin=ORIGIN)
+    assert result['actions'][1]['incremental_from'] == 'zones/%s@final' % ORIGIN
+
+
+def test_incremental_without_a_cached_origin_manifest_warns(tmp_path):
+    result = create(origin_host(tmp_path, cached=False), tmp_path, dataset='zones/child', origin=ORIGIN)
+    assert result['manifest']['os'] == 'smartos' and 'nothing is inherited' in result['warnings'][0]
+
+
+@pytest.mark.parametrize('origin, clone_of, words', [
+    ('0bad0000-0000-4000-8000-0000000000aa', 'zones/%s@final' % ORIGIN, 'is not installed on pool zones'),
+    (ORIGIN, 'zones/other@s', 'is not an ancestor of zones/child@'),
+    (ORIGIN, None, 'is not an ancestor'),
+])
+def test_bad_origins(tmp_path, origin, clone_of, words):
+    host = origin_host(tmp_path, clone_of=clone_of)
+    with pytest.raises(ImageError, match=words):
+        create(host, tmp_path, dataset='zones/child', origin=origin)
+    assert host.mutations() == [] and listing(tmp_path) == []
+
+
+def test_origin_without_final(tmp_path):
+    host = origin_host(tmp_path)
+    del host.datasets['zones/%s@final' % ORIGIN]
+    host.datasets['zones/child']['origin'] = None
+    with pytest.raises(ImageError, match='has no @final snapshot'):
+        create(host, tmp_path, dataset='zones/child', origin=ORIGIN)
+
+
+def test_descends_from():
+    inv = Inventory([Dataset('p/a', None, None, None), Dataset('p/a@final', None, None, None),
+                     Dataset('p/b', 'p/a@final', None, None), Dataset('p/b@s', None, None, None),
+                     Dataset('p/c', 'p/b@s', None, None), Dataset('p/x', 'p/x@loop', None, None)])
+    assert descends_from(inv, 'p/c', 'p/a') and descends_from(inv, 'p/b', 'p/a') and descends_from(inv, 'p/a', 'p/a')
+    assert not descends_from(inv, 'p/a', 'p/b') and not descends_from(inv, 'p/x', 'p/a')
+    assert not descends_from(inv, 'p/missing', 'p/a')
+
+
+# ---- the v1 manifest ----
+
+def test_dsmanifest_is_written_and_upgrades_to_the_v2(tmp_path):
+    host = pool_host()
+    result = create(host, tmp_path, dsmanifest=True, description='An image', creator_name='example-org')
+    assert result['dsmanifest_path'].endswith('img-1.0.0.dsmanifest')
+    v1 = read_json(result['dsmanifest_path'])
+    assert v1['urn'] == 'smartos:example-org:img:1.0.0' and v1['creator_name'] == 'example-org'
+    assert v1['files'] == [{'path': 'img-1.0.0.zfs.gz', 'sha1': result['sha1'], 'size': result['size']}]
+    v2 = upgrade_manifest(v1)
+    for key in ('uuid', 'name', 'version', 'description', 'owner', 'published_at', 'type', 'os', 'public', 'state'):
+        assert v2[key] == result['manifest'][key], key
+    assert v2['files'][0]['compression'] == 'gzip'
+    assert not create(host, tmp_path, dsmanifest=True, description='An image', creator_name='example-org')['changed']
+    os.unlink(result['dsmanifest_path'])
+    again = create(host, tmp_path, dsmanifest=True, description='An image', creator_name='example-org')
+    assert [a['action'] for a in again['actions']] == ['write_dsmanifest']
+    assert read_json(result['dsmanifest_path']) == v1
+
+
+@pytest.mark.parametrize('kw, words', [
+    ({'name': 'a-name-that-is-far-too-long-for-dsapi'}, 'name'),
+    ({'name': 'with space'}, 'name'),
+    ({'version': '1.0+build'}, 'version'),
+    ({'creator_name': 'has space'}, 'creator_name'),
+    ({'origin': ORIGIN}, 'no incremental images'),
+])
+def test_dsmanifest_refusals(tmp_path, kw, words):
+    args = dict(dsmanifest=True, description='d', creator_name='org')
+    args.update(kw)
+    host = origin_host(tmp_path)
+    with pytest.raises(InvalidParameter, match='dsmanifest') as e:
+        create(host, tmp_path, dataset='zones/child', **args)
+    assert words in e.value.msg and host.mutations() == []
+
+
+# ---- bad input and failures ----
+
+@pytest.mark.parametrize('kw, words', [
+    ({'version': 'bad version!'}, 'version: letters, digits'),
+    ({'name': 'bad|name'}, 'name: letters, digits'),
+    ({'homepage': 'ftp://example.com'}, 'homepage: must be an http'),
+    ({'uuid': 'ABC'}, 'uuid "ABC" is not a lower-case UUID'),
+    ({'owner': 'nobody'}, 'owner "nobody"'),
+    ({'requirements': {'password': 'x'}}, 'unsupported requirement "password"'),
+    ({'requirements': {'bootrom': 'uefi'}}, 'needs requirements.brand "bhyve"'),
+    ({'fields': {'uuid': 'x'}}, 'fields: "uuid" is set by the module'),
+    ({'fields': {'objectclass': 'sdcimage'}}, 'not a field of a v2 image manifest'),
+    ({'pool': '1bad'}, 'not a valid ZFS pool name'),
+])
+def test_bad_input_fails_before_any_command(tmp_path, kw, words):
+    host = pool_host()
+    with pytest.raises(InvalidParameter) as e:
+        create(host, tmp_path, **kw)
+    assert words in e.value.msg and host.calls == []
+
+
+@pytest.mark.parametrize('fields, words', [
+    ({'inherited_directories': ['/opt']}, 'only allowed for type zone-dataset'),
+    ({'nic_driver': 'virtio'}, 'nic_driver: only allowed for type zvol'),
+    ({'users': ['root']}, 'users: must be an array'),
+])
+def test_fields_checked_against_the_type(tmp_path, fields, words):
+    host = pool_host()
+    with pytest.raises(InvalidParameter, match=words):
+        create(host, tmp_path, type='lx-dataset', fields=fields)
+    assert host.mutations() == []
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    (tmp_path / 'file').write_text('x')
+    host = pool_host()
+    for check in (True, False):
+        with pytest.raises(ImageError, match='is not a directory'):
+            create(host, tmp_path, check=check, output_dir=str(tmp_path / 'file' / 'sub'))
+    assert host.mutations() == []
+
+
+def test_output_dir_made_when_missing(tmp_path):
+    result = create(pool_host(), tmp_path, output_dir=str(tmp_path / 'out' / 'deeper' / 'still'))
+    assert os.path.isfile(result['file_path'])
+
+
+def test_send_failure_leaves_no_file_and_no_snapshot(tmp_path):
+    host = pool_host()
+    host.send_rc, host.send_err = 1, 'warning: cannot send zones/src@x: I/O error\n'
+    with pytest.raises(CommandError, match='zfs send of zones/src@smartos-images-create-.* failed: warning: cannot send') as e:
+        create(host, tmp_path)
+    assert e.value.evidence['rc'] == 1 and e.value.evidence['cmd'].startswith('zfs send ')
+    assert listing(tmp_path) == [] and not [n for n in host.datasets if '@smartos-images-create-' in n]
+
+
+def test_write_failure_leaves_no_file(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+
+    def full(read, write, compression, workers=None, block_size=None):
+        write(b'partial')
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(_create, 'compress_stream', full)
+    host = pool_host()
+    with pytest.raises(ImageError, match='No space left on device'):
+        create(host, tmp_path)
+    assert listing(tmp_path) == [] and not [n for n in host.datasets if '@smartos-images-create-' in n]

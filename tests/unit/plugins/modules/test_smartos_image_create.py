@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""smartos_image_create main() end to end: a fake host (zfs, vmadm) behind the Runner seam; the module's JSON is parsed
+from stdout."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.smartos.images.plugins.modules import smartos_image_create
+from ansible_collections.smartos.images.tests.unit.plugins.module_utils.create_fakes import FakeHost, stream_of, zone_vm
+
+VM = '79ae2d1c-5e48-4ae4-9c2f-f9e4d6b7cf0d'
+
+
+@pytest.fixture
+def run(monkeypatch, capsys, tmp_path):
+    """run(host, check=..., diff=..., **module args) -> the module's result dict."""
+
+    def runner(host, check=False, diff=True, **args):
+        monkeypatch.setattr(smartos_image_create, 'Runner', lambda module: host)
+        args.setdefault('host_root', str(tmp_path / 'root'))
+        args.setdefault('output_dir', str(tmp_path / 'out'))
+        args.setdefault('name', 'img')
+        args.setdefault('version', '1.0.0')
+        args.update(_ansible_check_mode=check, _ansible_diff=diff)
+        with patch_module_args(args):
+            with pytest.raises(SystemExit) as exc:
+                smartos_image_create.main()
+        result = json.loads(capsys.readouterr().out)
+        assert exc.value.code == (1 if result.get('failed') else 0)
+        return result
+
+    return runner
+
+
+def test_check_real_idempotent_check_idempotent_real(run, tmp_path):
+    host = FakeHost([('zones',), ('zones/' + VM,)], vms={VM: zone_vm(VM, state='running')})
+    results = []
+    for check in (True, False, True, False):
+        before = list(host.mutations())
+        results.append(run(host, check=check, vm=VM, stop_vm=True, dsmanifest=True, description='d',
+                           creator_name='acme', remove_snapshot=True))
+        if check:
+            assert host.mutations() == before   # check mode runs nothing that changes the host
+    check, real, check2, real2 = results
+    assert check['changed'] and real['changed'] and not check2['changed'] and not real2['changed']
+    assert check['actions'] == real['actions'] and check['diff'] == real['diff']
+    expected = ['stop_vm', 'snapshot', 'send', 'write_manifest', 'write_dsmanifest', 'remove_snapshot']
+    assert [a['action'] for a in real['actions']] == expected
+    assert [c[:2] for c in host.mutations()] == [['vmadm', 'stop'], ['zfs', 'snapshot'], ['zfs', 'destroy']]
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['img-1.0.0.dsmanifest', 'img-1.0.0.imgmanifest',
+                                                         'img-1.0.0.zfs.gz']
+    with open(real['file_path'], 'rb') as f:
+        assert gzip.decompress(f.read()) == stream_of(real['snapshot'])
+    assert real2['manifest'] == real['manifest'] and real2['uuid'] == real['uuid']
+
+
+def test_no_diff_unless_asked(run):
+    host = FakeHost([('zones',), ('zones/src',)])
+    assert 'diff' not in run(host, diff=False, dataset='zones/src', check=True)
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'dataset': 'zones/src', 'snapshot': 'zones/src@s'}, 'mutually exclusive'),
+    ({}, 'one of the following is required: vm, dataset, snapshot'),
+    ({'dataset': 'zones/src', 'dsmanifest': True}, 'dsmanifest is True but all of the following are missing'),
+    ({'dataset': 'zones/src', 'compression': 'zstd'}, 'value of compression must be one of'),
+    ({'dataset': 'zones/src', 'version': 'bad version!'}, 'the manifest would be invalid: version'),
+    ({'vm': 'VM-1'}, 'vm "VM-1" is not a lower-case UUID'),
+])
+def test_bad_input_fails_before_any_command(run, args, words):
+    host = FakeHost([('zones',), ('zones/src',)])
+    result = run(host, **args)
+    assert result['failed'] and words in result['msg'] and host.calls == []
+
+
+def test_failure_carries_the_evidence(run, tmp_path):
+    host = FakeHost([('zones',), ('zones/src',)])
+    host.send_rc, host.send_err = 1, 'cannot send: I/O error\n'
+    result = run(host, dataset='zones/src')
+    assert result['failed'] and 'zfs send of zones/src@smartos-images-create-' in result['msg']
+    assert result['rc'] == 1 and result['cmd'].startswith('zfs send ') and 'I/O error' in result['stderr']
+    assert os.listdir(str(tmp_path / 'out')) == []
+
+
+def test_running_vm_refused(run):
+    host = FakeHost([('zones',), ('zones/' + VM,)], vms={VM: zone_vm(VM, state='running')})
+    result = run(host, vm=VM)
+    assert result['failed'] and 'is running: stop it first' in result['msg'] and result['vm'] == VM
+    assert host.mutations() == []
