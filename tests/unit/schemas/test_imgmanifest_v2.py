@@ -14,6 +14,7 @@ from ansible_collections.smartos.images.plugins.module_utils._manifest import up
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import (
     build_v1, build_v2, desired_fields, manifest_problems,
 )
+from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, VALID_V2, load, needs_shared
 
 jsonschema = pytest.importorskip('jsonschema', reason='jsonschema (tests/unit/requirements.txt) is not installed')
 
@@ -150,43 +151,10 @@ def test_what_smartos_image_create_builds_is_valid(validator):
 
 # ---- the shared real manifests (fixtures README: what node-imgmanifest accepts and rejects) ----
 
-def shared_manifests():
-    """The shared fixtures/manifests folder beside the project (or beside a copy of it), or None."""
-    here = os.path.abspath(__file__)
-    while os.path.dirname(here) != here:
-        here = os.path.dirname(here)
-        candidate = os.path.join(here, 'shared', 'fixtures', 'manifests')
-        if os.path.isdir(candidate):
-            return candidate
-    return None
-
-
-SHARED = shared_manifests()
-needs_shared = pytest.mark.skipif(SHARED is None, reason='../shared/fixtures/manifests is not beside the project')
-
-
-def load(name):
-    with open(os.path.join(SHARED, name), encoding='utf-8') as f:
-        return json.load(f)
 
 
 @needs_shared
-@pytest.mark.parametrize('name', [
-    'restdown__dsapi-doc-getdataset-nodejs-1.0.0.json',
-    'restdown__dsapi-doc-putdataset-response-nodejs-1.0.0.json',
-    'restdown__dsapi-doc-manifest-spec-smartos-1.3.13.json',
-    'sdc-imgapi__fauxnodejs-1.4.0-dsapi-v1.json',
-    'sdc-imgapi__fauxubuntu-zvol-dsapi-v1.json',
-    'sdc-imgapi__fauxnodejs-1.4.0-imgmanifest-v2.json',
-    'sdc-imgapi__xdc-inc-level-1-c58161c0.json',
-    'sdc-imgapi__xdc-inc-level-2-900cffef.json',
-    'sdc-imgapi__xdc-inc-level-3-15963d90.json',
-    'sdc-imgapi__xdc-inc-level-4-649d6948.json',
-    'sdc-imgapi__xdc-i-am-your-father-9f819499.json',
-    'sdc-imgapi__xdc-private-vader-image-f3078f0c.json',
-    'sdc-imgapi__xdc-public-operator-image-1-7a1b1967.json',
-    'sdc-vmtools-windows__readme-ws2012-zvol.json',
-])
+@pytest.mark.parametrize('name', VALID_V1 + VALID_V2)
 def test_accepts_every_valid_shared_manifest(validator, name):
     """v1 ones after the v1 -> v2 upgrade, as imgadm install reads them."""
     assert errors(validator, upgrade_manifest(load(name))) == []

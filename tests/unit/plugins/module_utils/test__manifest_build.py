@@ -16,6 +16,7 @@ from ansible_collections.smartos.images.plugins.module_utils._manifest_build imp
     INHERITED, NO_OWNER, build_v1, build_v2, derive_uuid, desired_fields, dumps, manifest_problems, published_at,
     requirements_problems, v1_problems,
 )
+from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, VALID_V2, load, needs_shared
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 ORIGIN = 'c58161c0-2547-11e2-a75e-9fdca1940570'
@@ -240,43 +241,10 @@ def test_requirements_problems(req, expected):
 
 # ---- the shared real manifests: what node-imgmanifest accepts and rejects (fixtures README) ----
 
-def shared_manifests():
-    """The shared fixtures/manifests folder beside the project (or beside a copy of it), or None."""
-    here = os.path.abspath(__file__)
-    while os.path.dirname(here) != here:
-        here = os.path.dirname(here)
-        candidate = os.path.join(here, 'shared', 'fixtures', 'manifests')
-        if os.path.isdir(candidate):
-            return candidate
-    return None
-
-
-SHARED = shared_manifests()
-needs_shared = pytest.mark.skipif(SHARED is None, reason='../shared/fixtures/manifests is not beside the project')
-
-
-def load(name):
-    with open(os.path.join(SHARED, name), encoding='utf-8') as f:
-        return json.load(f)
 
 
 @needs_shared
-@pytest.mark.parametrize('name', [
-    'restdown__dsapi-doc-getdataset-nodejs-1.0.0.json',
-    'restdown__dsapi-doc-putdataset-response-nodejs-1.0.0.json',
-    'restdown__dsapi-doc-manifest-spec-smartos-1.3.13.json',
-    'sdc-imgapi__fauxnodejs-1.4.0-dsapi-v1.json',
-    'sdc-imgapi__fauxubuntu-zvol-dsapi-v1.json',
-    'sdc-imgapi__fauxnodejs-1.4.0-imgmanifest-v2.json',
-    'sdc-imgapi__xdc-inc-level-1-c58161c0.json',
-    'sdc-imgapi__xdc-inc-level-2-900cffef.json',
-    'sdc-imgapi__xdc-inc-level-3-15963d90.json',
-    'sdc-imgapi__xdc-inc-level-4-649d6948.json',
-    'sdc-imgapi__xdc-i-am-your-father-9f819499.json',
-    'sdc-imgapi__xdc-private-vader-image-f3078f0c.json',
-    'sdc-imgapi__xdc-public-operator-image-1-7a1b1967.json',
-    'sdc-vmtools-windows__readme-ws2012-zvol.json',
-])
+@pytest.mark.parametrize('name', VALID_V1 + VALID_V2)
 def test_node_imgmanifest_accepts(name):
     assert manifest_problems(upgrade_manifest(load(name))) == []
 

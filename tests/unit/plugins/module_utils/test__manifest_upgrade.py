@@ -4,34 +4,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, manifest_version, upgrade_manifest,
 )
+from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, load, needs_shared
 
 
-def shared_manifests():
-    """The shared fixtures/manifests folder beside the project (or beside a copy of it), or None."""
-    here = os.path.abspath(__file__)
-    while os.path.dirname(here) != here:
-        here = os.path.dirname(here)
-        candidate = os.path.join(here, 'shared', 'fixtures', 'manifests')
-        if os.path.isdir(candidate):
-            return candidate
-    return None
-
-
-SHARED = shared_manifests()
-needs_shared = pytest.mark.skipif(SHARED is None, reason='../shared/fixtures/manifests is not beside the project')
-
-
-def load(name):
-    with open(os.path.join(SHARED, name), encoding='utf-8') as f:
-        return json.load(f)
 
 
 @needs_shared
@@ -51,13 +32,7 @@ def test_fauxubuntu_zvol_upgrade_matches_node_imgmanifest():
 
 
 @needs_shared
-@pytest.mark.parametrize('name', [
-    'restdown__dsapi-doc-getdataset-nodejs-1.0.0.json',
-    'restdown__dsapi-doc-putdataset-response-nodejs-1.0.0.json',
-    'restdown__dsapi-doc-manifest-spec-smartos-1.3.13.json',
-    'sdc-imgapi__fauxnodejs-1.4.0-dsapi-v1.json',
-    'sdc-imgapi__fauxubuntu-zvol-dsapi-v1.json',
-])
+@pytest.mark.parametrize('name', VALID_V1)
 def test_every_v1_fixture_upgrades(name):
     v1 = load(name)
     assert manifest_version(v1) == 1
