@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, manifest_version, upgrade_manifest,
 )
 from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, load, needs_shared
-
 
 
 
