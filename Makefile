@@ -14,18 +14,19 @@ PYENV_VERSIONS ?= $(HOME)/.pyenv/versions
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: demo test deps system-deps venv collection sanity units integration bench clean
+.PHONY: demo test deps system-deps venv collection sanity units lint integration bench clean
 
 demo: deps collection
 	$(PY) -m tools.demo
 
-test: deps collection sanity units integration
+test: deps collection sanity units lint integration
 
 deps: system-deps venv
 
 system-deps:
 	@need=""; \
-	for pkg in zfs-fuse:/usr/sbin/zfs-fuse shellcheck:/usr/bin/shellcheck openssl:/usr/bin/openssl gzip:/bin/gzip bzip2:/bin/bzip2 xz-utils:/usr/bin/xz curl:/usr/bin/curl; do \
+	for pkg in zfs-fuse:/usr/sbin/zfs-fuse shellcheck:/usr/bin/shellcheck openssl:/usr/bin/openssl gzip:/bin/gzip bzip2:/bin/bzip2 xz-utils:/usr/bin/xz curl:/usr/bin/curl \
+	    openssh-server:/usr/sbin/sshd; do \
 	  [ -x "$${pkg#*:}" ] || need="$$need $${pkg%%:*}"; \
 	done; \
 	if [ -n "$$need" ]; then \
@@ -62,6 +63,11 @@ sanity: deps collection
 units: deps collection
 	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
 	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test units --venv --color no --python 3.11
+
+# ansible-lint's production profile on the role and playbooks, from the laid-out copy so that
+# smartos.images.* names resolve.
+lint: deps collection
+	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-lint --offline --profile production roles playbooks
 
 integration: deps collection
 	$(PY) -m pytest -p no:cacheprovider tests/integration -q
