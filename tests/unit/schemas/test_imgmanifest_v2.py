@@ -152,7 +152,6 @@ def test_what_smartos_image_create_builds_is_valid(validator):
 # ---- the shared real manifests (fixtures README: what node-imgmanifest accepts and rejects) ----
 
 
-
 @needs_shared
 @pytest.mark.parametrize('name', VALID_V1 + VALID_V2)
 def test_accepts_every_valid_shared_manifest(validator, name):

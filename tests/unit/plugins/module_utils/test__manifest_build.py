@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import uuid as uuidlib
 
 import pytest
@@ -240,7 +238,6 @@ def test_requirements_problems(req, expected):
 
 
 # ---- the shared real manifests: what node-imgmanifest accepts and rejects (fixtures README) ----
-
 
 
 @needs_shared

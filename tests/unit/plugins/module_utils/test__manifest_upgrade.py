@@ -12,7 +12,6 @@ from ansible_collections.smartos.images.plugins.module_utils._manifest import (
 from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, load, needs_shared
 
 
-
 @needs_shared
 def test_fauxubuntu_zvol_upgrade_matches_node_imgmanifest():
     """The reference's worked example (§5.4), observed by running node-imgmanifest."""
