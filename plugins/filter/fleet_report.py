@@ -108,12 +108,14 @@ def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_
         raise AnsibleFilterError('fleet_report expects a dict by host name, got %s' % type(hosts).__name__)
     rows = {}
     out_hosts = []
+    installed_on = {}
     for name in sorted(hosts):
         data = hosts[name] or {}
         result = data.get(result_var)
         status, error = _host_status(result)
         facts = (result or {}).get('ansible_facts', {}) if status == 'ok' else {}
         installed = facts.get('smartos_images') or {}
+        installed_on[name] = installed
         declared = data.get(images_var)
         declared = [e for e in declared if isinstance(e, dict)] if isinstance(declared, list) else None
         host = {'name': name, 'status': status, 'error': error, 'layout': facts.get('smartos_images_layout', ''),
@@ -153,15 +155,25 @@ def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_
             if not entry.get('uuid'):
                 row.setdefault('name', entry.get('name'))
                 row.setdefault('version', entry.get('version') or 'newest')
+                row.setdefault('entry', entry)
             row['cells'][name] = {'state': 'missing', 'clones': 0}
             host['counts']['missing'] += 1
     for row in rows.values():
         row.setdefault('name', '')
         row.setdefault('version', '')
         row.setdefault('published_at', '')
+        entry = row.pop('entry', None)
         for host in out_hosts:
-            if host['name'] not in row['cells']:
-                row['cells'][host['name']] = {'state': 'absent' if host['status'] == 'ok' else 'unknown', 'clones': 0}
+            if host['name'] in row['cells']:
+                continue
+            if host['status'] != 'ok':
+                row['cells'][host['name']] = {'state': 'unknown', 'clones': 0}
+                continue
+            # a row for a name some host lacks: another host that has an image of that name is not "absent"
+            have = [(u, i) for u, i in installed_on[host['name']].items()
+                    if entry is not None and _matches(entry, u, i.get('manifest') or {})]
+            row['cells'][host['name']] = ({'state': 'installed', 'clones': len(have[0][1].get('clones') or []), 'uuid': have[0][0]}
+                                          if have else {'state': 'absent', 'clones': 0})
     images = sorted(rows.values(), key=lambda r: (r['name'] or '~', r['version'] or '', r['published_at'], r['key']))
     summary = {'hosts': len(out_hosts),
                'ok': sum(1 for h in out_hosts if h['status'] == 'ok'),

@@ -170,12 +170,14 @@ class ImageServerLookup:
         images = self._get(params)
         marker = None
         page = images
-        while len(page) >= PAGE:
+        full = len(page) >= PAGE
+        while full:
             last = page[-1].get('uuid')
             if not last or last == marker:
                 break
             marker = last
             page = self._get(dict(params, limit=PAGE, marker=marker))
+            full = len(page) >= PAGE  # counted before the repeated marker image is dropped
             if page and page[0].get('uuid') == marker:
                 page = page[1:]  # IMGAPI includes the marker image again
             if not page:
