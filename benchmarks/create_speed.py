@@ -18,13 +18,11 @@ import sys
 import tempfile
 import time
 
-from benchmarks.import_speed import (
-    BENCH_DIR, MB, RANDOM_SHARE, collections_dir, machine_info, module_result, spread, take_lock, timed, verdict,
-)
+from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
+from benchmarks.import_speed import MB, RANDOM_SHARE, machine_info, module_result, spread, timed, verdict
 from tests.lib.imagebuilder import fill
 from tests.lib.zfspool import FilePool, ZfsFuse, retry_busy, run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POOL = 'createbench'
 DATASET = POOL + '/source'
 SNAPSHOT = DATASET + '@bench'
@@ -225,23 +223,14 @@ def table(data):
     return '\n'.join(lines)
 
 
-def write_results(data):
-    """Write the figures as JSON beside the benchmarks (git-ignored)."""
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(RESULTS + '.tmp', RESULTS)
-
-
 def main(argv=None):
     """Set up zfs-fuse and the pool, measure, check, print and save the figures; clean everything up."""
     args = parse_args(argv)
-    collections = collections_dir()
+    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image_create.py'))
     if not os.path.isfile(os.path.join(collections, MODULES, 'smartos_image_create.py')):
         raise SystemExit('smartos_image_create.py is not in %s: run `make collection` first' % collections)
     machine = machine_info()   # before anything here loads the machine
-    lock = take_lock()
+    lock = take_lock('create_speed')
     zfs_fuse = ZfsFuse()
     pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='%dM' % max(2048, 2 * args.mb + 1024))
     workdir = tempfile.mkdtemp(prefix='create-', dir=BENCH_DIR)
@@ -254,7 +243,7 @@ def main(argv=None):
         checks = bench.check_outputs()
         data = summarise(runs, checks, machine, args)
         print(table(data))
-        write_results(data)
+        write_results(RESULTS, data)
         print('figures written to %s' % os.path.relpath(RESULTS))
     finally:
         try:

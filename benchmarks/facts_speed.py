@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -23,12 +22,11 @@ import urllib.parse
 import urllib.request
 import uuid
 
+from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
 from benchmarks.import_speed import machine_info, spread, verdict
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.zfspool import FilePool, ZfsFuse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH_DIR = '/var/tmp/smartos-images-bench'
 POOL = 'factsbench'
 MODULE = os.path.join('ansible_collections', 'smartos', 'images', 'plugins', 'modules', 'smartos_image_facts.py')
 RESULTS = os.path.join(REPO, 'benchmarks', 'results', 'facts_speed.json')
@@ -57,26 +55,6 @@ def parse_args(argv=None):
     if args.rounds < 1 or args.images < 1 or args.available < 0:
         parser.error('--rounds and --images must be at least 1, --available at least 0')
     return args
-
-
-def collections_dir():
-    """The directory holding ansible_collections/smartos/images (ANSIBLE_COLLECTIONS_PATH, else ./build)."""
-    for entry in (os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep) + [os.path.join(REPO, 'build')]:
-        if entry and os.path.isfile(os.path.join(entry, MODULE)):
-            return os.path.abspath(entry)
-    raise SystemExit(f'smartos_image_facts.py not found under ANSIBLE_COLLECTIONS_PATH or {REPO}/build: run `make collection` first')
-
-
-def take_lock():
-    """One facts benchmark at a time: they share the pool name."""
-    os.makedirs(BENCH_DIR, exist_ok=True)
-    fd = os.open(os.path.join(BENCH_DIR, 'facts.lock'), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise SystemExit(f'another facts_speed benchmark is running (lock {BENCH_DIR}/facts.lock)') from None
-    return fd
 
 
 def make_manifests(count, seed):
@@ -342,15 +320,6 @@ def table(data):
     return '\n'.join(lines)
 
 
-def write_results(data):
-    """Write the figures as JSON beside the benchmarks (git-ignored)."""
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(RESULTS + '.tmp', RESULTS)
-
-
 def installed_phase(args, collections, workdir, root):
     """Lay out the images on the pool and their cache files, then time gather_subset [installed]."""
     print(f'creating {args.images} image datasets on {POOL} ...', flush=True)
@@ -384,9 +353,9 @@ def available_phase(args, collections, workdir, root):
 def main(argv=None):
     """Set up zfs-fuse, the pool and the server, measure, print and save the figures; clean everything up."""
     args = parse_args(argv)
-    collections = collections_dir()
+    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image_facts.py'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock()
+    lock = take_lock('facts_speed')
     zfs_fuse = ZfsFuse()
     pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='2G')
     workdir = tempfile.mkdtemp(prefix='facts-', dir=BENCH_DIR)
@@ -403,7 +372,7 @@ def main(argv=None):
         if args.available:
             data['phases']['available'], data['pages'] = available_phase(args, collections, workdir, root)
         print(table(data))
-        write_results(data)
+        write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
     finally:
         try:

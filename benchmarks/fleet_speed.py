@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 
+from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
 from benchmarks.facts_speed import timed
 from benchmarks.import_speed import machine_info, spread
 from benchmarks.many_images import destroy
@@ -26,11 +26,8 @@ from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.zfspool import FilePool, ZfsFuse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH_DIR = '/var/tmp/smartos-images-bench'
 POOL_PREFIX = 'fleetbench'
 POOL_SIZE = '256M'
-COLLECTION = os.path.join('ansible_collections', 'smartos', 'images')
 PLAYBOOK = os.path.join(REPO, 'playbooks', 'converge.yml')
 RESULTS = os.path.join(REPO, 'benchmarks', 'results', 'fleet_speed.json')
 CALLBACKS = os.path.join(REPO, 'tests', 'lib', 'callback')
@@ -55,26 +52,6 @@ def parse_args(argv=None):
     if args.rounds < 1 or not 1 <= args.hosts <= MAX_HOSTS:
         parser.error(f'--rounds must be at least 1 and --hosts between 1 and {MAX_HOSTS}')
     return args
-
-
-def collections_dir():
-    """<repo>/build, which must hold ansible_collections/smartos/images (laid out by `make collection`)."""
-    build = os.path.join(REPO, 'build')
-    if not os.path.isfile(os.path.join(build, COLLECTION, 'roles', 'image_host', 'tasks', 'main.yml')):
-        raise SystemExit(f'{os.path.join(build, COLLECTION)} is missing or has no image_host role: run `make collection` first')
-    return build
-
-
-def take_lock():
-    """One fleet benchmark at a time: they share the pool names."""
-    os.makedirs(BENCH_DIR, exist_ok=True)
-    fd = os.open(os.path.join(BENCH_DIR, 'fleet.lock'), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise SystemExit(f'another fleet_speed benchmark is running (lock {BENCH_DIR}/fleet.lock)') from None
-    return fd
 
 
 def process_cpu(pid):
@@ -342,21 +319,12 @@ def table(data):
     return '\n'.join(lines)
 
 
-def write_results(data):
-    """Write the figures as JSON beside the benchmarks (git-ignored)."""
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(RESULTS + '.tmp', RESULTS)
-
-
 def main(argv=None):
     """Set up zfs-fuse, the pools and the server, measure, print and save the figures; clean everything up."""
     args = parse_args(argv)
-    collections = collections_dir()
+    collections = collections_dir(os.path.join('roles', 'image_host', 'tasks', 'main.yml'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock()
+    lock = take_lock('fleet_speed')
     zfs_fuse = ZfsFuse()
     workdir = tempfile.mkdtemp(prefix='fleet-', dir=BENCH_DIR)
     served = os.path.join(workdir, 'served')
@@ -375,7 +343,7 @@ def main(argv=None):
                            'gzip_mb': sum(m['files'][0]['size'] for m in images) / MB},
                 'summary': summary, 'ratio': summary['fleet']['median'] / summary['one']['median'], 'runs': runs}
         print(table(data))
-        write_results(data)
+        write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
     finally:
         fleet.destroy_pools()

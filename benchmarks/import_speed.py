@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import json
 import os
 import platform
@@ -19,12 +18,11 @@ import sys
 import tempfile
 import time
 
+from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.zfspool import FilePool, ZfsFuse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH_DIR = '/var/tmp/smartos-images-bench'
 POOL = 'benchpool'
 MODULE = os.path.join('ansible_collections', 'smartos', 'images', 'plugins', 'modules', 'smartos_image.py')
 RESULTS = os.path.join(REPO, 'benchmarks', 'results', 'import_speed.json')
@@ -52,14 +50,6 @@ def parse_args(argv=None):
     if args.rounds < 1 or args.mb < 10:
         parser.error('--rounds must be at least 1 and --mb at least 10')
     return args
-
-
-def collections_dir():
-    """The directory holding ansible_collections/smartos/images (ANSIBLE_COLLECTIONS_PATH, else ./build)."""
-    for entry in (os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep) + [os.path.join(REPO, 'build')]:
-        if entry and os.path.isfile(os.path.join(entry, MODULE)):
-            return os.path.abspath(entry)
-    raise SystemExit(f'smartos_image.py not found under ANSIBLE_COLLECTIONS_PATH or {REPO}/build: run `make collection` first')
 
 
 def command_output(argv):
@@ -92,18 +82,6 @@ def machine_info():
         'kernel': platform.release(), 'mem_total_mb': os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // MB,
         'load_avg_at_start': [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def take_lock():
-    """One benchmark at a time: they share the pool name and the image cache."""
-    os.makedirs(BENCH_DIR, exist_ok=True)
-    fd = os.open(os.path.join(BENCH_DIR, 'lock'), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise SystemExit(f'another import_speed benchmark is running (lock {BENCH_DIR}/lock)') from None
-    return fd
 
 
 def prepare_image(pool, mb, image_dir):
@@ -371,15 +349,6 @@ def table(data):
     return '\n'.join(lines)
 
 
-def write_results(data):
-    """Write the figures as JSON beside the benchmarks (git-ignored)."""
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(RESULTS + '.tmp', RESULTS)
-
-
 def measure(bench, rounds, skip_ansible):
     """Warm up, time the reference run, then the interleaved rounds; return (runs, reference)."""
     bench.warm_up()
@@ -415,9 +384,9 @@ def serve_and_measure(args, collections, workdir):
 def main(argv=None):
     """Set up zfs-fuse and the pool, measure, print and save the figures; clean everything up."""
     args = parse_args(argv)
-    collections = collections_dir()
+    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock()
+    lock = take_lock('import_speed')
     zfs_fuse = ZfsFuse()
     pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size=f'{max(4096, 3 * args.mb + 1024)}M')
     workdir = tempfile.mkdtemp(prefix='run-', dir=BENCH_DIR)
@@ -427,7 +396,7 @@ def main(argv=None):
         image, runs, reference = serve_and_measure(args, collections, workdir)
         data = summarise(runs, image, machine, reference, args.rounds)
         print(table(data))
-        write_results(data)
+        write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
     finally:
         try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import json
 import os
 import shutil
@@ -18,16 +17,14 @@ import tempfile
 import time
 import urllib.request
 
+from benchmarks._common import BENCH_DIR, COLLECTION, REPO, collections_dir, take_lock, write_results
 from benchmarks.facts_speed import json_after, timed
 from benchmarks.import_speed import machine_info, spread
 from tests.lib.imagebuilder import build_chain, build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.zfspool import FilePool, ZfsFuse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH_DIR = '/var/tmp/smartos-images-bench'
 POOL = 'manybench'
-COLLECTION = os.path.join('ansible_collections', 'smartos', 'images')
 MODULE = os.path.join(COLLECTION, 'plugins', 'modules', 'smartos_image.py')
 RESULTS = os.path.join(REPO, 'benchmarks', 'results', 'many_images.json')
 CALLBACKS = os.path.join(REPO, 'tests', 'lib', 'callback')
@@ -55,26 +52,6 @@ def parse_args(argv=None):
     if args.rounds < 1 or args.images < 1:
         parser.error('--rounds and --images must be at least 1')
     return args
-
-
-def collections_dir():
-    """The directory holding ansible_collections/smartos/images (ANSIBLE_COLLECTIONS_PATH, else ./build)."""
-    for entry in (os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep) + [os.path.join(REPO, 'build')]:
-        if entry and os.path.isfile(os.path.join(entry, MODULE)):
-            return os.path.abspath(entry)
-    raise SystemExit(f'{COLLECTION} not found under ANSIBLE_COLLECTIONS_PATH or {REPO}/build: run `make collection` first')
-
-
-def take_lock():
-    """One many-images benchmark at a time: they share the pool name."""
-    os.makedirs(BENCH_DIR, exist_ok=True)
-    fd = os.open(os.path.join(BENCH_DIR, 'many.lock'), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise SystemExit(f'another many_images benchmark is running (lock {BENCH_DIR}/many.lock)') from None
-    return fd
 
 
 def build_all(count, outdir, served):
@@ -408,15 +385,6 @@ def table(data):
     return '\n'.join(lines)
 
 
-def write_results(data):
-    """Write the figures as JSON beside the benchmarks (git-ignored)."""
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(RESULTS + '.tmp', RESULTS)
-
-
 def present_part(args, collections, server, groups, workdir):
     """Import the small images once, then time them all present against ping."""
     uuids = [m['uuid'] for m in groups['small']]
@@ -447,9 +415,9 @@ def import_part(args, collections, server, groups, workdir):
 def main(argv=None):
     """Set up zfs-fuse, the pool and the server, measure, print and save the figures; clean everything up."""
     args = parse_args(argv)
-    collections = collections_dir()
+    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock()
+    lock = take_lock('many_images')
     zfs_fuse = ZfsFuse()
     pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='2G')
     workdir = tempfile.mkdtemp(prefix='many-', dir=BENCH_DIR)
@@ -468,7 +436,7 @@ def main(argv=None):
                     'present': present_part(args, collections, server, groups, workdir),
                     'import': import_part(args, collections, server, groups, workdir)}
         print(table(data))
-        write_results(data)
+        write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
     finally:
         try:

@@ -1,0 +1,44 @@
+"""What the benchmarks share: where the collection copy is, one run at a time, results as JSON.
+
+Each benchmark keeps its own measurements; only this plumbing is common.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_DIR = '/var/tmp/smartos-images-bench'
+COLLECTION = os.path.join('ansible_collections', 'smartos', 'images')
+
+
+def collections_dir(needed):
+    """The directory holding the collection with the file `needed` in it (ANSIBLE_COLLECTIONS_PATH, else ./build)."""
+    for entry in (os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep) + [os.path.join(REPO, 'build')]:
+        if entry and os.path.isfile(os.path.join(entry, COLLECTION, needed)):
+            return os.path.abspath(entry)
+    raise SystemExit(f'{os.path.join(COLLECTION, needed)} not found under ANSIBLE_COLLECTIONS_PATH or {REPO}/build: '
+                     'run `make collection` first')
+
+
+def take_lock(name):
+    """One run of a benchmark at a time (they reuse pool names); the fd to keep open."""
+    os.makedirs(BENCH_DIR, exist_ok=True)
+    path = os.path.join(BENCH_DIR, name + '.lock')
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SystemExit(f'another {name} benchmark is running (lock {path})') from None
+    return fd
+
+
+def write_results(path, data):
+    """Write the figures as JSON beside the benchmarks (git-ignored)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=1)
+        f.write('\n')
+    os.replace(path + '.tmp', path)
