@@ -210,7 +210,9 @@ class FakeServers:
     def open(self, method, url, headers=None, decompress=True):
         assert method == 'GET'
         self.requests.append(url)
-        status, body = self.routes.get(url.split('?')[0], (404, b'{"code": "ResourceNotFound", "message": "not found"}'))
+        # an exact route (with its query) first, then the route of the path alone
+        missing = (404, b'{"code": "ResourceNotFound", "message": "not found"}')
+        status, body = self.routes.get(url) or self.routes.get(url.split('?')[0], missing)
         if status >= 400:
             raise HTTPError(url, status, 'error', email.message.Message(), io.BytesIO(body))
         return FakeResponse(body, status, {'Content-Length': str(len(body))})

@@ -5,11 +5,8 @@ the Request that ImageServerClient uses; the module's JSON is parsed from stdout
 
 from __future__ import annotations
 
-import email.message
-import io
 import json
 import os
-from urllib.error import HTTPError
 
 import pytest
 import yaml
@@ -18,6 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.smartos.images.plugins.module_utils import _imgapi
 from ansible_collections.smartos.images.plugins.modules import smartos_image_facts
+from ansible_collections.smartos.images.tests.unit.plugins.modules.test_smartos_image import FakeServers
 from ansible_collections.smartos.images.tests.unit.plugins.module_utils.test__inventory import (
     BASE, FakeRunner, INCR, KVM_IMG, NO_FINAL, fixture,
 )
@@ -37,42 +35,6 @@ def smartos_host():
     return FakeRunner({'zfs': '/usr/sbin/zfs', 'zoneadm': '/usr/sbin/zoneadm'},
                       {'zfs': (0, fixture('zfs_list_smartos.txt'), ''),
                        'zoneadm': (0, fixture('zoneadm_list_pc_smartos.txt'), '')})
-
-
-class FakeResponse:
-
-    def __init__(self, body):
-        self._body = io.BytesIO(body)
-        self.status = 200
-        self.headers = email.message.Message()
-
-    def read(self, size=-1):
-        return self._body.read(size)
-
-    def close(self):
-        pass
-
-
-class FakeServers:
-    """Stands in for ansible.module_utils.urls.Request: answers GETs from a table of URL -> (status, JSON body)."""
-
-    def __init__(self):
-        self.routes = {}
-        self.requests = []
-
-    def serve(self, url, body, status=200):
-        self.routes[url] = (status, json.dumps(body).encode())
-
-    def __call__(self, **kwargs):
-        return self
-
-    def open(self, method, url, headers=None, decompress=True):
-        assert method == 'GET'
-        self.requests.append(url)
-        status, body = self.routes.get(url, (404, b'{"code": "ResourceNotFound", "message": "not found"}'))
-        if status >= 400:
-            raise HTTPError(url, status, 'error', email.message.Message(), io.BytesIO(body))
-        return FakeResponse(body)
 
 
 @pytest.fixture
