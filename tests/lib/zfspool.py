@@ -116,7 +116,8 @@ class FilePool:
                 return self
             self.destroy()
         if not fresh and os.path.exists(self.path):
-            r = subprocess.run(['zpool', 'import', '-d', os.path.dirname(self.path), self.name],
+            # -f: a daemon stopped without exporting leaves the pool marked in use; it is our own file
+            r = subprocess.run(['zpool', 'import', '-f', '-d', os.path.dirname(self.path), self.name],
                                capture_output=True, text=True, check=False)
             if r.returncode == 0:
                 return self
