@@ -585,6 +585,13 @@ class ImageHTTPServer(http.server.ThreadingHTTPServer):
             self._log.clear()
 
 
+def stop_when_orphaned(server, parent, interval=0.5):
+    """Shut down once the process that started us is gone (a test runner killed before its teardown)."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    server.shutdown()
+
+
 def main(argv=None):
     """Run the server until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -610,6 +617,7 @@ def main(argv=None):
     server = ImageHTTPServer(args.port, args.images, args.default_channel, tls)
     # shutdown() waits for serve_forever(), which runs in this thread, so it must be called from another one.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    threading.Thread(target=stop_when_orphaned, args=(server, os.getppid()), daemon=True).start()
     written = [p for p in (args.pid_file, args.port_file) if p]
     try:
         if args.pid_file:
