@@ -462,12 +462,13 @@ def test_no_diff_unless_asked(run, servers):
 
 # ---- present when installed: nothing to do, nothing asked ----
 
-def test_present_when_installed_uses_no_network(run, servers):
+def test_present_when_installed_uses_no_network(run, servers, tmp_path):
     host = installed_host()
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
     result = run(host, uuid=U, source=[SRC, SRC2])
     assert result['changed'] is False
     assert result['actions'] == []
-    assert result['image'] == {'uuid': U}   # no cache file: just the uuid
+    assert result['image'] == MANIFEST
     assert 'source' not in result
     assert servers.made == [] and servers.requests == []
     assert host.mutations() == []
@@ -919,8 +920,14 @@ def prune_host():
                     + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
 
 
+def write_chain_caches(tmp_path):
+    for uuid in (BASE, MID):
+        write_cache(tmp_path, {'manifest': {'uuid': uuid, 'name': 'chain', 'version': uuid[-1]}, 'zpool': POOL}, uuid)
+
+
 def test_prune_unused_check_mode_lists_what_would_go_and_destroys_nothing(run, servers, tmp_path):
     write_cache(tmp_path, OTHER_CACHE, OTHER)
+    write_chain_caches(tmp_path)
     host = prune_host()
     before = dict(host.datasets)
     args = dict(prune_unused=True, keep=['minimal-64'])
