@@ -420,7 +420,7 @@ class ImageManager:
             raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(conflict)))
         deletes = _plan.deletion_order(inventory, self.pool, plan.deletes)
         removed_unused = []
-        warnings = []
+        warnings = self.warnings   # the same list: warnings found while planning the diff land in it too
         if self.params.get('prune_unused'):
             kept = {str(k): self._keep_uuids(k, inventory) for k in self.keep}
             # a misspelt keep entry protects nothing: say so rather than prune in silence
@@ -441,7 +441,6 @@ class ImageManager:
         actions = ([{'action': 'import', 'uuid': f.uuid, 'dataset': '%s/%s' % (self.pool, f.uuid)} for f in plan.imports]
                    + [{'action': 'delete', 'uuid': u, 'dataset': '%s/%s' % (self.pool, u)} for u in deletes]
                    + refresh + records + cleanups)
-        warnings = self.warnings + warnings
         result = dict(changed=bool(actions), actions=actions, imported=[f.uuid for f in plan.imports],
                       removed=deletes, downloaded_bytes=0, seconds=0.0, warnings=warnings)
         if removed_unused or self.params.get('prune_unused'):
