@@ -352,6 +352,12 @@ class ImageManager:
             manifest = load_local_manifest(wanted.manifest_path)
             uuid = manifest['uuid']
             entry.update(uuid=uuid, image=manifest)
+            if inventory.is_image(self.pool, uuid) and self.cache_missing(uuid):
+                # installed by a run killed before its commit: the local manifest is the one to record
+                local = LocalClient(wanted.file_path)
+                self.recorded[uuid] = Found(local.source, local, manifest, manifest)
+                plan.records.append(_record_action(self.pool, uuid, local.source.url))
+                entry.update(changed=True, recorded=True)
             if not inventory.is_image(self.pool, uuid):
                 _plan.check_is_image(self.pool, uuid, inventory, 'present')
                 origin = manifest.get('origin')
@@ -405,10 +411,7 @@ class ImageManager:
                       % (uuid, self.pool, e.msg), key=('record', uuid))
             return
         self.recorded[uuid] = found
-        plan.records.append({'action': 'record', 'uuid': uuid, 'dataset': '%s/%s' % (self.pool, uuid),
-                             'source': found.source.url,
-                             'reason': 'installed without a cached manifest (an import was interrupted before '
-                                       'recording it)'})
+        plan.records.append(_record_action(self.pool, uuid, found.source.url))
 
     def run(self, diff=False):
         """Plan everything, then act unless in check mode; return the module result."""
@@ -687,6 +690,11 @@ class Plan:
 
     def manifest_of(self, uuid):
         return next((f.manifest for f in self.imports if f.uuid == uuid), None)
+
+
+def _record_action(pool, uuid, source_url):
+    return {'action': 'record', 'uuid': uuid, 'dataset': '%s/%s' % (pool, uuid), 'source': source_url,
+            'reason': 'installed without a cached manifest (an import was interrupted before recording it)'}
 
 
 def _short(value, limit=80):

@@ -1416,3 +1416,22 @@ def test_a_partial_dataset_a_kill_left_is_replaced(run, servers):
     result = run(host, uuid=U, source=[SRC])
     assert result['changed'] is True
     assert host.mutations()[0] == ['zfs', 'destroy', '-r', partial]
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_a_local_install_killed_before_its_commit_is_recorded_from_the_local_manifest(run, servers, tmp_path, check):
+    local = tmp_path / 'files'
+    local.mkdir()
+    (local / 'manifest.json').write_text(json.dumps(MANIFEST))
+    (local / 'image.zfs.gz').write_bytes(IMAGE_FILE)
+    host = installed_host()
+    result = run(host, check=check, manifest=str(local / 'manifest.json'), file=str(local / 'image.zfs.gz'))
+    assert result['changed'] is True
+    assert result['actions'] == [{'action': 'record', 'uuid': U, 'dataset': DS, 'source': 'file://%s' % (local / 'image.zfs.gz'),
+                                  'reason': 'installed without a cached manifest (an import was interrupted before '
+                                            'recording it)'}]
+    assert servers.made == [] and host.mutations() == []
+    assert os.path.exists(cache_path(tmp_path)) is not check
+    if not check:
+        with open(cache_path(tmp_path)) as f:
+            assert 'source' not in json.load(f)
