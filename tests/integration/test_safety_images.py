@@ -6,6 +6,8 @@ import copy
 import fcntl
 import json
 import os
+import re
+import subprocess
 import time
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from tests.integration.conftest import POOL, tree_state
 from tests.lib.imagebuilder import build_chain
 from tests.lib.imgserver_ctl import publish
+from tests.lib.procs import kill_tree
 from tests.lib.zfspool import retry_busy, run
 
 pytestmark = pytest.mark.usefixtures('collection_built')
@@ -172,6 +175,56 @@ def test_temporary_cache_files_a_kill_left_are_cleaned_up_unless_an_import_holds
     assert [a['path'] for a in later['actions']] == [stale_s]
     assert not os.path.exists(stale_s) and os.path.exists(fresh)
     os.unlink(fresh)
+
+
+def test_kill_at_the_cache_commit_then_the_next_run_repairs(play, images, server, host_root, pool):
+    """A real kill -9 while the cache file is prepared and the dataset is being renamed, before the commit."""
+    manifest = images('safety-kill')
+    uuid = manifest['uuid']
+    directory = os.path.dirname(cache_file(host_root, uuid))
+    temp = re.compile(r'\.%s-%s\.json\.[a-z0-9_]{8}\Z' % (POOL, uuid))
+    argv, env, dummy = play.command(img(host_root, server, uuid=uuid))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caught, deadline = [], time.monotonic() + 120
+    try:
+        while not caught and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                caught = [n for n in os.listdir(directory) if temp.match(n)]
+            except FileNotFoundError:
+                pass
+            if caught:
+                kill_tree(proc.pid)     # the module, and the `zfs rename` it may be running
+            else:
+                time.sleep(0.001)
+    finally:
+        kill_tree(proc.pid)
+        proc.wait(timeout=60)
+    try:
+        if not caught:
+            pytest.skip('the import committed before the kill could land (a 1 ms poll missed the window)')
+        assert not os.path.exists(cache_file(host_root, uuid))
+        left = [os.path.join(directory, n) for n in os.listdir(directory) if temp.match(n)]
+        assert left
+        for path in left:
+            os.utime(path, (time.time() - 600,) * 2)      # as the next run an hour later finds it
+        renamed = '%s/%s' % (POOL, uuid) in datasets(pool)
+        task = img(host_root, server, uuid=uuid)
+        check = play(task, check=True)
+        real = play(task)
+        assert not real['failed'], real
+        assert check['actions'] == real['actions'] and check['changed'] and real['changed']
+        kinds = [a['action'] for a in real['actions']]
+        assert kinds == (['record'] if renamed else ['import']) + ['cleanup'] * len(left)
+        with open(cache_file(host_root, uuid), encoding='utf-8') as f:
+            assert json.load(f)['manifest'] == manifest
+        assert not [n for n in os.listdir(directory) if n.startswith('.')]
+        assert not [n for n in datasets(pool) if '%s-partial' % uuid in n]
+        assert not play(task)['changed']
+    finally:
+        destroy(uuid)
+        for name in os.listdir(directory) if os.path.isdir(directory) else []:
+            if uuid in name:
+                os.unlink(os.path.join(directory, name))
 
 
 # ---- 4. the wait for the import lock ----
