@@ -220,20 +220,23 @@ def discard(path):
         raise host_error('cannot remove', path, e)
 
 
-def read_bytes(path):
-    """A file's bytes; None when it does not exist."""
+def read_bytes(path, limit=None):
+    """A file's bytes; None when it does not exist. ValueError when it holds more than limit bytes."""
     try:
         with open(path, 'rb') as f:
-            return f.read()
+            data = f.read() if limit is None else f.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise ValueError('%s is larger than %d bytes' % (path, limit))
+        return data
     except FileNotFoundError:
         return None
     except OSError as e:
         raise host_error('cannot read', path, e)
 
 
-def read_json(path):
-    """Parse a JSON file; None when it does not exist."""
-    data = read_bytes(path)
+def read_json(path, limit=None):
+    """Parse a JSON file (of at most limit bytes); None when it does not exist."""
+    data = read_bytes(path, limit)
     if data is None:
         return None
     try:

@@ -29,6 +29,7 @@ from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
 
 PARALLEL_IMPORTS = 3   # downloads at once; receives still wait for their origin
 MAX_CHAIN = 64         # origins followed from one image before giving up
+CACHE_FILE_MAX = 16 << 20   # bytes: a cache file larger than this was not written by imgadm or by us
 STALE_TEMP_SECONDS = 60   # a temporary cache file this old, whose image nobody is importing, was left by a kill
 _UUID_RE = r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 
@@ -52,6 +53,8 @@ class Wanted:
                                    '"01234567-89ab-cdef-0123-456789abcdef"' % self.uuid)
         if self.version and not self.name:
             raise InvalidParameter('version "%s" needs a name' % self.version)
+        if self.filters and not self.name:
+            raise InvalidParameter('filters need a name: %s' % json.dumps(self.filters, sort_keys=True, default=str))
         if bool(self.manifest_path) != bool(self.file_path):
             raise InvalidParameter('a local install needs both manifest and file')
         if self.manifest_path and self.state != 'present':
@@ -178,10 +181,10 @@ class ImageManager:
         """(manifest or None, 'ok' | 'missing' | 'bad')."""
         path = self.paths.image_cache(self.pool, uuid)
         try:
-            info = _host.read_json(path)
+            info = _host.read_json(path, CACHE_FILE_MAX)
             if info is None and self.layout == 'original':
                 path = self.paths.original_manifest(uuid)
-                v1 = _host.read_json(path)
+                v1 = _host.read_json(path, CACHE_FILE_MAX)
                 info = None if v1 is None else {'manifest': upgrade_manifest(v1)}
         except (ValueError, TypeError, ImageError) as e:  # ManifestError is a ValueError
             # imgadm crashes on a corrupt cache file; we leave it alone and say so

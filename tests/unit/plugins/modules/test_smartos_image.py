@@ -1310,6 +1310,9 @@ def test_lock_timeout_must_not_be_negative(run, servers):
     (dict(images=[{'uuid': U, 'stat': 'absent'}]), 'stat'),
     (dict(images=[{'uuid': U, 'state': 'absnt'}]), 'absnt'),
     (dict(images=[{'uuid': U, 'filters': ['os']}]), 'filters'),
+    (dict(images=[{'uuid': U, 'filters': {'os': 'smartos'}}]), 'filters need a name'),
+    (dict(images=[{'uuid': U, 'version': '1'}]), 'needs a name'),
+    (dict(images=[{'uuid': U, 'name': 'a'}]), 'exactly one of'),
     (dict(), 'one of the following is required'),
     (dict(prune_unused=False), 'nothing to do'),
     (dict(update_manifests=False, prune_unused=False), 'nothing to do'),
@@ -1435,3 +1438,12 @@ def test_a_local_install_killed_before_its_commit_is_recorded_from_the_local_man
     if not check:
         with open(cache_path(tmp_path)) as f:
             assert 'source' not in json.load(f)
+
+
+def test_a_cache_file_too_large_is_not_read(run, servers, tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _images
+    monkeypatch.setattr(_images, 'CACHE_FILE_MAX', 100)
+    write_cache(tmp_path, {'manifest': dict(MANIFEST, description='x' * 200), 'zpool': POOL}, U)
+    result = run(installed_host(), name='base-64-lts', state='absent', check=True)
+    assert result['changed'] is False
+    assert [w for w in warnings_of(result) if 'is larger than 100 bytes' in w]
