@@ -529,6 +529,10 @@ class ImageManager:
                 found = self.get_manifest(uuid, ensure_active=False)
             except (ImageNotFound, UnsupportedImage):
                 continue  # imgadm: "Could not find image in image sources (skipping)"
+            except SourceError as e:
+                # a source sent a manifest for it that we refuse: keep what the host has, and say why
+                self.warn('image %s on pool %s is not refreshed: %s' % (uuid, self.pool, e.msg))
+                continue
             cached = self.cached(uuid)
             fields = sorted(k for k in set(found.manifest) | set(cached or {})
                             if (cached or {}).get(k) != found.manifest.get(k))

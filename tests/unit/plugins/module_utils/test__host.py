@@ -240,8 +240,11 @@ def test_commit_atomic_failure_removes_the_temp_file(tmp_path, monkeypatch):
 def test_commit_atomic_failure_reports_the_rename_even_if_the_clean_up_fails(tmp_path, monkeypatch):
     path = str(tmp_path / 'zones-x.json')
     tmp = _host.prepare_atomic(path, b'new')
-    monkeypatch.setattr(_host.os, 'replace', lambda s, d: (_ for _ in ()).throw(OSError(30, 'Read-only file system')))
-    monkeypatch.setattr(_host.os, 'unlink', lambda p: (_ for _ in ()).throw(OSError(30, 'Read-only file system')))
+    def read_only(*args):
+        raise OSError(30, 'Read-only file system')
+
+    monkeypatch.setattr(_host.os, 'replace', read_only)
+    monkeypatch.setattr(_host.os, 'unlink', read_only)
     with pytest.raises(ImageError, match='cannot write'):
         _host.commit_atomic(tmp, path)
 
@@ -284,6 +287,9 @@ def test_stale_temp_files(tmp_path):
         path.write_text('{')
         os.utime(str(path), (1000 - age, 1000 - age))
     (tmp_path / '.zones-f.json.abcdefgh').mkdir()
+    victim = tmp_path / 'victim'
+    victim.write_text('keep me')
+    os.symlink(str(victim), str(tmp_path / '.zones-g.json.abcdefgh'))     # never followed, never removed
     found = _host.stale_temp_files(str(tmp_path), r'\.zones-(\w)\.json' + _host.TEMP_SUFFIX_RE, 60, now=1000)
     assert found == [(str(tmp_path / '.zones-a.json.abcdefgh'), 'a')]
     assert _host.stale_temp_files(str(tmp_path / 'missing'), 'x', 60) == []

@@ -1447,3 +1447,37 @@ def test_a_cache_file_too_large_is_not_read(run, servers, tmp_path, monkeypatch)
     result = run(installed_host(), name='base-64-lts', state='absent', check=True)
     assert result['changed'] is False
     assert [w for w in warnings_of(result) if 'is larger than 100 bytes' in w]
+
+
+def test_update_manifests_rewrites_a_cache_file_holding_another_image(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    servers.image(SRC)
+    host = two_images_host()
+    result = run(host, update_manifests=True, source=[SRC])
+    assert result['actions'] == [{'action': 'refresh', 'uuid': U, 'fields': sorted(MANIFEST)}]
+    assert result['diff']['before']['images'][U] == '-'
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f)['manifest'] == MANIFEST
+    assert host.mutations() == []
+
+
+def test_update_manifests_skips_an_image_whose_manifest_a_source_sends_bad(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
+    servers.image(SRC, dict(MANIFEST, files=[{'sha1': 'no', 'size': 1, 'compression': 'gzip'}]))
+    result = run(installed_host(), update_manifests=True, source=[SRC])
+    assert 'failed' not in result and result['changed'] is False
+    assert [w for w in warnings_of(result) if w.startswith('image %s on pool zones is not refreshed: ' % U)
+            and 'files[0].sha1' in w]
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f)['manifest'] == MANIFEST
+
+
+def test_original_layout_manifest_of_another_image_is_not_used(run, servers, tmp_path):
+    db = tmp_path / 'var' / 'db' / 'imgadm'
+    db.mkdir(parents=True)
+    (db / ('%s.json' % U)).write_text(json.dumps(dict(MANIFEST, uuid=OTHER)))
+    host = installed_host()
+    result = run(host, name='base-64-lts', state='absent')
+    assert result['changed'] is False and host.mutations() == []
+    assert [w for w in warnings_of(result) if str(db / ('%s.json' % U)) in w and 'another image' in w]
