@@ -138,6 +138,26 @@ def test_an_image_without_its_cache_file_is_recorded(play, two, host_root, serve
         assert f.read() == expected
 
 
+def test_concurrent_runs_record_a_missing_cache_file_once_and_whole(play, two, host_root, server):
+    m, dummy = two
+    path = cache_file(host_root, m['uuid'])
+    with open(path, encoding='utf-8') as f:
+        expected = f.read()
+    os.unlink(path)
+    procs = []
+    for dummy2 in range(3):
+        argv, env, record = play.command(img(host_root, server, uuid=m['uuid']))
+        procs.append((subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), record))
+    results = []
+    for proc, record in procs:
+        assert proc.wait(timeout=300) == 0
+        results.append(play.results(record)[-1]['result'])
+    assert all(not r.get('failed') for r in results)
+    with open(path, encoding='utf-8') as f:
+        assert f.read() == expected
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith('.')]
+
+
 def test_an_image_without_its_cache_file_and_no_source_warns(play, two, host_root):
     m, dummy = two
     os.unlink(cache_file(host_root, m['uuid']))

@@ -240,6 +240,7 @@ def test_commit_atomic_failure_removes_the_temp_file(tmp_path, monkeypatch):
 def test_commit_atomic_failure_reports_the_rename_even_if_the_clean_up_fails(tmp_path, monkeypatch):
     path = str(tmp_path / 'zones-x.json')
     tmp = _host.prepare_atomic(path, b'new')
+
     def read_only(*args):
         raise OSError(30, 'Read-only file system')
 
