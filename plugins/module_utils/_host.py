@@ -7,6 +7,8 @@ import errno
 import fcntl
 import json
 import os
+import re
+import stat
 import tempfile
 import time
 
@@ -14,6 +16,8 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 
 LOCK_POLL = 0.25
 LOCK_WAIT_MAX = 3600
+# tempfile.mkstemp's random part: 8 characters of this set (what prepare_atomic adds to a name)
+TEMP_SUFFIX_RE = r'\.[a-z0-9_]{8}'
 
 
 class HostPaths:
@@ -91,9 +95,9 @@ def file_lock(path, wait_max=LOCK_WAIT_MAX, what='lock'):
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EDEADLK, errno.ENOLCK):
                     raise
-            if time.monotonic() - started > wait_max:
+            if time.monotonic() - started >= wait_max:
                 raise ImageError('timed out after %ds waiting for the %s %s held by another process'
-                                 % (wait_max, what, path))
+                                 % (wait_max, what, path), path=path)
             time.sleep(LOCK_POLL)
         yield time.monotonic() - started
     finally:
@@ -131,20 +135,79 @@ def prepare_atomic(path, data, mode=None):
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
     except OSError as e:
-        discard(tmp)
+        _discard_quietly(tmp)
         raise host_error('cannot write', path, e)
     except BaseException:
-        discard(tmp)
+        _discard_quietly(tmp)
         raise
     return tmp
 
 
 def commit_atomic(tmp, path):
-    """Move a prepared temp file into place."""
+    """Move a prepared temp file into place; on failure the temp file is removed."""
     try:
         os.replace(tmp, path)
     except OSError as e:
+        _discard_quietly(tmp)
         raise host_error('cannot write', path, e)
+    except BaseException:
+        _discard_quietly(tmp)
+        raise
+
+
+def _discard_quietly(path):
+    """Remove a temp file while another error is on its way: that error is what the user needs."""
+    try:
+        discard(path)
+    except ImageError:
+        pass
+
+
+def lock_is_free(path):
+    """True when nobody holds the fcntl lock on path (a missing file is free); never creates the file."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        raise host_error('cannot open the lock', path, e)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EDEADLK, errno.ENOLCK):
+            return False
+        raise host_error('cannot test the lock', path, e)
+    finally:
+        os.close(fd)
+
+
+def stale_temp_files(directory, pattern, older_than, now=None):
+    """(path, group 1) of the files in directory whose whole name matches pattern and whose mtime is
+    more than older_than seconds ago: temporary files that a killed writer left behind."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise host_error('cannot list', directory, e)
+    regex = re.compile(pattern + r'\Z')
+    now = time.time() if now is None else now
+    found = []
+    for name in sorted(names):
+        match = regex.match(name)
+        if not match:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue  # its writer committed or removed it meanwhile
+        except OSError as e:
+            raise host_error('cannot read', path, e)
+        if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than:
+            found.append((path, match.group(1)))
+    return found
 
 
 def discard(path):
@@ -157,21 +220,29 @@ def discard(path):
         raise host_error('cannot remove', path, e)
 
 
-def read_bytes(path):
-    """A file's bytes; None when it does not exist."""
+def read_bytes(path, limit=None):
+    """A file's bytes; None when it does not exist. ValueError when it holds more than limit bytes."""
     try:
         with open(path, 'rb') as f:
-            return f.read()
+            data = f.read() if limit is None else f.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise ValueError('%s is larger than %d bytes' % (path, limit))
+        return data
     except FileNotFoundError:
         return None
     except OSError as e:
         raise host_error('cannot read', path, e)
 
 
-def read_json(path):
-    """Parse a JSON file; None when it does not exist."""
-    data = read_bytes(path)
-    return None if data is None else json.loads(data.decode('utf-8'))
+def read_json(path, limit=None):
+    """Parse a JSON file (of at most limit bytes); None when it does not exist."""
+    data = read_bytes(path, limit)
+    if data is None:
+        return None
+    try:
+        return json.loads(data.decode('utf-8'))
+    except RecursionError:
+        raise ValueError('%s: JSON nested too deeply' % path)
 
 
 def host_error(what, path, error):
@@ -212,6 +283,15 @@ class CacheRecord:
     def write(self):
         """Replace the file of an image that is already installed."""
         write_atomic(self.path, self.data)
+
+    def record(self, zfs, dataset):
+        """Record an image that is installed without its file (an import killed before its commit)."""
+        self.prepare()
+        try:
+            self.commit(zfs, dataset)
+        except BaseException:
+            self.abort()
+            raise
 
 
 def modern_record(paths, pool, manifest, source_url):

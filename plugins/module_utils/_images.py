@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import time
 
@@ -26,6 +28,10 @@ from ansible_collections.smartos.images.plugins.module_utils._sources import hos
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
 
 PARALLEL_IMPORTS = 3   # downloads at once; receives still wait for their origin
+MAX_CHAIN = 64         # origins followed from one image before giving up
+CACHE_FILE_MAX = 16 << 20   # bytes: a cache file larger than this was not written by imgadm or by us
+STALE_TEMP_SECONDS = 60   # a temporary cache file this old, whose image nobody is importing, was left by a kill
+_UUID_RE = r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 
 
 class Wanted:
@@ -47,6 +53,8 @@ class Wanted:
                                    '"01234567-89ab-cdef-0123-456789abcdef"' % self.uuid)
         if self.version and not self.name:
             raise InvalidParameter('version "%s" needs a name' % self.version)
+        if self.filters and not self.name:
+            raise InvalidParameter('filters need a name: %s' % json.dumps(self.filters, sort_keys=True, default=str))
         if bool(self.manifest_path) != bool(self.file_path):
             raise InvalidParameter('a local install needs both manifest and file')
         if self.manifest_path and self.state != 'present':
@@ -90,9 +98,19 @@ class ImageManager:
         self.sources = [Source(url) for url in params['source']] if params.get('source') is not None else None
         self.wanted = self._wanted()
         self.keep = [Wanted({'uuid': k} if is_uuid(k) else _name_ref(k), 'present') for k in params.get('keep') or []]
+        if not self.wanted and not params.get('prune_unused') and not params.get('update_manifests'):
+            raise InvalidParameter('nothing to do: name an image (uuid, name, manifest and file, or a non-empty '
+                                   'images list), or set prune_unused or update_manifests')
+        self.lock_timeout = params.get('lock_timeout', _host.LOCK_WAIT_MAX)
+        if isinstance(self.lock_timeout, bool) or not isinstance(self.lock_timeout, int) or self.lock_timeout < 0:
+            raise InvalidParameter('lock_timeout must be 0 or more seconds, not %r' % (self.lock_timeout,))
         self.cache = {}
         self.refreshed = {}
+        self.recorded = {}
         self.sysinfo = False
+        self.warnings = []
+        self._warned = set()
+        self.progress = {'imported': [], 'removed': [], 'other': 0}
 
     def _wanted(self):
         """The declared images, validated before any command runs."""
@@ -130,25 +148,64 @@ class ImageManager:
                                    'IMGAPI URLs, or add sources with smartos_image_source' % (what, where))
         return sources
 
+    def warn(self, text, key=None):
+        """A warning for the task result, once."""
+        key = key or text
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warnings.append(text)
+
     def cached(self, uuid):
-        """imgadm's cached manifest of an image on the pool (or v1's, upgraded); None when absent or corrupt."""
+        """imgadm's cached manifest of an image on the pool (or v1's, upgraded); None when absent or unusable.
+
+        A cache file that cannot be read, or that holds another image's manifest or fields of the wrong type,
+        is never used (not to match a name, not as the image's manifest): it is reported as a warning.
+        """
         if uuid not in self.cache:
-            manifest = None
-            try:
-                info = _host.read_json(self.paths.image_cache(self.pool, uuid))
-                if isinstance(info, dict) and isinstance(info.get('manifest'), dict):
-                    manifest = info['manifest']
-                elif self.layout == 'original':
-                    v1 = _host.read_json(self.paths.original_manifest(uuid))
-                    manifest = upgrade_manifest(v1) if isinstance(v1, dict) else None
-            except ValueError:
-                manifest = None  # imgadm crashes on a corrupt cache file; we treat it as absent
-            self.cache[uuid] = manifest
-        return self.cache[uuid]
+            self.cache[uuid] = self._read_cache(uuid)
+        return self.cache[uuid][0]
+
+    def cache_missing(self, uuid):
+        """True when the image has no cache file at all (not even a bad one)."""
+        self.cached(uuid)
+        return self.cache[uuid][1] == 'missing'
+
+    def known(self, uuid):
+        """The manifest an installed image is known by: its cached one, or the one this run records."""
+        manifest = self.cached(uuid)
+        if manifest is None and uuid in self.recorded:
+            manifest = self.recorded[uuid].manifest
+        return manifest
+
+    def _read_cache(self, uuid):
+        """(manifest or None, 'ok' | 'missing' | 'bad')."""
+        path = self.paths.image_cache(self.pool, uuid)
+        try:
+            info = _host.read_json(path, CACHE_FILE_MAX)
+            if info is None and self.layout == 'original':
+                path = self.paths.original_manifest(uuid)
+                v1 = _host.read_json(path, CACHE_FILE_MAX)
+                info = None if v1 is None else {'manifest': upgrade_manifest(v1)}
+        except (ValueError, TypeError, ImageError) as e:  # ManifestError is a ValueError
+            # imgadm crashes on a corrupt cache file; we leave it alone and say so
+            self._bad_cache(uuid, path, 'cannot be read (%s)' % (getattr(e, 'msg', None) or e))
+            return None, 'bad'
+        if info is None:
+            return None, 'missing'
+        problem = cache_problem(info, uuid, self.pool if path.endswith('%s-%s.json' % (self.pool, uuid)) else None)
+        if problem:
+            self._bad_cache(uuid, path, problem)
+            return None, 'bad'
+        return info['manifest'], 'ok'
+
+    def _bad_cache(self, uuid, path, problem):
+        self.warn('image %s on pool %s: its cached manifest %s %s; it is not used, neither to match names nor as '
+                  'the image\'s manifest (update_manifests rewrites it from the sources)'
+                  % (uuid, self.pool, path, problem), key=('cache', uuid))
 
     def installed_by_name(self, inventory, wanted):
         """Installed images on the pool that a name (and version) reference matches, newest first."""
-        found = [(self.cached(u) or {}, u) for u in inventory.images_on(self.pool)]
+        found = [(self.known(u), u) for u in inventory.images_on(self.pool)]
         hits = [(m.get('published_at') or '', u) for m, u in found if m and wanted.matches(m)]
         return [u for dummy, u in sorted(hits, reverse=True)]
 
@@ -157,7 +214,7 @@ class ImageManager:
         sources = self.usable_sources(uuid)
         if prefer is not None:
             sources = [prefer] + [s for s in sources if s is not prefer]
-        answers, inactive = [], []
+        answers, inactive, invalid = [], [], []
         for source in sources:
             if source.type == 'docker':
                 answers.append('%s: a docker source (imports from docker sources are not supported)' % source.url)
@@ -171,7 +228,7 @@ class ImageManager:
                 answers.append('%s: %s' % (source.url, e.msg))
                 continue
             except ManifestError as e:
-                answers.append('%s: manifest is invalid: %s' % (source.url, e))
+                invalid.append('%s: manifest is invalid: %s' % (source.url, e))
                 continue
             if manifest is None:
                 answers.append('%s: not found (HTTP 404)' % source.url)
@@ -185,9 +242,14 @@ class ImageManager:
             try:
                 check_importable(manifest, uuid, source.url)
             except SourceError as e:
-                answers.append(e.msg)
+                invalid.append(e.msg)
                 continue
             return Found(source, client, manifest, raw)
+        if invalid:
+            # a source has the image but sent a manifest we cannot trust: say which field, not "not found"
+            raise SourceError('image "%s" is refused: %s%s' % (uuid, '; '.join(invalid),
+                                                               ''.join('; ' + a for a in inactive + answers)),
+                              sources=[s.url for s in sources])
         if inactive:
             raise ImageError('image "%s" is not active on any source (%s); only active images can be '
                              'imported' % (uuid, '; '.join(inactive + answers)))
@@ -209,10 +271,11 @@ class ImageManager:
             if source.type == 'docker':
                 continue
             try:
-                listed = [upgrade_manifest(m) for m in self.client(source).list_raw(query) if isinstance(m, dict)]
-            except (SourceError, ManifestError) as e:
-                answers.append('%s: %s' % (source.url, getattr(e, 'msg', e)))
+                raw = self.client(source).list_raw(query)
+            except SourceError as e:
+                answers.append('%s: %s' % (source.url, e.msg))
                 continue
+            listed = self.listing(source, raw)
             hits = [m for m in listed if m.get('state', 'active') == 'active' and wanted.matches(m)]
             answers.append('%s: %d match(es)' % (source.url, len(hits)))
             for m in hits:
@@ -225,6 +288,25 @@ class ImageManager:
                                    '; '.join(answers)), sources=[s.url for s in sources])
         return best['uuid']
 
+    def listing(self, source, raw):
+        """The usable entries of a source's listing, upgraded; each bad one skipped with a warning."""
+        listed, bad = [], []
+        for index, entry in enumerate(raw if isinstance(raw, list) else []):
+            try:
+                manifest = upgrade_manifest(entry)
+            except ManifestError as e:
+                bad.append('entry %d: %s' % (index, e))
+                continue
+            problem = listing_problem(manifest)
+            if problem:
+                bad.append('entry %d%s: %s' % (index, _uuid_note(manifest), problem))
+                continue
+            listed.append(manifest)
+        if bad:
+            self.warn('%s: skipped %d bad image(s) in its listing: %s%s'
+                      % (source.url, len(bad), '; '.join(bad[:5]), '; ...' if len(bad) > 5 else ''))
+        return listed
+
     def chain(self, found, inventory, planned):
         """The images to import for found, base first: its missing ancestors, then itself."""
         chain = [found]
@@ -232,14 +314,19 @@ class ImageManager:
             origin = chain[-1].manifest['origin']
             if inventory.is_image(self.pool, origin) or origin in planned:
                 break
+            seen = [link.uuid for link in chain]
+            if origin in seen:
+                loop = seen[seen.index(origin):] + [origin]
+                raise ImageError('the origin chain of image %s is a cycle: %s' % (found.uuid, ' -> '.join(loop)),
+                                 cycle=loop)
+            if len(chain) >= MAX_CHAIN:
+                raise ImageError('the origin chain of image %s is longer than %d images' % (found.uuid, MAX_CHAIN))
             try:
                 # imgadm getImgAncestry: origins may be inactive, and the child's source is asked first
                 chain.append(self.get_manifest(origin, ensure_active=False, prefer=chain[-1].source))
             except ImageNotFound as e:
                 raise ImageNotFound('origin %s of image %s is not installed and no source has it (%s)'
                                     % (origin, chain[-1].uuid, e.msg))
-            if len(chain) > 64:
-                raise ImageError('the origin chain of image %s is longer than 64 images' % found.uuid)
         return list(reversed(chain))
 
     def check_platform(self, manifest):
@@ -268,6 +355,12 @@ class ImageManager:
             manifest = load_local_manifest(wanted.manifest_path)
             uuid = manifest['uuid']
             entry.update(uuid=uuid, image=manifest)
+            if inventory.is_image(self.pool, uuid) and self.cache_missing(uuid):
+                # installed by a run killed before its commit: the local manifest is the one to record
+                local = LocalClient(wanted.file_path)
+                self.recorded[uuid] = Found(local.source, local, manifest, manifest)
+                plan.records.append(_record_action(self.pool, uuid, local.source.url))
+                entry.update(changed=True, recorded=True)
             if not inventory.is_image(self.pool, uuid):
                 _plan.check_is_image(self.pool, uuid, inventory, 'present')
                 origin = manifest.get('origin')
@@ -292,17 +385,36 @@ class ImageManager:
         entry['uuid'] = uuid
         plan.present.add(uuid)
         _plan.check_is_image(self.pool, uuid, inventory, 'present')
+        if inventory.is_image(self.pool, uuid) and uuid not in self.recorded and self.cache_missing(uuid):
+            self.plan_record(uuid, plan)
         if inventory.is_image(self.pool, uuid) or uuid in plan.import_uuids():
-            entry['image'] = self.cached(uuid) or plan.manifest_of(uuid) or {'uuid': uuid}
+            entry['image'] = self.known(uuid) or plan.manifest_of(uuid) or {'uuid': uuid}
+            if uuid in self.recorded:
+                entry.update(changed=True, recorded=True)
             return entry
+        _plan.check_partial(inventory, self.pool, uuid)
         found = self.get_manifest(uuid)
         chain = self.chain(found, inventory, plan.import_uuids())
         for link in chain:
             self.check_platform(link.manifest)
         plan.add_imports(chain)
+        for link in chain:
+            _plan.check_partial(inventory, self.pool, link.uuid)
         entry.update(changed=True, image=found.manifest, source=found.source.url,
                      imported=[link.uuid for link in chain])
         return entry
+
+    def plan_record(self, uuid, plan):
+        """An installed image without a cache file (an import killed between its rename and its commit):
+        record its manifest from the sources, or warn when none has it."""
+        try:
+            found = self.get_manifest(uuid, ensure_active=False)
+        except ImageError as e:
+            self.warn('image %s on pool %s is installed but has no cached manifest, and it cannot be recorded: %s'
+                      % (uuid, self.pool, e.msg), key=('record', uuid))
+            return
+        self.recorded[uuid] = found
+        plan.records.append(_record_action(self.pool, uuid, found.source.url))
 
     def run(self, diff=False):
         """Plan everything, then act unless in check mode; return the module result."""
@@ -314,18 +426,27 @@ class ImageManager:
             raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(conflict)))
         deletes = _plan.deletion_order(inventory, self.pool, plan.deletes)
         removed_unused = []
-        warnings = []
+        warnings = self.warnings   # the same list: warnings found while planning the diff land in it too
         if self.params.get('prune_unused'):
             kept = {str(k): self._keep_uuids(k, inventory) for k in self.keep}
             # a misspelt keep entry protects nothing: say so rather than prune in silence
             warnings.extend('keep entry "%s" matches no image on pool %s' % (k, self.pool) for k, u in kept.items() if not u)
             keep = set(plan.present) | {u for uuids in kept.values() for u in uuids}
+            if any(not k.uuid for k in self.keep):
+                # a keep entry by name cannot be checked against an image whose manifest is unknown: spare it
+                unknown = [u for u in inventory.images_on(self.pool) if u not in keep and self.known(u) is None]
+                warnings.extend('image %s on pool %s is not pruned: it has no usable cached manifest, so the keep '
+                                'entries by name cannot be checked against it' % (u, self.pool) for u in unknown)
+                keep.update(unknown)
             removed_unused = _plan.unused_images(inventory, self.pool, keep, going=deletes)
             deletes = deletes + removed_unused
-        refresh = self.plan_refresh(inventory) if self.params.get('update_manifests') else []
+        refresh = self.plan_refresh(inventory, skip=set(self.recorded) | set(deletes)) \
+            if self.params.get('update_manifests') else []
+        records = [a for a in plan.records if a['uuid'] not in deletes]
+        cleanups = self.plan_cleanup()
         actions = ([{'action': 'import', 'uuid': f.uuid, 'dataset': '%s/%s' % (self.pool, f.uuid)} for f in plan.imports]
                    + [{'action': 'delete', 'uuid': u, 'dataset': '%s/%s' % (self.pool, u)} for u in deletes]
-                   + refresh)
+                   + refresh + records + cleanups)
         result = dict(changed=bool(actions), actions=actions, imported=[f.uuid for f in plan.imports],
                       removed=deletes, downloaded_bytes=0, seconds=0.0, warnings=warnings)
         if removed_unused or self.params.get('prune_unused'):
@@ -335,15 +456,22 @@ class ImageManager:
             before = {u: label(self.cached(u)) for u in inventory.images_on(self.pool)}
             labels = {f.uuid: label(f.manifest) for f in plan.imports}
             labels.update((u, label(f.manifest)) for u, f in self.refreshed.items())
+            labels.update((u, label(f.manifest)) for u, f in self.recorded.items())
             result['diff'] = dict(before=dict(images=before),
                                   after=dict(images=_plan.diff_after(before, actions, labels)))
         if self.check_mode or not actions:
             return result
         started = time.monotonic()
-        imported, received = self.execute_imports(plan.imports)
-        for uuid in deletes:
-            self.delete(uuid)
-        self.execute_refresh(refresh)
+        try:
+            imported, received = self.execute_imports(plan.imports)
+            for uuid in deletes:
+                self.delete(uuid)
+                self.progress['removed'].append(uuid)
+            self.execute_refresh(refresh + records)
+            self.execute_cleanup(cleanups, result['warnings'])
+        except ImageError as e:
+            self._partial_failure(e)
+            raise
         skipped = [f.uuid for f in plan.imports if f.uuid not in imported]
         if skipped:
             # imgadm checkIfImportedAfterLock: another process imported them while we waited
@@ -360,6 +488,17 @@ class ImageManager:
         result.update(downloaded_bytes=received, seconds=round(time.monotonic() - started, 3))
         return result
 
+    def _partial_failure(self, error):
+        """A run that fails part-way says what it had done already: changed, and which images."""
+        done = self.progress
+        if done['imported'] or done['removed'] or done['other']:
+            error.evidence.update(changed=True, imported=list(done['imported']), removed=list(done['removed']))
+            error.msg += ' (after %s)' % ', '.join(
+                part for part in (
+                    'importing %s' % ', '.join(done['imported']) if done['imported'] else '',
+                    'deleting %s' % ', '.join(done['removed']) if done['removed'] else '',
+                    '%d manifest write(s)' % done['other'] if done['other'] else '') if part)
+
     def _shape(self, result, entries):
         """One declared image: its fields at the top level (as before); several: a results list."""
         if self.params.get('images') is not None:
@@ -369,7 +508,7 @@ class ImageManager:
             uuid = entry.get('uuid') or (entry.get('uuids') or [None])[0]
             if uuid:
                 result.update(uuid=uuid, dataset='%s/%s' % (self.pool, uuid),
-                              image=entry.get('image') or self.cached(uuid) or {'uuid': uuid})
+                              image=entry.get('image') or self.known(uuid) or {'uuid': uuid})
             if entry.get('source'):
                 result['source'] = entry['source']
 
@@ -380,14 +519,20 @@ class ImageManager:
 
     # ---- refresh (imgadm update) ----
 
-    def plan_refresh(self, inventory):
+    def plan_refresh(self, inventory, skip=()):
         """Manifests to back-fill or refresh from the sources, and @final snapshots to repair."""
         actions = []
         for uuid in inventory.images_on(self.pool):
+            if uuid in skip:
+                continue
             try:
                 found = self.get_manifest(uuid, ensure_active=False)
             except (ImageNotFound, UnsupportedImage):
                 continue  # imgadm: "Could not find image in image sources (skipping)"
+            except SourceError as e:
+                # a source sent a manifest for it that we refuse: keep what the host has, and say why
+                self.warn('image %s on pool %s is not refreshed: %s' % (uuid, self.pool, e.msg))
+                continue
             cached = self.cached(uuid)
             fields = sorted(k for k in set(found.manifest) | set(cached or {})
                             if (cached or {}).get(k) != found.manifest.get(k))
@@ -416,12 +561,54 @@ class ImageManager:
                          % (dataset.split('/')[-1], guid))
 
     def execute_refresh(self, actions):
-        """Write the refreshed manifests; give images their @final back."""
+        """Write the refreshed and the missing manifests; give images their @final back."""
         for action in actions:
+            uuid = action['uuid']
             if action['action'] == 'refresh':
-                self.record_for(self.refreshed[action['uuid']]).write()
+                with _host.import_lock(self.paths.import_lock(uuid), self.lock_timeout):
+                    self.record_for(self.refreshed[uuid]).write()
+            elif action['action'] == 'record':
+                # under the image's lock, so that no other run takes our temporary file for a leftover
+                with _host.import_lock(self.paths.import_lock(uuid), self.lock_timeout):
+                    if self.cache_missing_now(uuid):
+                        self.record_for(self.recorded[uuid]).record(self.zfs, action['dataset'])
             elif action['action'] == 'repair':
                 self.zfs.rename(action['snapshot'], action['dataset'] + '@final')
+            self.progress['other'] += 1
+
+    def cache_missing_now(self, uuid):
+        """Read again, under the lock: another run may have recorded the image meanwhile."""
+        paths = [self.paths.image_cache(self.pool, uuid)]
+        if self.layout == 'original':
+            paths.append(self.paths.original_manifest(uuid))
+        return not any(os.path.lexists(p) for p in paths)
+
+    # ---- leftovers of killed runs ----
+
+    def plan_cleanup(self):
+        """Temporary cache files a killed run left: old, and of an image that no process is importing."""
+        patterns = [(os.path.dirname(self.paths.image_cache(self.pool, 'x')),
+                     r'\.%s-(%s)\.json' % (re.escape(self.pool), _UUID_RE) + _host.TEMP_SUFFIX_RE)]
+        if self.layout == 'original':
+            patterns.append((self.paths.original_db_dir, r'\.(%s)\.json' % _UUID_RE + _host.TEMP_SUFFIX_RE))
+        actions = []
+        for directory, pattern in patterns:
+            for path, uuid in _host.stale_temp_files(directory, pattern, STALE_TEMP_SECONDS):
+                if _host.lock_is_free(self.paths.import_lock(uuid)):
+                    actions.append({'action': 'cleanup', 'uuid': uuid, 'path': path,
+                                    'reason': 'temporary cache file left by an interrupted run'})
+        return actions
+
+    def execute_cleanup(self, actions, warnings):
+        """Remove the leftovers, each under its image's lock (skipped, with a warning, if it is taken now)."""
+        for action in actions:
+            try:
+                with _host.import_lock(self.paths.import_lock(action['uuid']), 0):
+                    _host.discard(action['path'])
+            except ImageError as e:
+                warnings.append('left %s in place: %s' % (action['path'], e.msg))
+                continue
+            self.progress['other'] += 1
 
     # ---- acting ----
 
@@ -455,6 +642,7 @@ class ImageManager:
                     totals[0] += received
                     if changed:
                         imported.append(found.uuid)
+                        self.progress['imported'].append(found.uuid)
                 done[found.uuid] = True
             except BaseException as e:  # pylint: disable=broad-exception-caught  # re-raised in the main thread
                 with lock:
@@ -474,7 +662,7 @@ class ImageManager:
 
     def import_one(self, found):
         """Take imgadm's per-image lock, re-check, then stream the image in; (changed, bytes)."""
-        with _host.import_lock(self.paths.import_lock(found.uuid)):
+        with _host.import_lock(self.paths.import_lock(found.uuid), self.lock_timeout):
             # imgadm checkIfImportedAfterLock: another import may have finished while we waited
             if self.zfs.exists('%s/%s' % (self.pool, found.uuid)):
                 return False, 0
@@ -494,6 +682,7 @@ class Plan:
 
     def __init__(self):
         self.imports = []
+        self.records = []
         self.deletes = []
         self.present = set()
         self.absent = set()
@@ -508,6 +697,51 @@ class Plan:
 
     def manifest_of(self, uuid):
         return next((f.manifest for f in self.imports if f.uuid == uuid), None)
+
+
+def _record_action(pool, uuid, source_url):
+    return {'action': 'record', 'uuid': uuid, 'dataset': '%s/%s' % (pool, uuid), 'source': source_url,
+            'reason': 'installed without a cached manifest (an import was interrupted before recording it)'}
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _uuid_note(manifest):
+    uuid = manifest.get('uuid') if isinstance(manifest, dict) else None
+    return ' (%s)' % uuid if is_uuid(uuid) else ''
+
+
+def _field_problems(manifest, fields):
+    """The fields of a manifest that are present with a value of the wrong type."""
+    return ['its %s is %s, not a string' % (k, _short(manifest[k])) for k in fields
+            if manifest.get(k) is not None and not isinstance(manifest[k], str)]
+
+
+def cache_problem(info, uuid, pool=None):
+    """Why a cache file's content cannot be trusted as the manifest of image uuid (None when it can)."""
+    if not isinstance(info, dict):
+        return 'is not a JSON object'
+    manifest = info.get('manifest')
+    if not isinstance(manifest, dict):
+        return 'has no manifest object'
+    if manifest.get('uuid') != uuid:
+        return 'holds the manifest of another image (uuid %s)' % _short(manifest.get('uuid'))
+    if pool is not None and info.get('zpool') is not None and info.get('zpool') != pool:
+        return 'is for pool %s' % _short(info.get('zpool'))
+    problems = _field_problems(manifest, ('name', 'version', 'published_at', 'state', 'type', 'os'))
+    return '; '.join(problems) or None
+
+
+def listing_problem(manifest):
+    """Why an (upgraded) entry of a listing cannot be used (None when it can)."""
+    if not is_uuid(manifest.get('uuid')):
+        return 'its uuid is %s, not a UUID' % _short(manifest.get('uuid'))
+    if not isinstance(manifest.get('name'), str):
+        return 'its name is %s, not a string' % _short(manifest.get('name'))
+    return '; '.join(_field_problems(manifest, ('version', 'published_at', 'state', 'type', 'os'))) or None
 
 
 def _name_ref(text):

@@ -15,6 +15,8 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
     CommandError, DownloadError, ImageError,
 )
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import TRANSIENT_ERRORS
+from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
+from ansible_collections.smartos.images.plugins.module_utils._plan import check_partial
 
 CHUNK = 1 << 20          # bytes read from the network per call
 OUT_MAX = 1 << 20        # at most this much inflated output per step, whatever the ratio
@@ -279,7 +281,9 @@ def install(zfs, pipeline, client, manifest, pool, record):
     partial = '%s/%s-partial' % (pool, uuid)
     final = '%s/%s' % (pool, uuid)
     if zfs.exists(partial):
-        # imgadm: a -partial left by a killed import; we hold the image lock, so nobody owns it
+        # imgadm: a -partial left by a killed import; we hold the image lock, so no import owns it.
+        # Anything more than a killed import leaves (children, clones, snapshots) is not ours to destroy.
+        check_partial(Inventory(zfs.list(pool)), pool, uuid)
         zfs.destroy_recursive(partial)
     prepared = renamed = False
     try:

@@ -13,11 +13,24 @@ VM_FS_NAME_RE = re.compile(r'^([a-zA-Z][a-zA-Z0-9._:-]*)/(%s)([-/]disk\d+)?\Z' %
 IMG_NAME_RE = re.compile(r'^([a-zA-Z][a-zA-Z0-9._:-]*)/(%s)\Z' % _UUID)
 
 
+_FIELD_RE = re.compile(r'((?:[^:\\]|\\.)*)(?::|\Z)')
+
+
+def _fields(line):
+    """The fields of one `zoneadm list -p` line: ':' separates them, and a '\\' escapes ':' or '\\' in one."""
+    fields = [m.group(1) for m in _FIELD_RE.finditer(line)]
+    if fields and fields[-1] == '' and not line.endswith(':'):
+        fields.pop()  # finditer ends with an empty match at the end of the line
+    return [re.sub(r'\\(.)', r'\1', f) for f in fields]
+
+
 def parse_zone_roots(text):
     """Zone paths from `zoneadm list -pc` (field 3 of each colon-separated line)."""
     roots = set()
+    if not isinstance(text, str):
+        raise CommandError('unexpected zoneadm list -pc output: %s, not text' % type(text).__name__)
     for line in text.splitlines():
-        fields = line.split(':')
+        fields = _fields(line)
         if len(fields) > 3 and fields[3]:
             roots.add(fields[3])
     return roots

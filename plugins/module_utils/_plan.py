@@ -66,11 +66,43 @@ def unused_images(inventory, pool, keep, going=()):
     return unused
 
 
+def foreign_partial(inventory, partial):
+    """Why <pool>/<uuid>-partial is not what an interrupted import leaves (None when it is, or is absent).
+
+    A killed `zfs receive`, or a run killed before its rename, leaves the dataset with at most one
+    snapshot, no child and no clone: anything more was made by someone else.
+    """
+    if partial not in inventory.datasets:
+        return None
+    children = sorted(n for n in inventory.datasets if n.startswith(partial + '/'))
+    snaps = sorted(n for n in inventory.datasets if n.startswith(partial + '@'))
+    clones = dependents(inventory, partial)
+    reasons = []
+    if children:
+        reasons.append('child dataset(s) %s' % ', '.join(children))
+    if len(snaps) > 1:
+        reasons.append('%d snapshots (%s)' % (len(snaps), ', '.join(s.split('@', 1)[1] for s in snaps)))
+    if clones:
+        reasons.append('clone(s) %s' % ', '.join(clones))
+    return ' and '.join(reasons) or None
+
+
+def check_partial(inventory, pool, uuid):
+    """Refuse to import an image while a <pool>/<uuid>-partial that no interrupted import left is in the way."""
+    partial = '%s/%s-partial' % (pool, uuid)
+    why = foreign_partial(inventory, partial)
+    if why:
+        # imgadm destroys it whatever it holds; it may be someone's data
+        raise ImageError('dataset %s is in the way of the import of image %s and is not what an interrupted import '
+                         'leaves (it has %s); refusing to destroy it: look at it, then destroy or rename it yourself'
+                         % (partial, uuid, why), dataset=partial)
+
+
 def diff_after(before, actions, labels):
     """The installed-images dict after the actions (uuid -> name@version)."""
     after = dict(before)
     for action in actions:
-        if action['action'] in ('import', 'refresh') and action['uuid'] in labels:
+        if action['action'] in ('import', 'refresh', 'record') and action['uuid'] in labels:
             after[action['uuid']] = labels[action['uuid']]
         elif action['action'] == 'import':
             after[action['uuid']] = '-'

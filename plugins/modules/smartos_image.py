@@ -93,8 +93,40 @@ options:
       - The host is read once; images to import download in parallel and are received in
         dependency order. A play that declares 30 images on a host that has them all costs one
         module run and no downloads.
+      - Every entry is checked before anything runs; an unknown key or state is refused. An empty
+        list, without O(prune_unused) or O(update_manifests), is refused as a task that asks for nothing.
     type: list
     elements: dict
+    suboptions:
+      uuid:
+        description:
+          - As O(uuid).
+        type: str
+      name:
+        description:
+          - As O(name).
+        type: str
+      version:
+        description:
+          - As O(version); needs C(name).
+        type: str
+      filters:
+        description:
+          - As O(filters); needs C(name).
+        type: dict
+      manifest:
+        description:
+          - As O(manifest); needs C(file).
+        type: path
+      file:
+        description:
+          - As O(file); needs C(manifest).
+        type: path
+      state:
+        description:
+          - The state of this image; O(state) when not given.
+        type: str
+        choices: [present, absent]
   state:
     description:
       - V(present) imports what is missing; V(absent) deletes what is installed. The default for
@@ -110,8 +142,10 @@ options:
         C(<pool>/<uuid>/diskN), a child image, anything).
       - Images declared present in the same task, and those in O(keep), stay.
       - Check mode lists exactly what would go, in RV(unused), and removes nothing.
+      - When not set, nothing is pruned. A task must name an image, or set this or O(update_manifests).
+      - An image whose cached manifest is missing or unusable cannot be matched by the C(name) entries of
+        O(keep); while O(keep) has such entries, it stays, with a warning.
     type: bool
-    default: false
   keep:
     description:
       - With O(prune_unused), images that stay although unused, by UUID, C(name) or C(name@version).
@@ -124,8 +158,9 @@ options:
         (C(imgadm update)), and give an image that lost its C(@final) snapshot one back, found by
         the C(dataset_guid) of its manifest. Nothing is renamed in check mode (imgadm renames even
         with C(-n)).
+      - When not set, nothing is refreshed (an image the task declares present that has no cached
+        manifest at all is recorded in any case, see the notes).
     type: bool
-    default: false
   source:
     description:
       - IMGAPI image server URLs to use instead of the host's configured sources (as
@@ -140,6 +175,13 @@ options:
       - Credentials in a URL (C(https://user:password@host)) are used but never shown.
     type: list
     elements: str
+  lock_timeout:
+    description:
+      - How long to wait, in seconds, for the per-image import lock (C(/var/run/img.<uuid>.import.lock))
+        that C(imgadm) or another run holds while it imports the same image. On timeout the task
+        fails, naming the lock file. V(0) does not wait.
+    type: int
+    default: 3600
 notes:
   - Images are received with C(zfs receive -u) and stay unmounted; VMs are clones of their
     C(@final) snapshot and never use the mountpoint.
@@ -148,6 +190,18 @@ notes:
   - Docker-type images are not supported yet and are refused with a clear error.
   - On a host with the original layout, an import also records what imgadm v1 recorded
     (C(/var/db/imgadm/<uuid>.json) and the C(imgadm:uuid) property); a delete removes that file too.
+  - A run killed after an image's rename and before its cached manifest landed leaves the image without
+    one. An image the task declares present that has no cached manifest gets it from the sources
+    (action C(record), with C(changed)); when no source has it, the task warns. Temporary cache files
+    (C(.<pool>-<uuid>.json.XXXXXXXX), and C(.<uuid>.json.XXXXXXXX) in the original layout) older than
+    a minute, of an image no process holds the import lock of, are removed (action C(cleanup)).
+  - A cached manifest whose C(uuid) is not its image's, or whose fields have the wrong type, is never
+    used, neither to match a name (to delete, prune or keep) nor as the image's manifest; the task warns.
+  - A C(<pool>/<uuid>-partial) dataset left by an interrupted import is destroyed before the import.
+    One that holds more than an interrupted import leaves (a child dataset, a clone, more than one
+    snapshot) is refused, naming it, where C(imgadm) would destroy it.
+  - A run that fails part-way reports C(changed), and RV(imported) and RV(removed) name what it had
+    already done.
 seealso:
   - module: smartos.images.smartos_image_source
   - module: smartos.images.smartos_image_facts
@@ -275,11 +329,15 @@ results:
     source:
       description: The source the image comes from.
       type: str
+    recorded:
+      description: True when the image was installed without a cached manifest and this run records it.
+      type: bool
 actions:
   description:
     - The planned actions in the order they run (imports base first, then deletes children first,
-      then refreshes and repairs), the same in check mode and in the real run. Empty when nothing
-      changes.
+      then refreshes and repairs, then records of missing cached manifests, then clean-ups of
+      temporary files left by killed runs), the same in check mode and in the real run. Empty when
+      nothing changes.
   returned: always
   type: list
   elements: dict
@@ -338,12 +396,22 @@ def main():
         filters=dict(type='dict'),
         manifest=dict(type='path'),
         file=dict(type='path'),
-        images=dict(type='list', elements='dict'),
+        images=dict(type='list', elements='dict', options=dict(
+            uuid=dict(type='str'),
+            name=dict(type='str'),
+            version=dict(type='str'),
+            filters=dict(type='dict'),
+            manifest=dict(type='path'),
+            file=dict(type='path'),
+            state=dict(type='str', choices=['present', 'absent']),
+        )),
         state=dict(type='str', default='present', choices=['present', 'absent']),
-        prune_unused=dict(type='bool', default=False),
+        # no defaults: required_one_of must see whether they were given
+        prune_unused=dict(type='bool'),
         keep=dict(type='list', elements='str', default=[]),
-        update_manifests=dict(type='bool', default=False),
+        update_manifests=dict(type='bool'),
         source=dict(type='list', elements='str'),
+        lock_timeout=dict(type='int', default=3600),
     )
     argument_spec.update(pool_argument_spec())
     argument_spec.update(host_argument_spec())

@@ -210,3 +210,100 @@ def test_image_info_json_is_what_imgadm_writes():
 def test_image_info_json_without_source(source):
     body = _host.image_info_json({'uuid': U}, 'zones', source)
     assert json.loads(body) == {'manifest': {'uuid': U}, 'zpool': 'zones'}
+
+
+# ---- safety (issue 10): no temp file left on a failed rename, leftovers, locks, nested JSON ----
+
+def test_write_atomic_to_a_directory_leaves_no_temp_file(tmp_path):
+    """The final rename fails (a directory is where the file goes): the temp file goes too."""
+    path = tmp_path / 'imgadm.conf'
+    path.mkdir()
+    (path / 'keep').write_text('x')
+    with pytest.raises(ImageError, match='cannot write .*imgadm.conf'):
+        _host.write_atomic(str(path), b'{}', mode=0o444)
+    assert sorted(os.listdir(str(tmp_path))) == ['imgadm.conf']
+
+
+def test_commit_atomic_failure_removes_the_temp_file(tmp_path, monkeypatch):
+    path = str(tmp_path / 'zones-x.json')
+    tmp = _host.prepare_atomic(path, b'new', mode=0o444)
+
+    def replace(src, dst):
+        raise PermissionError(1, 'Operation not permitted')   # an immutable target
+
+    monkeypatch.setattr(_host.os, 'replace', replace)
+    with pytest.raises(ImageError, match='cannot write .*zones-x.json: Operation not permitted'):
+        _host.commit_atomic(tmp, path)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_commit_atomic_failure_reports_the_rename_even_if_the_clean_up_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / 'zones-x.json')
+    tmp = _host.prepare_atomic(path, b'new')
+
+    def read_only(*args):
+        raise OSError(30, 'Read-only file system')
+
+    monkeypatch.setattr(_host.os, 'replace', read_only)
+    monkeypatch.setattr(_host.os, 'unlink', read_only)
+    with pytest.raises(ImageError, match='cannot write'):
+        _host.commit_atomic(tmp, path)
+
+
+def test_cache_record_record_writes_in_one_go_and_cleans_up_on_failure(tmp_path):
+    paths = _host.HostPaths(str(tmp_path))
+    rec = _host.modern_record(paths, 'zones', {'uuid': U}, None)
+
+    class Zfs:
+        pass
+    rec.record(Zfs(), 'zones/' + U)
+    with open(paths.image_cache('zones', U)) as f:
+        assert json.load(f) == {'manifest': {'uuid': U}, 'zpool': 'zones'}
+
+    class FailingZfs:
+        def set_property(self, *args):
+            raise ImageError('zfs set failed')
+    orig = _host.OriginalRecord(paths, {'uuid': U, 'name': 'x'})
+    with pytest.raises(ImageError, match='zfs set failed'):
+        orig.record(FailingZfs(), 'zones/' + U)
+    assert not os.path.exists(paths.original_manifest(U))
+    assert os.listdir(paths.original_db_dir) == []
+
+
+def test_lock_is_free(tmp_path, holder):
+    path, dummy = holder
+    assert _host.lock_is_free(path) is False
+    missing = str(tmp_path / 'nope.lock')
+    assert _host.lock_is_free(missing) is True
+    assert not os.path.exists(missing)           # testing never creates the lock file
+    free = tmp_path / 'free.lock'
+    free.write_text('')
+    assert _host.lock_is_free(str(free)) is True
+
+
+def test_stale_temp_files(tmp_path):
+    for name, age in (('.zones-a.json.abcdefgh', 120), ('.zones-b.json.abcdefgh', 5), ('.zones-c.json.abc', 120),
+                      ('zones-d.json', 120), ('.zones-e.json.abcdefgh.x', 120)):
+        path = tmp_path / name
+        path.write_text('{')
+        os.utime(str(path), (1000 - age, 1000 - age))
+    (tmp_path / '.zones-f.json.abcdefgh').mkdir()
+    victim = tmp_path / 'victim'
+    victim.write_text('keep me')
+    os.symlink(str(victim), str(tmp_path / '.zones-g.json.abcdefgh'))     # never followed, never removed
+    found = _host.stale_temp_files(str(tmp_path), r'\.zones-(\w)\.json' + _host.TEMP_SUFFIX_RE, 60, now=1000)
+    assert found == [(str(tmp_path / '.zones-a.json.abcdefgh'), 'a')]
+    assert _host.stale_temp_files(str(tmp_path / 'missing'), 'x', 60) == []
+
+
+def test_prepare_atomic_names_match_the_temp_pattern(tmp_path):
+    import re
+    tmp = _host.prepare_atomic(str(tmp_path / ('zones-%s.json' % U)), b'x')
+    assert re.match(r'\.zones-%s\.json%s\Z' % (U, _host.TEMP_SUFFIX_RE), os.path.basename(tmp))
+
+
+def test_read_json_nested_too_deeply_is_a_value_error(tmp_path):
+    path = tmp_path / 'deep.json'
+    path.write_bytes(b'[' * 200000 + b']' * 200000)
+    with pytest.raises(ValueError):
+        _host.read_json(str(path))

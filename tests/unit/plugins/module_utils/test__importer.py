@@ -20,7 +20,7 @@ import zlib
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _host, _importer
+from ansible_collections.smartos.images.plugins.module_utils import _host, _importer, _zfs
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
     CommandError, DownloadError, ImageError, SourceError,
 )
@@ -530,6 +530,7 @@ class FakeZfs:
         self.calls = []
         self.fail = fail or {}     # method name -> exception (for rename: (old, new) -> exception)
         self.on_rename = on_rename
+        self.origins = {}          # dataset -> the snapshot it is a clone of
 
     def _maybe_fail(self, key):
         if key in self.fail:
@@ -554,6 +555,11 @@ class FakeZfs:
             if name == old or name.startswith(old + '@') or name.startswith(old + '/'):
                 self.names.remove(name)
                 self.names.add(new + name[len(old):])
+
+    def list(self, root):
+        self.calls.append(('list', root))
+        return [_zfs.Dataset(n, self.origins.get(n), None, None) for n in sorted(self.names)
+                if n == root or n.startswith(root + '/')]
 
     def set_property(self, name, prop, value):
         self.calls.append(('set_property', name, prop, value))
@@ -633,11 +639,33 @@ def test_install_success(paths):
     assert len(seen_at_rename[0]) == 1 and seen_at_rename[0][0].startswith('.')
 
 
-def test_install_destroys_a_stale_partial_first(paths):
-    zfs = FakeZfs([POOL, PARTIAL, PARTIAL + '@final', PARTIAL + '/child'])
+@pytest.mark.parametrize('left', [[], ['@final'], ['@2024-01-01']])
+def test_install_destroys_a_stale_partial_first(paths, left):
+    """What a killed receive or a run killed before its rename leaves: at most one snapshot."""
+    zfs = FakeZfs([POOL, PARTIAL] + [PARTIAL + s for s in left])
     install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, record(paths))
-    assert zfs.calls[:3] == [('exists', PARTIAL), ('destroy_recursive', PARTIAL), ('receive', PARTIAL)]
+    assert zfs.calls[:4] == [('exists', PARTIAL), ('list', POOL), ('destroy_recursive', PARTIAL), ('receive', PARTIAL)]
     assert zfs.names == {POOL, FINAL, FINAL + '@final'}
+
+
+@pytest.mark.parametrize('extra, origins, why', [
+    (['/child'], {}, 'child dataset(s) %s/child' % PARTIAL),
+    (['@final', '@mine'], {}, '2 snapshots (final, mine)'),
+    (['@final'], {'zones/vm': PARTIAL + '@final'}, 'clone(s) zones/vm'),
+])
+def test_install_refuses_a_partial_it_did_not_make(paths, extra, origins, why):
+    names = [POOL, PARTIAL] + [PARTIAL + e for e in extra] + list(origins)
+    zfs = FakeZfs(names)
+    zfs.origins = origins
+    with pytest.raises(ImageError) as exc:
+        install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, record(paths))
+    assert exc.value.msg == ('dataset %s is in the way of the import of image %s and is not what an interrupted '
+                             'import leaves (it has %s); refusing to destroy it: look at it, then destroy or rename '
+                             'it yourself' % (PARTIAL, U, why))
+    assert exc.value.evidence == {'dataset': PARTIAL}
+    assert zfs.names == set(names)      # nothing destroyed, nothing received
+    assert not [c for c in zfs.calls if c[0] in ('destroy_recursive', 'receive', 'rename')]
+    assert cache_dir_files(paths) == []
 
 
 def test_install_renames_the_one_snapshot_to_final(paths):

@@ -251,3 +251,18 @@ def test_load_inventory_missing_pool():
     with pytest.raises(CommandError) as exc:
         load_inventory(Zfs(runner), runner, 'nopool')
     assert 'nopool' in exc.value.msg
+
+
+@pytest.mark.parametrize('text, roots', [
+    ('1:z1:running:/zones/a\\:b:%s:joyent:excl:1\n' % ('c0ffee00-1111-4222-8333-444455556603'), {'/zones/a:b'}),
+    ('1:z1:running:/zones/back\\\\slash:u:joyent:excl:1\n', {'/zones/back\\slash'}),
+    ('1:z1:running\n\n::::\n', set()),
+])
+def test_parse_zone_roots_escaped_colons(text, roots):
+    assert parse_zone_roots(text) == roots
+
+
+@pytest.mark.parametrize('text', [None, b'0:global:running:/::liveimg:shared:0'])
+def test_parse_zone_roots_refuses_what_is_not_text(text):
+    with pytest.raises(CommandError):
+        parse_zone_roots(text)

@@ -12,8 +12,9 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageInUse
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory, parse_zone_roots
 from ansible_collections.smartos.images.plugins.module_utils._plan import (
-    check_is_image, deletion_order, dependents, diff_after, unused_images,
+    check_is_image, check_partial, deletion_order, dependents, diff_after, foreign_partial, unused_images,
 )
+from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset
 from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
@@ -355,3 +356,42 @@ def test_diff_after(before, actions, labels, after):
     original = dict(before)
     assert diff_after(before, actions, labels) == after
     assert before == original  # the before dict is not changed in place
+
+
+# ---- a <pool>/<uuid>-partial: left by a killed import, or someone else's ----
+
+PARTIAL = DS + '-partial'
+
+
+def rows(*names, origins=None):
+    origins = origins or {}
+    return Inventory([Dataset(n, origins.get(n), None, None) for n in ('zones',) + names])
+
+
+@pytest.mark.parametrize('inventory, why', [
+    (rows(), None),
+    (rows(PARTIAL), None),
+    (rows(PARTIAL, PARTIAL + '@final'), None),
+    (rows(PARTIAL, PARTIAL + '@2024'), None),
+    (rows(PARTIAL, 'zones/' + OTHER, origins={PARTIAL: 'zones/%s@final' % OTHER}), None),  # incremental: a clone itself
+    (rows(PARTIAL, PARTIAL + '/data'), 'child dataset(s) %s/data' % PARTIAL),
+    (rows(PARTIAL, PARTIAL + '@a', PARTIAL + '@b'), '2 snapshots (a, b)'),
+    (rows(PARTIAL, PARTIAL + '@final', 'zones/' + VM1, origins={'zones/' + VM1: PARTIAL + '@final'}),
+     'clone(s) zones/' + VM1),
+    (rows(PARTIAL, PARTIAL + '/d', PARTIAL + '/d@s', 'zones/' + VM1, origins={'zones/' + VM1: PARTIAL + '/d@s'}),
+     'child dataset(s) %s/d, %s/d@s and clone(s) zones/%s' % (PARTIAL, PARTIAL, VM1)),
+])
+def test_foreign_partial(inventory, why):
+    assert foreign_partial(inventory, PARTIAL) == why
+    if why:
+        with pytest.raises(ImageError) as exc:
+            check_partial(inventory, 'zones', U)
+        assert why in exc.value.msg and exc.value.evidence == {'dataset': PARTIAL}
+    else:
+        check_partial(inventory, 'zones', U)
+
+
+def test_diff_after_a_record_gives_the_image_its_label():
+    before = {U: '-', OTHER: 'b@1'}
+    actions = [{'action': 'record', 'uuid': U}, {'action': 'cleanup', 'uuid': OTHER, 'path': '/x'}]
+    assert diff_after(before, actions, {U: 'a@2'}) == {U: 'a@2', OTHER: 'b@1'}

@@ -18,6 +18,7 @@ from urllib.error import HTTPError
 
 import pytest
 
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _zfs
@@ -147,6 +148,10 @@ class FakeHost:
             for name in self._below(old):
                 self.datasets[new + name[len(old):]] = self.datasets.pop(name)
             return 0, '', ''
+        if cmd[0] == 'set' and len(cmd) == 3:
+            if cmd[2] not in self.datasets:
+                return self._missing(cmd[2])
+            return 0, '', ''
         if cmd[:2] == ['destroy', '-r'] and len(cmd) == 3:
             name = cmd[2]
             if name not in self.datasets:
@@ -236,6 +241,7 @@ def run(monkeypatch, capsys, tmp_path):
 
     def runner(host, check=False, diff=True, **args):
         monkeypatch.setattr(smartos_image, 'Runner', lambda module: host)
+        monkeypatch.setattr(ansible_warnings, '_global_warnings', {})    # one run's warnings, not every earlier one
         args.setdefault('host_root', str(tmp_path))
         args.update(_ansible_check_mode=check, _ansible_diff=diff)
         with patch_module_args(args):
@@ -462,12 +468,13 @@ def test_no_diff_unless_asked(run, servers):
 
 # ---- present when installed: nothing to do, nothing asked ----
 
-def test_present_when_installed_uses_no_network(run, servers):
+def test_present_when_installed_uses_no_network(run, servers, tmp_path):
     host = installed_host()
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
     result = run(host, uuid=U, source=[SRC, SRC2])
     assert result['changed'] is False
     assert result['actions'] == []
-    assert result['image'] == {'uuid': U}   # no cache file: just the uuid
+    assert result['image'] == MANIFEST
     assert 'source' not in result
     assert servers.made == [] and servers.requests == []
     assert host.mutations() == []
@@ -919,8 +926,14 @@ def prune_host():
                     + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
 
 
+def write_chain_caches(tmp_path):
+    for uuid in (BASE, MID):
+        write_cache(tmp_path, {'manifest': {'uuid': uuid, 'name': 'chain', 'version': uuid[-1]}, 'zpool': POOL}, uuid)
+
+
 def test_prune_unused_check_mode_lists_what_would_go_and_destroys_nothing(run, servers, tmp_path):
     write_cache(tmp_path, OTHER_CACHE, OTHER)
+    write_chain_caches(tmp_path)
     host = prune_host()
     before = dict(host.datasets)
     args = dict(prune_unused=True, keep=['minimal-64'])
@@ -1037,3 +1050,434 @@ def test_local_install_checks_the_file_before_receiving(run, servers, tmp_path, 
         # imgadm install publishes a manifest that has no published_at at the time of the install
         assert re.match(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$', cached['manifest'].pop('published_at'))
         assert cached == {'manifest': MANIFEST, 'zpool': POOL}   # no source: it came from a file
+
+
+# ---- safety (issue 10): never the wrong image, repair what a kill leaves, validate first ----
+
+S_MANIFEST = {'uuid': OTHER, 'name': 'minimal-64', 'version': '1.0'}
+
+
+def two_images_host():
+    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',)])
+
+
+def warnings_of(result):
+    """The warning texts of a result (ansible-core 2.19 returns them as structured events)."""
+    return [w if isinstance(w, str) else w['event']['msg'] for w in result.get('warnings') or []]
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_a_cache_file_holding_another_image_never_matches_a_name(run, servers, tmp_path, check):
+    """The cache file of image U holds image OTHER's manifest: deleting OTHER's name deletes OTHER only."""
+    write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = two_images_host()
+    result = run(host, check=check, name='minimal-64', state='absent')
+    assert result['changed'] is True
+    assert result['actions'] == deletes(OTHER)
+    assert result['diff']['before']['images'] == {U: '-', OTHER: 'minimal-64@1.0'}
+    assert [w for w in warnings_of(result) if U in w and 'another image' in w and OTHER in w]
+    if check:
+        assert host.mutations() == []
+    else:
+        assert host.mutations() == [['zfs', 'destroy', '-r', 'zones/' + OTHER]]
+        assert DS in host.datasets
+
+
+def test_a_cache_file_holding_another_image_alone_deletes_nothing(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
+    host = FakeHost([POOL, (DS, None, '/' + DS), (DS + '@final',)])
+    result = run(host, name='minimal-64', state='absent')
+    assert result['changed'] is False and result['actions'] == []
+    assert host.mutations() == []
+    assert len([w for w in warnings_of(result) if U in w]) == 1
+
+
+def test_a_wrong_cache_file_is_not_the_image_of_a_present_task(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
+    result = run(installed_host(), uuid=U, source=[SRC])
+    assert result['changed'] is False
+    assert result['image'] == {'uuid': U}
+    assert [w for w in warnings_of(result) if 'update_manifests' in w]
+    assert servers.requests == []       # a bad cache file is reported, not recorded over
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_prune_spares_an_image_whose_manifest_is_wrong_while_keep_names_images(run, servers, tmp_path, check):
+    """OTHER is kept by name; U's cache claims to be OTHER: U is neither kept nor pruned by that claim."""
+    write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = two_images_host()
+    result = run(host, check=check, prune_unused=True, keep=['minimal-64'])
+    assert result['changed'] is False and result['unused'] == []
+    assert [w for w in warnings_of(result) if 'is not pruned' in w and U in w]
+    assert host.mutations() == []
+    # by uuid, keep needs no manifest: U goes, as imgadm vacuum would
+    result = run(host, check=check, prune_unused=True, keep=[OTHER])
+    assert result['unused'] == [U]
+
+
+@pytest.mark.parametrize('manifest, problem', [
+    (dict(S_MANIFEST, uuid=U, name=5), 'its name is 5, not a string'),
+    (dict(S_MANIFEST, uuid=U, version=['1.0']), "its version is ['1.0'], not a string"),
+    (dict(S_MANIFEST, uuid=U, published_at={'at': 1}), "its published_at is {'at': 1}, not a string"),
+    (dict(S_MANIFEST, uuid=U.upper()), 'holds the manifest of another image'),
+    (dict(S_MANIFEST, uuid=None), 'holds the manifest of another image (uuid None)'),
+])
+def test_cache_fields_of_the_wrong_type_never_match_and_never_crash(run, servers, tmp_path, manifest, problem):
+    write_cache(tmp_path, {'manifest': manifest, 'zpool': POOL}, U)
+    write_cache(tmp_path, {'manifest': dict(S_MANIFEST, published_at=3), 'zpool': POOL}, OTHER)
+    host = two_images_host()
+    for args in (dict(name='minimal-64', state='absent'), dict(name='minimal-64', version='1.0', state='absent'),
+                 dict(prune_unused=True, keep=['minimal-64'])):
+        result = run(host, check=True, **args)
+        assert 'failed' not in result, result
+        assert result['changed'] is False
+        assert [w for w in warnings_of(result) if U in w and problem in w]
+        assert [w for w in warnings_of(result) if OTHER in w and 'published_at is 3' in w]
+
+
+@pytest.mark.parametrize('body', [b'{"manifest": ', b'[' * 100000 + b']' * 100000, b'\xff\xfe', b'[]', b'{"manifest": 3}',
+                                  b'{"manifest": {"uuid": "%s"}, "zpool": "other"}' % U.encode()])
+def test_unreadable_cache_files_are_warned_about(run, servers, tmp_path, body):
+    path = cache_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'wb') as f:
+        f.write(body)
+    result = run(installed_host(), uuid=U, state='absent', check=True)
+    assert result['changed'] is True    # by uuid the image is still deleted
+    assert [w for w in warnings_of(result) if path in w]
+
+
+def test_a_cache_path_that_is_a_directory_is_warned_about(run, servers, tmp_path):
+    os.makedirs(cache_path(tmp_path))
+    result = run(installed_host(), name='base-64-lts', state='absent')
+    assert 'failed' not in result and result['changed'] is False
+    assert [w for w in warnings_of(result) if 'cannot be read' in w]
+
+
+# -- an import killed between the rename and the cache commit --
+
+@pytest.mark.parametrize('args', [dict(uuid=U), dict(name='base-64-lts', version='24.4.1'),
+                                  dict(images=[{'uuid': U}]), dict(name='base-64-lts')])
+def test_an_installed_image_without_a_cache_file_is_recorded(run, servers, tmp_path, args):
+    servers.image(SRC)
+    servers.serve(SRC + '/images', [MANIFEST])
+    host = installed_host()
+    record = {'action': 'record', 'uuid': U, 'dataset': DS, 'source': SRC,
+              'reason': 'installed without a cached manifest (an import was interrupted before recording it)'}
+
+    check = run(host, check=True, source=[SRC], **args)
+    assert check['changed'] is True and check['actions'] == [record]
+    assert check['diff']['before']['images'][U] == '-'
+    assert check['diff']['after']['images'][U] == 'base-64-lts@24.4.1'
+    assert not os.path.exists(cache_path(tmp_path))
+
+    real = run(host, source=[SRC], **args)
+    for key in ('changed', 'actions', 'diff', 'uuid', 'image', 'results'):
+        assert real.get(key) == check.get(key), key
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f) == {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}
+    assert host.mutations() == [] and servers.file_requests() == []
+
+    again = run(host, source=[SRC], **args)
+    assert again['changed'] is False and again['actions'] == []
+
+
+def test_an_installed_image_without_a_cache_file_on_no_source_is_a_warning(run, servers, tmp_path):
+    result = run(installed_host(), uuid=U, source=[SRC])
+    assert 'failed' not in result
+    assert result['changed'] is False and result['actions'] == []
+    assert [w for w in warnings_of(result) if 'has no cached manifest, and it cannot be recorded' in w and SRC in w]
+    assert not os.path.exists(cache_path(tmp_path))
+
+
+def test_an_installed_image_without_a_cache_file_original_layout(run, servers, tmp_path):
+    servers.image(SRC)
+    os.makedirs(str(tmp_path / 'var' / 'db' / 'imgadm'))
+    host = installed_host()
+    host.set_calls = []
+    result = run(host, uuid=U, source=[SRC])
+    assert result['changed'] is True and result['actions'][0]['action'] == 'record'
+    with open(str(tmp_path / 'var' / 'db' / 'imgadm' / ('%s.json' % U))) as f:
+        assert json.load(f)['uuid'] == U
+    assert ['zfs', 'set', 'imgadm:uuid=%s' % U, DS] in host.calls
+
+
+def temp_cache(tmp_path, uuid=U, pool=POOL, suffix='a1b2c3d4', age=3600):
+    path = os.path.join(os.path.dirname(cache_path(tmp_path)), '.%s-%s.json.%s' % (pool, uuid, suffix))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write('{"half": ')
+    os.utime(path, (os.path.getmtime(path) - age,) * 2)
+    return path
+
+
+class LockHolder:
+    """Another process holding imgadm's import lock of an image (fcntl locks belong to a process)."""
+
+    def __init__(self, tmp_path, uuid=U):
+        import subprocess
+        import sys
+        self.path = str(tmp_path / 'var' / 'run' / ('img.%s.import.lock' % uuid))
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        code = ('import fcntl,os,sys; fd=os.open(sys.argv[1], os.O_RDWR|os.O_CREAT, 0o644); '
+                'fcntl.lockf(fd, fcntl.LOCK_EX); print("locked", flush=True); sys.stdin.read()')
+        self.proc = subprocess.Popen([sys.executable, '-c', code, self.path], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == 'locked'
+
+    def release(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def test_stale_temporary_cache_files_are_cleaned_up(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
+    stale = temp_cache(tmp_path)
+    fresh = temp_cache(tmp_path, suffix='zzzzzzzz', age=0)          # a writer may still commit it
+    other_pool = temp_cache(tmp_path, pool='tank')                  # another pool's: not this task's
+    not_ours = temp_cache(tmp_path, suffix='abc')                   # not a name mkstemp makes
+    host = installed_host()
+    cleanup = {'action': 'cleanup', 'uuid': U, 'path': stale, 'reason': 'temporary cache file left by an interrupted run'}
+
+    check = run(host, check=True, uuid=U)
+    assert check['changed'] is True and check['actions'] == [cleanup]
+    assert os.path.exists(stale)
+    real = run(host, uuid=U)
+    assert real['changed'] is True and real['actions'] == [cleanup] and real['diff'] == check['diff']
+    assert not os.path.exists(stale)
+    assert all(os.path.exists(p) for p in (fresh, other_pool, not_ours))
+    assert run(host, uuid=U)['changed'] is False
+    assert host.mutations() == []
+
+
+def test_a_temporary_cache_file_of_an_import_in_progress_is_left_alone(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
+    stale = temp_cache(tmp_path)
+    holder = LockHolder(tmp_path)
+    try:
+        result = run(installed_host(), uuid=U)
+        assert result['changed'] is False and result['actions'] == []
+        assert os.path.exists(stale)
+    finally:
+        holder.release()
+    assert run(installed_host(), uuid=U)['actions'][0]['action'] == 'cleanup'
+    assert not os.path.exists(stale)
+
+
+def test_stale_temporary_files_of_the_original_layout_are_cleaned_up(run, servers, tmp_path):
+    db = tmp_path / 'var' / 'db' / 'imgadm'
+    db.mkdir(parents=True)
+    (db / ('%s.json' % U)).write_text(json.dumps(dict(MANIFEST, v=2)))
+    stale = db / ('.%s.json.q_w3e4r5' % U)
+    stale.write_text('{')
+    os.utime(str(stale), (1, 1))
+    unrelated = db / '.sources.list.q_w3e4r5'
+    unrelated.write_text('x')
+    os.utime(str(unrelated), (1, 1))
+    result = run(installed_host(), uuid=U)
+    assert [a['action'] for a in result['actions']] == ['cleanup']
+    assert not stale.exists() and unrelated.exists()
+
+
+# -- the import lock --
+
+def test_lock_timeout_names_the_lock_file(run, servers, tmp_path):
+    servers.image(SRC)
+    host = FakeHost([POOL])
+    holder = LockHolder(tmp_path)
+    try:
+        result = run(host, uuid=U, source=[SRC], lock_timeout=0)
+    finally:
+        holder.release()
+    assert result['failed'] is True
+    assert result['msg'] == 'timed out after 0s waiting for the import lock %s held by another process' % holder.path
+    assert result['path'] == holder.path
+    assert host.mutations() == []
+
+
+def test_lock_timeout_must_not_be_negative(run, servers):
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, lock_timeout=-1)
+    assert result['failed'] is True and result['msg'] == 'lock_timeout must be 0 or more seconds, not -1'
+    assert host.calls == []
+
+
+# -- validation before anything runs --
+
+@pytest.mark.parametrize('args, msg', [
+    (dict(images=[{'uuid': U, 'stat': 'absent'}]), 'stat'),
+    (dict(images=[{'uuid': U, 'state': 'absnt'}]), 'absnt'),
+    (dict(images=[{'uuid': U, 'filters': ['os']}]), 'filters'),
+    (dict(images=[{'uuid': U, 'filters': {'os': 'smartos'}}]), 'filters need a name'),
+    (dict(images=[{'uuid': U, 'version': '1'}]), 'needs a name'),
+    (dict(images=[{'uuid': U, 'name': 'a'}]), 'exactly one of'),
+    (dict(), 'one of the following is required'),
+    (dict(prune_unused=False), 'nothing to do'),
+    (dict(update_manifests=False, prune_unused=False), 'nothing to do'),
+    (dict(images=[]), 'nothing to do'),
+    (dict(uuid=U, state='absnt'), 'absnt'),
+])
+def test_bad_tasks_fail_before_touching_the_host(run, servers, args, msg):
+    host = installed_host()
+    result = run(host, **args)
+    assert result['failed'] is True
+    assert msg in result['msg']
+    assert host.calls == [] and servers.requests == []
+
+
+# -- outside data: listings and the manifest asked for --
+
+def test_bad_listing_entries_are_skipped_with_a_warning(run, servers):
+    good = Image(N1, 'base-64-lts', '24.4.1', published_at='2024-11-01T00:00:00Z').offer(servers, SRC)
+    listing = [dict(good.manifest, uuid=N2, published_at=20251101), dict(good.manifest, uuid=N3, published_at=None),
+               dict(good.manifest, uuid='not-a-uuid'), dict(good.manifest, uuid=N4, name=['base-64-lts']),
+               'a string', 7, None, {'v': 'x'}, good.manifest]
+    servers.serve(SRC + '/images', listing)
+    result = run(host_for([good]), check=True, name='base-64-lts', source=[SRC])
+    assert 'failed' not in result, result
+    assert result['uuid'] == N1     # N3 has no date: older than any dated one
+    warning = [w for w in warnings_of(result) if w.startswith(SRC + ': skipped 7 bad image(s) in its listing')]
+    assert warning and 'published_at is 20251101' in warning[0] and "not a UUID" in warning[0]
+
+
+def test_non_string_published_at_on_installed_images_does_not_crash(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': dict(MANIFEST, published_at=5), 'zpool': POOL}, U)
+    result = run(installed_host(), check=True, name='base-64-lts', version='24.4.1', state='absent')
+    assert 'failed' not in result and result['changed'] is False
+
+
+@pytest.mark.parametrize('bad, field', [
+    (dict(files=[{'sha1': 'x', 'size': 10, 'compression': 'gzip'}]), 'files[0].sha1'),
+    (dict(files=[{'sha1': 'a' * 40, 'size': '10', 'compression': 'gzip'}]), 'files[0].size'),
+    (dict(origin=['x']), "origin ['x'] is not a UUID"),
+    (dict(files='nope'), 'files[0] is missing'),
+])
+def test_a_bad_manifest_of_the_image_asked_for_is_refused_naming_the_field(run, servers, bad, field):
+    servers.image(SRC, dict(MANIFEST, **bad))
+    host = FakeHost([POOL])
+    for check in (True, False):
+        result = run(host, check=check, uuid=U, source=[SRC])
+        assert result['failed'] is True
+        assert result['msg'].startswith('image "%s" is refused: the manifest of image %s from %s cannot be imported: '
+                                        % (U, U, SRC))
+        assert field in result['msg']
+    assert host.mutations() == []
+
+
+# -- honest results --
+
+def test_a_chain_that_fails_part_way_reports_what_it_imported(run, servers, tmp_path):
+    base, mid, top = chain_images(servers)
+    servers.image(SRC, top.manifest, file_body=b'not the file' + top.body[12:])
+    host = host_for([base, mid, top])
+    result = run(host, uuid=TOP, source=[SRC, SRC2])
+    assert result['failed'] is True
+    assert result['changed'] is True
+    assert result['imported'] == [BASE, MID]
+    assert 'checksum' in result['msg'] and result['msg'].endswith('(after importing %s, %s)' % (BASE, MID))
+    assert 'zones/' + MID in host.datasets and 'zones/' + TOP not in host.datasets
+
+
+def test_a_failure_before_anything_changed_is_not_changed(run, servers):
+    image = Image(N1).offer(servers, SRC)
+    servers.image(SRC, image.manifest, file_body=b'x' * len(image.body))
+    result = run(host_for([image]), uuid=N1, source=[SRC])
+    assert result['failed'] is True and 'changed' not in result and 'imported' not in result
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_an_origin_cycle_is_reported_as_a_cycle(run, servers, check):
+    Image(BASE, origin=MID).offer(servers, SRC)
+    Image(MID, origin=BASE).offer(servers, SRC)
+    Image(TOP, origin=MID).offer(servers, SRC)
+    host = FakeHost([POOL])
+    result = run(host, check=check, uuid=TOP, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == 'the origin chain of image %s is a cycle: %s -> %s -> %s' % (TOP, MID, BASE, MID)
+    assert host.mutations() == []
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_a_partial_dataset_we_did_not_make_is_refused_in_check_mode_too(run, servers, check):
+    servers.image(SRC)
+    partial = DS + '-partial'
+    host = FakeHost([POOL, partial, partial + '@one', partial + '@two'])
+    result = run(host, check=check, uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'].startswith('dataset %s is in the way of the import of image %s' % (partial, U))
+    assert '2 snapshots (one, two)' in result['msg']
+    assert result['dataset'] == partial
+    assert host.mutations() == []
+
+
+def test_a_partial_dataset_a_kill_left_is_replaced(run, servers):
+    servers.image(SRC)
+    partial = DS + '-partial'
+    host = FakeHost([POOL, partial, partial + '@final'])
+    result = run(host, uuid=U, source=[SRC])
+    assert result['changed'] is True
+    assert host.mutations()[0] == ['zfs', 'destroy', '-r', partial]
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_a_local_install_killed_before_its_commit_is_recorded_from_the_local_manifest(run, servers, tmp_path, check):
+    local = tmp_path / 'files'
+    local.mkdir()
+    (local / 'manifest.json').write_text(json.dumps(MANIFEST))
+    (local / 'image.zfs.gz').write_bytes(IMAGE_FILE)
+    host = installed_host()
+    result = run(host, check=check, manifest=str(local / 'manifest.json'), file=str(local / 'image.zfs.gz'))
+    assert result['changed'] is True
+    assert result['actions'] == [{'action': 'record', 'uuid': U, 'dataset': DS, 'source': 'file://%s' % (local / 'image.zfs.gz'),
+                                  'reason': 'installed without a cached manifest (an import was interrupted before '
+                                            'recording it)'}]
+    assert servers.made == [] and host.mutations() == []
+    assert os.path.exists(cache_path(tmp_path)) is not check
+    if not check:
+        with open(cache_path(tmp_path)) as f:
+            assert 'source' not in json.load(f)
+
+
+def test_a_cache_file_too_large_is_not_read(run, servers, tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _images
+    monkeypatch.setattr(_images, 'CACHE_FILE_MAX', 100)
+    write_cache(tmp_path, {'manifest': dict(MANIFEST, description='x' * 200), 'zpool': POOL}, U)
+    result = run(installed_host(), name='base-64-lts', state='absent', check=True)
+    assert result['changed'] is False
+    assert [w for w in warnings_of(result) if 'is larger than 100 bytes' in w]
+
+
+def test_update_manifests_rewrites_a_cache_file_holding_another_image(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    servers.image(SRC)
+    host = two_images_host()
+    result = run(host, update_manifests=True, source=[SRC])
+    assert result['actions'] == [{'action': 'refresh', 'uuid': U, 'fields': sorted(MANIFEST)}]
+    assert result['diff']['before']['images'][U] == '-'
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f)['manifest'] == MANIFEST
+    assert host.mutations() == []
+
+
+def test_update_manifests_skips_an_image_whose_manifest_a_source_sends_bad(run, servers, tmp_path):
+    write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
+    servers.image(SRC, dict(MANIFEST, files=[{'sha1': 'no', 'size': 1, 'compression': 'gzip'}]))
+    result = run(installed_host(), update_manifests=True, source=[SRC])
+    assert 'failed' not in result and result['changed'] is False
+    assert [w for w in warnings_of(result) if w.startswith('image %s on pool zones is not refreshed: ' % U)
+            and 'files[0].sha1' in w]
+    with open(cache_path(tmp_path)) as f:
+        assert json.load(f)['manifest'] == MANIFEST
+
+
+def test_original_layout_manifest_of_another_image_is_not_used(run, servers, tmp_path):
+    db = tmp_path / 'var' / 'db' / 'imgadm'
+    db.mkdir(parents=True)
+    (db / ('%s.json' % U)).write_text(json.dumps(dict(MANIFEST, uuid=OTHER)))
+    host = installed_host()
+    result = run(host, name='base-64-lts', state='absent')
+    assert result['changed'] is False and host.mutations() == []
+    assert [w for w in warnings_of(result) if str(db / ('%s.json' % U)) in w and 'another image' in w]
