@@ -130,7 +130,7 @@ def _kind(value):
 class SourceEntry:
     """One configured source: {type, url, insecure}, as imgadm stores it."""
 
-    def __init__(self, url, type='imgapi', insecure=False, extra=None, scheme_required=False):
+    def __init__(self, url, type='imgapi', insecure=False, extra=None, strict=False, scheme_required=False):
         if not isinstance(url, str) or not url.strip():
             raise InvalidParameter('a source url must be a non-empty string')
         if type not in SOURCE_TYPES:
@@ -140,7 +140,10 @@ class SourceEntry:
         self.type = type
         self.insecure = bool(insecure)
         self.extra = dict(extra or {})  # keys imgadm or a later version may add: kept as found
-        problem = url_problem(self.url, scheme_required)
+        # what a task or a file gives is checked whole (strict); an entry made in code only needs http(s)
+        problem = url_problem(self.url, scheme_required) if strict else None
+        if not strict and _SCHEME_RE.match(self.url) and not re.match(r'https?://', self.url, re.I):
+            problem = 'is not an http:// or https:// URL'
         if problem:
             raise InvalidParameter('source url "%s" %s' % (safe_url(self.url), problem))
         if type == 'dsapi' and not normalize_url(self.url).split('?')[0].endswith('/datasets'):
@@ -149,7 +152,7 @@ class SourceEntry:
     @classmethod
     def from_argument(cls, url, type='imgapi', insecure=False):
         """A source a task names: the URL must say http:// or https://, as smartos_image's source must."""
-        return cls(url, type, insecure, scheme_required=True)
+        return cls(url, type, insecure, strict=True, scheme_required=True)
 
     @classmethod
     def from_config(cls, item, where, number=None):
@@ -167,7 +170,7 @@ class SourceEntry:
                 raise ImageError('%s has %s "%s", not %s%s' % (what, _kind(item[key]), key, words, fix), path=where)
         extra = {k: v for k, v in item.items() if k not in ('url', 'type', 'insecure')}
         try:
-            return cls(item['url'], item.get('type') or 'imgapi', item.get('insecure', False), extra)
+            return cls(item['url'], item.get('type') or 'imgapi', item.get('insecure', False), extra, strict=True)
         except InvalidParameter as e:
             raise ImageError('%s: %s%s' % (what, e.msg, fix), path=where)
 
