@@ -21,7 +21,7 @@ description:
     O(update_cache=true) then refreshes C(/var/db/imgadm/imgcache.json) as C(imgadm update) did there.
   - Two sources are the same when their normalized URLs (scheme and host lower-cased, one trailing slash
     and default ports dropped, C(?channel=) kept), types, O(insecure) and channels are.
-  - Everything is checked before the host is touched: the URLs and types given, the current source file
+  - Everything is checked before the host is touched, namely the URLs and types given, the current source file
     (a broken C(imgadm.conf) fails the task naming the file and the entry, and is left as it was), and
     whether O(update_cache) fits the host. A failed task changes nothing.
 author:
@@ -49,9 +49,9 @@ options:
     description:
       - The URL of one source to add or remove. Mutually exclusive with O(sources).
       - It must start with C(http://) or C(https://), as the O(smartos.images.smartos_image#module:source)
-        URLs of M(smartos.images.smartos_image) must. This differs from imgadm on purpose: imgadm adds
+        URLs of M(smartos.images.smartos_image) must. This differs from imgadm on purpose. imgadm adds
         C(http://) to a URL without a scheme, which would send requests, and any credentials, in clear
-        text to a host the user may have meant to reach over TLS. Write C(https://<host>).
+        text to a host the user may have meant to reach over TLS. Write C(https://<host>) instead.
       - An entry without a scheme that imgadm itself wrote into C(imgadm.conf) is still read as C(http://),
         as imgadm reads it; O(state=absent) with C(http://<host>) removes it.
       - Special characters in a user name or password (C(@), C(#), C(/), C(?), C(:)) must be
@@ -79,7 +79,7 @@ options:
     elements: dict
     suboptions:
       url:
-        description: The source URL; it must start with C(http://) or C(https://), as O(url) must.
+        description: The source URL. It must start with C(http://) or C(https://), as O(url) must.
         type: str
         required: true
       type:
@@ -123,8 +123,8 @@ notes:
     a temporary file, then renames it over the old one); a file it creates gets 0644, or 0600 when a
     source URL in it holds credentials. When a password sits in a file others can read, the module warns.
   - A symlinked C(imgadm.conf) is written through to its target, as imgadm's write does; the link stays.
-  - C(imgadm.conf) must be a regular file of at most 1 MiB. Its entries are checked as they are read:
-    imgadm fails on a bad entry, and so does the module, naming the file and the entry; unlike imgadm,
+  - C(imgadm.conf) must be a regular file of at most 1 MiB. Its entries are checked as they are read.
+    imgadm fails on a bad entry, and so does the module, naming the file and the entry. Unlike imgadm,
     a non-boolean C(insecure) (such as the string C("false"), which imgadm takes as true) is refused.
   - In C(sources.list) (original layout), a line that is not a DSAPI URL with C(http://) or C(https://)
     is skipped with a warning and kept as it is when the file is rewritten. imgadm v1 skipped lines
