@@ -243,8 +243,8 @@ def test_casing_and_trailing_slashes_are_one_source(play, host_root):
     assert not play(src_task(host_root, url='HTTP://images.EXAMPLE:9/x/', ping=False))['changed']
     assert play(src_task(host_root, url='http://images.example:9/X', ping=False))['changed']  # paths keep their case
     gone = play(src_task(host_root, url='http://IMAGES.example:9/x', state='absent'))
-    assert gone['changed'] and [s['url'] for s in gone['sources']] == ['https://images.smartos.org',
-                                                                      'http://images.example:9/X']
+    left = [s['url'] for s in gone['sources']]
+    assert gone['changed'] and left == ['https://images.smartos.org', 'http://images.example:9/X']
 
 
 def test_duplicate_entries_in_the_config(play, host_root):
