@@ -23,6 +23,8 @@ MAX_SOURCE_FILE = 1024 * 1024
 # mode is kept. A new file that holds a password gets 0600 instead: imgadm only needs root to read it.
 NEW_FILE_MODE = 0o644
 NEW_SECRET_FILE_MODE = 0o600
+# The source list lock is held for milliseconds; a holder after this long is stuck, not busy.
+SOURCES_LOCK_WAIT = 120
 
 
 def url_secrets(url):
@@ -277,7 +279,8 @@ class _SourceFile:
         _host.write_atomic(os.path.realpath(self.path), self.render(entries), self.new_file_mode(entries))
 
     def lock(self):
-        return _host.file_lock(self.path + '.lock')
+        # imgadm takes no lock for its config; ours is held for a read and a write, never across a ping
+        return _host.file_lock(self.path + '.lock', SOURCES_LOCK_WAIT, 'source list lock')
 
 
 class ModernSources(_SourceFile):

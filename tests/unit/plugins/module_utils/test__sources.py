@@ -8,9 +8,12 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 
 import pytest
 
+from ansible_collections.smartos.images.plugins.module_utils import _sources
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
 from ansible_collections.smartos.images.plugins.module_utils._sources import (
@@ -326,18 +329,15 @@ def test_readers_are_total_on_random_text(tmp_path):
     """A small fixed-seed run of what the property tests do at scale: only ImageError escapes."""
     rng = random.Random(10)
     alphabet = '{}[]":,\\ /#?@:%.-_aAhtps0123[]\n\t\x00\xff' + 'https://'
-    (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
-    (tmp_path / 'var' / 'db' / 'imgadm').mkdir(parents=True)
     paths = HostPaths(str(tmp_path))
-    for dummy in range(1500):
+    for dummy in range(500):
         text = ''.join(rng.choice(alphabet) for dummy in range(rng.randint(0, 40)))
         for doc in (text, json.dumps({'sources': [{'url': text, 'type': 'imgapi'}]}),
                     json.dumps({'sources': [{'url': 'https://' + text, 'channel': text}]})):
-            (tmp_path / 'var' / 'imgadm' / 'imgadm.conf').write_text(doc)
-            (tmp_path / 'var' / 'db' / 'imgadm' / 'sources.list').write_text(doc)
             for store in (ModernSources(paths), OriginalSources(paths)):
                 try:
-                    entries = store.load().entries()
+                    store.parse(doc.encode('utf-8', 'surrogatepass'))
+                    entries = store.entries()
                     for e in entries:
                         e.identity, e.shown(), store.render(entries)
                 except ImageError:
@@ -346,3 +346,34 @@ def test_readers_are_total_on_random_text(tmp_path):
             normalize_url(text)
         except ImageError:
             pass
+
+
+def test_a_stuck_lock_holder_is_waited_for_a_bounded_time(tmp_path, monkeypatch):
+    store = modern(tmp_path, '{}')
+    holder = subprocess.Popen([sys.executable, '-c', 'import fcntl, os, sys, time\n'
+                               'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n'
+                               'fcntl.lockf(fd, fcntl.LOCK_EX)\nprint("held", flush=True)\ntime.sleep(30)\n',
+                               store.path + '.lock'], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b'held\n'
+        monkeypatch.setattr(_sources, 'SOURCES_LOCK_WAIT', 0.5)
+        with pytest.raises(ImageError, match='waiting for the source list lock .*imgadm.conf.lock'):
+            with store.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_symlink_loop_and_dangling_symlink(tmp_path):
+    (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
+    link = tmp_path / 'var' / 'imgadm' / 'imgadm.conf'
+    link.symlink_to(link)
+    with pytest.raises(ImageError, match='cannot read .*imgadm.conf'):
+        ModernSources(HostPaths(str(tmp_path))).load()
+    link.unlink()
+    link.symlink_to(tmp_path / 'elsewhere.conf')
+    store = ModernSources(HostPaths(str(tmp_path))).load()
+    assert store.implicit
+    store.save([SourceEntry('https://a')])
+    assert link.is_symlink() and json.loads((tmp_path / 'elsewhere.conf').read_text())['sources'][0]['url'] == 'https://a'
