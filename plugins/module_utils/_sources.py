@@ -138,6 +138,8 @@ class SourceEntry:
         if type not in SOURCE_TYPES:
             raise InvalidParameter('type "%s" for source url "%s" is invalid: must be one of "imgapi", "dsapi", '
                                    '"docker"' % (type if isinstance(type, str) else _kind(type), safe_url(url)))
+        if extra is not None and not isinstance(extra, dict):
+            raise InvalidParameter('the extra keys of source url "%s" must be an object' % safe_url(url))
         self.url = url.strip()
         self.type = type
         self.insecure = bool(insecure)
@@ -240,6 +242,15 @@ def read_source_file(path, cap=MAX_SOURCE_FILE):
     return data
 
 
+def _text(raw):
+    """A source file's content as text (bytes as read, or text already); UnicodeDecodeError when not UTF-8."""
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, (bytes, bytearray)):
+        raise InvalidParameter('a source file is read as bytes, not %s' % raw.__class__.__name__)
+    return bytes(raw).decode('utf-8')
+
+
 class _SourceFile:
     """A file that holds the host's sources: read whole, written atomically under a lock."""
 
@@ -297,7 +308,7 @@ class ModernSources(_SourceFile):
             self.config = {}
             return
         try:
-            config = json.loads(raw.decode('utf-8'))
+            config = json.loads(_text(raw))
         except (ValueError, RecursionError) as e:
             # the parser's message quotes no file content, only a position
             reason = e.__class__.__name__ if isinstance(e, RecursionError) else str(e)[:200]
@@ -346,7 +357,7 @@ class OriginalSources(_SourceFile):
 
     def parse(self, raw):
         try:
-            self.lines = raw.decode('utf-8').splitlines() if raw is not None else []
+            self.lines = _text(raw).splitlines() if raw is not None else []
         except UnicodeDecodeError as e:
             raise ImageError('%s is not UTF-8 text (byte %d); it was left unchanged' % (self.path, e.start),
                              path=self.path)

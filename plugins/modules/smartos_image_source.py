@@ -15,7 +15,8 @@ description:
     no C(sources) key, imgadm uses its default source C(https://images.smartos.org); adding a source
     then keeps the default first, and removing the default leaves an empty list, as imgadm does.
     Other keys of the file are kept; it is written atomically (2-space JSON, file mode kept) under a
-    lock, so two runs adding different sources at once both land.
+    lock (C(imgadm.conf.lock), waited for up to 120 seconds), so two runs adding different sources at
+    once both land.
   - On a host with the original layout described by the SmartOS wiki the list lives in
     C(/var/db/imgadm/sources.list), one DSAPI URL a line; comments and blank lines are kept.
     O(update_cache=true) then refreshes C(/var/db/imgadm/imgcache.json) as C(imgadm update) did there.

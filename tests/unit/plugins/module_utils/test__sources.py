@@ -377,3 +377,18 @@ def test_symlink_loop_and_dangling_symlink(tmp_path):
     assert store.implicit
     store.save([SourceEntry('https://a')])
     assert link.is_symlink() and json.loads((tmp_path / 'elsewhere.conf').read_text())['sources'][0]['url'] == 'https://a'
+
+
+@pytest.mark.parametrize('raw', [5, ['{}'], object()])
+def test_parse_refuses_what_is_not_file_content(tmp_path, raw):
+    for store in (ModernSources(HostPaths(str(tmp_path))), OriginalSources(HostPaths(str(tmp_path)))):
+        with pytest.raises(ImageError):
+            store.parse(raw)
+
+
+def test_parse_takes_text_too(tmp_path):
+    store = ModernSources(HostPaths(str(tmp_path)))
+    store.parse('{"sources": [{"type": "imgapi", "url": "https://a"}]}')
+    assert [e.url for e in store.entries()] == ['https://a']
+    with pytest.raises(InvalidParameter, match='must be an object'):
+        SourceEntry('https://a', extra=[('k', 'v')])
