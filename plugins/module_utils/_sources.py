@@ -173,8 +173,12 @@ class SourceEntry:
                 # imgadm takes any truthy "insecure"; "false" (a string) would turn TLS checks off, so we refuse
                 raise ImageError('%s has %s "%s", not %s%s' % (what, _kind(item[key]), key, words, fix), path=where)
         extra = {k: v for k, v in item.items() if k not in ('url', 'type', 'insecure')}
+        kind = item.get('type')
+        if kind is None:
+            # imgadm's upgradeTo300 gives a typeless source "dsapi" when its URL ends in /datasets
+            kind = 'dsapi' if re.search(r'/datasets/?$', item['url'].strip()) else 'imgapi'
         try:
-            return cls(item['url'], item.get('type') or 'imgapi', item.get('insecure', False), extra, strict=True)
+            return cls(item['url'], kind, item.get('insecure', False), extra, strict=True)
         except InvalidParameter as e:
             raise ImageError('%s: %s%s' % (what, e.msg, fix), path=where)
 

@@ -392,3 +392,10 @@ def test_parse_takes_text_too(tmp_path):
     assert [e.url for e in store.entries()] == ['https://a']
     with pytest.raises(InvalidParameter, match='must be an object'):
         SourceEntry('https://a', extra=[('k', 'v')])
+
+
+@pytest.mark.parametrize('url,kind', [('https://d.example/datasets', 'dsapi'), ('https://d.example/datasets/', 'dsapi'),
+                                      ('https://i.example', 'imgapi'), ('https://i.example/datasets/x', 'imgapi')])
+def test_typeless_entry_gets_the_type_imgadm_upgrade_gives_it(url, kind):
+    assert SourceEntry.from_config({'url': url}, 'f', 1).type == kind
+    assert SourceEntry.from_config({'url': url, 'type': None}, 'f', 1).type == kind
