@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+import stat
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
@@ -15,60 +16,189 @@ SOURCE_TYPES = ('imgapi', 'dsapi', 'docker')
 # imgadm common.DEFAULT_SOURCE: used while imgadm.conf has no "sources" key.
 DEFAULT_SOURCE = {'type': 'imgapi', 'url': 'https://images.smartos.org'}
 _SCHEME_RE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+_BLANK_RE = re.compile(r'[\s\x00-\x1f\x7f]')
+# imgadm.conf and sources.list hold a few lines; a bigger file is not one imgadm wrote, and is not read whole.
+MAX_SOURCE_FILE = 1024 * 1024
+# imgadm writes imgadm.conf with fs.writeFile: 0666 less the umask (022) for a new file; an existing file's
+# mode is kept. A new file that holds a password gets 0600 instead: imgadm only needs root to read it.
+NEW_FILE_MODE = 0o644
+NEW_SECRET_FILE_MODE = 0o600
+# The source list lock is held for milliseconds; a holder after this long is stuck, not busy.
+SOURCES_LOCK_WAIT = 120
+
+
+def url_secrets(url):
+    """Every part of url that may be a password, found even when a raw '#', '/', '?' or '@' in it defeats
+    URL parsing: what urlsplit finds, and the text between the first ':' after the scheme and the last '@'."""
+    found = set()
+    if not isinstance(url, str):
+        return found
+    rest = url.partition('://')[2] or url
+    if '@' in rest:
+        user, colon, password = rest.rpartition('@')[0].partition(':')
+        found.add(password if colon else user)  # a user without password is often a token
+    try:
+        parts = urlsplit(url)
+        found.update((parts.password, parts.username if parts.password is None else None))
+    except ValueError:
+        pass
+    found.update([unquote(s) for s in found if s])
+    return {s for s in found if s}
+
+
+def has_credentials(url):
+    """Whether url carries a user or password (or may: an '@' anywhere after the scheme)."""
+    return isinstance(url, str) and '@' in (url.partition('://')[2] or url)
+
+
+def safe_url(url):
+    """redact(), checked: when parsing fails or leaves a secret in place, everything up to the last '@' goes."""
+    if not isinstance(url, str):
+        return '<not a string>'
+    try:
+        shown = redact(url)
+    except ValueError:
+        shown = url
+    if has_credentials(url) and any(s in shown for s in url_secrets(url)):
+        scheme, sep, rest = url.partition('://')
+        shown = scheme + sep + '***@' + rest.rpartition('@')[2] if sep else '***@' + url.rpartition('@')[2]
+    return shown
+
+
+_ENCODE_HINT = ('; a raw "#", "/", "?" or "@" in a user name or password cuts the URL short: percent-encode them '
+                '(%23, %2F, %3F, %40)')
+
+
+def without_credentials(url):
+    """url with any user:password left out (everything up to the last '@' after the scheme)."""
+    if not has_credentials(url):
+        return url
+    scheme, sep, rest = url.partition('://')
+    return scheme + sep + rest.rpartition('@')[2] if sep else url.rpartition('@')[2]
+
+
+def url_problem(url, scheme_required=True):
+    """Why url is not a usable http(s) source URL (a phrase), or None. Without scheme_required, a URL
+    without a scheme is read as http://, as imgadm reads what it stored."""
+    if _BLANK_RE.search(url):
+        return 'holds a space or a control character'
+    if not _SCHEME_RE.match(url):
+        if scheme_required:
+            return ('has no scheme: write https://%s (or http://%s for a server without TLS); unlike imgadm, '
+                    'no http:// is assumed' % (safe_url(url), safe_url(url)))
+        url = 'http://' + url
+    hint = '' if not has_credentials(url) else _ENCODE_HINT
+    try:
+        parts = urlsplit(url)
+        host, dummy = parts.hostname, parts.port
+    except ValueError as e:
+        what = 'a port that is not a number' if 'port' in str(e).lower() else 'a bad host'
+        return 'is not a valid URL (%s)%s' % (what, hint)
+    if parts.scheme not in ('http', 'https'):
+        return 'is not an http:// or https:// URL'
+    if not host:
+        return 'has no host' + hint
+    if '@' in parts.path + parts.query + parts.fragment:
+        return 'holds "@" after its host' + _ENCODE_HINT
+    return None
 
 
 def normalize_url(url):
-    """imgadm normUrlFromUrl: add http://, drop one trailing '/', drop default ports; keep the query."""
+    """imgadm normUrlFromUrl: add http://, lower-case the scheme and host (as node's url.parse does), drop one
+    trailing '/' and default ports; keep the query."""
+    if not isinstance(url, str):
+        raise InvalidParameter('a source URL must be a string, not %s' % url.__class__.__name__)
     if not _SCHEME_RE.match(url):
         url = 'http://' + url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    default_port = {'https': ':443', 'http': ':80'}.get(parts.scheme.lower())
-    if default_port and netloc.endswith(default_port):
-        netloc = netloc[:-len(default_port)]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidParameter('source URL "%s" is not a valid URL' % safe_url(url))
+    userinfo, at, hostport = parts.netloc.rpartition('@')
+    hostport = hostport.lower()
+    default_port = {'https': ':443', 'http': ':80'}.get(parts.scheme)
+    if default_port and hostport.endswith(default_port):
+        hostport = hostport[:-len(default_port)]
     path = parts.path[:-1] if parts.path.endswith('/') else parts.path
-    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, userinfo + at + hostport, path, parts.query, parts.fragment))
+
+
+def _kind(value):
+    """A JSON value's kind, for messages that must not print the value (it may hold a password)."""
+    return {dict: 'an object', list: 'a list', str: 'a string', bool: 'a boolean', type(None): 'null',
+            int: 'a number', float: 'a number'}.get(value.__class__, value.__class__.__name__)
 
 
 class SourceEntry:
     """One configured source: {type, url, insecure}, as imgadm stores it."""
 
-    def __init__(self, url, type='imgapi', insecure=False, extra=None):
+    def __init__(self, url, type='imgapi', insecure=False, extra=None, strict=False, scheme_required=False):
         if not isinstance(url, str) or not url.strip():
             raise InvalidParameter('a source url must be a non-empty string')
         if type not in SOURCE_TYPES:
             raise InvalidParameter('type "%s" for source url "%s" is invalid: must be one of "imgapi", "dsapi", '
-                                   '"docker"' % (type, redact(url)))
+                                   '"docker"' % (type if isinstance(type, str) else _kind(type), safe_url(url)))
+        if extra is not None and not isinstance(extra, dict):
+            raise InvalidParameter('the extra keys of source url "%s" must be an object' % safe_url(url))
         self.url = url.strip()
         self.type = type
         self.insecure = bool(insecure)
         self.extra = dict(extra or {})  # keys imgadm or a later version may add: kept as found
-        scheme = urlsplit(self.url if _SCHEME_RE.match(self.url) else 'http://' + self.url).scheme
-        if scheme not in ('http', 'https'):
-            raise InvalidParameter('source url "%s" is not an http:// or https:// URL' % redact(self.url))
+        # what a task or a file gives is checked whole (strict); an entry made in code only needs http(s)
+        problem = url_problem(self.url, scheme_required) if strict else None
+        if not strict and _SCHEME_RE.match(self.url) and not re.match(r'https?://', self.url, re.I):
+            problem = 'is not an http:// or https:// URL'
+        if problem:
+            raise InvalidParameter('source url "%s" %s' % (safe_url(self.url), problem))
         if type == 'dsapi' and not normalize_url(self.url).split('?')[0].endswith('/datasets'):
-            raise InvalidParameter('"dsapi" source URL does not end with "/datasets": "%s"' % redact(self.url))
+            raise InvalidParameter('"dsapi" source URL does not end with "/datasets": "%s"' % safe_url(self.url))
 
     @classmethod
-    def from_config(cls, item, where):
-        """An entry from imgadm.conf's "sources" array."""
-        if not isinstance(item, dict) or not isinstance(item.get('url'), str):
-            raise ImageError('%s: every entry of "sources" must be an object with a "url" string, found %s'
-                             % (where, json.dumps(item)[:100]))
+    def from_argument(cls, url, type='imgapi', insecure=False):
+        """A source a task names: the URL must say http:// or https://, as smartos_image's source must."""
+        return cls(url, type, insecure, strict=True, scheme_required=True)
+
+    @classmethod
+    def from_config(cls, item, where, number=None):
+        """An entry from imgadm.conf's "sources" array (imgadm fails on a bad one; so do we, naming it)."""
+        what = '%s: entry %d of "sources"' % (where, number) if number else '%s: an entry of "sources"' % where
+        fix = '; fix the file, it was left unchanged'
+        if not isinstance(item, dict):
+            raise ImageError('%s is %s, not an object with "url" and "type"%s' % (what, _kind(item), fix), path=where)
+        if not isinstance(item.get('url'), str):
+            raise ImageError('%s has %s "url", not a string%s' % (what, _kind(item.get('url')), fix), path=where)
+        for key, types, words in (('type', (str,), 'a string'), ('insecure', (bool,), 'true or false'),
+                                  ('channel', (str,), 'a string')):
+            if item.get(key) is not None and not isinstance(item[key], types):
+                # imgadm takes any truthy "insecure"; "false" (a string) would turn TLS checks off, so we refuse
+                raise ImageError('%s has %s "%s", not %s%s' % (what, _kind(item[key]), key, words, fix), path=where)
         extra = {k: v for k, v in item.items() if k not in ('url', 'type', 'insecure')}
+        kind = item.get('type')
+        if kind is None:
+            # imgadm's upgradeTo300 gives a typeless source "dsapi" when its URL ends in /datasets
+            kind = 'dsapi' if re.search(r'/datasets/?$', item['url'].strip()) else 'imgapi'
         try:
-            return cls(item['url'], item.get('type') or 'imgapi', item.get('insecure', False), extra)
+            return cls(item['url'], kind, item.get('insecure', False), extra, strict=True)
         except InvalidParameter as e:
-            raise ImageError('%s: %s; fix the file, it was left unchanged' % (where, e.msg), path=where)
+            raise ImageError('%s: %s%s' % (what, e.msg, fix), path=where)
 
     @property
     def channel(self):
-        return self.extra.get('channel') or dict(parse_qsl(urlsplit(self.url).query)).get('channel')
+        if self.extra.get('channel'):
+            return self.extra['channel']
+        try:
+            return dict(parse_qsl(urlsplit(self.url).query)).get('channel')
+        except ValueError:
+            return None
 
     @property
     def identity(self):
         """What makes two sources the same for imgadm: normalized URL, type, insecure, channel."""
         return (normalize_url(self.url), self.type, self.insecure, self.channel)
+
+    @property
+    def secrets(self):
+        return url_secrets(self.url)
 
     def to_config(self):
         """imgadm Source.toJSON order: type, url, insecure (only when true), then any other keys."""
@@ -80,12 +210,49 @@ class SourceEntry:
 
     def shown(self):
         """The entry as modules return it: credentials hidden."""
-        return {'url': redact(self.url), 'type': self.type, 'insecure': self.insecure}
+        return {'url': safe_url(self.url), 'type': self.type, 'insecure': self.insecure}
 
     def for_import(self):
         """The Source an import or a ping talks to."""
         url = self.url if _SCHEME_RE.match(self.url) else 'http://' + self.url
         return Source(url, type=self.type, insecure=self.insecure)
+
+
+def read_source_file(path, cap=MAX_SOURCE_FILE):
+    """A source file's bytes (None when absent): a regular file only (a FIFO would block), at most cap bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _host.host_error('cannot read', path, e)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular:
+            with os.fdopen(fd, 'rb') as f:
+                fd = None
+                data = f.read(cap + 1)
+    except OSError as e:
+        raise _host.host_error('cannot read', path, e)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if not regular:
+        raise ImageError('%s is not a regular file; move it away so that a file can take its place' % path,
+                         path=path)
+    if len(data) > cap:
+        raise ImageError('%s is larger than %d bytes, far more than a list of sources needs; check it, it was '
+                         'left unchanged' % (path, cap), path=path)
+    return data
+
+
+def _text(raw):
+    """A source file's content as text (bytes as read, or text already); UnicodeDecodeError when not UTF-8."""
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, (bytes, bytearray)):
+        raise InvalidParameter('a source file is read as bytes, not %s' % raw.__class__.__name__)
+    return bytes(raw).decode('utf-8')
 
 
 class _SourceFile:
@@ -97,9 +264,11 @@ class _SourceFile:
     def __init__(self, path):
         self.path = path
         self.raw = None
+        self.warnings = []
 
     def load(self):
-        self.raw = _host.read_bytes(self.path)
+        self.raw = read_source_file(self.path)
+        self.warnings = []
         self.parse(self.raw)
         return self
 
@@ -109,11 +278,24 @@ class _SourceFile:
     def render(self, entries):
         raise NotImplementedError
 
+    def secrets(self):
+        """Every password the file may hold, found without trusting its shape (for Ansible's no_log)."""
+        return set()
+
+    def new_file_mode(self, entries):
+        """The mode of a file made now; an existing file keeps its own (write_atomic)."""
+        if os.path.lexists(self.path):
+            return None
+        return NEW_SECRET_FILE_MODE if any(has_credentials(e.url) for e in entries) else NEW_FILE_MODE
+
     def save(self, entries):
-        _host.write_atomic(self.path, self.render(entries))
+        # imgadm's writeFile goes through a symlink to its target; the atomic rename must too, or the link
+        # (say, to a file on persistent storage) would be replaced by a plain file
+        _host.write_atomic(os.path.realpath(self.path), self.render(entries), self.new_file_mode(entries))
 
     def lock(self):
-        return _host.file_lock(self.path + '.lock')
+        # imgadm takes no lock for its config; ours is held for a read and a write, never across a ping
+        return _host.file_lock(self.path + '.lock', SOURCES_LOCK_WAIT, 'source list lock')
 
 
 class ModernSources(_SourceFile):
@@ -130,16 +312,18 @@ class ModernSources(_SourceFile):
             self.config = {}
             return
         try:
-            config = json.loads(raw.decode('utf-8'))
-        except ValueError as e:
+            config = json.loads(_text(raw))
+        except (ValueError, RecursionError) as e:
+            # the parser's message quotes no file content, only a position
+            reason = e.__class__.__name__ if isinstance(e, RecursionError) else str(e)[:200]
             raise ImageError('config file "%s" is not valid JSON (%s); fix or remove it, it was left unchanged'
-                             % (self.path, e), path=self.path)
+                             % (self.path, reason), path=self.path)
         if not isinstance(config, dict):
             raise ImageError('config file "%s" must hold a JSON object, not %s; it was left unchanged'
-                             % (self.path, type(config).__name__), path=self.path)
+                             % (self.path, _kind(config)), path=self.path)
         if 'sources' in config and not isinstance(config['sources'], list):
             raise ImageError('config file "%s": "sources" must be a list, not %s; it was left unchanged'
-                             % (self.path, type(config['sources']).__name__), path=self.path)
+                             % (self.path, _kind(config['sources'])), path=self.path)
         self.config = config
 
     @property
@@ -147,10 +331,17 @@ class ModernSources(_SourceFile):
         """True while the "sources" key is absent and imgadm uses its default source."""
         return 'sources' not in self.config
 
+    def secrets(self):
+        found = set()
+        for item in self.config.get('sources') or []:
+            if isinstance(item, dict):
+                found.update(url_secrets(item.get('url')))
+        return found
+
     def entries(self):
         if self.implicit:
             return [SourceEntry(DEFAULT_SOURCE['url'], DEFAULT_SOURCE['type'])]
-        return [SourceEntry.from_config(item, self.path) for item in self.config['sources']]
+        return [SourceEntry.from_config(item, self.path, n) for n, item in enumerate(self.config['sources'], 1)]
 
     def render(self, entries):
         """The file content with these sources (other keys as they were)."""
@@ -170,9 +361,10 @@ class OriginalSources(_SourceFile):
 
     def parse(self, raw):
         try:
-            self.lines = raw.decode('utf-8').splitlines() if raw is not None else []
+            self.lines = _text(raw).splitlines() if raw is not None else []
         except UnicodeDecodeError as e:
-            raise ImageError('%s is not UTF-8 text (%s); it was left unchanged' % (self.path, e), path=self.path)
+            raise ImageError('%s is not UTF-8 text (byte %d); it was left unchanged' % (self.path, e.start),
+                             path=self.path)
 
     @staticmethod
     def is_source_line(line):
@@ -180,18 +372,41 @@ class OriginalSources(_SourceFile):
         stripped = line.strip()
         return bool(stripped) and stripped[0] not in '#$'
 
+    def secrets(self):
+        found = set()
+        for line in self.lines:
+            if self.is_source_line(line):
+                found.update(url_secrets(line.strip()))
+        return found
+
+    def _parsed(self):
+        """(line, entry or None) for every line; a line that is no DSAPI URL is skipped with a warning, as
+        imgadm v1 skipped a line without a scheme and host (it would have tried other http URLs: we do not)."""
+        out = []
+        for number, line in enumerate(self.lines, 1):
+            entry = None
+            if self.is_source_line(line):
+                try:
+                    entry = SourceEntry.from_argument(line.strip(), 'dsapi')
+                except InvalidParameter as e:
+                    self.warnings.append('%s line %d skipped: %s' % (self.path, number, e.msg))
+            out.append((line, entry))
+        return out
+
     def entries(self):
-        return [SourceEntry(line.strip(), 'dsapi') for line in self.lines if self.is_source_line(line)]
+        self.warnings = []
+        return [entry for dummy, entry in self._parsed() if entry is not None]
 
     def render(self, entries):
-        """Lines for these sources: comments stay, kept URLs keep their lines (in the wanted order),
-        removed ones go, new ones are appended."""
+        """Lines for these sources: comments and skipped lines stay, kept URLs keep their lines (in the wanted
+        order), removed ones go, new ones are appended."""
         wanted = [e.url for e in entries]
-        current = [line.strip() for line in self.lines if self.is_source_line(line)]
+        parsed = self._parsed()
+        current = [line.strip() for line, entry in parsed if entry is not None]
         slots = iter([u for u in wanted if u in current])
         out, seen = [], set()
-        for line in self.lines:
-            if not self.is_source_line(line):
+        for line, entry in parsed:
+            if entry is None:
                 out.append(line)
             elif line.strip() in wanted and line.strip() not in seen:
                 seen.add(line.strip())

@@ -15,12 +15,16 @@ description:
     no C(sources) key, imgadm uses its default source C(https://images.smartos.org); adding a source
     then keeps the default first, and removing the default leaves an empty list, as imgadm does.
     Other keys of the file are kept; it is written atomically (2-space JSON, file mode kept) under a
-    lock, so two runs adding different sources at once both land.
+    lock (C(imgadm.conf.lock), waited for up to 120 seconds), so two runs adding different sources at
+    once both land.
   - On a host with the original layout described by the SmartOS wiki the list lives in
     C(/var/db/imgadm/sources.list), one DSAPI URL a line; comments and blank lines are kept.
     O(update_cache=true) then refreshes C(/var/db/imgadm/imgcache.json) as C(imgadm update) did there.
-  - Two sources are the same when their normalized URLs (scheme added, one trailing slash and default
-    ports dropped, C(?channel=) kept), types, O(insecure) and channels are.
+  - Two sources are the same when their normalized URLs (scheme and host lower-cased, one trailing slash
+    and default ports dropped, C(?channel=) kept), types, O(insecure) and channels are.
+  - Everything is checked before the host is touched, namely the URLs and types given, the current source file
+    (a broken C(imgadm.conf) fails the task naming the file and the entry, and is left as it was), and
+    whether O(update_cache) fits the host. A failed task changes nothing.
 author:
   - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
@@ -45,7 +49,14 @@ options:
   url:
     description:
       - The URL of one source to add or remove. Mutually exclusive with O(sources).
-      - A URL without a scheme gets C(http://), as imgadm does.
+      - It must start with C(http://) or C(https://), as the O(smartos.images.smartos_image#module:source)
+        URLs of M(smartos.images.smartos_image) must. This differs from imgadm on purpose. imgadm adds
+        C(http://) to a URL without a scheme, which would send requests, and any credentials, in clear
+        text to a host the user may have meant to reach over TLS. Write C(https://<host>) instead.
+      - An entry without a scheme that imgadm itself wrote into C(imgadm.conf) is still read as C(http://),
+        as imgadm reads it; O(state=absent) with C(http://<host>) removes it.
+      - Special characters in a user name or password (C(@), C(#), C(/), C(?), C(:)) must be
+        percent-encoded (C(%40), C(%23), C(%2F), C(%3F), C(%3A)); a URL with C(@) after its host is refused.
     type: str
   type:
     description:
@@ -69,7 +80,7 @@ options:
     elements: dict
     suboptions:
       url:
-        description: The source URL.
+        description: The source URL. It must start with C(http://) or C(https://), as O(url) must.
         type: str
         required: true
       type:
@@ -99,11 +110,26 @@ options:
     description:
       - Original layout only. Refresh C(/var/db/imgadm/imgcache.json) from every source, as
         C(imgadm update) did there; reported as a change only when its content changed.
+      - On a host with the modern layout the task fails before any source is pinged or written.
+      - A listed item that is not a manifest object is skipped with a warning naming the source.
     type: bool
     default: false
 notes:
-  - Credentials in a source URL (C(https://user:password@host)) are kept in the file but never shown
-    in results, diffs or errors.
+  - Credentials in a source URL (C(https://user:password@host)) are kept in the file, as imgadm keeps
+    them, but never shown in results, diffs, warnings, errors or the C(-vvv) invocation; the module hides
+    every password it finds in its arguments and in the source file, whatever its characters.
+    C(imgcache.json) gets the source URL without its credentials.
+  - File modes. imgadm writes C(imgadm.conf) in place, so an existing file keeps its mode, and a new one
+    gets 0666 less the umask (0644 on SmartOS). The module keeps an existing file's mode too (it writes
+    a temporary file, then renames it over the old one); a file it creates gets 0644, or 0600 when a
+    source URL in it holds credentials. When a password sits in a file others can read, the module warns.
+  - A symlinked C(imgadm.conf) is written through to its target, as imgadm's write does; the link stays.
+  - C(imgadm.conf) must be a regular file of at most 1 MiB. Its entries are checked as they are read.
+    imgadm fails on a bad entry, and so does the module, naming the file and the entry. Unlike imgadm,
+    a non-boolean C(insecure) (such as the string C("false"), which imgadm takes as true) is refused.
+  - In C(sources.list) (original layout), a line that is not a DSAPI URL with C(http://) or C(https://)
+    is skipped with a warning and kept as it is when the file is rewritten. imgadm v1 skipped lines
+    without a scheme and host too, but would have tried other URLs.
 seealso:
   - module: smartos.images.smartos_image
   - name: imgadm(8)
@@ -180,7 +206,7 @@ from ansible_collections.smartos.images.plugins.module_utils._common import (
     hide_url_passwords, host_argument_spec, server_argument_spec,
 )
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
-from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager
+from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager, argument_urls
 
 
 def main():
@@ -202,11 +228,19 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('url', 'sources')],
                            required_one_of=[('url', 'sources', 'update_cache')])
-    hide_url_passwords(module, [module.params['url']] + [s['url'] for s in module.params['sources'] or []])
+    hide_url_passwords(module, argument_urls(module.params))
+    manager = None
     try:
-        result = SourceManager(module.params, check_mode=module.check_mode).run(diff=module._diff)
+        # the manager adds every password it finds (task URLs, then the source file) to no_log_values itself,
+        # even where a raw '#', '/', '?' or '@' defeats URL parsing
+        manager = SourceManager(module.params, check_mode=module.check_mode, secrets=module.no_log_values)
+        result = manager.run(diff=module._diff)
     except ImageError as e:
+        for warning in manager.warnings if manager else []:
+            module.warn(warning)
         module.fail_json(msg=e.msg, **e.evidence)
+    for warning in manager.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -112,7 +112,7 @@ def test_ping_fault_from_the_server(play, server, host_root):
     ('{"sources": [', 'is not valid JSON'),
     ('{"sources": {"url": "x"}}', '"sources" must be a list'),
     ('[1, 2]', 'must hold a JSON object'),
-    ('{"sources": [{"type": "imgapi"}]}', 'must be an object with a "url"'),
+    ('{"sources": [{"type": "imgapi"}]}', 'entry 1 of "sources" has null "url", not a string'),
     ('{"sources": [{"type": "ftp", "url": "http://x"}]}', 'is invalid: must be one of'),
 ])
 def test_broken_config_is_left_byte_for_byte(play, host_root, content, words):

@@ -5,13 +5,19 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import stat
+import subprocess
+import sys
 
 import pytest
 
+from ansible_collections.smartos.images.plugins.module_utils import _sources
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
 from ansible_collections.smartos.images.plugins.module_utils._sources import (
-    ModernSources, OriginalSources, SourceEntry, normalize_url,
+    MAX_SOURCE_FILE, ModernSources, OriginalSources, SourceEntry, normalize_url, safe_url, url_secrets,
 )
 
 
@@ -130,3 +136,266 @@ def test_layout_detection(tmp_path):
     assert detect_layout(paths, 'modern') == 'modern'
     (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
     assert detect_layout(paths) == 'modern'  # modern imgadm ignores a leftover /var/db/imgadm
+
+
+# ---- issue 10: outside data checked where it enters, no secret shown ----
+
+RAW_PASSWORDS = ['p#ss', 'p/ss', 'p?ss', 'p@ss', '12#34', 'a/b?c#d@e', 's3cr3t:x']
+
+
+@pytest.mark.parametrize('url,expected', [
+    ('HTTPS://Images.SmartOS.org/', 'https://images.smartos.org'),  # node's url.parse lower-cases scheme and host
+    ('https://User:PW@Images.Example:443/x/', 'https://User:PW@images.example/x'),  # credentials keep their case
+    ('Images.SmartOS.org', 'http://images.smartos.org'),
+])
+def test_normalize_url_case(url, expected):
+    assert normalize_url(url) == expected
+
+
+@pytest.mark.parametrize('url', ['http://[::1', 'http://u:pw@[::1/x', '[::1', None, 5, ['x']])
+def test_normalize_url_is_total(url):
+    with pytest.raises(InvalidParameter) as err:
+        normalize_url(url)
+    assert 'pw' not in err.value.msg
+
+
+@pytest.mark.parametrize('password', RAW_PASSWORDS)
+def test_url_secrets_and_safe_url_survive_raw_characters(password):
+    url = 'https://admin:%s@images.example:8443/x' % password
+    assert password in url_secrets(url)
+    assert password not in safe_url(url) and '***@images.example:8443/x' in safe_url(url)
+
+
+def test_url_secrets_without_credentials():
+    assert url_secrets('https://images.example/x') == set() and url_secrets(None) == set()
+    assert url_secrets('https://tok3n@images.example') == {'tok3n'}
+    assert url_secrets('https://u:p%40ss@h') >= {'p%40ss', 'p@ss'}  # as written and as sent
+
+
+@pytest.mark.parametrize('url,words', [
+    ('images.example', 'has no scheme: write https://images.example'),
+    ('127.0.0.1:8080', 'has no scheme: write https://127.0.0.1:8080'),
+    ('ftp://images.example', 'is not an http:// or https:// URL'),
+    ('http://[::1', 'is not a valid URL'),
+    ('http://images.example:99999', 'is not a valid URL'),
+    ('http://', 'has no host'),
+    ('http://images example', 'space or a control character'),
+    ('https://admin:12#34@images.example', 'percent-encode'),
+    ('https://admin:p/ss@images.example', 'percent-encode'),
+    ('https://admin:p?ss@images.example', 'percent-encode'),
+])
+def test_argument_urls_refused(url, words):
+    with pytest.raises(InvalidParameter) as err:
+        SourceEntry.from_argument(url)
+    assert words in err.value.msg
+    for secret in url_secrets(url):
+        assert secret not in err.value.msg
+
+
+def test_argument_url_with_raw_at_in_the_password_is_usable():
+    entry = SourceEntry.from_argument('https://admin:p@ss@images.example')
+    assert entry.for_import().password == 'p@ss' and 'p@ss' not in json.dumps(entry.shown())
+
+
+def test_config_entry_without_scheme_is_read_as_imgadm_reads_it():
+    entry = SourceEntry.from_config({'type': 'imgapi', 'url': 'images.example'}, 'f', 1)
+    assert entry.for_import().base == 'http://images.example'
+    assert entry.identity == SourceEntry.from_argument('http://images.example/').identity
+
+
+@pytest.mark.parametrize('item,words', [
+    ('https://admin:hunter2@x', 'entry 1 of "sources" is a string, not an object'),
+    (['https://admin:hunter2@x'], 'is a list, not an object'),
+    ({'url': ['https://admin:hunter2@x']}, 'has a list "url", not a string'),
+    ({'url': None}, 'has null "url"'),
+    ({'url': 'https://admin:hunter2@x', 'type': 1}, 'has a number "type", not a string'),
+    ({'url': 'https://admin:hunter2@x', 'type': ['imgapi']}, 'has a list "type"'),
+    ({'url': 'https://admin:hunter2@x', 'insecure': 'false'}, 'has a string "insecure", not true or false'),
+    ({'url': 'https://admin:hunter2@x', 'channel': ['dev']}, 'has a list "channel"'),
+    ({'url': 'http://[::1', 'type': 'imgapi'}, 'is not a valid URL'),
+    ({'url': 'https://admin:hunter2@[::1', 'type': 'imgapi'}, 'is not a valid URL'),
+    ({'url': 'https://admin:hun#ter2@x', 'type': 'imgapi'}, 'percent-encode'),
+    ({'url': 'ftp://admin:hunter2@x', 'type': 'imgapi'}, 'not an http://'),
+    ({'url': 'https://admin:hunter2@x', 'type': 'ftp'}, 'is invalid: must be one of'),
+])
+def test_bad_config_entries_name_the_file_and_hide_passwords(item, words):
+    with pytest.raises(ImageError) as err:
+        SourceEntry.from_config(item, '/var/imgadm/imgadm.conf', 1)
+    assert words in err.value.msg and err.value.msg.startswith('/var/imgadm/imgadm.conf: entry 1')
+    assert 'hunter2' not in err.value.msg and 'hun#ter2' not in err.value.msg
+
+
+def test_modern_entries_number_the_bad_one(tmp_path):
+    store = modern(tmp_path, json.dumps({'sources': [{'type': 'imgapi', 'url': 'https://a'}, 7]}))
+    with pytest.raises(ImageError, match='imgadm.conf: entry 2 of "sources" is a number'):
+        store.entries()
+
+
+def test_modern_secrets_are_found_in_any_shape(tmp_path):
+    store = modern(tmp_path, json.dumps({'sources': [{'url': 'https://u:p#ss@a', 'type': 'imgapi'}, 'junk',
+                                                     {'url': 5}, {'url': 'https://t0ken@b'}]}))
+    assert {'p#ss', 't0ken'} <= store.secrets()
+
+
+@pytest.mark.parametrize('content,words', [
+    ('[' * 100000, 'is not valid JSON (RecursionError)'),
+    (b'\xff\xfe{}', 'is not valid JSON'),
+    ('', 'is not valid JSON'),
+    ('  \n', 'is not valid JSON'),
+    ('"sources"', 'must hold a JSON object, not a string'),
+    ('null', 'must hold a JSON object, not null'),
+    ('{"sources": null}', '"sources" must be a list, not null'),
+    ('{"sources": "https://admin:hunter2@x"}', '"sources" must be a list, not a string'),
+    ('{"sources": [' + '1' * 5000 + ']}', 'is not valid JSON'),
+])
+def test_modern_hostile_files(tmp_path, content, words):
+    (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
+    path = tmp_path / 'var' / 'imgadm' / 'imgadm.conf'
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ImageError) as err:
+        ModernSources(HostPaths(str(tmp_path))).load()
+    assert words in err.value.msg and str(path) in err.value.msg and 'hunter2' not in err.value.msg
+
+
+def test_huge_file_is_refused_unread(tmp_path):
+    (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
+    path = tmp_path / 'var' / 'imgadm' / 'imgadm.conf'
+    path.write_bytes(b'{"sources": [], "x": "' + b'a' * MAX_SOURCE_FILE + b'"}')
+    with pytest.raises(ImageError, match='is larger than 1048576 bytes'):
+        ModernSources(HostPaths(str(tmp_path))).load()
+
+
+def test_directory_and_fifo_in_place_of_the_file(tmp_path):
+    (tmp_path / 'var' / 'imgadm' / 'imgadm.conf').mkdir(parents=True)
+    with pytest.raises(ImageError, match='imgadm.conf is not a regular file'):
+        ModernSources(HostPaths(str(tmp_path))).load()
+    (tmp_path / 'var' / 'imgadm' / 'imgadm.conf').rmdir()
+    os.mkfifo(str(tmp_path / 'var' / 'imgadm' / 'imgadm.conf'))  # opening it for reading must not block
+    with pytest.raises(ImageError, match='imgadm.conf is not a regular file'):
+        ModernSources(HostPaths(str(tmp_path))).load()
+
+
+def test_symlinked_config_is_written_through(tmp_path):
+    (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
+    target = tmp_path / 'persistent.conf'
+    target.write_text('{"sources": []}')
+    os.chmod(str(target), 0o640)
+    link = tmp_path / 'var' / 'imgadm' / 'imgadm.conf'
+    link.symlink_to(target)
+    store = ModernSources(HostPaths(str(tmp_path))).load()
+    store.save([SourceEntry('https://a')])
+    assert link.is_symlink() and json.loads(target.read_text())['sources'] == [{'type': 'imgapi', 'url': 'https://a'}]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize('url,mode', [('https://a', 0o644), ('https://u:pw@a', 0o600), ('https://tok@a', 0o600)])
+def test_new_file_mode(tmp_path, url, mode):
+    store = ModernSources(HostPaths(str(tmp_path))).load()
+    store.save([SourceEntry(url)])
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == mode
+
+
+def test_existing_mode_is_kept_even_read_only(tmp_path):
+    store = modern(tmp_path, '{}')
+    os.chmod(store.path, 0o444)
+    store.save([SourceEntry('https://u:pw@a')])
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o444
+    assert json.loads(open(store.path).read())['sources'][0]['url'] == 'https://u:pw@a'  # stored as imgadm does
+
+
+JUNK = ('# ok\nhttps://a/datasets\nimages.example/datasets\nftp://b/datasets\nhttps://c/images\n'
+        'https://u:p#ss@d/datasets\nhttp://[::1/datasets\n\x00\x01\nhttps://e/datasets\n')
+
+
+def test_original_junk_lines_are_skipped_with_warnings_and_kept(tmp_path):
+    store = original(tmp_path, JUNK)
+    assert [e.url for e in store.entries()] == ['https://a/datasets', 'https://e/datasets']
+    warnings = '\n'.join(store.warnings)
+    assert len(store.warnings) == 6 and 'sources.list line 3 skipped: source url "images.example/datasets" has ' \
+        'no scheme' in warnings
+    assert 'p#ss' not in warnings and 'p#ss' in store.secrets()
+    out = store.render([SourceEntry('https://e/datasets', 'dsapi'), SourceEntry('https://f/datasets', 'dsapi')])
+    assert out.decode() == JUNK.replace('https://a/datasets\n', '') + 'https://f/datasets\n'
+
+
+def test_original_not_utf8(tmp_path):
+    (tmp_path / 'var' / 'db' / 'imgadm').mkdir(parents=True)
+    (tmp_path / 'var' / 'db' / 'imgadm' / 'sources.list').write_bytes(b'https://a/datasets\n\xff\n')
+    with pytest.raises(ImageError, match=r'sources.list is not UTF-8 text \(byte 19\)'):
+        OriginalSources(HostPaths(str(tmp_path))).load()
+
+
+def test_readers_are_total_on_random_text(tmp_path):
+    """A small fixed-seed run of what the property tests do at scale: only ImageError escapes."""
+    rng = random.Random(10)
+    alphabet = '{}[]":,\\ /#?@:%.-_aAhtps0123[]\n\t\x00\xff' + 'https://'
+    paths = HostPaths(str(tmp_path))
+    for dummy in range(500):
+        text = ''.join(rng.choice(alphabet) for dummy in range(rng.randint(0, 40)))
+        for doc in (text, json.dumps({'sources': [{'url': text, 'type': 'imgapi'}]}),
+                    json.dumps({'sources': [{'url': 'https://' + text, 'channel': text}]})):
+            for store in (ModernSources(paths), OriginalSources(paths)):
+                try:
+                    store.parse(doc.encode('utf-8', 'surrogatepass'))
+                    entries = store.entries()
+                    for e in entries:
+                        e.identity, e.shown(), store.render(entries)
+                except ImageError:
+                    pass
+        try:
+            normalize_url(text)
+        except ImageError:
+            pass
+
+
+def test_a_stuck_lock_holder_is_waited_for_a_bounded_time(tmp_path, monkeypatch):
+    store = modern(tmp_path, '{}')
+    holder = subprocess.Popen([sys.executable, '-c', 'import fcntl, os, sys, time\n'
+                               'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n'
+                               'fcntl.lockf(fd, fcntl.LOCK_EX)\nprint("held", flush=True)\ntime.sleep(30)\n',
+                               store.path + '.lock'], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b'held\n'
+        monkeypatch.setattr(_sources, 'SOURCES_LOCK_WAIT', 0.5)
+        with pytest.raises(ImageError, match='waiting for the source list lock .*imgadm.conf.lock'):
+            with store.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_symlink_loop_and_dangling_symlink(tmp_path):
+    (tmp_path / 'var' / 'imgadm').mkdir(parents=True)
+    link = tmp_path / 'var' / 'imgadm' / 'imgadm.conf'
+    link.symlink_to(link)
+    with pytest.raises(ImageError, match='cannot read .*imgadm.conf'):
+        ModernSources(HostPaths(str(tmp_path))).load()
+    link.unlink()
+    link.symlink_to(tmp_path / 'elsewhere.conf')
+    store = ModernSources(HostPaths(str(tmp_path))).load()
+    assert store.implicit
+    store.save([SourceEntry('https://a')])
+    assert link.is_symlink() and json.loads((tmp_path / 'elsewhere.conf').read_text())['sources'][0]['url'] == 'https://a'
+
+
+@pytest.mark.parametrize('raw', [5, ['{}'], object()])
+def test_parse_refuses_what_is_not_file_content(tmp_path, raw):
+    for store in (ModernSources(HostPaths(str(tmp_path))), OriginalSources(HostPaths(str(tmp_path)))):
+        with pytest.raises(ImageError):
+            store.parse(raw)
+
+
+def test_parse_takes_text_too(tmp_path):
+    store = ModernSources(HostPaths(str(tmp_path)))
+    store.parse('{"sources": [{"type": "imgapi", "url": "https://a"}]}')
+    assert [e.url for e in store.entries()] == ['https://a']
+    with pytest.raises(InvalidParameter, match='must be an object'):
+        SourceEntry('https://a', extra=[('k', 'v')])
+
+
+@pytest.mark.parametrize('url,kind', [('https://d.example/datasets', 'dsapi'), ('https://d.example/datasets/', 'dsapi'),
+                                      ('https://i.example', 'imgapi'), ('https://i.example/datasets/x', 'imgapi')])
+def test_typeless_entry_gets_the_type_imgadm_upgrade_gives_it(url, kind):
+    assert SourceEntry.from_config({'url': url}, 'f', 1).type == kind
+    assert SourceEntry.from_config({'url': url, 'type': None}, 'f', 1).type == kind
