@@ -2,10 +2,11 @@
 # Options shared by the modules, paired with the doc fragment smartos.images.common.
 from __future__ import annotations
 
+import os
 import re
-from urllib.parse import urlsplit
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import url_secrets
 
 # A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
 POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*\Z')
@@ -42,19 +43,19 @@ def check_pool(pool):
 
 
 def check_server_params(params):
-    """Raise InvalidParameter for impossible timeout or retries values."""
+    """Raise InvalidParameter for impossible timeout, retries or ca_path values."""
     if params['timeout'] <= 0:
         raise InvalidParameter('timeout must be a positive number of seconds, not %d' % params['timeout'])
     if params['retries'] < 0:
         raise InvalidParameter('retries must be 0 or more, not %d' % params['retries'])
+    ca_path = params.get('ca_path')
+    if ca_path is not None and not os.path.isfile(ca_path):
+        raise InvalidParameter('ca_path "%s" does not exist or is not a file: give a PEM file of CA certificates'
+                               % ca_path, path=ca_path)
 
 
 def hide_url_passwords(module, urls):
-    """Have Ansible mask the passwords of source URLs wherever they would be shown."""
+    """Have Ansible mask the passwords of source URLs wherever they would be shown, even in URLs that do not parse."""
     for url in urls or []:
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            continue
-        if password:
-            module.no_log_values.add(password)
+        for secret in url_secrets(url):
+            module.no_log_values.add(secret)
