@@ -2,7 +2,6 @@
 # Options shared by the modules, paired with the doc fragment smartos.images.common.
 from __future__ import annotations
 
-import os
 import re
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
@@ -43,15 +42,11 @@ def check_pool(pool):
 
 
 def check_server_params(params):
-    """Raise InvalidParameter for impossible timeout, retries or ca_path values."""
+    """Raise InvalidParameter for impossible timeout or retries values (ca_path: when a client is made)."""
     if params['timeout'] <= 0:
         raise InvalidParameter('timeout must be a positive number of seconds, not %d' % params['timeout'])
     if params['retries'] < 0:
         raise InvalidParameter('retries must be 0 or more, not %d' % params['retries'])
-    ca_path = params.get('ca_path')
-    if ca_path is not None and not os.path.isfile(ca_path):
-        raise InvalidParameter('ca_path "%s" does not exist or is not a file: give a PEM file of CA certificates'
-                               % ca_path, path=ca_path)
 
 
 def hide_url_passwords(module, urls):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 import string
@@ -243,6 +244,9 @@ class ImageServerClient:
         # a source added as insecure (imgadm -k) skips certificate checks; imgadm inverts this by mistake
         self.validate_certs = validate_certs and not source.insecure
         self.ca_path = ca_path
+        if ca_path is not None and not os.path.isfile(ca_path):
+            raise InvalidParameter('ca_path "%s" does not exist or is not a file: give a PEM file of CA certificates'
+                                   % ca_path, path=ca_path)
         try:
             context = make_context(cafile=ca_path, validate_certs=self.validate_certs)
         except (OSError, ssl.SSLError, ValueError) as e:

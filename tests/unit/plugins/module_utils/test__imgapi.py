@@ -878,10 +878,12 @@ def test_urls_http_client_would_choke_on_are_refused(url):
 def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
     with pytest.raises(InvalidParameter) as exc:
         ImageServerClient(Source('https://img.example.com'), ca_path=str(tmp_path / 'nope.pem'))
-    assert exc.value.msg.startswith('ca_path "%s" could not be loaded' % (tmp_path / 'nope.pem'))
+    assert exc.value.msg.startswith('ca_path "%s" does not exist or is not a file' % (tmp_path / 'nope.pem'))
+    with pytest.raises(InvalidParameter, match='does not exist or is not a file'):
+        ImageServerClient(Source('https://img.example.com'), ca_path=str(tmp_path))
     junk = tmp_path / 'junk.pem'
     junk.write_text('not a certificate')
-    with pytest.raises(InvalidParameter, match='ca_path'):
+    with pytest.raises(InvalidParameter, match='ca_path ".*junk.pem" could not be loaded as PEM CA certificates'):
         ImageServerClient(Source('https://img.example.com'), ca_path=str(junk))
 
 
