@@ -74,7 +74,8 @@ options:
         listing page) that delivers fewer than 1024 bytes a second on average over O(timeout) seconds spent
         waiting for the server fails as a timeout. An image file download that fails so is resumed from the
         byte where it stopped, as for any broken connection (see O(retries))."
-      - A JSON answer (manifest, listing page, ping) must arrive whole within 4 times O(timeout) seconds.
+      - The headers of any answer, and the whole of a JSON answer (manifest, listing page, ping), must arrive
+        within 4 times O(timeout) seconds.
       - A whole image listing (name resolution, available images) ends after at most 300 seconds, 50 pages
         or about 48 MiB of memory; beyond, the source fails with an error that names it.
       - Size caps (refused before parsing) are 1 MiB for a manifest and 8 MiB for one listing page; see the

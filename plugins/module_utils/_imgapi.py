@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import string
+import threading
 import time
 from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
@@ -27,7 +28,7 @@ PAGE_SIZE = 1000   # IMGAPI ListImages: default and maximum limit
 MAX_REDIRECTS = 5
 # The limits below are documented in docs/docsite/rst/guide_security.rst and the doc fragment.
 LOW_SPEED_LIMIT = 1024             # bytes a second, averaged over `timeout` seconds of waiting (curl -Y/-y)
-JSON_TIME_FACTOR = 4               # one JSON answer must arrive whole within this many times `timeout`
+JSON_TIME_FACTOR = 4               # one JSON answer, or any answer's headers, within this many times `timeout`
 MANIFEST_MAX_BYTES = 1 << 20       # a manifest (or ping, or error) body; a real manifest is a few KiB
 PAGE_MAX_BYTES = 8 << 20           # one ListImages page (up to 1000 manifests) or the whole DSAPI list
 LIST_MAX_COST = 48 << 20           # what a listing may take in memory, estimated before parsing (_json_cost)
@@ -296,11 +297,32 @@ class ImageServerClient:
                               'protected by TLS' % (shown, redact(target.split('?')[0])), url=shown)
         return target
 
+    def _open_bounded(self, url, headers, decompress):
+        """Request.open, given at most JSON_TIME_FACTOR x timeout: headers trickled a byte at a time would not end."""
+        box = {}
+
+        def work():
+            try:
+                box['response'] = self._request.open('GET', url, headers=headers, decompress=decompress)
+            except BaseException as e:  # pylint: disable=broad-except  # handed to the caller's thread
+                box['error'] = e
+
+        worker = threading.Thread(target=work, name='request')
+        worker.daemon = True  # a server that never finishes its headers must not keep the module alive
+        worker.start()
+        worker.join(JSON_TIME_FACTOR * self.timeout)
+        if worker.is_alive():
+            raise LowSpeedError('no complete answer headers within %d s (%d x timeout)'
+                                % (JSON_TIME_FACTOR * self.timeout, JSON_TIME_FACTOR))
+        if 'error' in box:
+            raise box['error']
+        return box['response']
+
     def _fetch(self, url, headers, decompress, shown):
         """One GET, following up to MAX_REDIRECTS redirects; HTTPError for an error status."""
         for dummy in range(MAX_REDIRECTS + 1):
             try:
-                return self._request.open('GET', url, headers=self.headers_for(url, headers), decompress=decompress)
+                return self._open_bounded(url, self.headers_for(url, headers), decompress)
             except HTTPError as e:
                 if e.code not in REDIRECT_STATUS:
                     raise

@@ -276,3 +276,13 @@ def test_name_resolution_listing_is_bounded(play, server, host_root):
     result = play(image_task(host_root, server.url, name='endless', retries=0))
     assert result['failed']
     assert 'did not end within' in result['msg'] or 'the image list is too large' in result['msg']
+
+
+def test_answer_headers_that_trickle_end(play, images, server, host_root):
+    manifest = images('slow-headers')
+    server.add_fault('slow_headers', uuid=manifest['uuid'], on='manifest')
+    started = time.monotonic()
+    result = play(image_task(host_root, server.url, uuid=manifest['uuid'], timeout=2, retries=0))
+    assert result['failed'] and 'no complete answer headers within 8 s' in result['msg']
+    assert time.monotonic() - started < 30
+    assert tree_state(host_root) == {}

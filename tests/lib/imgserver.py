@@ -51,10 +51,10 @@ APPLIES = {
     "status": ENDPOINTS, "slow": ENDPOINTS,
     "trickle": {"file", "manifest", "list"}, "redirect": ENDPOINTS, "huge": {"manifest", "list"},
     "endless": {"list"}, "ignore_marker": {"list"}, "chunked_json": {"manifest", "list"},
-    "file_url": {"manifest", "list"},
+    "file_url": {"manifest", "list"}, "slow_headers": ENDPOINTS,
 }
 DEFAULT_ON = dict(APPLIES, status={"manifest", "file"}, slow={"manifest", "file"}, trickle={"file"},
-                  redirect={"manifest", "file"}, huge={"manifest"})
+                  redirect={"manifest", "file"}, huge={"manifest"}, slow_headers={"manifest", "file"})
 REST_CODES = {
     400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError", 404: "ResourceNotFound",
     409: "ConflictError", 422: "ValidationFailed", 500: "InternalError", 501: "NotAvailable",
@@ -514,6 +514,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         slow, status, redirect = hit(hits, "slow"), hit(hits, "status"), hit(hits, "redirect")
         if slow:
             time.sleep(slow_seconds(slow))
+        if hit(hits, "slow_headers"):
+            # the status line, then a header a byte a second for TRICKLE_MAX seconds, then a hang-up
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for piece in Trickle({"arg": 1}).split(b"X-Slow: " + b"x" * int(TRICKLE_MAX) + b"\r\n"):
+                self.wfile.write(piece)
+            self.close_connection = True
+            raise Answered()
         if redirect:
             location = redirect["to"].rstrip("/") + self.path
             self._send(int(redirect["arg"] or 302), b"", "text/plain", [("Location", location)])

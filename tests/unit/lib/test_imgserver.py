@@ -481,3 +481,18 @@ def test_fault_trickle(server, store):
         assert resp.read1(10) == store["data"][1:2] and time.monotonic() - started >= 0.9
     finally:
         conn.close()
+
+
+def test_fault_slow_headers(server, store):
+    server.add_fault("slow_headers", times=1)
+    sock = __import__("socket").create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(f"GET /images/{store['a']['uuid']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        started = time.monotonic()
+        got = b""
+        while len(got) < len(b"HTTP/1.1 200 OK\r\nX-S"):
+            got += sock.recv(100)
+        assert got.startswith(b"HTTP/1.1 200 OK\r\nX-S") and time.monotonic() - started >= 1.5
+    finally:
+        sock.close()
+    assert fetch(server, f"/images/{store['a']['uuid']}")[0] == 200

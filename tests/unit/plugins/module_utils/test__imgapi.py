@@ -1058,3 +1058,28 @@ def test_an_error_body_that_never_ends_is_read_only_in_part():
     with pytest.raises(SourceError, match='answered HTTP 403: x{200}$'):
         c.get_image(U)
     assert Endless.served <= _imgapi.ERROR_BODY_MAX + 1
+
+
+def test_answer_headers_that_never_end_are_a_timeout(monkeypatch):
+    import threading
+    releases = []
+
+    def stalled(url):
+        releases.append(threading.Event())
+        releases[-1].wait(10)   # a server trickling its headers: Request.open does not return
+        return FakeResponse(b'{}')
+    monkeypatch.setattr(_imgapi, 'JSON_TIME_FACTOR', 0.05)
+    c, req, sleeps = client(stalled, ok(MANIFEST), retries=1)
+    try:
+        assert c.get_image(U) == MANIFEST   # the stalled attempt counts as a transient timeout, and is retried
+        assert len(req.calls) == 2 and len(sleeps) == 1
+    finally:
+        for event in releases:
+            event.set()
+    c, req, sleeps = client(stalled, retries=0)
+    try:
+        with pytest.raises(SourceError, match=r'could not be reached after 1 attempt\(s\): no complete answer headers'):
+            c.get_image(U)
+    finally:
+        for event in releases:
+            event.set()
