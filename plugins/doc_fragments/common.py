@@ -69,7 +69,7 @@ options:
   timeout:
     description:
       - Seconds to wait for an image server to connect, to answer, or to send the next bytes (each wait on the
-        network is bounded by it).
+        network is bounded by it). At most 86400 (a day).
       - "Low-speed rule, as C(curl --speed-limit 1024 --speed-time <timeout>): a body (image file, manifest,
         listing page) that delivers fewer than 1024 bytes a second on average over O(timeout) seconds spent
         waiting for the server fails as a timeout. An image file download that fails so is resumed from the

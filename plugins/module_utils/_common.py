@@ -9,6 +9,7 @@ from ansible_collections.smartos.images.plugins.module_utils._imgapi import url_
 
 # A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
 POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*\Z')
+TIMEOUT_MAX = 86400  # sockets refuse timeouts past the platform's time_t; a day is more than any server needs
 
 
 def host_argument_spec():
@@ -45,6 +46,8 @@ def check_server_params(params):
     """Raise InvalidParameter for impossible timeout or retries values (ca_path: when a client is made)."""
     if params['timeout'] <= 0:
         raise InvalidParameter('timeout must be a positive number of seconds, not %d' % params['timeout'])
+    if params['timeout'] > TIMEOUT_MAX:
+        raise InvalidParameter('timeout must be at most %d seconds (a day), not %d' % (TIMEOUT_MAX, params['timeout']))
     if params['retries'] < 0:
         raise InvalidParameter('retries must be 0 or more, not %d' % params['retries'])
 

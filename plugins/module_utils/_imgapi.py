@@ -310,7 +310,7 @@ class ImageServerClient:
         worker = threading.Thread(target=work, name='request')
         worker.daemon = True  # a server that never finishes its headers must not keep the module alive
         worker.start()
-        worker.join(JSON_TIME_FACTOR * self.timeout)
+        worker.join(min(JSON_TIME_FACTOR * self.timeout, threading.TIMEOUT_MAX))
         if worker.is_alive():
             raise LowSpeedError('no complete answer headers within %d s (%d x timeout)'
                                 % (JSON_TIME_FACTOR * self.timeout, JSON_TIME_FACTOR))

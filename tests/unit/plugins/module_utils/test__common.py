@@ -58,6 +58,7 @@ def test_hide_url_passwords_without_urls():
 @pytest.mark.parametrize('params, words', [
     ({'timeout': 0, 'retries': 3}, 'timeout must be a positive number'),
     ({'timeout': 30, 'retries': -1}, 'retries must be 0 or more'),
+    ({'timeout': 10 ** 10, 'retries': 3}, r'timeout must be at most 86400 seconds \(a day\)'),
 ])
 def test_check_server_params(params, words):
     with pytest.raises(InvalidParameter, match=words):

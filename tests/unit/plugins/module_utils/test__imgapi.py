@@ -1083,3 +1083,9 @@ def test_answer_headers_that_never_end_are_a_timeout(monkeypatch):
     finally:
         for event in releases:
             event.set()
+
+
+def test_a_huge_timeout_does_not_overflow():
+    c, req, dummy = client(ok(MANIFEST))
+    c.timeout = 10 ** 12
+    assert c.get_image(U) == MANIFEST
