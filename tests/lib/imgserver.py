@@ -329,7 +329,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """With --auth, every API request must carry those Basic credentials."""
         if self.server.auth is None:
             return
-        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        scheme, dummy, value = (self.headers.get("Authorization") or "").partition(" ")
         try:
             given = base64.b64decode(value, validate=True).decode("utf-8") if scheme.lower() == "basic" else None
         except (binascii.Error, UnicodeDecodeError):
