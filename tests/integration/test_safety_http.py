@@ -286,3 +286,20 @@ def test_answer_headers_that_trickle_end(play, images, server, host_root):
     assert result['failed'] and 'no complete answer headers within 8 s' in result['msg']
     assert time.monotonic() - started < 30
     assert tree_state(host_root) == {}
+
+
+def test_https_redirect_to_another_host_name_drops_credentials(play, images, tls_server, tls, host_root):
+    # the bench certificate also names "localhost": the same server under another name is another origin
+    manifest = images('cred-tls-host')
+    tls_server.add_fault('redirect', to=tls_server.url.replace('127.0.0.1', 'localhost'), times=2)
+    result, output = run_vvv(play, image_task(host_root, secret_url(tls_server), uuid=manifest['uuid'],
+                                              ca_path=tls['ca']))
+    try:
+        assert not result['failed'], result.get('msg')
+        seen = [(r['headers']['host'].split(':')[0], r['authorization']) for r in tls_server.requests()]
+        assert seen[:2] == [('127.0.0.1', BASIC), ('localhost', None)]
+        assert {auth for host, auth in seen if host == 'localhost'} == {None}
+        assert {auth for host, auth in seen if host == '127.0.0.1'} == {BASIC}
+        assert_no_secret(result, output, files_text(host_root))
+    finally:
+        destroy(manifest['uuid'])

@@ -206,8 +206,10 @@ class Faults:
         to = spec.get("to")
         if kind in ("redirect", "file_url"):
             parts = urlsplit(to) if isinstance(to, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not LOOPBACK_RE.match(parts.hostname or ""):
-                raise ValueError(f"{kind} needs `to`: an http(s)://127.0.0.x[:port] base URL")
+            host = parts.hostname if parts is not None else None
+            if parts is None or parts.scheme not in ("http", "https") or not (host == "localhost"
+                                                                              or LOOPBACK_RE.match(host or "")):
+                raise ValueError(f"{kind} needs `to`: an http(s)://127.0.0.x[:port] or localhost base URL")
         elif to is not None:
             raise ValueError("only redirect and file_url faults take `to`")
         with self._lock:

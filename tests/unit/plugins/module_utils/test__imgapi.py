@@ -1089,3 +1089,21 @@ def test_a_huge_timeout_does_not_overflow():
     c, req, dummy = client(ok(MANIFEST))
     c.timeout = 10 ** 12
     assert c.get_image(U) == MANIFEST
+
+
+def test_a_gzip_bomb_manifest_is_read_only_to_the_cap(monkeypatch):
+    import gzip
+    bomb = gzip.compress(b' ' * (16 << 20))
+
+    class Gzipped(FakeResponse):
+        def __init__(self):
+            super().__init__(b'', headers={'Content-Encoding': 'gzip', 'Content-Length': str(len(bomb))})
+            self.fp = io.BytesIO(bomb)   # ansible's Request wraps this in its gzip reader
+
+        def read1(self, size=-1):
+            return self.fp.read1(size)
+
+    monkeypatch.setattr(urllib.request, 'urlopen', lambda request, data=None, timeout=None: Gzipped())
+    c = ImageServerClient(Source('http://img.example.com'), sleep=None)
+    with pytest.raises(SourceError, match='more than 1048576 bytes for a manifest; refused before parsing'):
+        c.get_image(U)
