@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import string
@@ -99,34 +100,38 @@ class Source:
         return self.url
 
 
+_SCHEME_RE = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*\Z')
+
+
+def _userinfo_span(url):
+    """(start, end) of what may be user:password in a URL: from after the first '://' (or the start) to the last '@'."""
+    at = url.rfind('@')
+    if at < 0:
+        return None
+    scheme_end = url.find('://')
+    # a password may hold raw '/', '?', '#', '@' or ':', so no URL parser is trusted here: hiding more is fine
+    scheme = _SCHEME_RE.match(url[:scheme_end]) if 0 <= scheme_end and scheme_end + 3 <= at else None
+    return (scheme_end + 3 if scheme else 0), at
+
+
 def redact(url):
     """A URL with anything that may be user:password replaced by ***, safe to show whether it parses or not."""
     if not isinstance(url, str):
         return '(a %s, not a URL)' % type(url).__name__
-    scheme, sep, rest = url.partition('://')
-    if not sep:
-        scheme, rest = '', url
-    # a password may hold raw '/', '?', '#', '@' or ':': hide up to the last '@', even if that hides more
-    at = rest.rfind('@')
-    if at < 0:
-        return url
-    return (scheme + '://' if sep else '') + '***@' + rest[at + 1:]
+    span = _userinfo_span(url)
+    return url if span is None else url[:span[0]] + '***' + url[span[1]:]
 
 
 def url_secrets(url):
     """The password of a URL as written and as decoded, found without a URL parser (which raw characters defeat)."""
-    if not isinstance(url, str):
+    span = _userinfo_span(url) if isinstance(url, str) else None
+    if span is None:
         return set()
-    rest = url.partition('://')[2] or url
-    at = rest.rfind('@')
-    if at < 0:
+    userinfo = url[span[0]:span[1]]
+    if ':' not in userinfo:
         return set()
-    userinfo = rest[:at]
-    found = set()
-    if ':' in userinfo:
-        password = userinfo.split(':', 1)[1]
-        found.update((password, unquote(password)))
-    return {s for s in found if s}
+    password = userinfo.split(':', 1)[1]
+    return {secret for secret in (password, unquote(password)) if secret}
 
 
 def error_message(body):

@@ -1107,3 +1107,14 @@ def test_a_gzip_bomb_manifest_is_read_only_to_the_cap(monkeypatch):
     c = ImageServerClient(Source('http://img.example.com'), sleep=None)
     with pytest.raises(SourceError, match='more than 1048576 bytes for a manifest; refused before parsing'):
         c.get_image(U)
+
+
+@pytest.mark.parametrize('url, shown, secrets', [
+    (':80pw%40@https://', '***@https://', {'80pw%40', '80pw@'}),   # found by fuzzing: '://' after the last '@'
+    ('x:pw@y://z@h', '***@h', {'pw@y://z'}),                        # not a scheme before '://': hide from the start
+    ('https://a:b@c:d@h/', 'https://***@h/', {'b@c:d'}),
+    ('https://a:@h/', 'https://***@h/', set()),
+])
+def test_redact_hides_what_url_secrets_finds(url, shown, secrets):
+    assert redact(url) == shown
+    assert _imgapi.url_secrets(url) == secrets
