@@ -64,10 +64,22 @@ options:
   ca_path:
     description:
       - A PEM file of CA certificates that signed the image servers' certificates.
+      - A file that does not exist or holds no PEM certificates fails the task before any server is asked.
     type: path
   timeout:
     description:
-      - Seconds to wait for an image server to connect or to send the next bytes.
+      - Seconds to wait for an image server to connect, to answer, or to send the next bytes (each wait on the
+        network is bounded by it). At most 86400 (a day).
+      - "Low-speed rule, as C(curl --speed-limit 1024 --speed-time <timeout>): a body (image file, manifest,
+        listing page) that delivers fewer than 1024 bytes a second on average over O(timeout) seconds spent
+        waiting for the server fails as a timeout. An image file download that fails so is resumed from the
+        byte where it stopped, as for any broken connection (see O(retries))."
+      - The headers of any answer, and the whole of a JSON answer (manifest, listing page, ping), must arrive
+        within 4 times O(timeout) seconds.
+      - A whole image listing (name resolution, available images) ends after at most 300 seconds, 50 pages
+        or about 48 MiB of memory; beyond, the source fails with an error that names it.
+      - Size caps (refused before parsing) are 1 MiB for a manifest and 8 MiB for one listing page; see the
+        Security guide.
     type: int
     default: 30
   retries:

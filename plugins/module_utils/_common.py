@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import url_secrets
 
 # A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
 POOL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.:-]*\Z')
+TIMEOUT_MAX = 86400  # sockets refuse timeouts past the platform's time_t; a day is more than any server needs
 
 
 def host_argument_spec():
@@ -42,19 +43,17 @@ def check_pool(pool):
 
 
 def check_server_params(params):
-    """Raise InvalidParameter for impossible timeout or retries values."""
+    """Raise InvalidParameter for impossible timeout or retries values (ca_path: when a client is made)."""
     if params['timeout'] <= 0:
         raise InvalidParameter('timeout must be a positive number of seconds, not %d' % params['timeout'])
+    if params['timeout'] > TIMEOUT_MAX:
+        raise InvalidParameter('timeout must be at most %d seconds (a day), not %d' % (TIMEOUT_MAX, params['timeout']))
     if params['retries'] < 0:
         raise InvalidParameter('retries must be 0 or more, not %d' % params['retries'])
 
 
 def hide_url_passwords(module, urls):
-    """Have Ansible mask the passwords of source URLs wherever they would be shown."""
+    """Have Ansible mask the passwords of source URLs wherever they would be shown, even in URLs that do not parse."""
     for url in urls or []:
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            continue
-        if password:
-            module.no_log_values.add(password)
+        for secret in url_secrets(url):
+            module.no_log_values.add(secret)

@@ -1,14 +1,17 @@
-"""A real IMGAPI/DSAPI image server for tests, serving a directory of images on 127.0.0.1 only.
+"""A real IMGAPI/DSAPI image server for tests, serving a directory of images on a 127.0.0.x loopback address only.
 
-Faults (wrong bytes, short bodies, drops, delays, error statuses, bad JSON) are switched at run time via /__control."""
+Faults (wrong bytes, short bodies, drops, delays, trickles, error statuses, bad JSON, redirects, oversized manifests,
+endless listings) are switched at run time via /__control. With --auth it demands HTTP Basic credentials."""
 
 import argparse
 import base64
+import binascii
 import collections
 import datetime
 import email.utils
 import hashlib
 import http.server
+import itertools
 import json
 import os
 import re
@@ -33,21 +36,35 @@ MAX_LIMIT = 1000
 CHUNK = 64 * 1024
 MAX_SLOW = 60.0
 TRICKLE_PAUSES = 20
+TRICKLE_MAX = 60.0   # a `trickle` fault sends slowly for at most this long, then the rest at full speed
+HUGE_DEFAULT = 5 << 20
+HUGE_MAX = 64 << 20
+REDIRECT_CODES = {301, 302, 303, 307, 308}
+LOOPBACK_RE = re.compile(r"^127\.0\.0\.([1-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-4])$")
 REQUEST_LOG_SIZE = 1000
 ENDPOINTS = {"ping", "list", "manifest", "file"}
+OWNER = "930896af-bf8c-48d4-885c-6573a94b1853"
 # Endpoints each fault kind can act on, and those it acts on when the fault names none.
 APPLIES = {
     "wrong_bytes": {"file"}, "short_body": {"file"}, "drop": {"file"}, "no_content_length": {"file"},
     "wrong_size": {"manifest", "list"}, "bad_json": {"manifest", "list"},
     "status": ENDPOINTS, "slow": ENDPOINTS,
+    "trickle": {"file", "manifest", "list"}, "redirect": ENDPOINTS, "huge": {"manifest", "list"},
+    "endless": {"list"}, "ignore_marker": {"list"}, "chunked_json": {"manifest", "list"},
+    "file_url": {"manifest", "list"}, "slow_headers": ENDPOINTS,
 }
-DEFAULT_ON = dict(APPLIES, status={"manifest", "file"}, slow={"manifest", "file"})
+DEFAULT_ON = dict(APPLIES, status={"manifest", "file"}, slow={"manifest", "file"}, trickle={"file"},
+                  redirect={"manifest", "file"}, huge={"manifest"}, slow_headers={"manifest", "file"})
 REST_CODES = {
     400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError", 404: "ResourceNotFound",
     409: "ConflictError", 422: "ValidationFailed", 500: "InternalError", 501: "NotAvailable",
     502: "BadGatewayError", 503: "ServiceUnavailableError", 504: "GatewayTimeoutError",
 }
 EPOCH = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
+class Answered(Exception):
+    """The request was answered already (a redirect fault)."""
 
 
 class ApiError(Exception):
@@ -184,9 +201,20 @@ class Faults:
             raise ValueError("arg must be a non-negative number or null")
         if kind == "status" and arg is not None and not 400 <= arg <= 599:
             raise ValueError("status arg must be an HTTP error status (400-599)")
+        if kind == "redirect" and arg is not None and arg not in REDIRECT_CODES:
+            raise ValueError(f"redirect arg must be one of {sorted(REDIRECT_CODES)}")
+        to = spec.get("to")
+        if kind in ("redirect", "file_url"):
+            parts = urlsplit(to) if isinstance(to, str) else None
+            host = parts.hostname if parts is not None else None
+            if parts is None or parts.scheme not in ("http", "https") or not (host == "localhost"
+                                                                              or LOOPBACK_RE.match(host or "")):
+                raise ValueError(f"{kind} needs `to`: an http(s)://127.0.0.x[:port] or localhost base URL")
+        elif to is not None:
+            raise ValueError("only redirect and file_url faults take `to`")
         with self._lock:
             fault = {"id": self._next_id, "kind": kind, "uuid": spec.get("uuid"), "times": times,
-                     "arg": arg, "on": sorted(on)}
+                     "arg": arg, "on": sorted(on), "to": to}
             self._next_id += 1
             self._faults.append(fault)
             return dict(fault)
@@ -218,6 +246,32 @@ class Faults:
 def slow_seconds(fault):
     """How long a `slow` fault delays (default 1 s, bounded by MAX_SLOW)."""
     return min(fault["arg"] if fault["arg"] is not None else 1.0, MAX_SLOW)
+
+
+class Trickle:
+    """A `trickle` fault: `arg` bytes a second (default 1) for at most TRICKLE_MAX seconds, then full speed."""
+
+    def __init__(self, fault):
+        self.rate = max(1, int(fault["arg"] or 1)) if fault else None
+        self.started = time.monotonic()
+
+    def split(self, data):
+        """Yield data in the pieces to write, sleeping between them while the trickle lasts."""
+        while data:
+            if self.rate is None or time.monotonic() - self.started > TRICKLE_MAX:
+                yield data
+                return
+            yield data[:self.rate]
+            data = data[self.rate:]
+            time.sleep(1.0)
+
+
+def synthetic(n):
+    """A made-up manifest for the endless listing faults (its file does not exist)."""
+    return {"v": 2, "uuid": "%08x-0000-4000-8000-%012x" % (n >> 48, n & 0xFFFFFFFFFFFF), "owner": OWNER,
+            "name": "endless", "version": f"1.0.{n}", "state": "active", "disabled": False, "public": True,
+            "published_at": "2020-01-01T00:00:00Z", "type": "zone-dataset", "os": "smartos",
+            "files": [{"sha1": "0" * 40, "size": 1, "compression": "none"}]}
 
 
 def hit(hits, kind, uuid=None):
@@ -254,17 +308,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self._control(url.path[len("/__control/"):], body)
             self.server.record({"method": self.command, "path": url.path, "query": query,
                                 "headers": {k.lower(): v for k, v in self.headers.items()},
-                                "accept_version": self.headers.get("Accept-Version")})
+                                "accept_version": self.headers.get("Accept-Version"),
+                                "authorization": self.headers.get("Authorization")})
             if self.command != "GET":
                 raise rest_error(405, "MethodNotAllowedError", f"{self.command} is not allowed")
+            self._check_auth()
             parts = url.path.strip("/").split("/")
             if parts[0] == "datasets":
+                if self.headers.get("Accept-Version") is not None:
+                    # the original DSAPI was restify with versioned routes: no route matches any Accept-Version
+                    raise rest_error(405, "MethodNotAllowedError", f"{self.command} is not allowed")
                 return self._dsapi(parts[1:], query)
             self._imgapi(url.path, parts, query)
         except ApiError as e:
             self._send_json(e.status, e.body)
+        except Answered:
+            pass
         except (ConnectionError, TimeoutError, ssl.SSLError):
             self.close_connection = True  # the client went away mid-answer
+
+    def _check_auth(self):
+        """With --auth, every API request must carry those Basic credentials."""
+        if self.server.auth is None:
+            return
+        scheme, dummy, value = (self.headers.get("Authorization") or "").partition(" ")
+        try:
+            given = base64.b64decode(value, validate=True).decode("utf-8") if scheme.lower() == "basic" else None
+        except (binascii.Error, UnicodeDecodeError):
+            given = None
+        if given != self.server.auth:
+            raise rest_error(401, "UnauthorizedError", "credentials required")
 
     # -- IMGAPI --------------------------------------------------------------
 
@@ -316,6 +389,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _list_images(self, query, major):
         """ListImages with IMGAPI's filters, sort and marker pagination."""
+        if any(f["kind"] in ("endless", "ignore_marker") for f in self.server.faults.list()):
+            hits = self._take_faults("list", set())  # a made-up list: its markers are not real images
+            if hit(hits, "endless"):
+                return self._send_manifests([synthetic(next(self.server.counter)) for dummy in range(MAX_LIMIT)],
+                                            hits, major)  # always new images
+            if hit(hits, "ignore_marker"):
+                return self._send_manifests([synthetic(n) for n in range(MAX_LIMIT)], hits, major)  # the same page
         images = self.server.store.all()
         channel = self._channel(query, images, allow_star=True)
         state = query.get("state", "active")
@@ -371,12 +451,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """The DSAPI endpoints: /datasets, /datasets/<uuid> and /datasets/<uuid>/<path>."""
         store = self.server.store
         scheme = "https" if self.server.tls else "http"
-        base = f"{scheme}://{self.headers.get('Host') or '127.0.0.1:%d' % self.server.server_port}"
+        base = f"{scheme}://{self.headers.get('Host') or '%s:%d' % (self.server.server_name, self.server.server_port)}"
 
-        def with_url(manifest):
+        def with_url(manifest, hits=()):
             files = [dict(f) for f in manifest.get("files") or ()]
+            moved = hit(hits, "file_url", manifest.get("uuid"))  # the file is said to live on another server
             if files:
-                files[0]["url"] = f"{base}/datasets/{manifest.get('uuid')}/{files[0].get('path', '')}"
+                files[0]["url"] = f"{moved['to'].rstrip('/') if moved else base}/datasets/{manifest.get('uuid')}/" \
+                                  f"{files[0].get('path', '')}"
             return dict(manifest, files=files)
 
         parts = [p for p in parts if p]
@@ -384,13 +466,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             chosen = sorted((m for m in store.all("dsmanifest.json")
                              if all(m.get(f) == query[f] for f in DSAPI_FILTERS if f in query)), key=sort_key, reverse=True)
             hits = self._take_faults("list", {m.get("uuid") for m in chosen}, dsapi=True)
-            return self._send_manifests([with_url(m) for m in chosen], hits, 2)
+            return self._send_manifests([with_url(m, hits) for m in chosen], hits, 2)
         uuid = parts[0]
         manifest = store.manifest(uuid, "dsmanifest.json")
         if manifest is None:
             raise dsapi_error(404, f"dataset {uuid} not found")
         if len(parts) == 1:
-            return self._send_manifests([with_url(manifest)], self._take_faults("manifest", {uuid}, dsapi=True), 2, single=True)
+            hits = self._take_faults("manifest", {uuid}, dsapi=True)
+            return self._send_manifests([with_url(manifest, hits)], hits, 2, single=True)
         path = "/".join(parts[1:])
         files = manifest.get("files") or [{}]
         if files[0].get("path") != path:
@@ -402,8 +485,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _control(self, name, body):
         """The /__control API for faults and the request log."""
-        if self.client_address[0] != "127.0.0.1":
-            raise rest_error(403, "ForbiddenError", "control API is for 127.0.0.1 only")
+        if not LOOPBACK_RE.match(self.client_address[0]):
+            raise rest_error(403, "ForbiddenError", "control API is for 127.0.0.x only")
         faults, server = self.server.faults, self.server
         action = (self.command, name)
         if action == ("POST", "faults"):
@@ -428,11 +511,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- answering -----------------------------------------------------------
 
     def _take_faults(self, endpoint, uuids, dsapi=False):
-        """Use up this request's faults; apply `slow` and `status` here and return them all."""
+        """Use up this request's faults; apply `slow`, `redirect` and `status` here and return them all."""
         hits = self.server.faults.take(endpoint, uuids)
-        slow, status = hit(hits, "slow"), hit(hits, "status")
+        slow, status, redirect = hit(hits, "slow"), hit(hits, "status"), hit(hits, "redirect")
         if slow:
             time.sleep(slow_seconds(slow))
+        if hit(hits, "slow_headers"):
+            # the status line, then a header a byte a second for TRICKLE_MAX seconds, then a hang-up
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for piece in Trickle({"arg": 1}).split(b"X-Slow: " + b"x" * int(TRICKLE_MAX) + b"\r\n"):
+                self.wfile.write(piece)
+            self.close_connection = True
+            raise Answered()
+        if redirect:
+            location = redirect["to"].rstrip("/") + self.path
+            self._send(int(redirect["arg"] or 302), b"", "text/plain", [("Location", location)])
+            raise Answered()
         if status:
             code = int(status["arg"] or 500)
             single = endpoint in ("manifest", "file") and code == 404
@@ -450,10 +544,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 first = manifest["files"][0]
                 manifest = dict(manifest, files=[dict(first, size=first.get("size", 0) + 1)] + manifest["files"][1:])
             answer.append(manifest)
+        huge = hit(hits, "huge")
+        if huge and answer:
+            answer[0] = dict(answer[0], padding="")
         body = json.dumps(answer[0] if single else answer).encode()
         if hit(hits, "bad_json"):
             body = body[:max(1, len(body) // 2)]  # half a JSON document never parses
-        self._send(200, body, "application/json")
+        pieces = [body]
+        if huge and answer:
+            # the padding is written piece by piece: the server never holds a huge body in memory
+            before, after = body.split(b'"padding": ""', 1)
+            size = int(min(huge["arg"] if huge["arg"] is not None else HUGE_DEFAULT, HUGE_MAX))
+            pieces = [before + b'"padding": "', *(b"x" * min(CHUNK, size - i) for i in range(0, size, CHUNK)),
+                      b'"' + after]
+        self._send_pieces(pieces, sum(map(len, pieces)) if not hit(hits, "chunked_json") else None,
+                          hit(hits, "trickle"))
+
+    def _send_pieces(self, pieces, length, trickle):
+        """Answer 200 with a JSON body given in pieces: with Content-Length, or chunked when length is None."""
+        self.send_response(200)
+        headers = [("Content-Type", "application/json")]
+        headers.append(("Content-Length", str(length)) if length is not None else ("Transfer-Encoding", "chunked"))
+        self._send_headers(headers)
+        pace = Trickle(trickle)
+        for piece in pieces:
+            for data in pace.split(piece):
+                self.wfile.write(data if length is not None else b"%x\r\n%s\r\n" % (len(data), data))
+        if length is None:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _send_json(self, status, obj):
         """Answer with a JSON body."""
@@ -503,6 +621,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             flip_at = (int(flip["arg"]) if flip["arg"] is not None else size // 2) if flip else -1
             chunked = hit(hits, "no_content_length") is not None
             slow = hit(hits, "slow")
+            pace = Trickle(hit(hits, "trickle"))
             # A slow file also trickles: at most TRICKLE_PAUSES pauses, `arg` seconds in all, whatever the size.
             step = max(1, -(-cut // TRICKLE_PAUSES)) if slow else cut or 1
             pause = slow_seconds(slow) / TRICKLE_PAUSES if slow else 0
@@ -520,7 +639,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if start + sent <= flip_at < start + sent + len(data):
                     i = flip_at - start - sent
                     data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                for piece in pace.split(data):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
                 sent += len(data)
             if cut < length:
                 return self._cut_connection(reset=bool(hit(hits, "drop")))
@@ -541,12 +661,15 @@ class ImageHTTPServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port, images, default_channel=None, tls=None):
+    def __init__(self, port, images, default_channel=None, tls=None, bind="127.0.0.1", auth=None):
+        if not LOOPBACK_RE.match(bind):
+            raise ValueError(f"{bind}: this test server only binds to a 127.0.0.x loopback address")
         self.store, self.faults = Store(images), Faults()
-        self.default_channel, self.tls = default_channel, tls
+        self.default_channel, self.tls, self.auth = default_channel, tls, auth
+        self.counter = itertools.count(1 << 40)
         self._log = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self._log_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__((bind, port), Handler)
 
     def server_bind(self):
         socketserver.TCPServer.server_bind(self)  # HTTPServer's version adds a reverse DNS lookup we never need
@@ -598,14 +721,15 @@ def main(argv=None):
     parser.add_argument("--images", required=True, help="directory of <uuid>/{manifest.json,dsmanifest.json,file}")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--port-file", help="where to write the port once listening")
-    parser.add_argument("--bind", default="127.0.0.1", help="must be 127.0.0.1")
+    parser.add_argument("--bind", default="127.0.0.1", help="a 127.0.0.x loopback address")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--pid-file")
     parser.add_argument("--default-channel")
+    parser.add_argument("--auth", help="user:password that every API request must send (HTTP Basic)")
     args = parser.parse_args(argv)
-    if args.bind != "127.0.0.1":
-        parser.error(f"--bind {args.bind}: this test server only binds to 127.0.0.1")
+    if not LOOPBACK_RE.match(args.bind):
+        parser.error(f"--bind {args.bind}: this test server only binds to a 127.0.0.x loopback address")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if not os.path.isdir(args.images):
@@ -614,7 +738,7 @@ def main(argv=None):
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
-    server = ImageHTTPServer(args.port, args.images, args.default_channel, tls)
+    server = ImageHTTPServer(args.port, args.images, args.default_channel, tls, args.bind, args.auth)
     # shutdown() waits for serve_forever(), which runs in this thread, so it must be called from another one.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     threading.Thread(target=stop_when_orphaned, args=(server, os.getppid()), daemon=True).start()

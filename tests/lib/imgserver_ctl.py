@@ -45,11 +45,13 @@ def publish(images_dir, manifest, file_path, dsmanifest=None):
 
 
 class ImageServer:
-    """One imgserver.py process on 127.0.0.1; tls is make_ca_and_cert()'s dict or None."""
+    """One imgserver.py process on 127.0.0.1 (or another 127.0.0.x: bind); tls is make_ca_and_cert()'s dict or None.
 
-    def __init__(self, images_dir, tls=None, default_channel=None, port=0):
+    auth: "user:password" that the server then demands of every API request."""
+
+    def __init__(self, images_dir, tls=None, default_channel=None, port=0, bind="127.0.0.1", auth=None):
         self.images_dir, self.tls, self.default_channel = images_dir, tls, default_channel
-        self.wanted_port = port
+        self.wanted_port, self.bind, self.auth = port, bind, auth
         self.pid = self.port = None
         self._proc = self._state_dir = None
         self.ssl_context = ssl.create_default_context(cafile=tls["ca"]) if tls else None
@@ -60,7 +62,7 @@ class ImageServer:
     @property
     def url(self):
         """Base URL of the running server."""
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.bind}:{self.port}"
 
     def start(self):
         """Start the server and wait until it listens."""
@@ -72,6 +74,10 @@ class ImageServer:
             cmd += ["--tls-cert", self.tls["cert"], "--tls-key", self.tls["key"]]
         if self.default_channel:
             cmd += ["--default-channel", self.default_channel]
+        if self.bind != "127.0.0.1":
+            cmd += ["--bind", self.bind]
+        if self.auth is not None:
+            cmd += ["--auth", self.auth]
         with open(os.path.join(self._state_dir, "log"), "wb") as log:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.pid = self._proc.pid
@@ -127,11 +133,13 @@ class ImageServer:
             with e:  # an HTTPError holds the open response
                 raise ValueError(f"imgserver refused {method} {what}: {e.read().decode(errors='replace')}") from None
 
-    def add_fault(self, kind, uuid=None, times=None, arg=None, on=None):
-        """Add a fault and return it as the server stored it."""
+    def add_fault(self, kind, uuid=None, times=None, arg=None, on=None, to=None):
+        """Add a fault and return it as the server stored it (to: the base URL of a redirect or file_url fault)."""
         spec = {"kind": kind, "uuid": uuid, "times": times, "arg": arg}
         if on is not None:
             spec["on"] = on
+        if to is not None:
+            spec["to"] = to
         return self._control("POST", "faults", spec)
 
     def faults(self):
@@ -143,7 +151,7 @@ class ImageServer:
         self._control("DELETE", "faults")
 
     def requests(self):
-        """Recent requests as [{method, path, query, headers, accept_version}], oldest first."""
+        """Recent requests as [{method, path, query, headers, accept_version, authorization}], oldest first."""
         return self._control("GET", "requests")
 
     def clear_requests(self):

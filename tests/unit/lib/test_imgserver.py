@@ -383,4 +383,116 @@ def test_lifecycle_live_store_and_bind(tmp_path):
     script = str(LIB / "imgserver.py")
     result = subprocess.run([sys.executable, script, "--images", str(images), "--bind", "0.0.0.0"],
                             capture_output=True, text=True, timeout=10, check=False)
-    assert result.returncode == 2 and "only binds to 127.0.0.1" in result.stderr
+    assert result.returncode == 2 and "only binds to a 127.0.0.x loopback address" in result.stderr
+
+
+# ---- faults and modes for the safety tests (issue 10) ----
+
+def test_dsapi_refuses_accept_version_as_restify_does(server, store):
+    a = store["a"]["uuid"]
+    for path in ("/datasets", f"/datasets/{a}", f"/datasets/{a}/a.zfs.bz2"):
+        assert fetch_json(server, path, {"Accept-Version": "~2"}) == (
+            405, {"code": "MethodNotAllowedError", "message": "GET is not allowed"})
+        assert fetch(server, path)[0] == 200
+    assert fetch(server, "/ping", {"Accept-Version": "~2"})[0] == 200  # IMGAPI routes still want it
+
+
+def test_auth_mode_demands_credentials_and_logs_them(store):
+    good = "Basic " + base64.b64encode(b"alice:p@ss/word").decode()
+    with ImageServer(str(store["dir"]), auth="alice:p@ss/word") as srv:
+        assert fetch_json(srv, "/ping")[1]["code"] == "UnauthorizedError"
+        assert fetch(srv, "/ping", {"Authorization": "Basic " + base64.b64encode(b"alice:nope").decode()})[0] == 401
+        assert fetch(srv, "/ping", {"Authorization": "Basic %%%"})[0] == 401
+        assert fetch(srv, "/ping", {"Authorization": good})[0] == 200
+        assert [r["authorization"] for r in srv.requests()] == [
+            None, "Basic " + base64.b64encode(b"alice:nope").decode(), "Basic %%%", good]
+
+
+def test_second_server_on_another_loopback_address(store):
+    with ImageServer(str(store["dir"]), bind="127.0.0.2") as srv:
+        assert srv.url.startswith("http://127.0.0.2:")
+        assert fetch(srv, "/ping", host="127.0.0.2")[0] == 200
+        srv.add_fault("status", arg=500, times=1)  # the control API answers on that address too
+        assert srv.faults()[0]["kind"] == "status"
+    with pytest.raises(RuntimeError, match="127.0.0.x loopback"):
+        ImageServer(str(store["dir"]), bind="10.0.0.1").start()
+
+
+def test_fault_redirect(server, store):
+    a = store["a"]["uuid"]
+    server.add_fault("redirect", to="http://127.0.0.2:1", times=1)
+    status, headers, dummy = fetch(server, f"/images/{a}?x=1")
+    assert status == 302 and headers["Location"] == f"http://127.0.0.2:1/images/{a}?x=1"
+    server.add_fault("redirect", to="https://127.0.0.1:2/", arg=308, on="file", times=1)
+    status, headers, dummy = fetch(server, f"/images/{a}/file")
+    assert status == 308 and headers["Location"] == f"https://127.0.0.1:2/images/{a}/file"
+    assert fetch(server, f"/images/{a}")[0] == 200
+    for bad in ({"to": "http://example.com"}, {"to": None}, {"to": "ftp://127.0.0.1"}, {"to": "http://127.0.0.1", "arg": 200}):
+        with pytest.raises(ValueError, match="BadRequestError"):
+            server.add_fault("redirect", **bad)
+    with pytest.raises(ValueError, match="take `to`"):
+        server.add_fault("status", to="http://127.0.0.1")
+
+
+def test_fault_file_url_points_dsapi_files_elsewhere(server, store):
+    a = store["a"]["uuid"]
+    server.add_fault("file_url", to="http://127.0.0.2:9", times=1)
+    assert fetch_json(server, f"/datasets/{a}")[1]["files"][0]["url"] == f"http://127.0.0.2:9/datasets/{a}/a.zfs.bz2"
+    assert fetch_json(server, f"/datasets/{a}")[1]["files"][0]["url"].startswith(server.url)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_fault_huge_manifest(server, store, chunked):
+    a = store["a"]["uuid"]
+    server.add_fault("huge", arg=3 << 20, times=1)
+    if chunked:
+        server.add_fault("chunked_json", times=1)
+    status, headers, body = fetch(server, f"/images/{a}")
+    manifest = json.loads(body)
+    assert status == 200 and len(manifest.pop("padding")) == 3 << 20 and manifest == store["a"]
+    assert ("Content-Length" not in headers) is chunked
+
+
+def test_fault_endless_and_ignore_marker(server, store):
+    server.add_fault("endless", times=2)
+    first, second = (fetch_json(server, "/images?limit=1000&marker=x")[1] for dummy in range(2))
+    assert len(first) == len(second) == 1000
+    assert not {m["uuid"] for m in first} & {m["uuid"] for m in second}
+    server.add_fault("ignore_marker", times=2)
+    one = fetch_json(server, "/images")[1]
+    two = fetch_json(server, f"/images?limit=1000&marker={one[-1]['uuid']}")[1]
+    assert one == two and len(one) == 1000
+    assert len(fetch_json(server, "/images")[1]) == 3  # back to the real list
+
+
+def test_fault_trickle(server, store):
+    a = store["a"]["uuid"]
+    server.add_fault("trickle", arg=100, times=1, on="manifest")
+    started = time.monotonic()
+    status, dummy, body = fetch(server, f"/images/{a}")
+    assert json.loads(body) == store["a"] and time.monotonic() - started >= len(body) // 100 - 1
+    server.add_fault("trickle", times=1)  # on the file by default, 1 byte a second
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", f"/images/{a}/file")
+        resp = conn.getresponse()
+        started = time.monotonic()
+        assert resp.status == 200 and resp.read1(10) == store["data"][:1]
+        assert resp.read1(10) == store["data"][1:2] and time.monotonic() - started >= 0.9
+    finally:
+        conn.close()
+
+
+def test_fault_slow_headers(server, store):
+    server.add_fault("slow_headers", times=1)
+    sock = __import__("socket").create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(f"GET /images/{store['a']['uuid']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        started = time.monotonic()
+        got = b""
+        while len(got) < len(b"HTTP/1.1 200 OK\r\nX-S"):
+            got += sock.recv(100)
+        assert got.startswith(b"HTTP/1.1 200 OK\r\nX-S") and time.monotonic() - started >= 1.5
+    finally:
+        sock.close()
+    assert fetch(server, f"/images/{store['a']['uuid']}")[0] == 200

@@ -178,15 +178,20 @@ def client(*answers, url='http://img.example.com', retries=3):
     return c, c._request, sleeps
 
 
+API = {'Accept-Version': '~2', 'Accept': 'application/json'}
+ALICE = b'Basic ' + base64.b64encode(b'alice:s3cret')
+
+
 def test_request_defaults():
-    c = ImageServerClient(Source(SECRET_URL), validate_certs=False, ca_path='/etc/ca.pem', timeout=7)
+    c = ImageServerClient(Source(SECRET_URL), validate_certs=False, timeout=7)
     r = c._request
-    assert r.headers['Accept-Version'] == '~2'
-    assert r.headers['Accept'] == 'application/json'
-    assert (r.url_username, r.url_password, r.force_basic_auth) == ('alice', 's3cret', True)
-    assert (r.validate_certs, r.ca_path, r.timeout) == (False, '/etc/ca.pem', 7)
+    # urllib never gets the credentials: the client adds Authorization itself, per request URL
+    assert (r.url_username, r.url_password, r.force_basic_auth) == (None, None, False)
+    assert r.follow_redirects == 'none'
+    assert r.timeout == 7 and c.timeout == 7
     assert r.use_netrc is False
     assert r.http_agent == _imgapi.USER_AGENT
+    assert r.context.verify_mode == ssl.CERT_NONE
 
 
 @pytest.mark.parametrize('validate_certs, insecure, checked', [
@@ -196,19 +201,19 @@ def test_request_defaults():
 ])
 def test_request_certificate_checks(validate_certs, insecure, checked):
     c = ImageServerClient(Source('https://img.example.com', insecure=insecure), validate_certs=validate_certs)
-    assert c._request.validate_certs is checked
+    assert c.validate_certs is checked
+    assert (c._request.context.verify_mode == ssl.CERT_REQUIRED) is checked
 
 
 def test_request_without_credentials_sends_no_basic_auth():
-    r = ImageServerClient(Source('http://img.example.com'))._request
-    assert r.url_username is None
-    assert r.force_basic_auth is False
+    c = ImageServerClient(Source('http://img.example.com'))
+    assert c.headers_for('http://img.example.com/images') == API
 
 
 def test_get_image():
     c, req, sleeps = client(ok(MANIFEST))
     assert c.get_image(U) == MANIFEST
-    assert req.calls == [{'method': 'GET', 'url': 'http://img.example.com/images/' + U, 'headers': {}, 'decompress': True}]
+    assert req.calls == [{'method': 'GET', 'url': 'http://img.example.com/images/' + U, 'headers': API, 'decompress': True}]
     assert sleeps == []
 
 
@@ -374,7 +379,7 @@ def test_open_file_from_the_start():
     stream = c.open_file(U)
     assert isinstance(stream, FileStream)
     assert req.calls == [{'method': 'GET', 'url': 'http://img.example.com/images/%s/file?channel=dev' % U,
-                          'headers': {'Accept': '*/*'}, 'decompress': False}]
+                          'headers': {'Accept-Version': '~2', 'Accept': '*/*'}, 'decompress': False}]
     assert (stream.status, stream.offset, stream.content_length, stream.raw_content_length) == (200, 0, 10, '10')
     assert stream.read(4) == b'0123'
     assert stream.read(100) == b'456789'
@@ -385,7 +390,7 @@ def test_open_file_from_the_start():
 def test_open_file_sends_range_for_an_offset():
     c, req, dummy = client(ok(b'56789', status=206, headers={'Content-Length': '5', 'Content-Range': 'bytes 5-9/10'}))
     stream = c.open_file(U, offset=5)
-    assert req.calls[0]['headers'] == {'Accept': '*/*', 'Range': 'bytes=5-'}
+    assert req.calls[0]['headers'] == {'Accept-Version': '~2', 'Accept': '*/*', 'Range': 'bytes=5-'}
     assert (stream.status, stream.offset, stream.content_length) == (206, 5, 5)
 
 
@@ -444,7 +449,7 @@ def test_wire_headers_of_get_image(opened):
     assert request.get_header('Accept-version') == '~2'
     assert request.get_header('Accept') == 'application/json'
     assert request.get_header('User-agent') == _imgapi.USER_AGENT
-    assert request.get_header('Authorization') == b'Basic ' + base64.b64encode(b'alice:s3cret')
+    assert request.get_header('Authorization') == ALICE
     assert timeout == 9
 
 
@@ -529,14 +534,25 @@ def test_list_raw_stops_on_an_empty_page():
     assert len(req.calls) == 2
 
 
-def test_list_raw_stops_when_the_marker_does_not_advance():
-    # a server that ignores the marker answers the first page again: its last image is the marker
+def test_list_raw_refuses_a_server_that_ignores_the_marker():
+    # a server that ignores the marker answers the first page again: nothing new, and the rest is out of reach
     first = manifests(1000)
-    c, req, dummy = client(ok(first))
+    c, req, dummy = client(ok(first), url=SECRET)
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert len(req.calls) == 2
+    assert exc.value.msg == ('https://***@img.example.com?channel=dev ignores the ListImages marker: page 2 after '
+                             'image %s lists only images it listed before, so its list cannot be read past the '
+                             'first page' % first[-1]['uuid'])
+
+
+def test_list_raw_stops_when_the_marker_does_not_advance():
+    # a full page that ends with the marker itself again: the list is over
+    first = manifests(1000)
+    c, req, dummy = client(ok(first), ok([first[-1]] + manifests(998, prefix='f') + [first[-1]]))
     images = c.list_raw()
     assert len(req.calls) == 2
-    assert images[:1000] == first
-    assert {m['uuid'] for m in images} == {m['uuid'] for m in first}
+    assert images == first + manifests(998, prefix='f')
 
 
 def test_list_raw_stops_when_a_full_page_ends_with_something_that_is_not_a_manifest():
@@ -599,7 +615,7 @@ def test_list_raw_page_errors_are_retried_and_reported():
 
 
 def test_list_raw_is_bounded(monkeypatch):
-    monkeypatch.setattr(_imgapi, 'MAX_PAGES', 3)
+    monkeypatch.setattr(_imgapi, 'LIST_MAX_PAGES', 3)
     pages = iter(range(100))
 
     def endless(url):
@@ -608,7 +624,8 @@ def test_list_raw_is_bounded(monkeypatch):
     c, req, dummy = client(endless)
     with pytest.raises(SourceError) as exc:
         c.list_raw()
-    assert exc.value.msg == 'http://img.example.com: ListImages did not end after 3 pages'
+    assert exc.value.msg == ('http://img.example.com: ListImages did not end within 3 pages and 300 s; use filters '
+                             'or a channel to list fewer images')
     assert len(req.calls) == 3
 
 
@@ -689,3 +706,415 @@ def test_dsapi_file_path_without_url_or_path(manifest):
     with pytest.raises(SourceError) as exc:
         c.file_path(U)
     assert exc.value.msg == 'the DSAPI manifest of %s from %s has neither files[0].url nor files[0].path' % (U, DS)
+
+
+# ---- issue 10: credentials only to the source's own origin ----
+
+def redirect(location, code=302):
+    def answer(url):
+        headers = email.message.Message()
+        headers['Location'] = location
+        raise HTTPError(url, code, 'Found', headers, io.BytesIO(b''))
+    return answer
+
+
+def auths(req):
+    return [(call['url'], call['headers'].get('Authorization')) for call in req.calls]
+
+
+@pytest.mark.parametrize('location, target, sent', [
+    ('/elsewhere/x', 'https://img.example.com/elsewhere/x', True),                    # same origin
+    ('https://IMG.example.com:443/x', 'https://IMG.example.com:443/x', True),        # same origin, spelled otherwise
+    ('https://cdn.example.com/x', 'https://cdn.example.com/x', False),               # another host
+    ('https://img.example.com:8443/x', 'https://img.example.com:8443/x', False),    # another port
+    ('https://mallory:pw@cdn.example.com/x', 'https://cdn.example.com/x', False),   # userinfo is dropped
+])
+@pytest.mark.parametrize('code', [301, 302, 303, 307, 308])
+def test_redirects_keep_credentials_on_the_origin_only(location, target, sent, code):
+    c, req, dummy = client(redirect(location, code), ok(MANIFEST), url='https://alice:s3cret@img.example.com')
+    assert c.get_image(U) == MANIFEST
+    assert auths(req) == [('https://img.example.com/images/' + U, ALICE), (target, ALICE if sent else None)]
+
+
+def test_redirect_keeps_range_and_accept_headers():
+    c, req, dummy = client(redirect('https://cdn.example.com/f'), ok(b'x', headers={'Content-Length': '1'}),
+                           url='https://alice:s3cret@img.example.com')
+    c.open_file(U, offset=7)
+    assert req.calls[1]['headers'] == {'Accept-Version': '~2', 'Accept': '*/*', 'Range': 'bytes=7-'}
+
+
+def test_redirect_from_https_to_http_is_refused():
+    c, req, dummy = client(redirect('http://img.example.com/images/' + U), ok(MANIFEST),
+                           url='https://alice:s3cret@img.example.com')
+    with pytest.raises(SourceError) as exc:
+        c.get_image(U)
+    assert len(req.calls) == 1
+    assert exc.value.msg == ('https://img.example.com/images/%s redirected from https to plain http '
+                             '(http://img.example.com/images/%s); refused: the answer would not be protected by TLS'
+                             % (U, U))
+
+
+def test_redirect_from_http_to_https_is_followed_without_credentials():
+    c, req, dummy = client(redirect('https://img.example.com/images/' + U), ok(MANIFEST),
+                           url='http://alice:s3cret@img.example.com')
+    assert c.get_image(U) == MANIFEST
+    assert [a for dummy, a in auths(req)] == [ALICE, None]  # another scheme is another origin
+
+
+@pytest.mark.parametrize('location', ['ftp://img.example.com/x', 'file:///etc/passwd', 'http://[::1/x',
+                                      'https://alice:s3cret@img.example.com:99999/'])
+def test_redirect_to_something_not_http_is_refused(location):
+    c, req, dummy = client(redirect(location), ok(MANIFEST), url='https://alice:s3cret@img.example.com')
+    with pytest.raises(SourceError, match='not an http:// or https:// URL') as exc:
+        c.get_image(U)
+    assert 's3cret' not in exc.value.msg and len(req.calls) == 1
+
+
+def test_redirects_are_bounded():
+    c, req, dummy = client(redirect('/again'), url='https://alice:s3cret@img.example.com')
+    with pytest.raises(SourceError) as exc:
+        c.get_image(U)
+    assert exc.value.msg == 'https://img.example.com/images/%s redirected more than 5 times' % U
+    assert len(req.calls) == 6
+
+
+def test_a_redirect_without_location_is_an_http_error():
+    def answer(url):
+        raise HTTPError(url, 302, 'Found', email.message.Message(), io.BytesIO(b''))
+    c, dummy, dummy2 = client(answer)
+    with pytest.raises(SourceError, match='answered HTTP 302'):
+        c.get_image(U)
+
+
+@pytest.mark.parametrize('file_url, sent', [
+    ('https://datasets.example.com/datasets/%s/f.zfs.bz2' % U, True),
+    ('https://cdn.example.com/f.zfs.bz2', False),
+    ('http://datasets.example.com/f.zfs.bz2', False),
+    ('https://datasets.example.com:444/f.zfs.bz2', False),
+])
+def test_dsapi_file_url_gets_credentials_only_on_the_source_origin(file_url, sent):
+    c = _imgapi.DsapiClient(Source('https://bob:pw@datasets.example.com/datasets', type='dsapi'), retries=0)
+    c._request = FakeRequest(ok(dict(V1, files=[{'url': file_url, 'sha1': 'a' * 40, 'size': 3}])),
+                             ok(b'abc', headers={'Content-Length': '3'}))
+    c.get_image(U)
+    c.open_file(U)
+    bob = b'Basic ' + base64.b64encode(b'bob:pw')
+    assert auths(c._request) == [(DS + '/' + U, bob), (file_url, bob if sent else None)]
+
+
+@pytest.mark.parametrize('files', [{'url': 'x'}, 'abc', [['x']], [{'path': 42}], [{'url': 'https://a b/x'}]])
+def test_dsapi_file_path_with_a_malformed_files_entry(files):
+    c, dummy = dsapi(ok(dict(V1, files=files)))
+    with pytest.raises(SourceError, match='DSAPI manifest of %s' % U):
+        c.file_path(U)
+
+
+def test_dsapi_sends_no_accept_version():
+    c, req = dsapi(ok([V1]))
+    c.list_raw()
+    c.ping()
+    assert all('Accept-Version' not in call['headers'] for call in req.calls)
+    assert req.calls[0]['headers'] == {'Accept': 'application/json'}
+
+
+# ---- issue 10: a password is never shown, whatever its characters ----
+
+NASTY = ['p#ss', 'p/ss', 'p?ss', 'p@ss', 'p:ss', '1234/x', '80#', '[::1', 'a b', 'pä55', '%zz', 'p@ss/w#rd?x:y']
+
+
+@pytest.mark.parametrize('password', NASTY)
+@pytest.mark.parametrize('template', ['https://alice:%s@img.example.com/', 'http://alice:%s@[::1]:8080/x?channel=a',
+                                      'https://alice:%s@img.example.com/datasets', 'alice:%s@img.example.com',
+                                      'http://alice:%s@[::1'])
+def test_a_password_never_shows(password, template):
+    url = template % password
+    if password in template.replace('%s', ''):
+        return  # the host itself looks like that password: nothing to tell apart
+    for kind in ('imgapi', 'dsapi'):
+        try:
+            source = Source(url, type=kind)
+            shown = [source.url, repr(source), source.base]
+        except InvalidParameter as e:
+            shown = [e.msg, str(e.evidence)]
+        assert not any(password in text for text in shown), shown
+    assert password not in redact(url)
+    assert password in _imgapi.url_secrets(url)
+
+
+@pytest.mark.parametrize('url', ['http://alice:1234/x@img.example.com/', 'http://alice:80?x@img.example.com/',
+                                 'http://alice:80#x@img.example.com/', 'http://img.example.com/path@x'])
+def test_an_at_sign_after_the_host_is_refused(url):
+    # today's parse would send the request (and the rest of the password) to a host named "alice"
+    with pytest.raises(InvalidParameter) as exc:
+        Source(url)
+    assert 'percent-encode' in exc.value.msg and 'x@' not in exc.value.msg
+
+
+@pytest.mark.parametrize('url, shown', [
+    ('https://alice:p#ss@img.example.com/', 'https://***@img.example.com/'),
+    ('https://alice:p/ss@img.example.com/', 'https://***@img.example.com/'),
+    ('alice:pw@img.example.com', '***@img.example.com'),
+    ('https://img.example.com/a?b=c@d', 'https://***@d'),   # hides more rather than less
+    (None, '(a NoneType, not a URL)'),
+])
+def test_redact_does_not_need_a_url_that_parses(url, shown):
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize('url', ['http://[::1', 'https://[zz]/', 'http://alice:pw@[::1', 'http://[::1]:99999/'])
+def test_a_malformed_ipv6_url_is_an_invalid_parameter(url):
+    with pytest.raises(InvalidParameter, match='not a valid URL|invalid port') as exc:
+        Source(url)
+    assert 'pw' not in exc.value.msg
+
+
+@pytest.mark.parametrize('url', ['http://img.example.com/a b', 'http://img.example.com/\r\nX: y',
+                                 'http://img.example.com/\u00e4', 'http://\u00e9xample.com/'])
+def test_urls_http_client_would_choke_on_are_refused(url):
+    with pytest.raises(InvalidParameter, match='percent-encode'):
+        Source(url)
+
+
+def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
+    with pytest.raises(InvalidParameter) as exc:
+        ImageServerClient(Source('https://img.example.com'), ca_path=str(tmp_path / 'nope.pem'))
+    assert exc.value.msg.startswith('ca_path "%s" does not exist or is not a file' % (tmp_path / 'nope.pem'))
+    with pytest.raises(InvalidParameter, match='does not exist or is not a file'):
+        ImageServerClient(Source('https://img.example.com'), ca_path=str(tmp_path))
+    junk = tmp_path / 'junk.pem'
+    junk.write_text('not a certificate')
+    with pytest.raises(InvalidParameter, match='ca_path ".*junk.pem" could not be loaded as PEM CA certificates'):
+        ImageServerClient(Source('https://img.example.com'), ca_path=str(junk))
+
+
+# ---- issue 10: slow servers end ----
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Trickling(FakeResponse):
+    """Gives step bytes per read, each read taking `seconds` of the fake clock."""
+
+    def __init__(self, body, clock, seconds, step=1, headers=None):
+        super().__init__(body, headers=headers)
+        self.clock, self.seconds, self.step = clock, seconds, step
+        self.reads = 0
+
+    def read1(self, size=-1):
+        self.clock.now += self.seconds
+        self.reads += 1
+        return self._body.read(min(size, self.step))
+
+    def read(self, size=-1):
+        raise AssertionError('a whole read() may block for ever: read1 only')
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(_imgapi, '_now', fake)
+    return fake
+
+
+def test_file_stream_low_speed_rule_is_a_transient_timeout(clock):
+    response = Trickling(b'x' * 10000, clock, 1.0)   # 1 byte a second
+    stream = FileStream(response, 0, timeout=5)
+    with pytest.raises(_imgapi.LowSpeedError) as exc:
+        for dummy in range(100):
+            stream.read(1 << 20)
+    assert isinstance(exc.value, socket.timeout) and isinstance(exc.value, _imgapi.TRANSIENT_ERRORS)
+    assert response.reads == 5
+    assert 'low-speed limit of 1024 bytes/s' in str(exc.value)
+
+
+def test_file_stream_at_the_limit_goes_on(clock):
+    response = Trickling(b'x' * 100000, clock, 1.0, step=1024)   # exactly 1 KiB a second
+    stream = FileStream(response, 0, timeout=5)
+    assert sum(len(stream.read(1 << 20)) for dummy in range(50)) == 50 * 1024
+
+
+def test_file_stream_does_not_count_our_own_pauses(clock):
+    response = Trickling(b'x' * 100000, clock, 0.01, step=1024)
+    stream = FileStream(response, 0, timeout=5)
+    for dummy in range(20):
+        stream.read(1 << 20)
+        clock.now += 60   # zfs receive is slow: not the server's fault
+
+
+def test_get_json_that_trickles_fails_within_the_low_speed_rule(clock):
+    body = json.dumps(MANIFEST).encode()
+    c, req, dummy = client(lambda url: Trickling(body, clock, 1.0), url=SECRET)
+    with pytest.raises(SourceError) as exc:
+        c.get_image(U)
+    assert exc.value.msg.startswith('reading https://img.example.com/images/%s failed: reading a manifest from' % U)
+    assert clock.now <= 30 + 1
+
+
+def test_get_json_deadline_bounds_a_body_that_keeps_the_speed(clock):
+    body = b'[' + b'1,' * 3000000 + b'1]'
+    c, req, dummy = client(lambda url: Trickling(body, clock, 1.0, step=2048), retries=0)
+    with pytest.raises(SourceError, match=r'did not arrive whole within 120 s \(4 x timeout\)'):
+        c.get_json('/images', limit=_imgapi.PAGE_MAX_BYTES)
+    assert clock.now <= 121
+
+
+# ---- issue 10: size caps ----
+
+def test_an_oversized_manifest_is_refused_unread():
+    class Unread(FakeResponse):
+        def read1(self, size=-1):
+            raise AssertionError('read')
+    headers = {'Content-Length': str(_imgapi.MANIFEST_MAX_BYTES + 1)}
+    c, dummy, dummy2 = client(lambda url: Unread(b'', headers=headers))
+    with pytest.raises(SourceError) as exc:
+        c.get_image(U)
+    assert exc.value.msg == ('http://img.example.com/images/%s answered with %d bytes for a manifest, more than the '
+                             '1048576 allowed; refused unread' % (U, (1 << 20) + 1))
+
+
+def test_an_oversized_manifest_without_length_is_read_only_to_the_cap():
+    class Endless(FakeResponse):
+        served = 0
+
+        def read1(self, size=-1):
+            Endless.served += size
+            return b' ' * size
+    c, dummy, dummy2 = client(lambda url: Endless())
+    with pytest.raises(SourceError, match='more than 1048576 bytes for a manifest; refused before parsing'):
+        c.get_image(U)
+    assert Endless.served <= _imgapi.MANIFEST_MAX_BYTES + 1
+
+
+def test_a_manifest_at_the_cap_is_accepted():
+    body = json.dumps(dict(MANIFEST, description='')).encode()
+    body = body[:-2] + b' ' * (_imgapi.MANIFEST_MAX_BYTES - len(body)) + body[-2:]
+    c, dummy, dummy2 = client(ok(body))
+    assert c.get_image(U)['uuid'] == U
+
+
+def test_a_deeply_nested_manifest_is_a_source_error():
+    c, dummy, dummy2 = client(ok(b'[' * 200000 + b']' * 200000))
+    with pytest.raises(SourceError, match='invalid JSON'):
+        c.get_image(U)
+
+
+def test_listing_memory_budget(monkeypatch):
+    monkeypatch.setattr(_imgapi, 'LIST_MAX_COST', 1 << 20)
+    c, req, dummy = client(ok(b'[' + b'[],' * 20000 + b'[]]'))   # 60 kB that would take megabytes parsed
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert exc.value.msg == ('http://img.example.com/images: the image list is too large (it would take more than '
+                             '1 MiB of memory); use filters or a channel to list fewer images')
+
+
+def test_listing_deadline(clock):
+    def endless(url):
+        clock.now += 100
+        return FakeResponse(json.dumps(manifests(1000, prefix='%x' % int(clock.now // 100))).encode())
+    c, req, dummy = client(endless)
+    with pytest.raises(SourceError, match='did not end within 50 pages and 300 s'):
+        c.list_raw()
+    assert len(req.calls) == 4   # the deadline is checked before each page
+
+
+def test_listing_keeps_images_repeated_at_a_page_edge_once():
+    first = manifests(1000)
+    second = [first[-1], first[-2]] + manifests(5, prefix='f')   # a tie at the edge repeats an image
+    c, dummy, dummy2 = client(ok(first), ok(second))
+    assert c.list_raw() == first + manifests(5, prefix='f')
+
+
+def test_a_page_larger_than_the_limit_is_the_whole_list():
+    everything = manifests(1500)
+    c, req, dummy = client(ok(everything))
+    assert c.list_raw() == everything and len(req.calls) == 1
+
+
+@pytest.mark.parametrize('junk', [{'uuid': ['x']}, {'uuid': {'a': 1}}, {'uuid': None}, 'x', None])
+def test_listing_entries_with_odd_uuids_do_not_break_paging(junk):
+    c, dummy, dummy2 = client(ok(manifests(999) + [junk]))
+    assert c.list_raw()[-1] == junk
+
+
+def test_an_error_body_that_never_ends_is_read_only_in_part():
+    class Endless(io.RawIOBase):
+        served = 0
+
+        def read1(self, size=-1):
+            Endless.served += size
+            return b'x' * size
+
+        def read(self, size=-1):
+            raise AssertionError('read')
+
+    def answer(url):
+        raise HTTPError(url, 403, 'Forbidden', email.message.Message(), Endless())
+    c, dummy, dummy2 = client(answer)
+    with pytest.raises(SourceError, match='answered HTTP 403: x{200}$'):
+        c.get_image(U)
+    assert Endless.served <= _imgapi.ERROR_BODY_MAX + 1
+
+
+def test_answer_headers_that_never_end_are_a_timeout(monkeypatch):
+    import threading
+    releases = []
+
+    def stalled(url):
+        releases.append(threading.Event())
+        releases[-1].wait(10)   # a server trickling its headers: Request.open does not return
+        return FakeResponse(b'{}')
+    monkeypatch.setattr(_imgapi, 'JSON_TIME_FACTOR', 0.05)
+    c, req, sleeps = client(stalled, ok(MANIFEST), retries=1)
+    try:
+        assert c.get_image(U) == MANIFEST   # the stalled attempt counts as a transient timeout, and is retried
+        assert len(req.calls) == 2 and len(sleeps) == 1
+    finally:
+        for event in releases:
+            event.set()
+    c, req, sleeps = client(stalled, retries=0)
+    try:
+        with pytest.raises(SourceError, match=r'could not be reached after 1 attempt\(s\): no complete answer headers'):
+            c.get_image(U)
+    finally:
+        for event in releases:
+            event.set()
+
+
+def test_a_huge_timeout_does_not_overflow():
+    c, req, dummy = client(ok(MANIFEST))
+    c.timeout = 10 ** 12
+    assert c.get_image(U) == MANIFEST
+
+
+def test_a_gzip_bomb_manifest_is_read_only_to_the_cap(monkeypatch):
+    import gzip
+    bomb = gzip.compress(b' ' * (16 << 20))
+
+    class Gzipped(FakeResponse):
+        def __init__(self):
+            super().__init__(b'', headers={'Content-Encoding': 'gzip', 'Content-Length': str(len(bomb))})
+            self.fp = io.BytesIO(bomb)   # ansible's Request wraps this in its gzip reader
+
+        def read1(self, size=-1):
+            return self.fp.read1(size)
+
+    monkeypatch.setattr(urllib.request, 'urlopen', lambda request, data=None, timeout=None: Gzipped())
+    c = ImageServerClient(Source('http://img.example.com'), sleep=None)
+    with pytest.raises(SourceError, match='more than 1048576 bytes for a manifest; refused before parsing'):
+        c.get_image(U)
+
+
+@pytest.mark.parametrize('url, shown, secrets', [
+    (':80pw%40@https://', '***@https://', {'80pw%40', '80pw@'}),   # found by fuzzing: '://' after the last '@'
+    ('x:pw@y://z@h', '***@h', {'pw@y://z'}),                        # not a scheme before '://': hide from the start
+    ('https://a:b@c:d@h/', 'https://***@h/', {'b@c:d'}),
+    ('https://a:@h/', 'https://***@h/', set()),
+])
+def test_redact_hides_what_url_secrets_finds(url, shown, secrets):
+    assert redact(url) == shown
+    assert _imgapi.url_secrets(url) == secrets
