@@ -32,7 +32,8 @@ description:
     C(_), as C(imgadm create) names them. Different images can get the same names (C(a)/C(b-1) and C(a-b)/C(1),
     or C(a/b) and C(a_b)): a manifest (C(.imgmanifest) or C(.dsmanifest)) already there that names another image
     (or no image) is never replaced, nor its image file; the task fails before anything runs, naming that file and
-    its image. Write such images to different O(output_dir)s. A manifest that is not JSON is replaced.
+    its image. Write such images to different O(output_dir)s. A manifest that is not JSON, and an image file
+    that no manifest describes, are taken for this image's leftovers and replaced.
   - With O(origin), the origin's cached manifest must be that image's (its C(uuid)) and its inherited fields of
     the right types; otherwise the task fails naming the file, rather than inheriting from it.
   - The manifest validates against the collection's JSON Schema C(schemas/imgmanifest-v2.json) and

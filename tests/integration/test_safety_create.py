@@ -1,12 +1,19 @@
 """Issue 10 for smartos_image_create, through real ansible-playbook runs on the real zfs-fuse pool: another image's
-files are never touched, a full disk leaves nothing behind and says why, a wrong cached origin manifest is refused."""
+files are never touched, a full disk leaves nothing behind and says why, a wrong cached origin manifest is refused;
+and the image lookup against hostile servers on 127.0.0.1 (credentials, error bodies, endless and trickling listings)."""
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import os
 import re
+import ssl
 import subprocess
 import tempfile
+import threading
+import time
+import urllib.parse
 
 import pytest
 
@@ -131,3 +138,160 @@ def test_a_wrong_cached_origin_manifest_is_refused(images, server, play, host_ro
             retry_busy('zfs', 'destroy', '-r', child)
         retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, base['uuid']))
 
+
+
+# --- the image lookup against hostile servers on 127.0.0.1 -----------------------------------------------------------
+
+PASSWORD = 'p#a/s?s@w:rd'
+
+
+def listed(number, name='safety-lookup'):
+    """A valid v2 manifest for a listing."""
+    return {'v': 2, 'uuid': '00000000-0000-4000-8000-%012d' % number, 'owner': '00000000-0000-0000-0000-000000000000',
+            'name': name, 'version': '1.0.%d' % number, 'state': 'active', 'disabled': False, 'public': True,
+            'published_at': '2024-01-01T00:00:00Z', 'type': 'zone-dataset', 'os': 'smartos',
+            'files': [{'sha1': '%040x' % number, 'size': 1000 + number, 'compression': 'gzip'}]}
+
+
+class Hostile(http.server.BaseHTTPRequestHandler):
+    """GET /images as the server's `mode` says; every Authorization header received is recorded."""
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, status, body, **headers):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802  pylint: disable=invalid-name
+        server = self.server
+        server.requests.append((self.path, self.headers.get('Authorization')))
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        mode = server.mode
+        if mode == 'redirect':
+            self.send_response(302)
+            self.send_header('Location', server.location + self.path)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+        elif mode == 'one':
+            self.send_json(200, [listed(1)])
+        elif mode in ('error-list', 'error-string'):
+            self.send_json(500, ['database', 'down', PASSWORD] if mode == 'error-list' else 'down ' + PASSWORD)
+        elif mode in ('endless', 'same-page'):
+            start = 0 if mode == 'same-page' or 'marker' not in query else int(query['marker'][-12:]) + 1
+            self.send_json(200, [{'uuid': '00000000-0000-4000-8000-%012d' % (start + n), 'name': 'safety-lookup'}
+                                 for n in range(1000)])
+        elif mode == 'trickle':
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(10 ** 6))
+            self.end_headers()
+            ends = time.monotonic() + 60      # bounded even if the client never goes away
+            try:
+                while time.monotonic() < ends and not server.stopping.is_set():
+                    self.wfile.write(b' ')
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                pass    # the lookup gave up: what it should do
+
+
+@pytest.fixture
+def hostile():
+    """hostile(mode, tls=None) -> a server on 127.0.0.1 in a thread; all stopped afterwards."""
+    started = []
+
+    def start(mode, tls=None):
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Hostile)
+        server.daemon_threads = True
+        server.mode, server.requests, server.location, server.stopping = mode, [], None, threading.Event()
+        scheme = 'http'
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls['cert'], tls['key'])
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            scheme = 'https'
+        thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.1}, daemon=True)
+        thread.start()
+        server.url = '%s://127.0.0.1:%d' % (scheme, server.server_address[1])
+        started.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in started:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def lookup_task(extra=''):
+    return {'name': 'resolve', 'ansible.builtin.debug': {
+        'msg': "{{ lookup('smartos.images.image', 'safety-lookup', server=srv%s) }}" % extra}}
+
+
+def credentialed(url):
+    return url.replace('://', '://user:%s@' % PASSWORD)
+
+
+def no_password(result):
+    text = json.dumps(result)
+    for secret in (PASSWORD, 'p#a/s', 's@w:rd'):
+        assert secret not in text
+
+
+def test_lookup_credentials_reach_only_their_server(hostile, play):
+    home, other = hostile('redirect'), hostile('one')
+    home.location = other.url
+    result = play(lookup_task(), vars={'srv': credentialed(home.url)})
+    assert not result['failed'], result['msg']
+    assert result['msg'] == listed(1)['uuid']
+    expected = 'Basic ' + base64.b64encode(('user:' + PASSWORD).encode()).decode()
+    assert [auth for dummy, auth in home.requests] == [expected]
+    assert [auth for dummy, auth in other.requests] == [None]     # another origin: no credentials
+    no_password(result)
+
+
+def test_lookup_https_to_http_downgrade_drops_credentials(hostile, play, tls):
+    secure, plain = hostile('redirect', tls=tls), hostile('one')
+    secure.location = plain.url
+    result = play(lookup_task(", ca_path='%s'" % tls['ca']), vars={'srv': credentialed(secure.url)})
+    assert not result['failed'], result['msg']
+    assert secure.requests[0][1] is not None and [auth for dummy, auth in plain.requests] == [None]
+
+
+@pytest.mark.parametrize('mode, words', [
+    ('error-list', 'answered HTTP 500 to GET'),
+    ('error-string', 'answered HTTP 500 to GET'),
+    ('same-page', 'it ignores marker'),
+])
+def test_lookup_hostile_answers_are_clear_errors_without_the_password(hostile, play, mode, words):
+    server = hostile(mode)
+    argv, env, record = play.command(lookup_task(), vars={'srv': credentialed(server.url)})
+    proc = subprocess.run(argv + ['-vvv'], env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = play.results(record)[-1]
+    assert result['status'] == 'failed' and words in result['result']['msg'], result
+    assert 'user:***@127.0.0.1' in result['result']['msg'] and 'Traceback' not in proc.stdout + proc.stderr
+    for secret in (PASSWORD, 'p#a/s', 's@w:rd'):
+        assert secret not in proc.stdout + proc.stderr + json.dumps(result)
+
+
+def test_lookup_endless_pages_are_capped(hostile, play):
+    server = hostile('endless')
+    result = play(lookup_task(), vars={'srv': server.url})
+    assert result['failed'] and 'listed more than 100 pages (' in result['msg'], result['msg']
+    assert server.url in result['msg'] and len(server.requests) == 100
+
+
+def test_lookup_a_trickling_server_is_cut_off(hostile, play):
+    server = hostile('trickle')
+    started = time.monotonic()
+    result = play(lookup_task(', timeout=2, listing_timeout=3'), vars={'srv': server.url})
+    assert result['failed'] and 'did not finish listing within listing_timeout (3 s)' in result['msg'], result['msg']
+    assert time.monotonic() - started < 30   # ansible-playbook's own start-up included
