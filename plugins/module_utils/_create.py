@@ -55,10 +55,8 @@ def snapshot_name(dataset, name, version):
 
 
 def file_prefix(name, version):
-    """imgadm create's default output prefix, <name>-<version>, made safe as a file name.
-
-    Not one-to-one (a/b-1 and a-b/1 both give a-b-1): plan() refuses files another image's manifest claims.
-    """
+    """imgadm create's default output prefix, <name>-<version>, made safe as a file name."""
+    # not one-to-one (a/b-1 and a-b/1 both give a-b-1): check_ownership refuses files another image's manifest claims
     return re.sub(r'[^A-Za-z0-9._+-]', '_', '%s-%s' % (name, version))
 
 
@@ -238,11 +236,8 @@ class ImageCreator:
         return final, manifest or {}
 
     def cached_manifest(self, pool, uuid):
-        """imgadm's cached manifest of an installed image (or v1's, upgraded); None when there is none.
-
-        It is outside data: one that is not this image's (another uuid) or not well-formed is refused, naming the file,
-        rather than inherited from.
-        """
+        """imgadm's cached manifest of an installed image (or v1's, upgraded); None when there is none."""
+        # outside data: one that is not this image's (another uuid) or not well-formed is refused, naming the file
         path = self.paths.image_cache(pool, uuid)
         manifest = self._read_cached(path, v1=False)
         if manifest is None and self.layout == 'original':
@@ -418,7 +413,9 @@ class ImageCreator:
         try:
             self._execute(plan)
         except Interrupted as e:
-            raise ImageError('interrupted by signal %d; what this run had made was removed' % e.args[0])
+            left = getattr(e, 'left', None)
+            raise ImageError('interrupted by signal %d; %s' % (e.args[0], 'cleaning up failed: %s' % '; '.join(left)
+                                                                if left else 'what this run had made was removed'))
         finally:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
@@ -474,6 +471,8 @@ class ImageCreator:
             if left and isinstance(e, ImageError):
                 e.msg = '%s; and cleaning up failed: %s' % (e.msg, '; '.join(left))
                 e.args = (e.msg,)
+            elif isinstance(e, Interrupted):
+                e.left = left
             raise
         if plan.stale_file:
             _host.discard(plan.stale_file)
@@ -487,10 +486,7 @@ class ImageCreator:
                                  manifest_path=plan.manifest_path, changed=True)
 
     def clean_up(self, plan, made):
-        """Remove what a failed run made; each step on its own, so that one failing does not skip the others.
-
-        Returns what could not be removed, as messages naming it.
-        """
+        """Remove what a failed run made, each step on its own; what could not be removed, as messages naming it."""
         left = []
         if made['fd'] is not None:
             try:
@@ -709,7 +705,7 @@ def read_manifest(path):
     """The manifest already at path, or None when there is none (or it is unreadable: it will be replaced)."""
     try:
         manifest = _host.read_json(path)
-    except (ValueError, ImageError):
+    except (ValueError, RecursionError, ImageError):
         return None
     return manifest if isinstance(manifest, dict) else None
 

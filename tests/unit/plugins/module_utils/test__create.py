@@ -837,3 +837,27 @@ def test_a_bad_v1_manifest_of_the_original_layout_is_never_used(tmp_path):
                                          % (path, ORIGIN)):
         create(host, tmp_path, dataset='zones/child', origin=ORIGIN, layout='original')
     assert host.mutations() == []
+
+
+def test_a_deeply_nested_manifest_in_the_output_dir_is_replaced(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'img-1.0.0.imgmanifest').write_text('[' * 200000)
+    result = create(pool_host(), tmp_path)
+    assert read_json(result['manifest_path'])['uuid'] == result['uuid']
+
+
+def test_sigterm_with_a_snapshot_that_cannot_be_removed_names_it(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+
+    def interrupted(read, write, compression, workers=None, block_size=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(_create, 'compress_stream', interrupted)
+    host = pool_host()
+    host.destroy_fails = 'cannot destroy: dataset is busy\n'
+    with pytest.raises(ImageError, match='interrupted by signal %d; cleaning up failed: the snapshot %s this run made'
+                                         % (signal.SIGTERM, snapshot_name(SRC, 'img', '1.0.0'))):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {}
