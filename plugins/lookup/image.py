@@ -389,9 +389,10 @@ class LookupModule(LookupBase):
         names = list(terms) or [self.get_option('name')]
         for name in names:
             if not isinstance(name, str) or not name:
+                got = 'an empty name' if isinstance(name, str) else 'no name' if name is None else \
+                    'a %s (%s)' % (type(name).__name__, to_text(repr(name))[:60])
                 raise AnsibleLookupError('smartos.images.image: give an image name, as a term or as name=; got %s'
-                                         % ('an empty name' if isinstance(name, str) else 'a %s (%s)'
-                                            % (type(name).__name__, to_text(repr(name))[:60])))
+                                         % got)
         client = ImageServerLookup(server, self.get_option('validate_certs'), self.get_option('ca_path'),
                                    self.get_option('timeout'), self.get_option('listing_timeout'))
         results = []

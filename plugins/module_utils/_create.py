@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import signal
+import stat
 import tempfile
 import time
 
@@ -43,6 +45,8 @@ VM_DATASETS = ('%s/%s-disk0', '%s/%s/disk0', '%s/%s')
 NAME_MAX = 255
 TEMP_EXTRA = 10
 # what an inherited field must be in the origin's cached manifest before it is looked at any closer
+# a manifest is a few kB; more (or a FIFO, a device, a directory) in its place is not one to read
+MANIFEST_MAX = 8 * MIB
 INHERITED_TYPES = {'type': str, 'os': str, 'requirements': dict, 'users': list, 'billing_tags': list, 'traits': dict,
                    'generate_passwords': bool, 'inherited_directories': list, 'nic_driver': str, 'disk_driver': str,
                    'cpu_type': str, 'image_size': int}
@@ -257,7 +261,9 @@ class ImageCreator:
         """The manifest in a cache file (v1: upgraded), None when the file does not exist; ImageError when unusable."""
         why = None
         try:
-            info = _host.read_json(path)
+            info = read_json_file(path)
+        except NotAManifestFile as e:
+            info, why = None, str(e)
         except (ValueError, RecursionError) as e:
             info, why = None, 'it is not JSON (%s)' % e
         else:
@@ -414,8 +420,8 @@ class ImageCreator:
             self._execute(plan)
         except Interrupted as e:
             left = getattr(e, 'left', None)
-            raise ImageError('interrupted by signal %d; %s' % (e.args[0], 'cleaning up failed: %s' % '; '.join(left)
-                                                                if left else 'what this run had made was removed'))
+            outcome = 'cleaning up failed: %s' % '; '.join(left) if left else 'what this run had made was removed'
+            raise ImageError('interrupted by signal %d; %s' % (e.args[0], outcome))
         finally:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
@@ -607,8 +613,8 @@ def cached_manifest_problems(manifest, uuid):
     for key in INHERITED:
         value = manifest.get(key)
         want = INHERITED_TYPES.get(key)
-        if value is not None and want is not None and (not isinstance(value, want) or
-                                                        (want is int and isinstance(value, bool))):
+        wrong = not isinstance(value, want) or (want is int and isinstance(value, bool)) if want else False
+        if value is not None and wrong:
             problems.append('%s: %s is not %s' % (key, shown(value), {str: 'a string', dict: 'an object', list: 'a list',
                                                                       bool: 'true or false', int: 'an integer'}[want]))
     if not problems:
@@ -665,10 +671,9 @@ def check_name_length(paths):
 def write_error(path, error):
     """An ImageError for a failed write of an output file, saying what to do about a full disk."""
     full = error.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
-    return ImageError('cannot write %s: %s%s' % (path, error.strerror or error,
-                                                   ' (the file system or a quota is full: free some space in %s, or '
-                                                   'give another output_dir)' % os.path.dirname(path) if full else ''),
-                      path=path)
+    advice = (' (the file system or a quota is full: free some space in %s, or give another output_dir)'
+              % os.path.dirname(path)) if full else ''
+    return ImageError('cannot write %s: %s%s' % (path, error.strerror or error, advice), path=path)
 
 
 def write_all(fd, data, path):
@@ -701,10 +706,42 @@ def open_temp(path):
     return fd, tmp
 
 
-def read_manifest(path):
-    """The manifest already at path, or None when there is none (or it is unreadable: it will be replaced)."""
+class NotAManifestFile(ValueError):
+    """Something at a manifest's path that is not a regular file of a manifest's size."""
+
+
+def read_json_file(path, limit=MANIFEST_MAX):
+    """JSON from a regular file of at most limit bytes; None when there is none, NotAManifestFile when it is not one."""
     try:
-        manifest = _host.read_json(path)
+        # O_NONBLOCK: a FIFO in a manifest's place opens at once (and is refused) instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _host.host_error('cannot read', path, e)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotAManifestFile('it is not a regular file (%s)' % ('a directory' if stat.S_ISDIR(mode) else
+                                                                   'a FIFO' if stat.S_ISFIFO(mode) else
+                                                                   'a device or socket'))
+    with os.fdopen(fd, 'rb') as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise _host.host_error('cannot read', path, e)
+    if len(data) > limit:
+        raise NotAManifestFile('it is larger than the %d MiB a manifest may be' % (limit // MIB))
+    return json.loads(data.decode('utf-8'))
+
+
+def read_manifest(path):
+    """The manifest already at path, or None when there is none (or it is not JSON: it will be replaced)."""
+    try:
+        manifest = read_json_file(path)
+    except NotAManifestFile as e:
+        raise ImageError('%s is in the way of this image\'s manifest: %s; nothing was changed; remove it, or write '
+                         'this image to another output_dir' % (path, e), path=path)
     except (ValueError, RecursionError, ImageError):
         return None
     return manifest if isinstance(manifest, dict) else None

@@ -30,7 +30,7 @@ description:
     else, and its message names the path and the cause, and anything it could not remove.
   - File names are C(<name>-<version>) with every character other than letters, digits and C(. _ + -) turned into
     C(_), as C(imgadm create) names them. Different images can get the same names (C(a)/C(b-1) and C(a-b)/C(1),
-    or C(a/b) and C(a_b)): a manifest (C(.imgmanifest) or C(.dsmanifest)) already there that names another image
+    or C(a/b) and C(a_b)). A manifest (C(.imgmanifest) or C(.dsmanifest)) already there that names another image
     (or no image) is never replaced, nor its image file; the task fails before anything runs, naming that file and
     its image. Write such images to different O(output_dir)s. A manifest that is not JSON, and an image file
     that no manifest describes, are taken for this image's leftovers and replaced.

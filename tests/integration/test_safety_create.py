@@ -61,8 +61,8 @@ def test_another_images_files_are_never_touched(source, play, tmp_path, first, s
     for check in (True, False):
         refused = play(create(out, dataset=source, name=second[0], version=second[1]), check=check)
         assert refused['failed'] and not refused['changed']
-        assert '%s belongs to another image, %r version %r (uuid %r)' % (made['manifest_path'], first[0], first[1],
-                                                                          made['uuid']) in refused['msg']
+        claimed = (made['manifest_path'], first[0], first[1], made['uuid'])
+        assert '%s belongs to another image, %r version %r (uuid %r)' % claimed in refused['msg']
         assert every_file(out) == before and snapshots(source) == snaps   # nothing written, nothing snapshotted
     # the first image is still what its manifest says
     assert json.loads(before[os.path.basename(made['manifest_path'])])['uuid'] == made['uuid']
@@ -114,9 +114,8 @@ def test_a_wrong_cached_origin_manifest_is_refused(images, server, play, host_ro
     other = images('safety-create-other', os='linux')
     child = POOL + '/safety-create-child'
     final = '%s/%s@final' % (POOL, base['uuid'])
-    imported = play({'name': 'install', 'smartos.images.smartos_image': dict(pool=POOL, host_root=host_root,
-                                                                              uuid=base['uuid'],
-                                                                              source=[server.url])})
+    install = dict(pool=POOL, host_root=host_root, uuid=base['uuid'], source=[server.url])
+    imported = play({'name': 'install', 'smartos.images.smartos_image': install})
     try:
         assert not imported['failed'], imported.get('msg')
         run('zfs', 'clone', final, child)
@@ -137,7 +136,6 @@ def test_a_wrong_cached_origin_manifest_is_refused(images, server, play, host_ro
         if run('zfs', 'list', '-H', '-o', 'name', child, check=False).strip() == child:
             retry_busy('zfs', 'destroy', '-r', child)
         retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, base['uuid']))
-
 
 
 # --- the image lookup against hostile servers on 127.0.0.1 -----------------------------------------------------------

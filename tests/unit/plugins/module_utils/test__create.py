@@ -10,6 +10,7 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import signal
 import time
 
@@ -799,8 +800,8 @@ def good_origin(**changes):
 
 
 @pytest.mark.parametrize('body, words', [
-    (good_origin(uuid='0bad0000-0000-4000-8000-0000000000aa'), "its uuid is '0bad0000-0000-4000-8000-0000000000aa', "
-                                                                "not the image's own"),
+    (good_origin(uuid='0bad0000-0000-4000-8000-0000000000aa'),
+     "its uuid is '0bad0000-0000-4000-8000-0000000000aa', not the image's own"),
     (good_origin(uuid=None), "its uuid is None"),
     (good_origin(name=['base']), "name: ['base'] is not a string"),
     (good_origin(version=1), 'version: 1 is not a string'),
@@ -861,3 +862,31 @@ def test_sigterm_with_a_snapshot_that_cannot_be_removed_names_it(tmp_path, monke
                                          % (signal.SIGTERM, snapshot_name(SRC, 'img', '1.0.0'))):
         create(host, tmp_path)
     assert every_file(tmp_path) == {}
+
+
+@pytest.mark.parametrize('make, words', [
+    (lambda path: os.mkfifo(path), 'it is not a regular file (a FIFO)'),
+    (lambda path: os.mkdir(path), 'it is not a regular file (a directory)'),
+    (lambda path: os.symlink('/dev/zero', path), 'it is not a regular file (a device or socket)'),
+    (lambda path: open(path, 'wb').truncate(9 << 20), 'it is larger than the 8 MiB a manifest may be'),
+])
+@pytest.mark.parametrize('suffix', ['.imgmanifest', '.dsmanifest'])
+def test_something_in_a_manifests_place_is_refused_without_hanging(tmp_path, make, words, suffix):
+    out = tmp_path / 'out'
+    out.mkdir()
+    make(str(out / ('img-1.0.0' + suffix)))
+    host = pool_host()
+    with pytest.raises(ImageError, match=r'img-1\.0\.0%s is in the way of this image\'s manifest: %s'
+                                         % (re.escape(suffix), re.escape(words))):
+        create(host, tmp_path, dsmanifest=True, description='d', creator_name='c')
+    assert host.mutations() == [] and sorted(os.listdir(str(out))) == ['img-1.0.0' + suffix]
+
+
+def test_a_fifo_as_the_cached_origin_manifest_is_refused_without_hanging(tmp_path):
+    host = origin_host(tmp_path, cached=False)
+    path = tmp_path / 'root' / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)
+    path.parent.mkdir(parents=True)
+    os.mkfifo(str(path))
+    with pytest.raises(ImageError, match='the cached manifest %s cannot be read: it is not a regular file' % path):
+        create(host, tmp_path, dataset='zones/child', origin=ORIGIN)
+    assert host.mutations() == []
