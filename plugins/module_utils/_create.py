@@ -722,9 +722,8 @@ def read_json_file(path, limit=MANIFEST_MAX):
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise NotAManifestFile('it is not a regular file (%s)' % ('a directory' if stat.S_ISDIR(mode) else
-                                                                   'a FIFO' if stat.S_ISFIFO(mode) else
-                                                                   'a device or socket'))
+        kind = 'a directory' if stat.S_ISDIR(mode) else 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'
+        raise NotAManifestFile('it is not a regular file (%s)' % kind)
     with os.fdopen(fd, 'rb') as f:
         try:
             data = f.read(limit + 1)

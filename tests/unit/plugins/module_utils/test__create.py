@@ -865,8 +865,8 @@ def test_sigterm_with_a_snapshot_that_cannot_be_removed_names_it(tmp_path, monke
 
 
 @pytest.mark.parametrize('make, words', [
-    (lambda path: os.mkfifo(path), 'it is not a regular file (a FIFO)'),
-    (lambda path: os.mkdir(path), 'it is not a regular file (a directory)'),
+    (os.mkfifo, 'it is not a regular file (a FIFO)'),
+    (os.mkdir, 'it is not a regular file (a directory)'),
     (lambda path: os.symlink('/dev/zero', path), 'it is not a regular file (a device or socket)'),
     (lambda path: open(path, 'wb').truncate(9 << 20), 'it is larger than the 8 MiB a manifest may be'),
 ])
