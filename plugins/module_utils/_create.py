@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import tempfile
 import time
@@ -41,9 +42,9 @@ ZVOL_DEFAULTS = {'nic_driver': 'virtio', 'disk_driver': 'virtio', 'cpu_type': 'q
 MIB = 1 << 20
 # VMADM_FS_NAME_RE's VM datasets, disk first (bhyve has both <uuid> and <uuid>/disk0) (reference §2.1, §2.3)
 VM_DATASETS = ('%s/%s-disk0', '%s/%s/disk0', '%s/%s')
-# most file systems (ZFS, UFS, ext4, tmpfs) allow 255 bytes per name; a temp name adds '.' and '.XXXXXXXX'
+# most file systems (ZFS, UFS, ext4, tmpfs) allow 255 bytes per name; a temp name adds '.', '.<host>-<pid>.XXXXXXXX'
 NAME_MAX = 255
-TEMP_EXTRA = 10
+TEMP_EXTRA = 27
 # what an inherited field must be in the origin's cached manifest before it is looked at any closer
 # a manifest is a few kB; more (or a FIFO, a device, a directory) in its place is not one to read
 MANIFEST_MAX = 8 * MIB
@@ -104,6 +105,7 @@ class Plan:
         self.guid = source.guid
         self.sha1 = self.size = None
         self.stale_file = None
+        self.orphans = []           # temporary files of killed runs on this host, removed first
         self.diff = None
 
     def has(self, action):
@@ -368,6 +370,8 @@ class ImageCreator:
                 plan.actions.append({'action': 'remove_file', 'path': stale})
         if p.get('remove_snapshot') and source.own and (source.guid is not None or plan.has('snapshot')):
             plan.actions.append({'action': 'remove_snapshot', 'snapshot': source.snapshot})
+        plan.orphans = orphaned_temps(prefix)
+        plan.actions[:0] = [{'action': 'remove_file', 'path': path} for path in plan.orphans]
         plan.diff = self.diff(plan, existing)
         return plan
 
@@ -429,6 +433,8 @@ class ImageCreator:
     def _execute(self, plan):
         p = self.params
         made = {'snapshot': False, 'fd': None, 'temps': [], 'file': None}
+        for path in plan.orphans:
+            _host.discard(path)     # a killed run's partial image file: room for this one
         try:
             if plan.has('send'):
                 # fail on an unwritable output directory before the VM is stopped or anything is snapshotted
@@ -694,12 +700,45 @@ def close_fd(fd, path):
         raise write_error(path, e)
 
 
+def host_tag():
+    """8 hex digits naming this host in a temporary file's name (an output_dir may be shared between hosts)."""
+    return hashlib.sha1(socket.gethostname().encode('utf-8', 'replace')).hexdigest()[:8]
+
+
+def orphaned_temps(prefix):
+    """Temporary image files of prefix left by runs on this host whose process is gone (killed with SIGKILL)."""
+    directory, base = os.path.split(prefix)
+    pattern = re.compile(r'\.%s(\.zfs|\.zvol)(\.gz|\.bz2|\.xz)?\.%s-(\d+)\.[a-z0-9_]{8}\Z'
+                         % (re.escape(base), host_tag()))
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = pattern.match(name)
+        if match and not process_exists(int(match.group(3))) and os.path.isfile(os.path.join(directory, name)):
+            found.append(os.path.join(directory, name))
+    return found
+
+
+def process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True     # another user's: it exists
+    return True
+
+
 def open_temp(path):
-    """A temporary file beside path (made with the directory if needed): (fd, name)."""
+    """A temporary file beside path (made with the directory if needed), named for this host and process: (fd, name)."""
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.%s-%d.' % (os.path.basename(path), host_tag(), os.getpid()),
+                                   dir=directory)
         os.fchmod(fd, 0o644)
     except OSError as e:
         raise _host.host_error('cannot write', path, e)

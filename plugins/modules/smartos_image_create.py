@@ -28,6 +28,9 @@ description:
     failed compression, rename or C(zfs send), SIGTERM or SIGHUP) the module removes what this run made (its
     temporary files, the image file when its manifest could not be written, the snapshot it made) and nothing
     else, and its message names the path and the cause, and anything it could not remove.
+  - A run killed with SIGKILL cannot clean up; its temporary image file (C(.<file>.<host>-<pid>.XXXXXXXX)) is
+    removed by the next run for the same file names on the same host, once that process is gone (a
+    C(remove_file) action). Its snapshot is the one the next run reuses.
   - File names are C(<name>-<version>) with every character other than letters, digits and C(. _ + -) turned into
     C(_), as C(imgadm create) names them. Different images can get the same names (C(a)/C(b-1) and C(a-b)/C(1),
     or C(a/b) and C(a_b)). A manifest (C(.imgmanifest) or C(.dsmanifest)) already there that names another image
@@ -102,7 +105,7 @@ options:
   name:
     description:
       - The image name (letters, digits, space and C(. _ / -), at most 1024 characters). Also names the
-        files, with O(version); the longest file name must fit in the 255 bytes a file system allows (with 10 for
+        files, with O(version); the longest file name must fit in the 255 bytes a file system allows (with 27 for
         the temporary name), or the task fails before anything runs.
     type: str
     required: true
@@ -305,7 +308,8 @@ actions:
   description:
     - The planned actions in order, the same in check mode and in the real run; empty when nothing changes.
       C(stop_vm), C(snapshot), C(send) (with C(snapshot), C(incremental_from), C(file), C(compression)),
-      C(write_manifest), C(write_dsmanifest), C(remove_file) (the file of a replaced manifest), C(remove_snapshot).
+      C(write_manifest), C(write_dsmanifest), C(remove_file) (the file of a replaced manifest, or a killed run's
+      temporary file, first), C(remove_snapshot).
   returned: always
   type: list
   elements: dict

@@ -12,6 +12,7 @@ import lzma
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -890,3 +891,40 @@ def test_a_fifo_as_the_cached_origin_manifest_is_refused_without_hanging(tmp_pat
     with pytest.raises(ImageError, match='the cached manifest %s cannot be read: it is not a regular file' % path):
         create(host, tmp_path, dataset='zones/child', origin=ORIGIN)
     assert host.mutations() == []
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(tmp_path):
+    from ansible_collections.smartos.images.plugins.module_utils._create import host_tag
+    out = tmp_path / 'out'
+    out.mkdir()
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    orphan = out / ('.img-1.0.0.zfs.xz.%s-%d.abcd_123' % (host_tag(), dead.pid))
+    alive = out / ('.img-1.0.0.zfs.gz.%s-%d.abcd_123' % (host_tag(), os.getpid()))
+    elsewhere = out / ('.img-1.0.0.zfs.gz.%s-%d.abcd_123' % ('0' * 8 if host_tag() != '0' * 8 else '1' * 8, dead.pid))
+    other_image = out / ('.img-1.0.1.zfs.gz.%s-%d.abcd_123' % (host_tag(), dead.pid))
+    for path in (orphan, alive, elsewhere, other_image):
+        path.write_bytes(b'partial')
+    host = pool_host()
+    check = create(host, tmp_path, check=True)
+    assert check['actions'][0] == {'action': 'remove_file', 'path': str(orphan)} and orphan.exists()
+    real = create(host, tmp_path)
+    assert real['actions'] == check['actions'] and not orphan.exists()
+    assert alive.exists() and elsewhere.exists() and other_image.exists()   # running, another host's, another image's
+    assert not create(host, tmp_path)['changed']
+
+
+def test_the_temporary_file_names_this_host_and_process(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+    names = []
+    real = _create.open_temp
+
+    def spy(path):
+        fd, tmp = real(path)
+        names.append(os.path.basename(tmp))
+        return fd, tmp
+
+    monkeypatch.setattr(_create, 'open_temp', spy)
+    create(pool_host(), tmp_path)
+    assert re.match(r'\.img-1\.0\.0\.zfs\.gz\.%s-%d\.[a-z0-9_]{8}\Z' % (_create.host_tag(), os.getpid()), names[0])
+    assert len(names[0]) - len('img-1.0.0.zfs.gz') <= _create.TEMP_EXTRA
