@@ -384,6 +384,9 @@ class LookupModule(LookupBase):
             if scrub(message, secrets) == message:
                 raise
             raise AnsibleLookupError(scrub(message, secrets)) from None
+        except Exception as e:  # pylint: disable=broad-except  # a bug; its text may hold the URL, so scrub it too
+            raise AnsibleLookupError(scrub('smartos.images.image failed unexpectedly (%s: %s)'
+                                           % (type(e).__name__, to_text(e)), secrets)) from None
 
     def _run(self, terms, server):
         names = list(terms) or [self.get_option('name')]

@@ -523,3 +523,13 @@ def test_odd_published_at_in_a_listing_is_no_traceback(session, lookup, publishe
         assert lookup('base-64-lts') == [manifest(1)['uuid']]
     except AnsibleLookupError as e:
         assert 'not a valid v2 image manifest' in str(e)
+
+
+def test_an_unexpected_failure_is_scrubbed_too(session, lookup, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError('while asking %s' % CREDENTIALED)
+
+    monkeypatch.setattr(image_lookup.ImageServerLookup, 'list_images', broken)
+    with pytest.raises(AnsibleLookupError, match=r'failed unexpectedly \(KeyError: ') as e:
+        lookup('base-64-lts', server=CREDENTIALED)
+    no_secret(str(e.value))
