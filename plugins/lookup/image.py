@@ -30,8 +30,14 @@ options:
     elements: str
   server:
     description:
-      - The image server's URL (IMGAPI), for example C(https://images.smartos.org).
+      - The image server's URL (IMGAPI), for example C(https://images.smartos.org); C(http://) or C(https://) only.
       - A C(?channel=NAME) on the URL selects that channel.
+      - Credentials for HTTP Basic authentication go before the host, C(https://user:password@host). Everything
+        between C(://) and the last C(@) is the user and password (split at the first C(:), then percent-decoded),
+        so the password may hold C(@), C(#), C(/), C(?) and C(:) as they are; an C(@) after the host is not
+        supported. They are sent only to the server's own scheme, host and port, never after a redirect elsewhere
+        nor after a downgrade from C(https) to C(http), and never shown (error messages print the URL as
+        C(user:***@host) or C(***@host)).
     type: str
     required: true
   name:
@@ -65,11 +71,21 @@ options:
     description: A PEM file of CA certificates that signed the server's certificate.
     type: path
   timeout:
-    description: Seconds to wait for the server to connect or answer.
+    description:
+      - Seconds to wait for the server to connect, and for each read of its answer (the time without a byte).
     type: int
     default: 30
+  listing_timeout:
+    description:
+      - Seconds the whole listing for one term may take, every page, redirect and byte included, however slowly
+        the server trickles its answers; past it the lookup fails naming the server.
+    type: int
+    default: 300
 notes:
   - Only active images are listed, as imgadm lists them.
+  - Listings are bounded. At most 100 pages and 100,000 images are read for one term, each answer at most 64 MiB,
+    with at most 5 redirects per request; a server that answers with images it already listed (it ignores
+    C(marker)) is an error naming the server, not an endless listing.
 seealso:
   - module: smartos.images.smartos_image
   - module: smartos.images.smartos_image_facts
@@ -99,11 +115,17 @@ _raw:
   elements: raw
 '''
 
+import base64
 import json
 import os
+import time
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
-from ansible.errors import AnsibleLookupError
+from ansible.errors import AnsibleError, AnsibleLookupError
+from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact
 
 try:
     import requests
@@ -117,72 +139,199 @@ except ImportError:  # pragma: no cover - reported when the lookup runs
 PAGE = 1000  # IMGAPI ListImages: default and maximum limit
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'schemas', 'imgmanifest-v2.json')
 FILTERS = ('name', 'version', 'os', 'type')
+# the bounds DOCUMENTATION states: pages and images per listing, bytes per answer, redirects per request
+MAX_PAGES = 100
+MAX_IMAGES = 100000
+MAX_BODY = 64 << 20
+MAX_REDIRECTS = 5
+CHUNK = 64 << 10
+REDIRECTS = (301, 302, 303, 307, 308)
+DEFAULT_PORTS = {'http': 80, 'https': 443}
+
+
+def split_server(server):
+    """(scheme, URL without credentials, (user, password) or None, what may be shown of the URL, secrets to scrub)."""
+    # Credentials are cut out by position, not by URL parsing, so that no character in a password can defeat it.
+    scheme, sep, rest = server.partition('://')
+    userinfo = None
+    if sep and '@' in rest:
+        userinfo, rest = rest.rsplit('@', 1)
+    secrets = []
+    if userinfo:
+        user, colon, password = userinfo.partition(':')
+        secrets = sorted({x for x in (userinfo, password, unquote(password), unquote(userinfo)) if len(x) > 2},
+                         key=len, reverse=True)
+        shown = '%s://%s@%s' % (scheme, '%s:***' % user if colon and user not in password else '***', rest)
+        credentials = (unquote(user), unquote(password))
+    else:
+        shown, credentials = server, None
+    return scheme.lower(), '%s://%s' % (scheme, rest) if sep else server, credentials, shown, secrets
+
+
+def origin_of(url):
+    """(scheme, host, port) of a URL: the only place credentials are sent; None when it has no valid port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    return parts.scheme.lower(), (parts.hostname or '').lower(), port or DEFAULT_PORTS.get(parts.scheme.lower())
+
+
+class BasicAuth:
+    """Basic credentials for one request, in UTF-8 (requests' own latin-1 cannot encode every password)."""
+
+    def __init__(self, user, password):
+        self.value = 'Basic ' + base64.b64encode(('%s:%s' % (user, password)).encode('utf-8')).decode('ascii')
+
+    def __call__(self, request):
+        request.headers['Authorization'] = self.value
+        return request
 
 
 class ImageServerLookup:
-    """ListImages on one IMGAPI server, with imgadm's pagination, and the schema check."""
+    """ListImages on one IMGAPI server, with imgadm's pagination, bounded in pages, images, bytes and time."""
 
-    def __init__(self, server, validate_certs=True, ca_path=None, timeout=30):
-        base, sep, query = server.partition('?')
+    def __init__(self, server, validate_certs=True, ca_path=None, timeout=30, listing_timeout=300):
+        scheme, plain, credentials, self.shown, self.secrets = split_server(server)
+        self.display = self.shown.partition('?')[0].rstrip('/')
+        if scheme not in ('http', 'https'):
+            raise AnsibleLookupError('image server %s: the URL must start with http:// or https://' % self.display)
+        base, sep, query = plain.partition('?')
         self.base = base.rstrip('/')
+        self.origin = origin_of(self.base)
+        if self.origin is None or not self.origin[1]:
+            raise AnsibleLookupError('image server %s: the URL has no valid host and port' % self.display)
+        self.auth = BasicAuth(*credentials) if credentials else None
         self.channel = dict(p.partition('=')[::2] for p in query.split('&') if p).get('channel') if sep else None
         self.verify = (ca_path or True) if validate_certs else False
         self.timeout = timeout
+        self.listing_timeout = listing_timeout
+        self.deadline = time.monotonic() + listing_timeout
         self.session = requests.Session()
         self.session.headers.update({'Accept-Version': '~2', 'Accept': 'application/json',
                                      'User-Agent': 'smartos.images-lookup'})
 
-    def _get(self, params):
-        url = self.base + '/images'
-        try:
-            response = self.session.get(url, params=params, verify=self.verify, timeout=self.timeout)
-        except requests.exceptions.Timeout as e:
-            raise AnsibleLookupError('image server %s did not answer within %d s (%s); check that it runs, or raise timeout'
-                                     % (self.base, self.timeout, e))
-        except requests.exceptions.SSLError as e:
-            raise AnsibleLookupError('image server %s: TLS failed (%s); give ca_path, or check the URL' % (self.base, e))
-        except requests.exceptions.RequestException as e:
-            raise AnsibleLookupError('image server %s could not be reached (%s); check the URL and that the server runs'
-                                     % (self.base, e))
-        if response.status_code != 200:
+    def _fail(self, what):
+        raise AnsibleLookupError('image server %s %s' % (self.display, what))
+
+    def _request(self, url, shown):
+        """GET url, following redirects here, so that credentials go only to the server's own origin."""
+        for dummy in range(MAX_REDIRECTS + 1):
+            self._check_time(shown)
+            remaining = max(0.001, self.deadline - time.monotonic())
+            auth = self.auth if origin_of(url) == self.origin else None
             try:
-                body = response.json()
-                message = body.get('message') or body.get('code') or response.text
+                response = self.session.get(url, verify=self.verify, timeout=min(self.timeout, remaining), auth=auth,
+                                            allow_redirects=False, stream=True)
+            except requests.exceptions.Timeout as e:
+                self._fail('did not answer GET %s within %d s (%s); check that it runs, or raise timeout'
+                           % (shown, self.timeout, e))
+            except requests.exceptions.SSLError as e:
+                self._fail('TLS failed for GET %s (%s); give ca_path, or check the URL' % (shown, e))
+            except requests.exceptions.RequestException as e:
+                self._fail('could not be reached for GET %s (%s); check the URL and that the server runs' % (shown, e))
+            if response.status_code not in REDIRECTS:
+                return response
+            location = response.headers.get('Location')
+            response.close()
+            if not location:
+                self._fail('answered HTTP %d to GET %s without a Location to go to' % (response.status_code, shown))
+            try:
+                url = urljoin(url, location)
+                shown, scheme = redact(url), urlsplit(url).scheme.lower()
             except ValueError:
-                message = response.text.strip()[:200]
-            raise AnsibleLookupError('image server %s answered HTTP %d to GET %s: %s'
-                                     % (self.base, response.status_code, response.url, message))
+                return self._fail('redirected GET %s to an invalid URL' % shown)
+            if scheme not in ('http', 'https'):
+                self._fail('redirected GET to %s, which is not an http(s) URL' % shown)
+        return self._fail('redirected GET more than %d times (last to %s)' % (MAX_REDIRECTS, shown))
+
+    def _check_time(self, shown):
+        if time.monotonic() > self.deadline:
+            self._fail('did not finish listing within listing_timeout (%d s), at GET %s; check the server, or raise '
+                       'listing_timeout' % (self.listing_timeout, shown))
+
+    def _body(self, response, shown):
+        """The whole body, read as it arrives (read1), checking the deadline and the size between reads."""
+        raw = response.raw
+        read = getattr(raw, 'read1', None) or raw.read    # read1 returns what has arrived; read waits for CHUNK bytes
+        raw.decode_content = True
+        chunks, size = [], 0
         try:
-            page = response.json()
-        except ValueError:
-            raise AnsibleLookupError('image server %s answered GET %s with something that is not JSON (%r...); '
-                                     'is %s an IMGAPI server?' % (self.base, response.url, response.text[:80], self.base))
-        if not isinstance(page, list) or not all(isinstance(m, dict) for m in page):
-            raise AnsibleLookupError('image server %s answered GET %s with %s, not a list of image manifests; '
-                                     'is it an IMGAPI server?' % (self.base, response.url, type(page).__name__))
-        return page
+            while True:
+                self._check_time(shown)
+                try:
+                    chunk = read(CHUNK)
+                except Exception as e:  # pylint: disable=broad-except  # urllib3's, the socket's, the decoder's
+                    self._fail('broke off its answer to GET %s (%s: %s)' % (shown, type(e).__name__, e))
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > MAX_BODY:
+                    self._fail('answered GET %s with more than %d MiB; is it an IMGAPI server?'
+                               % (shown, MAX_BODY >> 20))
+                chunks.append(chunk)
+        finally:
+            response.close()
+        return b''.join(chunks)
+
+    def _get(self, params):
+        query = urlencode(sorted(params.items()))
+        url = self.base + '/images' + ('?' + query if query else '')
+        shown = self.display + '/images' + ('?' + query if query else '')
+        response = self._request(url, shown)
+        text = self._body(response, shown).decode('utf-8', 'replace')
+        try:
+            data, json_ok = json.loads(text), True
+        except (ValueError, RecursionError):
+            data, json_ok = None, False
+        if response.status_code != 200:
+            message = None
+            if isinstance(data, dict):
+                message = next((data[k] for k in ('message', 'code') if isinstance(data.get(k), str) and data[k]), None)
+            self._fail('answered HTTP %d to GET %s: %s' % (response.status_code, shown,
+                                                           (message or text.strip())[:200] or '(no body)'))
+        if not json_ok:
+            self._fail('answered GET %s with something that is not JSON (%r...); is %s an IMGAPI server?'
+                       % (shown, text[:80], self.display))
+        if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
+            self._fail('answered GET %s with %s, not a list of image manifests; is it an IMGAPI server?'
+                       % (shown, type(data).__name__))
+        return data
 
     def list_images(self, filters):
         """Every image matching filters: the first request as is, then limit/marker pages (imgadm listAllImages)."""
+        self.deadline = time.monotonic() + self.listing_timeout
         params = {k: v for k, v in filters.items() if v}
         if self.channel:
             params['channel'] = self.channel
+        what = urlencode(sorted(params.items()))
         images = self._get(params)
-        marker = None
-        page = images
-        full = len(page) >= PAGE
+        seen = {m.get('uuid') for m in images if isinstance(m.get('uuid'), str)}
+        page, pages, full = images, 1, len(images) >= PAGE
         while full:
-            last = page[-1].get('uuid')
-            if not last or last == marker:
-                break
-            marker = last
+            marker = page[-1].get('uuid')
+            if not isinstance(marker, str) or not marker:
+                self._fail('listed a full page whose last image has no uuid: the next page cannot be asked for')
+            if pages >= MAX_PAGES:
+                self._fail('listed more than %d pages (%d images) for %s; narrow the filters (version, os, type)'
+                           % (MAX_PAGES, len(images), what))
             page = self._get(dict(params, limit=PAGE, marker=marker))
-            full = len(page) >= PAGE  # counted before the repeated marker image is dropped
+            pages += 1
+            full = len(page) >= PAGE   # counted before the repeated marker image is dropped
             if page and page[0].get('uuid') == marker:
                 page = page[1:]  # IMGAPI includes the marker image again
+            again = [m.get('uuid') for m in page if m.get('uuid') in seen]
+            if again:
+                self._fail('answered the page after marker=%s with images it had already listed (%s): it ignores '
+                           'marker, and the listing would never end' % (marker, to_text(again[0])[:80]))
+            seen.update(m.get('uuid') for m in page if isinstance(m.get('uuid'), str))
+            images.extend(page)
+            if len(images) > MAX_IMAGES:
+                self._fail('listed more than %d images for %s; narrow the filters (version, os, type)'
+                           % (MAX_IMAGES, what))
             if not page:
                 break
-            images.extend(page)
         return images
 
 
@@ -202,27 +351,53 @@ def validate_manifest(manifest, where):
     except (OSError, ValueError) as e:
         raise AnsibleLookupError('cannot read the manifest schema %s: %s' % (SCHEMA_PATH, e))
     validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         details = '; '.join('%s: %s' % ('.'.join(str(p) for p in e.absolute_path) or '(manifest)', e.message[:200])
                             for e in errors[:10])
         raise AnsibleLookupError('%s is not a valid v2 image manifest (%d problem(s)): %s' % (where, len(errors), details))
 
 
+def scrub(text, secrets):
+    """text without any of the secrets, whatever put them there."""
+    for secret in secrets:
+        text = text.replace(secret, '***')
+    return text
+
+
 class LookupModule(LookupBase):
     """lookup('smartos.images.image', name..., server=URL)."""
 
     def run(self, terms, variables=None, **kwargs):
-        if requests is None or jsonschema is None:
-            raise AnsibleLookupError('the smartos.images.image lookup needs the Python packages requests and jsonschema '
-                                     'on the controller: pip install requests jsonschema')
-        self.set_options(var_options=variables, direct=kwargs)
-        server = self.get_option('server')
+        secrets = []
+        try:
+            if requests is None or jsonschema is None:
+                raise AnsibleLookupError('the smartos.images.image lookup needs the Python packages requests and '
+                                         'jsonschema on the controller: pip install requests jsonschema')
+            self.set_options(var_options=variables, direct=kwargs)
+            server = self.get_option('server')
+            if isinstance(server, str):
+                secrets = split_server(server)[4]
+            return self._run(terms, server)
+        except AnsibleError as e:
+            message = to_text(e.message)
+            if scrub(message, secrets) == message:
+                raise
+            raise AnsibleLookupError(scrub(message, secrets)) from None
+        except Exception as e:  # pylint: disable=broad-except  # a bug; its text may hold the URL, so scrub it too
+            raise AnsibleLookupError(scrub('smartos.images.image failed unexpectedly (%s: %s)'
+                                           % (type(e).__name__, to_text(e)), secrets)) from None
+
+    def _run(self, terms, server):
         names = list(terms) or [self.get_option('name')]
-        if not all(names):
-            raise AnsibleLookupError('smartos.images.image: give an image name, as a term or as name=')
+        for name in names:
+            if not isinstance(name, str) or not name:
+                got = 'an empty name' if isinstance(name, str) else 'no name' if name is None else \
+                    'a %s (%s)' % (type(name).__name__, to_text(repr(name))[:60])
+                raise AnsibleLookupError('smartos.images.image: give an image name, as a term or as name=; got %s'
+                                         % got)
         client = ImageServerLookup(server, self.get_option('validate_certs'), self.get_option('ca_path'),
-                                   self.get_option('timeout'))
+                                   self.get_option('timeout'), self.get_option('listing_timeout'))
         results = []
         for name in names:
             filters = {'name': name}
@@ -231,14 +406,15 @@ class LookupModule(LookupBase):
             wanted = ', '.join('%s=%s' % (k, v) for k, v in filters.items() if v)
             if not found:
                 raise AnsibleLookupError('image server %s has no active image with %s; check the name and version '
-                                         '(imgadm avail lists what it has)' % (client.base, wanted))
+                                         '(imgadm avail lists what it has)' % (client.display, wanted))
             if len(found) > 1 and not self.get_option('newest'):
                 raise AnsibleLookupError('%d images on %s match %s: %s; give version, or newest=true'
-                                         % (len(found), client.base, wanted,
+                                         % (len(found), client.display, wanted,
                                             ', '.join('%s (%s@%s)' % (m.get('uuid'), m.get('name'), m.get('version'))
                                                       for m in found[:10])))
             # stable sort: among equal published_at the server's later one wins, as imgadm's newest does
             chosen = sorted(found, key=lambda m: str(m.get('published_at') or ''))[-1]
-            validate_manifest(chosen, 'what image server %s returned for %s (uuid %s)' % (client.base, wanted, chosen.get('uuid')))
+            validate_manifest(chosen, 'what image server %s returned for %s (uuid %s)'
+                              % (client.display, wanted, to_text(chosen.get('uuid'))[:80]))
             results.append(chosen['uuid'] if self.get_option('result') == 'uuid' else chosen)
         return results

@@ -2,9 +2,14 @@
 # The smartos_image_create worker: find the source, plan what to make, then snapshot, send, compress and write.
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import re
+import signal
+import socket
+import stat
 import tempfile
 import time
 
@@ -21,7 +26,7 @@ from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, is_uuid, label, upgrade_manifest,
 )
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import (
-    FIELDS, MANAGED, build_v1, build_v2, derive_uuid, desired_fields, dumps, manifest_problems, ordered,
+    FIELDS, INHERITED, MANAGED, build_v1, build_v2, derive_uuid, desired_fields, dumps, manifest_problems, ordered,
     published_at, v1_problems,
 )
 from ansible_collections.smartos.images.plugins.module_utils._vmadm import Vmadm, vm_dataset, vm_zvol_fields
@@ -37,6 +42,15 @@ ZVOL_DEFAULTS = {'nic_driver': 'virtio', 'disk_driver': 'virtio', 'cpu_type': 'q
 MIB = 1 << 20
 # VMADM_FS_NAME_RE's VM datasets, disk first (bhyve has both <uuid> and <uuid>/disk0) (reference §2.1, §2.3)
 VM_DATASETS = ('%s/%s-disk0', '%s/%s/disk0', '%s/%s')
+# most file systems (ZFS, UFS, ext4, tmpfs) allow 255 bytes per name; a temp name adds '.', '.<host>-<pid>.XXXXXXXX'
+NAME_MAX = 255
+TEMP_EXTRA = 27
+# what an inherited field must be in the origin's cached manifest before it is looked at any closer
+# a manifest is a few kB; more (or a FIFO, a device, a directory) in its place is not one to read
+MANIFEST_MAX = 8 * MIB
+INHERITED_TYPES = {'type': str, 'os': str, 'requirements': dict, 'users': list, 'billing_tags': list, 'traits': dict,
+                   'generate_passwords': bool, 'inherited_directories': list, 'nic_driver': str, 'disk_driver': str,
+                   'cpu_type': str, 'image_size': int}
 
 
 def snapshot_name(dataset, name, version):
@@ -47,7 +61,17 @@ def snapshot_name(dataset, name, version):
 
 def file_prefix(name, version):
     """imgadm create's default output prefix, <name>-<version>, made safe as a file name."""
+    # not one-to-one (a/b-1 and a-b/1 both give a-b-1): check_ownership refuses files another image's manifest claims
     return re.sub(r'[^A-Za-z0-9._+-]', '_', '%s-%s' % (name, version))
+
+
+# a BaseException, so that no handler of ordinary failures (the compressor's) takes it for one
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP arrived while the module was making files: clean up, then report it."""
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(signum)
 
 
 class Source:
@@ -81,6 +105,7 @@ class Plan:
         self.guid = source.guid
         self.sha1 = self.size = None
         self.stale_file = None
+        self.orphans = []           # temporary files of killed runs on this host, removed first
         self.diff = None
 
     def has(self, action):
@@ -217,17 +242,49 @@ class ImageCreator:
         return final, manifest or {}
 
     def cached_manifest(self, pool, uuid):
-        """imgadm's cached manifest of an installed image (or v1's, upgraded); None when absent or corrupt."""
-        try:
-            info = _host.read_json(self.paths.image_cache(pool, uuid))
-            if isinstance(info, dict) and isinstance(info.get('manifest'), dict):
-                return info['manifest']
-            if self.layout == 'original':
-                v1 = _host.read_json(self.paths.original_manifest(uuid))
-                return upgrade_manifest(v1) if isinstance(v1, dict) else None
-        except (ValueError, ManifestError):
+        """imgadm's cached manifest of an installed image (or v1's, upgraded); None when there is none."""
+        # outside data: one that is not this image's (another uuid) or not well-formed is refused, naming the file
+        path = self.paths.image_cache(pool, uuid)
+        manifest = self._read_cached(path, v1=False)
+        if manifest is None and self.layout == 'original':
+            path = self.paths.original_manifest(uuid)
+            manifest = self._read_cached(path, v1=True)
+        if manifest is None:
             return None
-        return None
+        problems = cached_manifest_problems(manifest, uuid)
+        if problems:
+            raise ImageError('the cached manifest %s of origin image %s cannot be used: %s; smartos_image with '
+                             'update_manifests (or imgadm) can write it again from a source'
+                             % (path, uuid, '; '.join(problems)), path=path, origin=uuid, problems=problems)
+        return manifest
+
+    @staticmethod
+    def _read_cached(path, v1):
+        """The manifest in a cache file (v1: upgraded), None when the file does not exist; ImageError when unusable."""
+        why = None
+        try:
+            info = read_json_file(path)
+        except NotAManifestFile as e:
+            info, why = None, str(e)
+        except (ValueError, RecursionError) as e:
+            info, why = None, 'it is not JSON (%s)' % e
+        else:
+            if info is None:
+                return None
+            if v1:
+                if not isinstance(info, dict):
+                    why = 'it holds a %s, not a manifest object' % type(info).__name__
+                else:
+                    try:
+                        return upgrade_manifest(info)
+                    except (ManifestError, TypeError, ValueError, AttributeError) as e:
+                        why = 'its v1 manifest cannot be upgraded (%s)' % e
+            elif not isinstance(info, dict) or not isinstance(info.get('manifest'), dict):
+                why = 'it has no "manifest" object'
+            else:
+                return info['manifest']
+        raise ImageError('the cached manifest %s cannot be read: %s; smartos_image with update_manifests (or imgadm) '
+                         'can write it again from a source' % (path, why), path=path)
 
     def fields(self, source, origin_manifest):
         """The manifest fields of the image (without uuid, published_at, files); InvalidParameter if any is bad."""
@@ -265,6 +322,8 @@ class ImageCreator:
                  prefix + '.dsmanifest')
         plan = Plan(source, fields, paths, compression, incremental_from)
         check_output_dir(outdir)
+        check_name_length(paths + tuple(prefix + KIND_EXTENSIONS[source.kind] + s for s in SUFFIXES.values()))
+        self.check_ownership(plan)
         existing = read_manifest(plan.manifest_path)
         entry = existing_entry(existing)
         # The file on disk is the one this task would write when it came from the same snapshot (by guid),
@@ -311,8 +370,26 @@ class ImageCreator:
                 plan.actions.append({'action': 'remove_file', 'path': stale})
         if p.get('remove_snapshot') and source.own and (source.guid is not None or plan.has('snapshot')):
             plan.actions.append({'action': 'remove_snapshot', 'snapshot': source.snapshot})
+        plan.orphans = orphaned_temps(prefix)
+        plan.actions[:0] = [{'action': 'remove_file', 'path': path} for path in plan.orphans]
         plan.diff = self.diff(plan, existing)
         return plan
+
+    def check_ownership(self, plan):
+        """Refuse output files that another image's manifest claims: <name>-<version> is not one-to-one."""
+        p = self.params
+        for path in (plan.manifest_path, plan.dsmanifest_path):
+            other = read_manifest(path)
+            if other is None or (other.get('name'), other.get('version')) == (p['name'], p['version']):
+                continue
+            if not (isinstance(other.get('name'), str) and isinstance(other.get('version'), str)):
+                raise ImageError('%s is not a manifest of this image (it names no image version): nothing was changed; '
+                                 'remove it, or write this image to another output_dir' % path, path=path)
+            raise ImageError('%s belongs to another image, %s version %s (uuid %s), whose files have the same names as '
+                             'this image\'s (%s version %s): nothing was changed; write this image to another output_dir, '
+                             'or remove that image\'s files if it is no longer needed'
+                             % (path, shown(other.get('name')), shown(other.get('version')), shown(other.get('uuid')),
+                                shown(p['name']), shown(p['version'])), path=path)
 
     def v1_bytes(self, manifest, plan):
         return dumps(build_v1(manifest, os.path.basename(plan.file_path), self.params['creator_name']))
@@ -336,29 +413,46 @@ class ImageCreator:
     # ---- acting ----
 
     def execute(self, plan):
-        """Run the planned actions; on failure remove what this run made (temp files, its snapshot)."""
+        """Run the planned actions; on failure remove what this run made (temp files, its snapshot) and say why."""
+        handlers = {}
+        try:
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                handlers[signum] = signal.signal(signum, _interrupted)
+        except ValueError:
+            pass    # not the main thread (a test): signals stay as they are
+        try:
+            self._execute(plan)
+        except Interrupted as e:
+            left = getattr(e, 'left', None)
+            outcome = 'cleaning up failed: %s' % '; '.join(left) if left else 'what this run had made was removed'
+            raise ImageError('interrupted by signal %d; %s' % (e.args[0], outcome))
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+    def _execute(self, plan):
         p = self.params
-        made_snapshot = False
-        temps = []
-        out = None
+        made = {'snapshot': False, 'fd': None, 'temps': [], 'file': None}
+        for path in plan.orphans:
+            _host.discard(path)     # a killed run's partial image file: room for this one
         try:
             if plan.has('send'):
                 # fail on an unwritable output directory before the VM is stopped or anything is snapshotted
-                fd, tmp = open_temp(plan.file_path)
-                temps.append(tmp)
-                out = os.fdopen(fd, 'wb')
+                made['fd'], tmp = open_temp(plan.file_path)
+                made['temps'].append(tmp)
             for action in plan.actions:
                 if action['action'] == 'stop_vm':
                     self.stop_vm(action['vm'])
                 elif action['action'] == 'snapshot':
                     self.zfs.snapshot(action['snapshot'])
-                    made_snapshot = True
+                    made['snapshot'] = True
                     plan.guid = self.zfs.guid(action['snapshot'])
             if plan.has('send'):
                 plan.uuid = p.get('uuid') or derive_uuid(plan.guid, p['name'], p['version'], plan.fields['type'],
                                                          p.get('origin'))
-                written = self.send(plan, out)
-                out.close()
+                written = self.send(plan, made['fd'])
+                fd, made['fd'] = made['fd'], None
+                close_fd(fd, plan.file_path)
                 plan.sha1, plan.size = written.sha1, written.size
                 plan.manifest = build_v2(plan.fields, plan.uuid, self.timestamp(),
                                          {'sha1': plan.sha1, 'size': plan.size, 'compression': plan.compression,
@@ -375,30 +469,54 @@ class ImageCreator:
             prepared = []
             for path, data in writes:
                 prepared.append((_host.prepare_atomic(path, data, 0o644), path))
-                temps.append(prepared[-1][0])
+                made['temps'].append(prepared[-1][0])
             if plan.has('send'):
-                _host.commit_atomic(temps[0], plan.file_path)   # the image file first, then what describes it
+                _host.commit_atomic(made['temps'][0], plan.file_path)   # the image file first, then what describes it
+                made['file'] = plan.file_path
             for tmp, path in prepared:
                 _host.commit_atomic(tmp, path)
-            temps = []
-        except BaseException:
-            if out is not None:
-                out.close()
-            for tmp in temps:
-                try:
-                    _host.discard(tmp)
-                except ImageError:
-                    pass
-            if made_snapshot:
-                try:
-                    self.zfs.destroy_snapshot(plan.source.snapshot)
-                except ImageError:
-                    pass  # the original failure is what the user needs to see
+                if path == plan.manifest_path:
+                    made['file'] = None     # the file is described: it stays even if a .dsmanifest fails
+            made['temps'] = []
+        except BaseException as e:
+            left = self.clean_up(plan, made)
+            if left and isinstance(e, ImageError):
+                e.msg = '%s; and cleaning up failed: %s' % (e.msg, '; '.join(left))
+                e.args = (e.msg,)
+            elif isinstance(e, Interrupted):
+                e.left = left
             raise
         if plan.stale_file:
             _host.discard(plan.stale_file)
         if plan.has('remove_snapshot'):
-            self.zfs.destroy_snapshot(plan.source.snapshot)
+            try:
+                self.zfs.destroy_snapshot(plan.source.snapshot)
+            except ImageError as e:
+                raise ImageError('the image files are written, but the snapshot %s could not be removed: %s; remove it '
+                                 'with `zfs destroy %s`' % (plan.source.snapshot, e.msg, plan.source.snapshot),
+                                 snapshot=plan.source.snapshot, file_path=plan.file_path,
+                                 manifest_path=plan.manifest_path, changed=True)
+
+    def clean_up(self, plan, made):
+        """Remove what a failed run made, each step on its own; what could not be removed, as messages naming it."""
+        left = []
+        if made['fd'] is not None:
+            try:
+                os.close(made['fd'])
+            except OSError:
+                pass    # the failure being reported already says what is wrong with the file
+        for path in made['temps'] + ([made['file']] if made['file'] else []):
+            try:
+                _host.discard(path)
+            except ImageError as e:
+                left.append(e.msg)
+        if made['snapshot']:
+            try:
+                self.zfs.destroy_snapshot(plan.source.snapshot)
+            except ImageError as e:
+                left.append('the snapshot %s this run made could not be removed (%s): remove it with `zfs destroy %s`'
+                            % (plan.source.snapshot, e.msg, plan.source.snapshot))
+        return left
 
     def stop_vm(self, uuid):
         """vmadm stop, then make sure the VM is stopped before it is snapshotted."""
@@ -408,21 +526,42 @@ class ImageCreator:
             raise ImageError('VM "%s" is still %s after vmadm stop; nothing was snapshotted' % (uuid, vm.get('state')),
                              vm=uuid)
 
-    def send(self, plan, out):
-        """zfs send [-i origin@final] snapshot, compressed on every core and hashed on the way into out."""
+    def send(self, plan, fd):
+        """zfs send [-i origin@final] snapshot, compressed on every core and hashed on the way into fd."""
+        argv = ['zfs', 'send'] + (['-i', plan.incremental_from] if plan.incremental_from else []) + [plan.source.snapshot]
         with tempfile.TemporaryFile() as errfile:
-            proc = self.zfs.send(plan.source.snapshot, errfile, plan.incremental_from)
             try:
-                written = compress_stream(proc.stdout.read, out.write, plan.compression, self.workers)
-                out.flush()
-                os.fsync(out.fileno())
+                proc = self.zfs.send(plan.source.snapshot, errfile, plan.incremental_from)
             except OSError as e:
+                raise CommandError('zfs send of %s could not start: %s' % (plan.source.snapshot, e.strerror or e),
+                                   cmd=' '.join(argv))
+
+            def read(size):
+                try:
+                    return proc.stdout.read(size)
+                except OSError as e:
+                    raise CommandError('reading the send stream of %s failed: %s' % (plan.source.snapshot,
+                                                                                     e.strerror or e),
+                                       cmd=' '.join(argv))
+
+            def write(data):
+                write_all(fd, data, plan.file_path)
+
+            try:
+                written = compress_stream(read, write, plan.compression, self.workers)
+                try:
+                    os.fsync(fd)
+                except OSError as e:
+                    raise write_error(plan.file_path, e)
+            except BaseException as e:
                 proc.kill()
                 proc.wait()
-                raise ImageError('cannot write %s: %s' % (plan.file_path, e.strerror or e), path=plan.file_path)
-            except BaseException:
-                proc.kill()
-                proc.wait()
+                if isinstance(e, Exception) and not isinstance(e, ImageError):
+                    # a compressor's own failure (zlib, bz2, lzma, memory): the module's error, not a traceback
+                    raise ImageError('compressing the send stream of %s with %s failed: %s'
+                                     % (plan.source.snapshot, plan.compression,
+                                        '%s: %s' % (type(e).__name__, e) if str(e) else type(e).__name__),
+                                     path=plan.file_path)
                 raise
             finally:
                 proc.stdout.close()
@@ -430,7 +569,6 @@ class ImageCreator:
             errfile.seek(0)
             stderr = errfile.read().decode('utf-8', 'replace').strip()
         if rc != 0:
-            argv = ['zfs', 'send'] + (['-i', plan.incremental_from] if plan.incremental_from else []) + [plan.source.snapshot]
             raise CommandError('zfs send of %s failed: %s' % (plan.source.snapshot, stderr or 'exit code %d' % rc),
                                cmd=' '.join(argv), rc=rc, stderr=stderr)
         return written
@@ -470,6 +608,33 @@ class ImageCreator:
         )
 
 
+def cached_manifest_problems(manifest, uuid):
+    """Why a cached manifest cannot stand for image uuid: another uuid, or fields of the wrong type (empty when fine)."""
+    problems = []
+    if manifest.get('uuid') != uuid:
+        problems.append('its uuid is %s, not the image\'s own' % shown(manifest.get('uuid')))
+    for key in ('name', 'version'):
+        if not isinstance(manifest.get(key), str):
+            problems.append('%s: %s is not a string' % (key, shown(manifest.get(key))))
+    for key in INHERITED:
+        value = manifest.get(key)
+        want = INHERITED_TYPES.get(key)
+        wrong = not isinstance(value, want) or (want is int and isinstance(value, bool)) if want else False
+        if value is not None and wrong:
+            problems.append('%s: %s is not %s' % (key, shown(value), {str: 'a string', dict: 'an object', list: 'a list',
+                                                                      bool: 'true or false', int: 'an integer'}[want]))
+    if not problems:
+        inherited = {k: manifest[k] for k in INHERITED if manifest.get(k) is not None}
+        problems.extend(manifest_problems(inherited, required=()))
+    return problems
+
+
+def shown(value, limit=60):
+    """A value from outside, short and printable, for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
 def descends_from(inventory, dataset, origin_ds):
     """True when dataset is origin_ds or a clone of it, directly or through the origins of its origins."""
     seen = set()
@@ -499,23 +664,123 @@ def check_output_dir(path):
                          path=path)
 
 
+def check_name_length(paths):
+    """Refuse, before anything runs, file names too long for the file system (with the temporary name's extra)."""
+    for path in paths:
+        size = len(os.path.basename(path).encode('utf-8', 'surrogateescape'))
+        if size + TEMP_EXTRA > NAME_MAX:
+            raise InvalidParameter('the file name %s is %d bytes long; with the temporary name\'s %d more it exceeds '
+                                   'the %d bytes a file system allows: shorten the name or version'
+                                   % (os.path.basename(path), size, TEMP_EXTRA, NAME_MAX), path=path)
+
+
+def write_error(path, error):
+    """An ImageError for a failed write of an output file, saying what to do about a full disk."""
+    full = error.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
+    advice = (' (the file system or a quota is full: free some space in %s, or give another output_dir)'
+              % os.path.dirname(path)) if full else ''
+    return ImageError('cannot write %s: %s%s' % (path, error.strerror or error, advice), path=path)
+
+
+def write_all(fd, data, path):
+    """os.write until every byte is written (a write may take fewer)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as e:
+        raise write_error(path, e)
+
+
+def close_fd(fd, path):
+    """Close an output file; some file systems report a failed write only here."""
+    try:
+        os.close(fd)
+    except OSError as e:
+        raise write_error(path, e)
+
+
+def host_tag():
+    """8 hex digits naming this host in a temporary file's name (an output_dir may be shared between hosts)."""
+    return hashlib.sha1(socket.gethostname().encode('utf-8', 'replace')).hexdigest()[:8]
+
+
+def orphaned_temps(prefix):
+    """Temporary image files of prefix left by runs on this host whose process is gone (killed with SIGKILL)."""
+    directory, base = os.path.split(prefix)
+    pattern = re.compile(r'\.%s(\.zfs|\.zvol)(\.gz|\.bz2|\.xz)?\.%s-(\d+)\.[a-z0-9_]{8}\Z'
+                         % (re.escape(base), host_tag()))
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = pattern.match(name)
+        if match and not process_exists(int(match.group(3))) and os.path.isfile(os.path.join(directory, name)):
+            found.append(os.path.join(directory, name))
+    return found
+
+
+def process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True     # another user's: it exists
+    return True
+
+
 def open_temp(path):
-    """A temporary file beside path (made with the directory if needed): (fd, name)."""
+    """A temporary file beside path (made with the directory if needed), named for this host and process: (fd, name)."""
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.%s-%d.' % (os.path.basename(path), host_tag(), os.getpid()),
+                                   dir=directory)
         os.fchmod(fd, 0o644)
     except OSError as e:
         raise _host.host_error('cannot write', path, e)
     return fd, tmp
 
 
-def read_manifest(path):
-    """The manifest already at path, or None when there is none (or it is unreadable: it will be replaced)."""
+class NotAManifestFile(ValueError):
+    """Something at a manifest's path that is not a regular file of a manifest's size."""
+
+
+def read_json_file(path, limit=MANIFEST_MAX):
+    """JSON from a regular file of at most limit bytes; None when there is none, NotAManifestFile when it is not one."""
     try:
-        manifest = _host.read_json(path)
-    except (ValueError, ImageError):
+        # O_NONBLOCK: a FIFO in a manifest's place opens at once (and is refused) instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _host.host_error('cannot read', path, e)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = 'a directory' if stat.S_ISDIR(mode) else 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'
+        raise NotAManifestFile('it is not a regular file (%s)' % kind)
+    with os.fdopen(fd, 'rb') as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise _host.host_error('cannot read', path, e)
+    if len(data) > limit:
+        raise NotAManifestFile('it is larger than the %d MiB a manifest may be' % (limit // MIB))
+    return json.loads(data.decode('utf-8'))
+
+
+def read_manifest(path):
+    """The manifest already at path, or None when there is none (or it is not JSON: it will be replaced)."""
+    try:
+        manifest = read_json_file(path)
+    except NotAManifestFile as e:
+        raise ImageError('%s is in the way of this image\'s manifest: %s; nothing was changed; remove it, or write '
+                         'this image to another output_dir' % (path, e), path=path)
+    except (ValueError, RecursionError, ImageError):
         return None
     return manifest if isinstance(manifest, dict) else None
 

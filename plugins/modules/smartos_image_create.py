@@ -24,8 +24,21 @@ description:
     1 MiB written in order as one valid file (a multi-member gzip file, as C(pigz) writes, which
     C(gzip -d), Python and imgadm read as one), and the SHA-1 and size of the file are computed in
     the same pass. Memory stays bounded whatever the image size.
-  - The file is written under a temporary name and renamed only when complete; on any failure
-    the temporary file and a snapshot this run made are removed.
+  - The file is written under a temporary name and renamed only when complete. On any failure (a full disk, a
+    failed compression, rename or C(zfs send), SIGTERM or SIGHUP) the module removes what this run made (its
+    temporary files, the image file when its manifest could not be written, the snapshot it made) and nothing
+    else, and its message names the path and the cause, and anything it could not remove.
+  - A run killed with SIGKILL cannot clean up; its temporary image file (C(.<file>.<host>-<pid>.XXXXXXXX)) is
+    removed by the next run for the same file names on the same host, once that process is gone (a
+    C(remove_file) action). Its snapshot is the one the next run reuses.
+  - File names are C(<name>-<version>) with every character other than letters, digits and C(. _ + -) turned into
+    C(_), as C(imgadm create) names them. Different images can get the same names (C(a)/C(b-1) and C(a-b)/C(1),
+    or C(a/b) and C(a_b)). A manifest (C(.imgmanifest) or C(.dsmanifest)) already there that names another image
+    (or no image) is never replaced, nor its image file; the task fails before anything runs, naming that file and
+    its image. Write such images to different O(output_dir)s. A manifest that is not JSON, and an image file
+    that no manifest describes, are taken for this image's leftovers and replaced.
+  - With O(origin), the origin's cached manifest must be that image's (its C(uuid)) and its inherited fields of
+    the right types; otherwise the task fails naming the file, rather than inheriting from it.
   - The manifest validates against the collection's JSON Schema C(schemas/imgmanifest-v2.json) and
     passes node-imgmanifest's rules; bad names, versions or fields are refused before anything runs.
 author:
@@ -92,7 +105,8 @@ options:
   name:
     description:
       - The image name (letters, digits, space and C(. _ / -), at most 1024 characters). Also names the
-        files, with O(version).
+        files, with O(version); the longest file name must fit in the 255 bytes a file system allows (with 27 for
+        the temporary name), or the task fails before anything runs.
     type: str
     required: true
   version:
@@ -294,7 +308,8 @@ actions:
   description:
     - The planned actions in order, the same in check mode and in the real run; empty when nothing changes.
       C(stop_vm), C(snapshot), C(send) (with C(snapshot), C(incremental_from), C(file), C(compression)),
-      C(write_manifest), C(write_dsmanifest), C(remove_file) (the file of a replaced manifest), C(remove_snapshot).
+      C(write_manifest), C(write_dsmanifest), C(remove_file) (the file of a replaced manifest, or a killed run's
+      temporary file, first), C(remove_snapshot).
   returned: always
   type: list
   elements: dict

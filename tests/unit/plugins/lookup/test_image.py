@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import time
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -27,16 +31,25 @@ def manifest(number, name='base-64-lts', version=None, published_at=None, **extr
     return m
 
 
-class FakeResponse:
-    """What the lookup reads of a requests.Response: status_code, url, text and json()."""
+class FakeRaw(io.BytesIO):
+    """The urllib3 response body the lookup reads with read1, as it arrives."""
 
-    def __init__(self, url, status_code=200, body=None, text=None):
+    decode_content = False
+
+
+class FakeResponse:
+    """What the lookup reads of a requests.Response: status_code, url, headers, raw and close()."""
+
+    def __init__(self, url, status_code=200, body=None, text=None, headers=None):
         self.url = url
         self.status_code = status_code
         self.text = text if text is not None else json.dumps(body)
+        self.raw = FakeRaw(self.text.encode('utf-8'))
+        self.headers = headers or {}
+        self.closed = False
 
-    def json(self):
-        return json.loads(self.text)  # json.JSONDecodeError is a ValueError, as requests' is
+    def close(self):
+        self.closed = True
 
 
 class FakeSession:
@@ -48,10 +61,14 @@ class FakeSession:
         self.headers = {}
         self.calls = []
 
-    def get(self, url, params=None, verify=None, timeout=None):
-        params = dict(params or {})
-        self.calls.append({'url': url, 'params': params, 'verify': verify, 'timeout': timeout})
-        full = url + ('?' + '&'.join('%s=%s' % kv for kv in sorted(params.items())) if params else '')
+    def get(self, url, verify=None, timeout=None, auth=None, allow_redirects=True, stream=False):
+        assert allow_redirects is False and stream is True   # the lookup follows redirects and reads bodies itself
+        path, dummy, query = url.partition('?')
+        params = dict(parse_qsl(query))
+        if 'limit' in params:
+            params['limit'] = int(params['limit'])
+        self.calls.append({'url': path, 'params': params, 'verify': verify, 'timeout': timeout, 'auth': auth})
+        full = path + ('?' + '&'.join('%s=%s' % kv for kv in sorted(params.items())) if params else '')
         if self.answer:
             result = self.answer(full, params)
             if isinstance(result, Exception):
@@ -170,11 +187,14 @@ def test_pagination_gets_every_image_once(monkeypatch):
     assert len(images) == page + 3 and len({m['uuid'] for m in images}) == page + 3
 
 
-def test_pagination_stops_when_the_server_repeats_itself(session, lookup):
+def test_a_server_that_ignores_marker_is_an_error_not_an_endless_listing(session, lookup):
     same = [manifest(n) for n in range(image_lookup.PAGE)]
     session.answer = lambda url, params: FakeResponse(url, body=same)
-    assert lookup('base-64-lts')
-    assert len(session.calls) == 2  # the second page only repeated the marker: no endless loop
+    with pytest.raises(AnsibleLookupError, match='image server https://images.example.org answered the page after '
+                                                 'marker=%s with images it had already listed .*it ignores marker'
+                                                 % same[-1]['uuid']):
+        lookup('base-64-lts')
+    assert len(session.calls) == 2
 
 
 def test_result_manifest(session, lookup):
@@ -185,13 +205,14 @@ def test_result_manifest(session, lookup):
 
 def test_connection_refused(session, lookup):
     session.answer = lambda url, params: requests.exceptions.ConnectionError('[Errno 111] Connection refused')
-    with pytest.raises(AnsibleLookupError, match=r'could not be reached \(.*Connection refused\)'):
+    with pytest.raises(AnsibleLookupError, match=r'could not be reached for GET https://images.example.org/images'
+                                                 r'\?name=base-64-lts \(.*Connection refused\)'):
         lookup('base-64-lts')
 
 
 def test_timeout(session, lookup):
     session.answer = lambda url, params: requests.exceptions.ReadTimeout('read timed out')
-    with pytest.raises(AnsibleLookupError, match='did not answer within 30 s'):
+    with pytest.raises(AnsibleLookupError, match='did not answer GET .* within 30 s'):
         lookup('base-64-lts')
 
 
@@ -263,3 +284,252 @@ def test_missing_requests_is_explained(monkeypatch, lookup):
     monkeypatch.setattr(image_lookup, 'requests', None)
     with pytest.raises(AnsibleLookupError, match='needs the Python packages requests and jsonschema'):
         lookup('base-64-lts')
+
+
+# ---- issue 10: credentials, hostile answers, bounds ----
+
+PASSWORD = 'p#a/s?s@w:rd'
+CREDENTIALED = 'https://user:%s@images.example.org' % PASSWORD
+
+
+def no_secret(text):
+    for secret in (PASSWORD, 'p#a/s', 's@w:rd', 'p%23a'):
+        assert secret not in text, text
+
+
+def test_credentials_are_cut_out_whatever_their_characters(session, lookup):
+    session.images = [manifest(1)]
+    assert lookup('base-64-lts', server=CREDENTIALED) == [manifest(1)['uuid']]
+    call = session.calls[0]
+    assert call['url'] == SERVER + '/images'
+    assert call['auth'].value == 'Basic ' + base64.b64encode(('user:' + PASSWORD).encode()).decode()
+
+
+def test_percent_encoded_credentials_are_decoded(session, lookup):
+    session.images = [manifest(1)]
+    lookup('base-64-lts', server='https://us%40er:p%23%C3%A9@images.example.org')
+    assert session.calls[0]['auth'].value == 'Basic ' + base64.b64encode('us@er:p#é'.encode()).decode()
+
+
+@pytest.mark.parametrize('answer', [
+    lambda url, params: FakeResponse(url, 500, body={'code': 'InternalError', 'message': 'no'}),
+    lambda url, params: FakeResponse(url, 500, text='<html>%s</html>' % PASSWORD),
+    lambda url, params: requests.exceptions.ConnectionError("Invalid URL '%s/images'" % CREDENTIALED),
+    lambda url, params: requests.exceptions.SSLError('certificate verify failed for %s' % CREDENTIALED),
+    lambda url, params: requests.exceptions.ReadTimeout('read timed out (%s)' % PASSWORD),
+    lambda url, params: FakeResponse(url, text='not json ' + PASSWORD),
+    lambda url, params: FakeResponse(url, body=[]),
+])
+def test_no_error_shows_the_password(session, lookup, answer):
+    session.answer = answer
+    with pytest.raises(AnsibleLookupError) as e:
+        lookup('base-64-lts', server=CREDENTIALED)
+    no_secret(str(e.value))
+    assert 'user:***@images.example.org' in str(e.value) or '***' in str(e.value)
+
+
+@pytest.mark.parametrize('server, words', [
+    ('images.example.org', 'must start with http:// or https://'),
+    ('ftp://user:%s@images.example.org' % PASSWORD, 'must start with http:// or https://'),
+    ('https://user:%s@images.example.org:99999' % PASSWORD, 'has no valid host and port'),
+    ('https://user:%s@images.example.org:port' % PASSWORD, 'has no valid host and port'),
+    ('http://[::1', 'has no valid host and port'),
+    ('https://user:%s@/' % PASSWORD, 'has no valid host and port'),
+])
+def test_bad_server_urls_are_refused_without_the_password(session, lookup, server, words):
+    with pytest.raises(AnsibleLookupError, match=words) as e:
+        lookup('base-64-lts', server=server)
+    no_secret(str(e.value))
+    assert not session.calls
+
+
+@pytest.mark.parametrize('body', [['a', 'list'], 'a string', 42, None, {'message': ['x'], 'code': {'y': 1}}, {}])
+def test_any_error_body_is_a_clear_error(session, lookup, body):
+    session.answer = lambda url, params: FakeResponse(url, 503, body=body)
+    with pytest.raises(AnsibleLookupError, match=r'answered HTTP 503 to GET https://images.example.org/images\?'
+                                                 r'name=base-64-lts: '):
+        lookup('base-64-lts')
+
+
+def test_an_empty_error_body(session, lookup):
+    session.answer = lambda url, params: FakeResponse(url, 502, text='')
+    with pytest.raises(AnsibleLookupError, match=r'answered HTTP 502 .*: \(no body\)'):
+        lookup('base-64-lts')
+
+
+@pytest.mark.parametrize('term', [5, None, ['base'], {'name': 'base'}, 1.5, True, ''])
+def test_terms_that_are_not_names_are_refused(session, lookup, term):
+    with pytest.raises(AnsibleLookupError, match='give an image name, as a term or as name='):
+        lookup(term)
+    assert not session.calls
+
+
+def endless(url, params):
+    """A server that answers every page with PAGE new images."""
+    start = int(params.get('marker', '0' * 36)[-12:]) + 1 if 'marker' in params else 0
+    return FakeResponse(url, body=[manifest(start + n) for n in range(image_lookup.PAGE)])
+
+
+def test_pages_are_capped(session, lookup, monkeypatch):
+    monkeypatch.setattr(image_lookup, 'MAX_PAGES', 4)
+    session.answer = endless
+    with pytest.raises(AnsibleLookupError, match=r'image server https://images.example.org listed more than 4 pages '
+                                                 r'\(4000 images\) for name=base-64-lts; narrow the filters'):
+        lookup('base-64-lts')
+    assert len(session.calls) == 4
+
+
+def test_images_are_capped(session, lookup, monkeypatch):
+    monkeypatch.setattr(image_lookup, 'MAX_IMAGES', 2500)
+    session.answer = endless
+    with pytest.raises(AnsibleLookupError, match='listed more than 2500 images for name=base-64-lts'):
+        lookup('base-64-lts')
+    assert len(session.calls) == 3
+
+
+def test_a_listing_is_bounded_in_time(session, lookup, monkeypatch):
+    clock = iter(range(0, 10 ** 6, 7))
+    monkeypatch.setattr(image_lookup.time, 'monotonic', lambda: next(clock))
+    session.answer = endless
+    with pytest.raises(AnsibleLookupError, match=r'did not finish listing within listing_timeout \(60 s\), at GET '
+                                                 r'https://images.example.org/images\?'):
+        lookup('base-64-lts', listing_timeout=60)
+    assert len(session.calls) < 10
+
+
+class Trickle(FakeRaw):
+    """One byte per read1, each taking a while: a server that never quite stops sending."""
+
+    def read1(self, size=-1):
+        time.sleep(0.05)
+        return b' '
+
+
+def test_a_trickling_body_is_bounded(session, lookup):
+    def answer(url, params):
+        response = FakeResponse(url, body=[])
+        response.raw = Trickle()
+        return response
+
+    session.answer = answer
+    started = time.monotonic()
+    with pytest.raises(AnsibleLookupError, match=r'did not finish listing within listing_timeout \(1 s\)'):
+        lookup('base-64-lts', listing_timeout=1)
+    assert time.monotonic() - started < 3
+    assert session.calls[0]['timeout'] <= 1
+
+
+def test_a_body_is_bounded_in_size(session, lookup, monkeypatch):
+    monkeypatch.setattr(image_lookup, 'MAX_BODY', 1000)
+    session.answer = lambda url, params: FakeResponse(url, body=[manifest(n) for n in range(10)])
+    with pytest.raises(AnsibleLookupError, match='answered GET .* with more than 0 MiB'):
+        lookup('base-64-lts')
+
+
+def test_a_deeply_nested_body_is_not_json(session, lookup):
+    session.answer = lambda url, params: FakeResponse(url, text='[' * 200000)
+    with pytest.raises(AnsibleLookupError, match='something that is not JSON'):
+        lookup('base-64-lts')
+
+
+def test_a_body_that_breaks_off(session, lookup):
+    class Broken(FakeRaw):
+        def read1(self, size=-1):
+            raise requests.exceptions.ChunkedEncodingError('connection broken: IncompleteRead')
+
+    def answer(url, params):
+        response = FakeResponse(url, body=[])
+        response.raw = Broken()
+        return response
+
+    session.answer = answer
+    with pytest.raises(AnsibleLookupError, match='broke off its answer to GET .*IncompleteRead'):
+        lookup('base-64-lts')
+
+
+def redirecting(to, then=None):
+    """A server whose first answer redirects to `to`; then the images (or `then`)."""
+    def answer(url, params):
+        if len(session_calls(answer)) == 1:
+            return FakeResponse(url, 302, text='', headers={'Location': to})
+        return then(url, params) if then else FakeResponse(url, body=[manifest(1)])
+    return answer
+
+
+def session_calls(answer):
+    return answer.session.calls
+
+
+@pytest.mark.parametrize('to, keeps', [
+    ('https://images.example.org/elsewhere/images', True),            # same origin: credentials go on
+    ('/relative/images', True),
+    ('https://images.example.org:443/images', True),
+    ('https://other.example.org/images', False),                      # another host
+    ('http://images.example.org/images', False),                      # a downgrade to plain http
+    ('https://images.example.org:8443/images', False),                # another port
+    ('https://images.example.org.evil.test/images', False),
+])
+def test_credentials_only_to_the_servers_own_origin(session, lookup, to, keeps):
+    answer = redirecting(to)
+    answer.session = session
+    session.answer = answer
+    assert lookup('base-64-lts', server=CREDENTIALED) == [manifest(1)['uuid']]
+    assert session.calls[0]['auth'] is not None
+    assert (session.calls[1]['auth'] is not None) == keeps, session.calls[1]
+
+
+def test_an_upgrade_to_https_is_another_origin_too(session, lookup):
+    answer = redirecting('https://images.example.org/images')
+    answer.session = session
+    session.answer = answer
+    lookup('base-64-lts', server='http://user:%s@images.example.org' % PASSWORD)
+    assert session.calls[0]['auth'] is not None and session.calls[1]['auth'] is None
+
+
+@pytest.mark.parametrize('location, words', [
+    (None, 'answered HTTP 302 to GET .* without a Location'),
+    ('ftp://images.example.org/x', 'redirected GET to ftp://images.example.org/x, which is not an http'),
+    ('file:///etc/passwd', 'which is not an http'),
+    ('http://[::1/images', r'redirected GET https://user:\*\*\*@images.example.org/images.* to an invalid URL'),
+])
+def test_bad_redirects(session, lookup, location, words):
+    session.answer = lambda url, params: FakeResponse(url, 302, text='', headers={'Location': location} if location else {})
+    with pytest.raises(AnsibleLookupError, match=words):
+        lookup('base-64-lts', server=CREDENTIALED)
+
+
+def test_a_redirect_loop_ends(session, lookup):
+    session.answer = lambda url, params: FakeResponse(url, 302, text='',
+                                                      headers={'Location': 'https://u:leaked@images.example.org/images'})
+    with pytest.raises(AnsibleLookupError, match='redirected GET more than 5 times') as e:
+        lookup('base-64-lts')
+    assert len(session.calls) == image_lookup.MAX_REDIRECTS + 1 and 'leaked' not in str(e.value)
+
+
+def test_a_bad_uuid_at_the_end_of_a_full_page(session, lookup):
+    page = [manifest(n) for n in range(image_lookup.PAGE)]
+    page[-1]['uuid'] = ['not', 'a', 'string']
+    session.answer = lambda url, params: FakeResponse(url, body=page)
+    with pytest.raises(AnsibleLookupError, match='last image has no uuid'):
+        lookup('base-64-lts')
+
+
+@pytest.mark.parametrize('published_at', [5, None, ['x'], {'a': 1}])
+def test_odd_published_at_in_a_listing_is_no_traceback(session, lookup, published_at):
+    odd = manifest(2)
+    odd['published_at'] = published_at
+    session.answer = lambda url, params: FakeResponse(url, body=[manifest(1), odd])
+    try:
+        assert lookup('base-64-lts') == [manifest(1)['uuid']]
+    except AnsibleLookupError as e:
+        assert 'not a valid v2 image manifest' in str(e)
+
+
+def test_an_unexpected_failure_is_scrubbed_too(session, lookup, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError('while asking %s' % CREDENTIALED)
+
+    monkeypatch.setattr(image_lookup.ImageServerLookup, 'list_images', broken)
+    with pytest.raises(AnsibleLookupError, match=r'failed unexpectedly \(KeyError: ') as e:
+        lookup('base-64-lts', server=CREDENTIALED)
+    no_secret(str(e.value))

@@ -60,6 +60,7 @@ class FakeHost:
         self.send_rc = 0
         self.send_err = ''
         self.sends = []
+        self.destroy_fails = ''     # stderr of a `zfs destroy` that fails (the snapshot stays)
 
     def add(self, name, kind=None, origin=None, volsize=None):
         kind = kind or ('snapshot' if '@' in name else 'filesystem')
@@ -120,6 +121,8 @@ class FakeHost:
         if cmd[0] == 'destroy' and len(cmd) == 2:
             if cmd[1] not in self.datasets:
                 return self._missing(cmd[1])
+            if self.destroy_fails:
+                return 1, '', self.destroy_fails
             del self.datasets[cmd[1]]
             return 0, '', ''
         raise AssertionError('unexpected command: %r' % (argv,))

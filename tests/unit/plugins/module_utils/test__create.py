@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
 import lzma
 import os
+import re
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -484,3 +489,442 @@ def test_write_failure_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(ImageError, match='No space left on device'):
         create(host, tmp_path)
     assert listing(tmp_path) == [] and not [n for n in host.datasets if '@smartos-images-create-' in n]
+
+
+# ---- issue 10: never another image's files ----
+
+def every_file(tmp_path):
+    """Every name in the output directory, hidden temporary files included, with its bytes."""
+    out = tmp_path / 'out'
+    return {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+
+
+def own_snapshots(host):
+    return [n for n in host.datasets if '@smartos-images-create-' in n]
+
+
+@pytest.mark.parametrize('first, second', [
+    (('a', 'b-1'), ('a-b', '1')),
+    (('a/b', '1'), ('a_b', '1')),
+    (('my image', '1'), ('my_image', '1')),
+    (('x', '1+b/2'), ('x', '1+b_2')),
+])
+@pytest.mark.parametrize('check', [True, False])
+def test_another_images_files_are_never_touched(tmp_path, first, second, check):
+    host = pool_host()
+    made = create(host, tmp_path, name=first[0], version=first[1], dsmanifest=False)
+    before = every_file(tmp_path)
+    host.calls, host.sends = [], []
+    with pytest.raises(ImageError) as e:
+        create(host, tmp_path, check=check, name=second[0], version=second[1])
+    assert made['manifest_path'] in e.value.msg and 'belongs to another image, %r version %r' % first in e.value.msg
+    assert made['uuid'] in e.value.msg and 'another output_dir' in e.value.msg
+    assert e.value.evidence['path'] == made['manifest_path']
+    assert every_file(tmp_path) == before and host.mutations() == [] and host.sends == []
+    assert own_snapshots(host) == [snapshot_name(SRC, *first)]
+
+
+def test_another_images_dsmanifest_alone_is_enough_to_refuse(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'a-b-1.dsmanifest').write_text(json.dumps({'name': 'a', 'version': 'b-1', 'uuid': ORIGIN}))
+    host = pool_host()
+    with pytest.raises(ImageError, match=r'a-b-1\.dsmanifest belongs to another image'):
+        create(host, tmp_path, name='a-b', version='1')
+    assert sorted(every_file(tmp_path)) == ['a-b-1.dsmanifest'] and host.mutations() == []
+
+
+def test_a_json_object_that_names_no_image_is_not_replaced(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'img-1.0.0.imgmanifest').write_text('{"something": "else"}')
+    with pytest.raises(ImageError, match='is not a manifest of this image'):
+        create(pool_host(), tmp_path)
+    assert sorted(every_file(tmp_path)) == ['img-1.0.0.imgmanifest']
+
+
+def test_a_manifest_that_is_not_json_is_replaced_as_before(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'img-1.0.0.imgmanifest').write_text('not json {')
+    result = create(pool_host(), tmp_path)
+    assert read_json(result['manifest_path'])['uuid'] == result['uuid']
+
+
+def test_the_same_image_again_is_still_idempotent_and_ordinary_names_keep_their_files(tmp_path):
+    host = pool_host()
+    first = create(host, tmp_path, name='base-64', version='1.0.0')
+    assert os.path.basename(first['file_path']) == 'base-64-1.0.0.zfs.gz'
+    assert not create(host, tmp_path, name='base-64', version='1.0.0')['changed']
+
+
+def test_a_symlinked_manifest_of_another_image_is_refused(tmp_path):
+    elsewhere = tmp_path / 'elsewhere.imgmanifest'
+    elsewhere.write_text(json.dumps({'name': 'other', 'version': '9', 'uuid': ORIGIN}))
+    out = tmp_path / 'out'
+    out.mkdir()
+    os.symlink(str(elsewhere), str(out / 'img-1.0.0.imgmanifest'))
+    with pytest.raises(ImageError, match="belongs to another image, 'other' version '9'"):
+        create(pool_host(), tmp_path)
+    assert json.loads(elsewhere.read_text())['name'] == 'other' and os.path.islink(str(out / 'img-1.0.0.imgmanifest'))
+
+
+def test_a_symlink_at_the_image_file_is_replaced_not_followed(tmp_path):
+    target = tmp_path / 'precious'
+    target.write_bytes(b'keep me')
+    out = tmp_path / 'out'
+    out.mkdir()
+    os.symlink(str(target), str(out / 'img-1.0.0.zfs.gz'))
+    result = create(pool_host(), tmp_path)
+    assert target.read_bytes() == b'keep me' and not os.path.islink(result['file_path'])
+
+
+@pytest.mark.parametrize('name, version', [('n' * 240, '1'), ('n', 'v' * 240), ('n' * 200, 'v' * 40)])
+def test_names_too_long_for_a_file_are_refused_before_any_command(tmp_path, name, version):
+    host = pool_host()
+    with pytest.raises(InvalidParameter, match='bytes a file system allows: shorten the name or version'):
+        create(host, tmp_path, name=name, version=version)
+    assert host.mutations() == [] and listing(tmp_path) == []
+
+
+# ---- issue 10: a failed create removes what it made, and says why ----
+
+def fail_in_write(monkeypatch, after, err=errno.ENOSPC):
+    """os.write into the image's temp file fails after `after` bytes, as on a full disk."""
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+    real = os.write
+    state = {'written': 0}
+
+    def write(fd, data):
+        if '.img-1.0.0.zfs.gz.' in os.readlink('/proc/self/fd/%d' % fd):
+            if state['written'] + len(data) > after:
+                raise OSError(err, os.strerror(err))
+            state['written'] += len(data)
+        return real(fd, data)
+
+    monkeypatch.setattr(_create.os, 'write', write)
+
+
+@pytest.mark.parametrize('after', [0, 20000])
+@pytest.mark.parametrize('err', [errno.ENOSPC, errno.EDQUOT])
+def test_full_disk_leaves_nothing_and_says_so(tmp_path, monkeypatch, after, err):
+    fail_in_write(monkeypatch, after, err)
+    host = pool_host()
+    with pytest.raises(ImageError) as e:
+        create(host, tmp_path)
+    path = str(tmp_path / 'out' / 'img-1.0.0.zfs.gz')
+    assert e.value.msg.startswith('cannot write %s: %s' % (path, os.strerror(err)))
+    assert 'full: free some space in %s' % (tmp_path / 'out') in e.value.msg and e.value.evidence['path'] == path
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert host.sends  # the failure came during the send, not before it
+
+
+def test_short_writes_are_completed(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+    real = os.write
+    monkeypatch.setattr(_create.os, 'write', lambda fd, data: real(fd, bytes(data[:1000])))
+    result = create(pool_host(), tmp_path)
+    with open(result['file_path'], 'rb') as f:
+        data = f.read()
+    assert len(data) == result['size'] and gzip.decompress(data) == stream_of(result['snapshot'])
+
+
+def test_a_failing_close_is_reported_and_cleaned_up(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+    real = os.close
+
+    def close(fd):
+        target = os.readlink('/proc/self/fd/%d' % fd)
+        real(fd)
+        if '.img-1.0.0.zfs.gz.' in target:
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(_create.os, 'close', close)
+    host = pool_host()
+    with pytest.raises(ImageError, match='cannot write .*img-1.0.0.zfs.gz: %s' % os.strerror(errno.EDQUOT)):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+
+
+def test_a_failing_fsync_is_reported_and_cleaned_up(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+
+    def fsync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(_create.os, 'fsync', fsync)
+    host = pool_host()
+    with pytest.raises(ImageError, match='cannot write .*img-1.0.0.zfs.gz: %s$' % os.strerror(errno.EIO)):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+
+
+@pytest.mark.parametrize('error', [lzma.LZMAError('Memory limit reached'), MemoryError(), ValueError('odd block')])
+def test_a_compressor_failure_is_the_modules_error(tmp_path, monkeypatch, error):
+    from ansible_collections.smartos.images.plugins.module_utils import _compress
+
+    def broken(data):
+        raise error
+
+    monkeypatch.setitem(_compress.COMPRESSORS, 'gzip', broken)
+    host = pool_host()
+    with pytest.raises(ImageError, match='compressing the send stream of zones/src@smartos-images-create-.* with '
+                                         'gzip failed: .*' + (type(error).__name__ if not str(error) else '')):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+
+
+def test_a_failing_read_of_the_send_stream_is_a_command_error(tmp_path, monkeypatch):
+    host = pool_host()
+    real_popen = host.popen_out
+
+    def popen_out(argv, stderr):
+        proc = real_popen(argv, stderr)
+
+        class Broken:
+            def read(self, size):
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+            def close(self):
+                pass
+        proc.stdout = Broken()
+        return proc
+
+    host.popen_out = popen_out
+    with pytest.raises(CommandError, match='reading the send stream of zones/src@.* failed: %s' % os.strerror(errno.EIO)):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+
+
+@pytest.mark.parametrize('failing', ['img-1.0.0.zfs.gz', 'img-1.0.0.imgmanifest'])
+def test_a_failing_rename_leaves_nothing(tmp_path, monkeypatch, failing):
+    from ansible_collections.smartos.images.plugins.module_utils import _host
+    real = _host.os.replace
+
+    def replace(src, dst):
+        if os.path.basename(dst) == failing:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        return real(src, dst)
+
+    monkeypatch.setattr(_host.os, 'replace', replace)
+    host = pool_host()
+    with pytest.raises(ImageError, match='cannot write .*%s: %s' % (failing, os.strerror(errno.EPERM))):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+
+
+def test_a_failing_dsmanifest_rename_keeps_the_described_image(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _host
+    real = _host.os.replace
+
+    def replace(src, dst):
+        if dst.endswith('.dsmanifest'):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        return real(src, dst)
+
+    monkeypatch.setattr(_host.os, 'replace', replace)
+    with pytest.raises(ImageError, match=r'cannot write .*img-1\.0\.0\.dsmanifest'):
+        create(pool_host(), tmp_path, dsmanifest=True, description='d', creator_name='c')
+    assert sorted(every_file(tmp_path)) == ['img-1.0.0.imgmanifest', 'img-1.0.0.zfs.gz']
+
+
+def test_a_snapshot_that_cannot_be_destroyed_is_named_with_the_first_failure(tmp_path, monkeypatch):
+    fail_in_write(monkeypatch, 0)
+    host = pool_host()
+    host.destroy_fails = "cannot destroy 'zones/src@x': dataset is busy\n"
+    with pytest.raises(ImageError) as e:
+        create(host, tmp_path)
+    snap = snapshot_name(SRC, 'img', '1.0.0')
+    assert e.value.msg.startswith('cannot write ') and os.strerror(errno.ENOSPC) in e.value.msg
+    assert 'cleaning up failed: the snapshot %s this run made could not be removed' % snap in e.value.msg
+    assert '`zfs destroy %s`' % snap in e.value.msg and every_file(tmp_path) == {}
+
+
+def test_remove_snapshot_that_fails_says_the_files_are_written(tmp_path):
+    host = pool_host()
+    host.destroy_fails = "cannot destroy: dataset is busy\n"
+    with pytest.raises(ImageError) as e:
+        create(host, tmp_path, remove_snapshot=True)
+    snap = snapshot_name(SRC, 'img', '1.0.0')
+    assert 'the image files are written, but the snapshot %s could not be removed' % snap in e.value.msg
+    assert e.value.evidence['changed'] is True
+    assert sorted(every_file(tmp_path)) == ['img-1.0.0.imgmanifest', 'img-1.0.0.zfs.gz']
+
+
+def test_a_temp_file_that_cannot_be_removed_is_named(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create, _host
+    fail_in_write(monkeypatch, 0)
+    real = _host.discard
+
+    def discard(path):
+        raise ImageError('cannot remove %s: Operation not permitted' % path, path=path)
+
+    monkeypatch.setattr(_create._host, 'discard', discard)
+    host = pool_host()
+    with pytest.raises(ImageError, match=r'cleaning up failed: cannot remove .*/\.img-1\.0\.0\.zfs\.gz\.'):
+        create(host, tmp_path)
+    assert own_snapshots(host) == []    # one clean-up step failing does not skip the others
+    monkeypatch.setattr(_create._host, 'discard', real)
+
+
+def test_sigterm_during_the_send_cleans_up_and_restores_the_handler(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+    real = _create.compress_stream
+
+    def interrupted(read, write, compression, workers=None, block_size=None):
+        write(b'partial')
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        return real(read, write, compression, workers, block_size)
+
+    monkeypatch.setattr(_create, 'compress_stream', interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    host = pool_host()
+    with pytest.raises(ImageError, match='interrupted by signal %d' % signal.SIGTERM):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+# ---- issue 10: the origin's cached manifest is outside data ----
+
+def write_cache(tmp_path, body):
+    path = tmp_path / 'root' / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)
+    path.write_text(body if isinstance(body, str) else json.dumps(body))
+    return str(path)
+
+
+def good_origin(**changes):
+    m = {'v': 2, 'uuid': ORIGIN, 'name': 'base', 'version': '1.0.0', 'type': 'zone-dataset', 'os': 'illumos'}
+    m.update(changes)
+    return {'manifest': m, 'zpool': 'zones'}
+
+
+@pytest.mark.parametrize('body, words', [
+    (good_origin(uuid='0bad0000-0000-4000-8000-0000000000aa'),
+     "its uuid is '0bad0000-0000-4000-8000-0000000000aa', not the image's own"),
+    (good_origin(uuid=None), "its uuid is None"),
+    (good_origin(name=['base']), "name: ['base'] is not a string"),
+    (good_origin(version=1), 'version: 1 is not a string'),
+    (good_origin(requirements=['net0']), "requirements: ['net0'] is not an object"),
+    (good_origin(users='root'), "users: 'root' is not a list"),
+    (good_origin(os=7), 'os: 7 is not a string'),
+    (good_origin(image_size=True), 'image_size: True is not an integer'),
+    (good_origin(generate_passwords='yes'), "generate_passwords: 'yes' is not true or false"),
+    (good_origin(requirements={'min_ram': 'lots'}), 'min_ram'),
+    ({'manifest': 'text', 'zpool': 'zones'}, 'cannot be read: it has no "manifest" object'),
+    ([1, 2], 'cannot be read: it has no "manifest" object'),
+    ('{"manifest": ', 'cannot be read: it is not JSON'),
+    ('[' * 100000, 'cannot be read: it is not JSON'),
+])
+def test_a_bad_cached_origin_manifest_is_never_used(tmp_path, body, words):
+    host = origin_host(tmp_path)
+    path = write_cache(tmp_path, body)
+    with pytest.raises(ImageError) as e:
+        create(host, tmp_path, dataset='zones/child', origin=ORIGIN)
+    assert path in e.value.msg and words in e.value.msg, e.value.msg
+    assert 'update_manifests' in e.value.msg and e.value.evidence['path'] == path
+    assert host.mutations() == [] and listing(tmp_path) == []
+
+
+def test_a_bad_v1_manifest_of_the_original_layout_is_never_used(tmp_path):
+    host = origin_host(tmp_path, cached=False)
+    db = tmp_path / 'root' / 'var' / 'db' / 'imgadm'
+    db.mkdir(parents=True)
+    (db / 'sources.list').write_text('')
+    path = db / ('%s.json' % ORIGIN)
+    path.write_text(json.dumps({'uuid': '0bad0000-0000-4000-8000-0000000000aa', 'name': 'base', 'version': '1',
+                                'creator_uuid': ORIGIN, 'type': 'zone-dataset', 'os': 'smartos'}))
+    with pytest.raises(ImageError, match='cached manifest %s of origin image %s cannot be used: its uuid is'
+                                         % (path, ORIGIN)):
+        create(host, tmp_path, dataset='zones/child', origin=ORIGIN, layout='original')
+    assert host.mutations() == []
+
+
+def test_a_deeply_nested_manifest_in_the_output_dir_is_replaced(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'img-1.0.0.imgmanifest').write_text('[' * 200000)
+    result = create(pool_host(), tmp_path)
+    assert read_json(result['manifest_path'])['uuid'] == result['uuid']
+
+
+def test_sigterm_with_a_snapshot_that_cannot_be_removed_names_it(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+
+    def interrupted(read, write, compression, workers=None, block_size=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(_create, 'compress_stream', interrupted)
+    host = pool_host()
+    host.destroy_fails = 'cannot destroy: dataset is busy\n'
+    with pytest.raises(ImageError, match='interrupted by signal %d; cleaning up failed: the snapshot %s this run made'
+                                         % (signal.SIGTERM, snapshot_name(SRC, 'img', '1.0.0'))):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {}
+
+
+@pytest.mark.parametrize('make, words', [
+    (os.mkfifo, 'it is not a regular file (a FIFO)'),
+    (os.mkdir, 'it is not a regular file (a directory)'),
+    (lambda path: os.symlink('/dev/zero', path), 'it is not a regular file (a device or socket)'),
+    (lambda path: open(path, 'wb').truncate(9 << 20), 'it is larger than the 8 MiB a manifest may be'),
+])
+@pytest.mark.parametrize('suffix', ['.imgmanifest', '.dsmanifest'])
+def test_something_in_a_manifests_place_is_refused_without_hanging(tmp_path, make, words, suffix):
+    out = tmp_path / 'out'
+    out.mkdir()
+    make(str(out / ('img-1.0.0' + suffix)))
+    host = pool_host()
+    with pytest.raises(ImageError, match=r'img-1\.0\.0%s is in the way of this image\'s manifest: %s'
+                                         % (re.escape(suffix), re.escape(words))):
+        create(host, tmp_path, dsmanifest=True, description='d', creator_name='c')
+    assert host.mutations() == [] and sorted(os.listdir(str(out))) == ['img-1.0.0' + suffix]
+
+
+def test_a_fifo_as_the_cached_origin_manifest_is_refused_without_hanging(tmp_path):
+    host = origin_host(tmp_path, cached=False)
+    path = tmp_path / 'root' / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)
+    path.parent.mkdir(parents=True)
+    os.mkfifo(str(path))
+    with pytest.raises(ImageError, match='the cached manifest %s cannot be read: it is not a regular file' % path):
+        create(host, tmp_path, dataset='zones/child', origin=ORIGIN)
+    assert host.mutations() == []
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(tmp_path):
+    from ansible_collections.smartos.images.plugins.module_utils._create import host_tag
+    out = tmp_path / 'out'
+    out.mkdir()
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    orphan = out / ('.img-1.0.0.zfs.xz.%s-%d.abcd_123' % (host_tag(), dead.pid))
+    alive = out / ('.img-1.0.0.zfs.gz.%s-%d.abcd_123' % (host_tag(), os.getpid()))
+    elsewhere = out / ('.img-1.0.0.zfs.gz.%s-%d.abcd_123' % ('0' * 8 if host_tag() != '0' * 8 else '1' * 8, dead.pid))
+    other_image = out / ('.img-1.0.1.zfs.gz.%s-%d.abcd_123' % (host_tag(), dead.pid))
+    for path in (orphan, alive, elsewhere, other_image):
+        path.write_bytes(b'partial')
+    host = pool_host()
+    check = create(host, tmp_path, check=True)
+    assert check['actions'][0] == {'action': 'remove_file', 'path': str(orphan)} and orphan.exists()
+    real = create(host, tmp_path)
+    assert real['actions'] == check['actions'] and not orphan.exists()
+    assert alive.exists() and elsewhere.exists() and other_image.exists()   # running, another host's, another image's
+    assert not create(host, tmp_path)['changed']
+
+
+def test_the_temporary_file_names_this_host_and_process(tmp_path, monkeypatch):
+    from ansible_collections.smartos.images.plugins.module_utils import _create
+    names = []
+    real = _create.open_temp
+
+    def spy(path):
+        fd, tmp = real(path)
+        names.append(os.path.basename(tmp))
+        return fd, tmp
+
+    monkeypatch.setattr(_create, 'open_temp', spy)
+    create(pool_host(), tmp_path)
+    assert re.match(r'\.img-1\.0\.0\.zfs\.gz\.%s-%d\.[a-z0-9_]{8}\Z' % (_create.host_tag(), os.getpid()), names[0])
+    assert len(names[0]) - len('img-1.0.0.zfs.gz') <= _create.TEMP_EXTRA

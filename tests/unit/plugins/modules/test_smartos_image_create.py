@@ -95,3 +95,21 @@ def test_running_vm_refused(run):
     result = run(host, vm=VM)
     assert result['failed'] and 'is running: stop it first' in result['msg'] and result['vm'] == VM
     assert host.mutations() == []
+
+
+def test_another_images_files_fail_the_task_with_the_path(run, tmp_path):
+    host = FakeHost([('zones',), ('zones/src',)])
+    made = run(host, dataset='zones/src', name='a', version='b-1')
+    host.calls = []
+    for check in (True, False):
+        result = run(host, check=check, dataset='zones/src', name='a-b', version='1')
+        assert result['failed'] and not result.get('changed') and result['path'] == made['manifest_path']
+        assert "belongs to another image, 'a' version 'b-1'" in result['msg'] and host.mutations() == []
+
+
+def test_a_snapshot_left_after_written_files_fails_with_changed(run, tmp_path):
+    host = FakeHost([('zones',), ('zones/src',)])
+    host.destroy_fails = 'cannot destroy: dataset is busy\n'
+    result = run(host, dataset='zones/src', remove_snapshot=True)
+    assert result['failed'] and result['changed'] is True and 'the image files are written' in result['msg']
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['img-1.0.0.imgmanifest', 'img-1.0.0.zfs.gz']
