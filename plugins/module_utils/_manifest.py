@@ -29,6 +29,8 @@ def label(manifest):
 
 def import_problems(manifest, uuid):
     """What is missing or malformed among the fields an import relies on (empty when fine)."""
+    if not isinstance(manifest, dict):
+        return ['the manifest is a JSON %s, not an object' % json_type(manifest)]
     problems = []
     if manifest.get('uuid') != uuid:
         problems.append('uuid is %r, not %r' % (manifest.get('uuid'), uuid))
@@ -76,11 +78,26 @@ def _truthy(value):
 
 def _number(value):
     """JavaScript's Number(value), as an int when whole."""
+    if isinstance(value, (dict, list)):
+        return float('nan')
     try:
         number = float(value)
+    except OverflowError:   # an integer beyond a double: JavaScript reads it as Infinity
+        return float('inf') if value > 0 else float('-inf')
     except (TypeError, ValueError):
         return float('nan')
     return int(number) if number.is_integer() else number
+
+
+def json_type(value):
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return 'null'
+    for kind, name in ((bool, 'boolean'), (str, 'string'), ((int, float), 'number'), (list, 'array'),
+                       (dict, 'object')):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
 
 
 def manifest_version(manifest):
@@ -126,9 +143,18 @@ def upgrade_manifest(manifest):
         m['published_at'] = m['created_at']
     if isinstance(m.get('published_at'), str) and _SHORT_PUBLISHED_RE.match(m['published_at']):
         m['published_at'] = m['published_at'][:-1] + ':00Z'
-    for entry in m.get('files') or []:
+    files = m.get('files')
+    if _truthy(files) and not isinstance(files, list):
+        raise ManifestError('v1 manifest "files" is a JSON %s, not an array' % json_type(files))
+    for i, entry in enumerate(files or []):
+        # imgadm would throw a TypeError on these: say which field is wrong instead
+        if not isinstance(entry, dict):
+            raise ManifestError('v1 manifest "files[%d]" is a JSON %s, not an object' % (i, json_type(entry)))
         if not _truthy(entry.get('compression')):
             name = entry.get('path') or entry.get('url') or ''
+            if not isinstance(name, str):
+                raise ManifestError('v1 manifest "files[%d].path" is a JSON %s, not a string'
+                                    % (i, json_type(name)))
             entry['compression'] = _V1_COMPRESSION.get(posixpath.splitext(name)[1], 'none')
         entry.pop('path', None)
         entry.pop('url', None)
@@ -149,6 +175,8 @@ OSES = ('smartos', 'linux', 'windows', 'bsd', 'illumos', 'other')
 
 def minimal_problems(manifest):
     """node-imgmanifest validateMinimalManifest, for the fields it requires (what imgadm install checks)."""
+    if not isinstance(manifest, dict):
+        return ['the manifest is a JSON %s, not an object' % json_type(manifest)]
     problems = ['%s is missing' % f for f in MINIMAL_FIELDS if manifest.get(f) in (None, '')]
     if manifest.get('uuid') and not is_uuid(manifest['uuid']):
         problems.append('uuid is not a lower-case UUID')

@@ -155,16 +155,21 @@ def _is_int(value):
         return False
     if isinstance(value, int):
         return True
+    if isinstance(value, (dict, list)):
+        return False
     try:
         return float(value).is_integer()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
 
 
 def _url_problem(value):
     if not isinstance(value, str) or len(value) > MAX_URL:
         return 'must be a URL of at most %d characters' % MAX_URL
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:   # such as an unclosed IPv6 bracket: not a URL at all
+        return 'must be an http: or https: URL'
     if parts.scheme not in ('http', 'https') or not parts.netloc:
         return 'must be an http: or https: URL'
     return None
@@ -294,15 +299,19 @@ def _value_problem(key, value, manifest):
 
 
 def _is_number(value):
+    if isinstance(value, (dict, list)):
+        return False
     try:
         float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return float(value) == float(value)   # not NaN
 
 
 def manifest_problems(manifest, required=MINIMAL_FIELDS):
     """Every rule of node-imgmanifest (reference §6) the manifest breaks, as 'field: why' strings."""
+    if not isinstance(manifest, dict):
+        return ['manifest: must be an object']
     problems = ['%s: missing' % f for f in required if manifest.get(f) in (None, '')]
     for key in sorted(manifest):
         if key not in FIELDS:

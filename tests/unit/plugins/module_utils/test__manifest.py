@@ -196,3 +196,15 @@ def test_minimal_problems_leaves_import_fields_alone():
     manifest = changed(files=None, origin='not-a-uuid')
     assert minimal_problems(manifest) == []
     assert import_problems(manifest, U) == ['files[0] is missing']
+
+
+# ---- outside data of the wrong shape ----
+
+@pytest.mark.parametrize('manifest, expected', [
+    ([], 'the manifest is a JSON array, not an object'),
+    ('text', 'the manifest is a JSON string, not an object'),
+    (None, 'the manifest is a JSON null, not an object'),
+])
+def test_import_and_minimal_problems_of_a_non_object(manifest, expected):
+    assert import_problems(manifest, U) == [expected]
+    assert minimal_problems(manifest) == [expected]
