@@ -67,7 +67,7 @@ class ManifestError(ValueError):
     """A manifest that cannot be read or upgraded."""
 
 
-_SHORT_PUBLISHED_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z\Z')
+_SHORT_PUBLISHED_RE = re.compile(r'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}Z\Z')
 _V1_COMPRESSION = {'.gz': 'gzip', '.bz2': 'bzip2'}
 
 

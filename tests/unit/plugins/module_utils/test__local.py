@@ -267,7 +267,7 @@ def test_local_client_default_offset(tmp_path):
     (changed(requirements={'max_platform': {'7.0': 1}}),
      'requirements.max_platform: has an invalid platform timestamp 1 (YYYYMMDDTHHMMSSZ, 2012 or later)'),
     (changed(owner=['x']), 'owner: must be a lower-case UUID'),
-    (changed(homepage='http://[::1'), 'homepage: must be an http: or https: URL'),
+    (changed(homepage='javascript:alert(1)'), 'homepage: must be an http: or https: URL'),
     (changed(disabled='no'), 'disabled: must be a boolean'),
     (changed(tags=['a']), 'tags: must be an object (at most 102400 characters as JSON)'),
     (changed(mystery=1), 'mystery: unknown field'),
