@@ -28,7 +28,7 @@ keys = st.one_of(st.text(max_size=12), st.sampled_from(
      'creator_uuid', 'min_platform', 'max_platform', 'sha1', 'size', 'compression', 'path', 'url', 'manifest',
      'source', 'sources', 'zpool', 'image_size', 'restricted_to_uuid', 'disabled', 'public', 'state']))
 json_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)), max_leaves=20)
+    st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=4)), max_leaves=10)
 
 SHA1 = '3bc7f0d7e4bd0a2c6a7a4a7b1e0a4dd8f6b1c8a2'
 GOOD_FILE = {'sha1': SHA1, 'size': 1234, 'compression': 'gzip'}
