@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import os
+import stat
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
@@ -65,8 +67,14 @@ def _field(problem):
 def load_local_manifest(path):
     """Read, upgrade (v1) and validate a manifest file as imgadm install does; list every bad field."""
     try:
-        with open(path, 'rb') as f:
-            size = os.fstat(f.fileno()).st_size
+        # O_NONBLOCK: a named pipe given by mistake must not hang the module waiting for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), 'rb') as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidParameter('manifest %s is not a regular file' % path)
+            size = info.st_size
             if size > MAX_MANIFEST_BYTES:
                 raise InvalidParameter('manifest %s is %d bytes, more than the %d (4 MiB) a manifest may have'
                                        % (path, size, MAX_MANIFEST_BYTES))

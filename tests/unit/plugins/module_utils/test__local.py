@@ -325,9 +325,24 @@ def test_a_manifest_that_grows_past_the_cap_while_read_is_refused(tmp_path, monk
     """fstat said it was small; what arrives is still read only up to the cap, then refused."""
     path = write(tmp_path, GOOD)
     real_fstat = os.fstat
-    monkeypatch.setattr(os, 'fstat', lambda fd: type('S', (), {'st_size': 10})() if fd > 2 else real_fstat(fd))
+    monkeypatch.setattr(os, 'fstat', lambda fd: type('S', (), {'st_size': 10, 'st_mode': real_fstat(fd).st_mode})())
     with open(path, 'ab') as f:
         f.write(b' ' * MAX_MANIFEST_BYTES)
     with pytest.raises(InvalidParameter) as exc:
         load_local_manifest(path)
     assert exc.value.msg == 'manifest %s is more than the %d bytes (4 MiB) a manifest may have' % (path, MAX_MANIFEST_BYTES)
+
+
+def test_a_named_pipe_is_refused_at_once(tmp_path):
+    """Opened for reading, a named pipe would wait for a writer forever."""
+    path = str(tmp_path / 'pipe.json')
+    os.mkfifo(path)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is not a regular file' % path
+
+
+def test_a_character_device_is_refused():
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest('/dev/zero')
+    assert exc.value.msg == 'manifest /dev/zero is not a regular file'
