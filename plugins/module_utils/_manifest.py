@@ -177,16 +177,21 @@ def minimal_problems(manifest):
     """node-imgmanifest validateMinimalManifest, for the fields it requires (what imgadm install checks)."""
     if not isinstance(manifest, dict):
         return ['the manifest is a JSON %s, not an object' % json_type(manifest)]
-    problems = ['%s is missing' % f for f in MINIMAL_FIELDS if manifest.get(f) in (None, '')]
-    if manifest.get('uuid') and not is_uuid(manifest['uuid']):
+
+    def present(field):
+        # a falsy value of the wrong type ([], 0, false) is present and checked, not skipped
+        return manifest.get(field) not in (None, '')
+
+    problems = ['%s is missing' % f for f in MINIMAL_FIELDS if not present(f)]
+    if present('uuid') and not is_uuid(manifest['uuid']):
         problems.append('uuid is not a lower-case UUID')
     name, version = manifest.get('name'), manifest.get('version')
-    if name and (not isinstance(name, str) or len(name) > 1024 or not NAME_RE.match(name)):
+    if present('name') and (not isinstance(name, str) or len(name) > 1024 or not NAME_RE.match(name)):
         problems.append('name %r is invalid (letters, digits, space and . _ / - only, at most 1024)' % (name,))
-    if version and (not isinstance(version, str) or len(version) > 512 or not VERSION_RE.match(version)):
+    if present('version') and (not isinstance(version, str) or len(version) > 512 or not VERSION_RE.match(version)):
         problems.append('version %r is invalid (letters, digits and . _ / + - only, at most 512)' % (version,))
-    if manifest.get('type') and manifest['type'] not in TYPES:
+    if present('type') and manifest['type'] not in TYPES:
         problems.append('type %r is not one of %s' % (manifest['type'], ', '.join(TYPES)))
-    if manifest.get('os') and manifest['os'] not in OSES:
+    if present('os') and manifest['os'] not in OSES:
         problems.append('os %r is not one of %s' % (manifest['os'], ', '.join(OSES)))
     return problems
