@@ -10,9 +10,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import hypothesis
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps caches (constants, unicode data) in ./.hypothesis: keep them in a temporary directory of this
+# run instead, removed at exit, so that the tests write nothing outside temporary directories.
+_HOME = tempfile.mkdtemp(prefix='smartos-images-hypothesis-')
+atexit.register(shutil.rmtree, _HOME, True)
+set_hypothesis_home_dir(_HOME)
 
 SUPPRESS = [hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.data_too_large,
             hypothesis.HealthCheck.filter_too_much, hypothesis.HealthCheck.large_base_example]
