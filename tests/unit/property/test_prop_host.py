@@ -11,7 +11,7 @@ import shutil
 import tempfile
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError, InvalidParameter
@@ -21,7 +21,7 @@ from ansible_collections.smartos.images.plugins.module_utils._inventory import I
 from ansible_collections.smartos.images.plugins.module_utils._local import load_local_manifest
 from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list
 from ansible_collections.smartos.images.tests.unit.property.strategies import (
-    GOOD_V1, GOOD_V2, U, credential_urls, assert_no_secret, error_texts, json_values, manifests, mutated,
+    GOOD_V1, GOOD_V2, U, UUIDS, credential_urls, assert_no_secret, error_texts, json_values, manifests, mutated,
 )
 
 
@@ -42,7 +42,9 @@ def put(path, data):
 
 def cache_bytes():
     """What a cache file may hold: any bytes, any JSON, or imgadm's shape with parts of the wrong type."""
-    shaped = st.fixed_dictionaries({'manifest': st.one_of(manifests, mutated(dict(GOOD_V2, uuid=U)))},
+    # another image's manifest, or one without a uuid, in this image's cache file: never to be used for it
+    strays = st.sampled_from([dict(GOOD_V2, uuid=UUIDS[1]), {k: v for k, v in GOOD_V2.items() if k != 'uuid'}])
+    shaped = st.fixed_dictionaries({'manifest': st.one_of(manifests, mutated(dict(GOOD_V2, uuid=U)), strays)},
                                    optional={'source': st.one_of(json_values, credential_urls()), 'zpool': json_values})
     return st.one_of(st.binary(max_size=64), st.builds(lambda v: json.dumps(v).encode(), st.one_of(json_values, shaped)))
 
@@ -123,6 +125,7 @@ zfs_lines = st.lists(st.one_of(
 
 
 @given(zfs_lines, st.lists(st.text(max_size=40), max_size=4))
+@example(['-\t-\t-\t-'], [])          # found by make fuzz: a dataset named "-" (the unset marker)
 def test_zfs_and_zoneadm_output_is_parsed_or_a_command_error(lines, zone_lines):
     try:
         datasets = parse_list('\n'.join(lines))
