@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import uuid as uuidlib
 
@@ -312,7 +313,7 @@ def _value_problem(key, value, manifest):
 
 def _is_number(value):
     number = _js_number(value)
-    return number is not None and number == number   # not NaN
+    return number is not None and not math.isnan(number)
 
 
 def manifest_problems(manifest, required=MINIMAL_FIELDS):
