@@ -14,7 +14,7 @@ PYENV_VERSIONS ?= $(HOME)/.pyenv/versions
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: demo test deps system-deps venv collection sanity units lint integration bench clean
+.PHONY: demo test deps system-deps venv collection sanity units fuzz lint integration bench clean
 
 demo: deps collection
 	$(PY) -m tools.demo
@@ -63,6 +63,18 @@ sanity: deps collection
 units: deps collection
 	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
 	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test units --venv --color no --python 3.11
+
+# The property tests of tests/unit/property with the fuzz profile: FUZZ_EXAMPLES random inputs per target (make
+# units runs them with a fixed seed and a few hundred), and each target's example count. Plain pytest on the
+# laid-out copy, as ansible-test units does not pass the profile's environment variables on. Bounded twice:
+# hypothesis stops after FUZZ_EXAMPLES, and timeout stops the whole run after FUZZ_TIMEOUT seconds.
+FUZZ_EXAMPLES ?= 10000
+FUZZ_TIMEOUT ?= 5400
+FUZZ_TESTS ?= tests/unit/property
+fuzz: deps collection
+	cd $(COLLECTION) && SMARTOS_IMAGES_FUZZ=1 SMARTOS_IMAGES_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PYTHONPATH=$(BUILD) \
+	  timeout --signal=INT --kill-after=30 $(FUZZ_TIMEOUT) $(CURDIR)/$(PY) -m pytest -p no:cacheprovider -q \
+	  --hypothesis-show-statistics $(FUZZ_TESTS)
 
 # ansible-lint's production profile on the role and playbooks, from the laid-out copy so that
 # smartos.images.* names resolve.

@@ -10,7 +10,9 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches, newest_per_name
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_for, redact
 from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
-from ansible_collections.smartos.images.plugins.module_utils._manifest import ManifestError, upgrade_manifest
+from ansible_collections.smartos.images.plugins.module_utils._manifest import (
+    ManifestError, is_uuid, json_type, upgrade_manifest,
+)
 from ansible_collections.smartos.images.plugins.module_utils._sources import source_store
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
 
@@ -33,6 +35,32 @@ def subsets(requested):
     return chosen
 
 
+def listing(listed):
+    """(manifests, problems): the usable entries of a source's list, upgraded; why each other one was skipped.
+
+    A list is outside data: an entry that is not a manifest, cannot be upgraded, or whose uuid, name or
+    published_at has the wrong type is skipped (and named), never used and never a Python error.
+    """
+    manifests, bad = [], []
+    for i, raw in enumerate(listed):
+        try:
+            if not isinstance(raw, dict):
+                raise ManifestError('a JSON %s, not a manifest' % json_type(raw))
+            m = upgrade_manifest(raw)
+        except ManifestError as e:
+            bad.append('entry %d: %s' % (i, e))
+            continue
+        if not is_uuid(m.get('uuid')):
+            bad.append('entry %d: "uuid" is not a lower-case UUID' % i)
+            continue
+        wrong = [k for k in ('name', 'published_at') if m.get(k) is not None and not isinstance(m[k], str)]
+        if wrong:
+            bad.append('image %s: "%s" is a JSON %s, not a string' % (m['uuid'], wrong[0], json_type(m[wrong[0]])))
+            continue
+        manifests.append(m)
+    return manifests, bad
+
+
 class FactsGatherer:
     """Reads the host (and, when asked, its sources) without changing anything."""
 
@@ -47,6 +75,7 @@ class FactsGatherer:
         for pool in params['pools'] or []:
             check_pool(pool)
         check_server_params(params)
+        self.skipped = []
 
     def run(self):
         facts = {}
@@ -62,6 +91,7 @@ class FactsGatherer:
             facts['smartos_images_available'], errors = self.available(store.entries())
             facts['smartos_images_available_errors'] = errors
             warnings.extend('%s: %s' % (e['source'], e['error']) for e in errors)
+            warnings.extend(self.skipped)
         facts['smartos_images_layout'] = self.layout
         return dict(changed=False, ansible_facts=facts, warnings=warnings)
 
@@ -74,16 +104,31 @@ class FactsGatherer:
                 path = self.paths.original_manifest(uuid)
                 v1 = _host.read_json(path)
                 if v1 is not None:
-                    return upgrade_manifest(v1), v1.get('_url'), None  # upgrade_manifest refuses a non-object
+                    # upgrade_manifest refuses a non-object
+                    return self._checked(path, uuid, upgrade_manifest(v1), v1.get('_url'))
             if info is None:
                 return None, None, None
-        except (ValueError, ManifestError) as e:
+        except (ValueError, RecursionError, ManifestError) as e:
             return None, None, 'cache file %s is not a readable manifest: %s' % (path, e)
+        except ImageError as e:   # a directory, or no permission: a problem of this image only
+            return None, None, e.msg
         if not isinstance(info, dict) or not isinstance(info.get('manifest'), dict):
             return None, None, 'cache file %s holds no "manifest" object' % path
-        if info['manifest'].get('uuid') != uuid:
-            return None, None, 'cache file %s describes image %s' % (path, info['manifest'].get('uuid'))
-        return info['manifest'], info.get('source'), None
+        return self._checked(path, uuid, info['manifest'], info.get('source'))
+
+    @staticmethod
+    def _checked(path, uuid, manifest, source):
+        """A cache file is outside data: a manifest of another image, or fields of the wrong type, are
+        reported on this image and the manifest is not used."""
+        if manifest.get('uuid') != uuid:
+            return None, None, 'cache file %s describes image %s' % (path, manifest.get('uuid'))
+        for key in ('name', 'version', 'published_at'):
+            if manifest.get(key) is not None and not isinstance(manifest[key], str):
+                return None, None, 'cache file %s: the manifest\'s "%s" is a JSON %s, not a string' \
+                    % (path, key, json_type(manifest[key]))
+        if source is not None and not isinstance(source, str):
+            return None, None, 'cache file %s: "source" is a JSON %s, not a URL string' % (path, json_type(source))
+        return manifest, source, None
 
     def installed(self):
         """Images by UUID: imgadm list's rules over one zfs listing of the pools."""
@@ -121,11 +166,14 @@ class FactsGatherer:
                                              ca_path=self.params['ca_path'], timeout=self.params['timeout'],
                                              retries=self.params['retries'])
                 listed = client.list_raw()
-                if not all(isinstance(m, dict) for m in listed):
-                    raise SourceError('the image list holds something that is not a manifest')
-                results[i] = ([upgrade_manifest(m) for m in listed], None)
-            except (ImageError, ManifestError) as e:
-                results[i] = (None, getattr(e, 'msg', str(e)))
+                if not isinstance(listed, list):
+                    raise SourceError('the image list is not a list')
+                results[i] = listing(listed) + (None,)
+            except ImageError as e:
+                results[i] = (None, [], e.msg)
+            except Exception as e:  # pylint: disable=broad-exception-caught
+                # a thread must not die silently; the message could hold a URL with a password: name the type only
+                results[i] = (None, [], 'listing failed unexpectedly (%s)' % type(e).__name__)
 
         threads = []
         for i, entry in enumerate(usable):
@@ -138,12 +186,15 @@ class FactsGatherer:
                 t.start()
             for t in batch:
                 t.join()
-        seen, merged, errors = set(), [], []
-        for entry, (manifests, error) in zip(usable, results):
+        seen, merged, errors, skipped = set(), [], [], []
+        for entry, (manifests, bad, error) in zip(usable, results):
             url = redact(entry.url)
             if error is not None:
                 errors.append({'source': url, 'error': error})
                 continue
+            if bad:
+                skipped.append('%s: skipped %d image(s) of its list: %s%s'
+                               % (url, len(bad), '; '.join(bad[:3]), '; ...' if len(bad) > 3 else ''))
             for m in manifests:
                 if m.get('uuid') not in seen and matches(m, self.filters):
                     seen.add(m.get('uuid'))
@@ -155,4 +206,5 @@ class FactsGatherer:
             keep = {id(m) for m in newest_per_name([e['manifest'] for e in merged])}
             merged = [e for e in merged if id(e['manifest']) in keep]
         merged.sort(key=lambda e: (e['manifest'].get('published_at') or '', e['manifest'].get('name') or ''))
+        self.skipped = skipped
         return merged, errors

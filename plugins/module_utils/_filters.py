@@ -9,6 +9,8 @@ _MISSING = object()
 
 def check_filters(filters):
     """Raise InvalidParameter for a filter imgadm could not express; return the filters."""
+    if filters is not None and not isinstance(filters, dict):
+        raise InvalidParameter('filters must be a dictionary of field: value, not %r' % (filters,))
     for field, value in (filters or {}).items():
         if not isinstance(field, str) or not field or field.startswith('.') or field.endswith('.') or '..' in field:
             raise InvalidParameter('filter field %r is not a field name such as "name" or "requirements.brand"'
@@ -63,17 +65,27 @@ def matches(record, filters):
     return True
 
 
+def _text(value):
+    """A field compared as text: outside data that is not a string counts as absent."""
+    return value if isinstance(value, str) else ''
+
+
 def newest_per_name(manifests):
-    """Only the most recently published manifest of each name (ties: the later UUID); nameless ones stay."""
+    """Only the most recently published manifest of each name (ties: the later UUID); nameless ones stay.
+
+    A listing is outside data: an entry that is not an object, or whose name is not a string, is kept
+    as a nameless one; a published_at or uuid that is not a string sorts as the empty string (oldest),
+    so the order never depends on comparing a string with something else.
+    """
     best = {}
     for m in manifests:
-        key = m.get('name')
-        if key is None:
+        key = m.get('name') if isinstance(m, dict) else None
+        if not isinstance(key, str):
             best[id(m)] = m
             continue
         current = best.get(key)
-        if current is None or (m.get('published_at') or '', m.get('uuid') or '') > \
-                (current.get('published_at') or '', current.get('uuid') or ''):
+        if current is None or (_text(m.get('published_at')), _text(m.get('uuid'))) > \
+                (_text(current.get('published_at')), _text(current.get('uuid'))):
             best[key] = m
     keep = {id(m) for m in best.values()}
     return [m for m in manifests if id(m) in keep]

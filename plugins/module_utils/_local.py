@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import os
+import stat
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
-    ManifestError, import_problems, minimal_problems, upgrade_manifest,
+    MINIMAL_FIELDS, ManifestError, import_problems, minimal_problems, upgrade_manifest,
 )
+from ansible_collections.smartos.images.plugins.module_utils._manifest_build import manifest_problems
 
 READ_SIZE = 1 << 20
+# A manifest is a few KiB (the largest real ones, with long descriptions and tags, stay under 200 KiB);
+# a bigger file is refused before it is read, so that it cannot fill the module's memory or the cache file.
+MAX_MANIFEST_BYTES = 4 << 20
+# Fields the imgadm install checks below already name in their own words.
+_CHECKED = frozenset(MINIMAL_FIELDS + ('files', 'origin'))
 
 
 class LocalSource:
@@ -51,16 +59,36 @@ class LocalClient:
         return LocalFileStream(self.path, offset)
 
 
+def _field(problem):
+    """The top-level field a 'field: why' problem is about."""
+    return problem.partition(':')[0].partition('.')[0].partition('[')[0]
+
+
 def load_local_manifest(path):
     """Read, upgrade (v1) and validate a manifest file as imgadm install does; list every bad field."""
     try:
-        with open(path, 'rb') as f:
-            manifest = json.loads(f.read().decode('utf-8'))
+        # O_NONBLOCK: a named pipe given by mistake must not hang the module waiting for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), 'rb') as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidParameter('manifest %s is not a regular file' % path)
+            size = info.st_size
+            if size > MAX_MANIFEST_BYTES:
+                raise InvalidParameter('manifest %s is %d bytes, more than the %d (4 MiB) a manifest may have'
+                                       % (path, size, MAX_MANIFEST_BYTES))
+            data = f.read(MAX_MANIFEST_BYTES + 1)   # it may have grown since fstat
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise InvalidParameter('manifest %s is more than the %d bytes (4 MiB) a manifest may have'
+                                   % (path, MAX_MANIFEST_BYTES))
+        manifest = json.loads(data.decode('utf-8'))
     except FileNotFoundError:
         raise InvalidParameter('manifest path does not exist: "%s"' % path)
     except OSError as e:
         raise InvalidParameter('cannot read manifest %s: %s' % (path, e.strerror))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
+        # RecursionError: thousands of nested arrays; ValueError also covers bad UTF-8 and huge integers
         raise InvalidParameter('manifest %s is invalid: %s' % (path, e))
     if not isinstance(manifest, dict):
         raise InvalidParameter('manifest %s is invalid: it is not a JSON object' % path)
@@ -72,8 +100,11 @@ def load_local_manifest(path):
         # imgadm install: a manifest without published_at is published now
         manifest['published_at'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.000Z')
     problems = minimal_problems(manifest)
+    named = {p.split(' ')[0] for p in problems}
     problems += [p for p in import_problems(manifest, manifest.get('uuid'))
-                 if not p.startswith('uuid ') and p not in problems]
+                 if p.split(' ')[0] not in named | {'uuid'}]
+    # imgadm install's validateMinimalManifest checks every other field present too (reference 6.4)
+    problems += [p for p in manifest_problems(manifest, required=()) if _field(p) not in _CHECKED]
     if problems:
         raise InvalidParameter('manifest %s is invalid: %s' % (path, '; '.join(problems)), problems=problems)
     return manifest

@@ -29,6 +29,8 @@ def label(manifest):
 
 def import_problems(manifest, uuid):
     """What is missing or malformed among the fields an import relies on (empty when fine)."""
+    if not isinstance(manifest, dict):
+        return ['the manifest is a JSON %s, not an object' % json_type(manifest)]
     problems = []
     if manifest.get('uuid') != uuid:
         problems.append('uuid is %r, not %r' % (manifest.get('uuid'), uuid))
@@ -65,7 +67,7 @@ class ManifestError(ValueError):
     """A manifest that cannot be read or upgraded."""
 
 
-_SHORT_PUBLISHED_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z\Z')
+_SHORT_PUBLISHED_RE = re.compile(r'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}Z\Z')
 _V1_COMPRESSION = {'.gz': 'gzip', '.bz2': 'bzip2'}
 
 
@@ -76,11 +78,26 @@ def _truthy(value):
 
 def _number(value):
     """JavaScript's Number(value), as an int when whole."""
+    if isinstance(value, (dict, list)):
+        return float('nan')
     try:
         number = float(value)
+    except OverflowError:   # an integer beyond a double: JavaScript reads it as Infinity
+        return float('inf') if value > 0 else float('-inf')
     except (TypeError, ValueError):
         return float('nan')
     return int(number) if number.is_integer() else number
+
+
+def json_type(value):
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return 'null'
+    for kind, name in ((bool, 'boolean'), (str, 'string'), ((int, float), 'number'), (list, 'array'),
+                       (dict, 'object')):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
 
 
 def manifest_version(manifest):
@@ -126,9 +143,18 @@ def upgrade_manifest(manifest):
         m['published_at'] = m['created_at']
     if isinstance(m.get('published_at'), str) and _SHORT_PUBLISHED_RE.match(m['published_at']):
         m['published_at'] = m['published_at'][:-1] + ':00Z'
-    for entry in m.get('files') or []:
+    files = m.get('files')
+    if _truthy(files) and not isinstance(files, list):
+        raise ManifestError('v1 manifest "files" is a JSON %s, not an array' % json_type(files))
+    for i, entry in enumerate(files or []):
+        # imgadm would throw a TypeError on these: say which field is wrong instead
+        if not isinstance(entry, dict):
+            raise ManifestError('v1 manifest "files[%d]" is a JSON %s, not an object' % (i, json_type(entry)))
         if not _truthy(entry.get('compression')):
             name = entry.get('path') or entry.get('url') or ''
+            if not isinstance(name, str):
+                raise ManifestError('v1 manifest "files[%d].path" is a JSON %s, not a string'
+                                    % (i, json_type(name)))
             entry['compression'] = _V1_COMPRESSION.get(posixpath.splitext(name)[1], 'none')
         entry.pop('path', None)
         entry.pop('url', None)
@@ -149,16 +175,23 @@ OSES = ('smartos', 'linux', 'windows', 'bsd', 'illumos', 'other')
 
 def minimal_problems(manifest):
     """node-imgmanifest validateMinimalManifest, for the fields it requires (what imgadm install checks)."""
-    problems = ['%s is missing' % f for f in MINIMAL_FIELDS if manifest.get(f) in (None, '')]
-    if manifest.get('uuid') and not is_uuid(manifest['uuid']):
+    if not isinstance(manifest, dict):
+        return ['the manifest is a JSON %s, not an object' % json_type(manifest)]
+
+    def present(field):
+        # a falsy value of the wrong type ([], 0, false) is present and checked, not skipped
+        return manifest.get(field) not in (None, '')
+
+    problems = ['%s is missing' % f for f in MINIMAL_FIELDS if not present(f)]
+    if present('uuid') and not is_uuid(manifest['uuid']):
         problems.append('uuid is not a lower-case UUID')
     name, version = manifest.get('name'), manifest.get('version')
-    if name and (not isinstance(name, str) or len(name) > 1024 or not NAME_RE.match(name)):
+    if present('name') and (not isinstance(name, str) or len(name) > 1024 or not NAME_RE.match(name)):
         problems.append('name %r is invalid (letters, digits, space and . _ / - only, at most 1024)' % (name,))
-    if version and (not isinstance(version, str) or len(version) > 512 or not VERSION_RE.match(version)):
+    if present('version') and (not isinstance(version, str) or len(version) > 512 or not VERSION_RE.match(version)):
         problems.append('version %r is invalid (letters, digits and . _ / + - only, at most 512)' % (version,))
-    if manifest.get('type') and manifest['type'] not in TYPES:
+    if present('type') and manifest['type'] not in TYPES:
         problems.append('type %r is not one of %s' % (manifest['type'], ', '.join(TYPES)))
-    if manifest.get('os') and manifest['os'] not in OSES:
+    if present('os') and manifest['os'] not in OSES:
         problems.append('os %r is not one of %s' % (manifest['os'], ', '.join(OSES)))
     return problems

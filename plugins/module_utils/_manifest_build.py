@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import uuid as uuidlib
-from urllib.parse import urlsplit
 
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     COMPRESSIONS, MINIMAL_FIELDS, NAME_RE, OSES, TYPES, VERSION_RE, is_uuid,
@@ -28,8 +28,14 @@ MANAGED = ('v', 'uuid', 'published_at', 'files', 'origin', 'state', 'activated',
            'description', 'homepage', 'type', 'os', 'owner', 'requirements')
 
 # node-imgmanifest (reference §6): regexes, limits and value sets.
-PUBLISHED_AT_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z\Z')
-PLATFORM_RE = re.compile(r'^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\Z')
+# [0-9], not \d: JavaScript's \d is ASCII only, Python's also matches other scripts' digits.
+PUBLISHED_AT_RE = re.compile(r'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z\Z')
+PLATFORM_RE = re.compile(r'^([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z\Z')
+# A number written as text that Number() reads as JavaScript does (decimal only: exponent and 0x forms, which
+# Number() also reads, are refused here and in the schema alike; Python's float() would take '1_0' and 'nan').
+NUMBER_TEXT_RE = re.compile(r'^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*\Z')
+# node-imgmanifest only asks url.parse() for an http: or https: protocol; we also want a host, as the schema does.
+URL_RE = re.compile(r'^https?://[^/?#\s]+', re.IGNORECASE)
 SHA1_RE = re.compile(r'^[0-9a-fA-F]{40}\Z')
 STATES = ('active', 'unactivated', 'disabled', 'failed', 'creating')
 FIELDS = frozenset(ORDER + ('urn', 'icon', 'error', 'activated', 'channels'))
@@ -149,23 +155,35 @@ def _bool_like(value):
     return isinstance(value, bool) or value in ('true', 'false')
 
 
+def _js_number(value):
+    """Number(value) for a JSON number or numeric text, as a float; None where it is not one (NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str):
+        if not NUMBER_TEXT_RE.match(value):
+            return None
+        value = value.strip()
+    try:
+        return float(value)
+    except OverflowError:   # an integer beyond a double: JavaScript reads it as Infinity
+        return float('inf') if value > 0 else float('-inf')
+
+
 def _is_int(value):
     """Number(value) is an integer (a numeric string passes)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    try:
-        return float(value).is_integer()
-    except (TypeError, ValueError):
-        return False
+    number = _js_number(value)
+    return number is not None and number.is_integer()
+
+
+def _is_whole(value):
+    """A JSON number that is an integer: JSON.parse makes 256.0 and 256 the same number."""
+    return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
 
 
 def _url_problem(value):
     if not isinstance(value, str) or len(value) > MAX_URL:
         return 'must be a URL of at most %d characters' % MAX_URL
-    parts = urlsplit(value)
-    if parts.scheme not in ('http', 'https') or not parts.netloc:
+    if not URL_RE.match(value):
         return 'must be an http: or https: URL'
     return None
 
@@ -195,9 +213,9 @@ def requirements_problems(req):
     if 'ssh_key' in req and not isinstance(req['ssh_key'], bool):
         problems.append('requirements.ssh_key: must be a boolean')
     for key in ('min_ram', 'max_ram'):
-        if key in req and (isinstance(req[key], bool) or not isinstance(req[key], int)):
+        if key in req and not _is_whole(req[key]):
             problems.append('requirements.%s: must be an integer (MiB)' % key)
-    if isinstance(req.get('min_ram'), int) and isinstance(req.get('max_ram'), int) and req['min_ram'] > req['max_ram']:
+    if _is_whole(req.get('min_ram')) and _is_whole(req.get('max_ram')) and req['min_ram'] > req['max_ram']:
         problems.append('requirements.min_ram: must not be more than max_ram')
     for key in ('min_platform', 'max_platform'):
         problem = _platform_problem(req[key]) if key in req else None
@@ -233,7 +251,7 @@ def _files_problems(files, image_type):
 def _value_problem(key, value, manifest):
     """node-imgmanifest's validator for one present field; None when it passes."""
     if key == 'v':
-        ok = not isinstance(value, bool) and _is_number(value) and float(value) >= 0
+        ok = _is_number(value) and _js_number(value) >= 0
         return None if ok else 'must be a positive integer'
     if key in ('uuid', 'owner', 'origin'):
         return None if is_uuid(value) else 'must be a lower-case UUID'
@@ -294,15 +312,14 @@ def _value_problem(key, value, manifest):
 
 
 def _is_number(value):
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return float(value) == float(value)   # not NaN
+    number = _js_number(value)
+    return number is not None and not math.isnan(number)
 
 
 def manifest_problems(manifest, required=MINIMAL_FIELDS):
     """Every rule of node-imgmanifest (reference §6) the manifest breaks, as 'field: why' strings."""
+    if not isinstance(manifest, dict):
+        return ['manifest: must be an object']
     problems = ['%s: missing' % f for f in required if manifest.get(f) in (None, '')]
     for key in sorted(manifest):
         if key not in FIELDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError
+from ansible_collections.smartos.images.plugins.module_utils._manifest import json_type
 
 
 def read_sysinfo(runner):
@@ -24,14 +25,34 @@ def read_sysinfo(runner):
 
 
 def platform_problem(manifest, sysinfo):
-    """imgadm checkMinMaxPlatformSync: the error imgadm gives, or None when the platform fits."""
-    requirements = manifest.get('requirements') or {}
+    """imgadm checkMinMaxPlatformSync: the error imgadm gives, or None when the platform fits.
+
+    The manifest and sysinfo are outside data: a requirement imgadm could not compare (it would throw or
+    skip it) is a problem naming the field, never a Python error.
+    """
+    if not isinstance(manifest, dict):
+        return 'the manifest is not a JSON object'
+    requirements = manifest.get('requirements')
+    if requirements is None:
+        requirements = {}
+    if not isinstance(requirements, dict):
+        return 'requirements is a JSON %s, not an object' % json_type(requirements)
     version = sysinfo.get('SDC Version') or '6.5'
     stamp = sysinfo.get('Live Image') or ''
+    if not isinstance(version, str) or not isinstance(stamp, str):
+        return 'sysinfo\'s "SDC Version" and "Live Image" must be strings, found %s and %s' \
+            % (json_type(version), json_type(stamp))
     for key, too_low in (('min_platform', True), ('max_platform', False)):
         wanted = requirements.get(key)
-        if not isinstance(wanted, dict) or not wanted:
-            continue
+        if wanted is None or wanted == {}:
+            continue  # imgadm skips an absent one; an empty one has no version to compare with
+        if not isinstance(wanted, dict):
+            return 'requirements.%s is a JSON %s, not an object {<SDC version>: "<timestamp>"}' \
+                % (key, json_type(wanted))
+        bad_values = sorted(k for k, v in wanted.items() if not isinstance(v, str))
+        if bad_values:
+            return 'requirements.%s["%s"] is a JSON %s, not a timestamp string' \
+                % (key, bad_values[0], json_type(wanted[bad_values[0]]))
         if version in wanted:
             # imgadm compares an absent Live Image as undefined, which is never < or > anything
             bad = bool(stamp) and (stamp < wanted[version] if too_low else stamp > wanted[version])
@@ -50,5 +71,7 @@ def check_platform(manifest, sysinfo):
         return
     problem = platform_problem(manifest, sysinfo)
     if problem:
+        if not isinstance(manifest, dict):
+            raise ImageError('image manifest: %s' % problem)
         raise ImageError('image %s (%s@%s): %s' % (manifest.get('uuid'), manifest.get('name'),
                                                    manifest.get('version'), problem), uuid=manifest.get('uuid'))

@@ -19,7 +19,11 @@ description:
   - Available images are listed from every non-docker source (IMGAPI ListImages page by page, DSAPI
     C(/datasets)), several sources at once, merged by UUID in source order as C(imgadm avail)
     does. A source that fails is reported in RV(ansible_facts.smartos_images_available_errors) and
-    as a warning; the module fails only when no source answers.
+    as a warning; the module fails only when no source answers. An entry of a source's list that is
+    not a usable manifest (not an object, not upgradable from v1, or a C(uuid), C(name) or
+    C(published_at) of the wrong type) is skipped with a warning naming it.
+  - A cache file whose manifest is another image's, or whose C(name), C(version), C(published_at) or
+    C(source) has the wrong type, is not used; the image is listed with its UUID and the problem.
   - The module never changes the host.
 author:
   - smartos.images contributors (@smartos-images)

@@ -176,3 +176,40 @@ def test_rejects_an_icon_object(validator):
 @needs_shared
 def test_rejects_a_manifest_without_v(validator):
     assert errors(validator, load('sdc-imgapi__docs-getimage-smartos-1.6.3.json')) == ["'v' is a required property"]
+
+
+# ---- where the schema and the target disagreed (found by tests/unit/property/test_schema_differential.py) ----
+@pytest.mark.parametrize('changes, valid', [
+    # node-imgmanifest only asks for truthy sha1 and size (the import checks 40 hex digits and a positive integer)
+    ({'files': [{'sha1': 'x', 'size': 1.5, 'compression': 'gzip'}]}, True),
+    ({'files': [{'sha1': SHA1, 'size': 0.0, 'compression': 'gzip'}]}, False),
+    ({'files': [{'sha1': False, 'size': 5, 'compression': 'gzip'}]}, False),
+    # users: the key "name" only, of any type
+    ({'users': [{'name': None}]}, True),
+    # "0" is truthy in JavaScript: an image_size text "0" is refused on a non-zvol image
+    ({'image_size': '0'}, False),
+    ({'image_size': 0}, True),
+    # Number() of decimal text, with a sign
+    (dict(ZVOL, image_size='-1'), True),
+    (dict(ZVOL, image_size='.0'), True),
+    (dict(ZVOL, image_size='1_0'), False),
+    (dict(ZVOL, image_size='1e3'), False),     # Number() reads it; refused on both sides on purpose
+    ({'v': '-0'}, True),
+    ({'v': 'nan'}, False),
+    ({'v': '\u0662'}, False),                  # Python's float() reads other scripts' digits; Number() does not
+    # a final newline: Python's $ accepts it, ECMA-262's does not
+    ({'name': 'img\n'}, False),
+    ({'uuid': U + '\n'}, False),
+    ({'published_at': '2025-01-02T03:04:05Z\n'}, False),
+    ({'requirements': {'min_platform': {'7.0': '20141030T081701Z\n'}}}, False),
+    ({'requirements': {'min_platform': {'7.0': '\u0662\u0660\u0661\u0664' + '1030T081701Z'}}}, False),
+    # JSON.parse makes 256.0 and 256 the same number
+    ({'requirements': {'min_ram': 256.0, 'max_ram': 512}}, True),
+    # url.parse() lower-cases the protocol and is happy with an unclosed IPv6 bracket
+    ({'homepage': 'HTTPS://example.com'}, True),
+    ({'homepage': 'https://[::1'}, True),
+])
+def test_agrees_where_they_once_differed(validator, changes, valid):
+    manifest = dict(GOOD, **changes)
+    assert (errors(validator, manifest) == []) == valid
+    assert (manifest_problems(manifest) == []) == valid

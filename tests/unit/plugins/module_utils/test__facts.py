@@ -157,6 +157,42 @@ def test_installed_on_the_recorded_smartos_host(tmp_path):
     assert runner.calls == [['zoneadm', 'list', '-pc'], ZFS_LIST]
 
 
+@pytest.mark.parametrize('manifest, source, why', [
+    ({'v': 2, 'uuid': BASE, 'name': 7}, None, 'the manifest\'s "name" is a JSON number, not a string'),
+    ({'v': 2, 'uuid': BASE, 'name': ['base']}, None, 'the manifest\'s "name" is a JSON array, not a string'),
+    ({'v': 2, 'uuid': BASE, 'name': 'b', 'version': 1.5}, None, 'the manifest\'s "version" is a JSON number, not a string'),
+    ({'v': 2, 'uuid': BASE, 'name': 'b', 'published_at': {}}, None,
+     'the manifest\'s "published_at" is a JSON object, not a string'),
+    ({'v': 2, 'uuid': BASE, 'name': 'b'}, 42, '"source" is a JSON number, not a URL string'),
+    ({'v': 2, 'uuid': BASE, 'name': 'b'}, {'url': 'https://x'}, '"source" is a JSON object, not a URL string'),
+    ({'v': 2, 'uuid': BASE, 'name': 'b'}, True, '"source" is a JSON boolean, not a URL string'),
+])
+def test_installed_cache_file_with_fields_of_the_wrong_type_is_reported_on_that_image(tmp_path, manifest, source, why):
+    write(tmp_path, 'var/imgadm/images/zones-%s.json' % BASE,
+          {'manifest': manifest, 'zpool': 'zones', **({} if source is None else {'source': source})})
+    write_cache(tmp_path, 'zones', KVM_IMG, {'v': 2, 'uuid': KVM_IMG, 'name': 'ubuntu'})
+    images = FactsGatherer(params(tmp_path, newest=True), smartos_host()).installed()
+    assert images[BASE]['error'] == 'cache file %s: %s' % (cache_path(tmp_path, 'zones', BASE), why)
+    assert images[BASE]['manifest'] == {'uuid': BASE} and images[BASE]['manifest_cached'] is False
+    assert 'source' not in images[BASE]
+    assert images[KVM_IMG]['manifest']['name'] == 'ubuntu'
+
+
+def test_installed_cache_file_that_is_a_directory_is_reported_on_that_image(tmp_path):
+    os.makedirs(cache_path(tmp_path, 'zones', BASE))
+    images = FactsGatherer(params(tmp_path), smartos_host()).installed()
+    assert images[BASE]['error'] == 'cannot read %s: Is a directory' % cache_path(tmp_path, 'zones', BASE)
+    assert images[BASE]['manifest_cached'] is False
+
+
+def test_installed_another_images_manifest_is_never_used_for_filters_or_newest(tmp_path):
+    """The cache file of BASE holds KVM_IMG's manifest: it is flagged and never matches BASE by name."""
+    write_cache(tmp_path, 'zones', BASE, {'v': 2, 'uuid': KVM_IMG, 'name': 'ubuntu'})
+    write_cache(tmp_path, 'zones', KVM_IMG, {'v': 2, 'uuid': KVM_IMG, 'name': 'ubuntu'})
+    images = FactsGatherer(params(tmp_path, filters={'name': 'ubuntu'}), smartos_host()).installed()
+    assert sorted(images) == [KVM_IMG]
+
+
 def test_installed_without_zoneadm_counts_kvm_and_bhyve_vms_as_images(tmp_path):
     # on a host without zoneadm (the zfs-fuse bench) only the @final rule tells VMs apart, as imgadm would
     runner = smartos_host(with_zoneadm=False)
@@ -441,36 +477,80 @@ def test_available_with_only_docker_sources_is_empty(tmp_path):
     assert (merged, errors, factory.made) == ([], [], [])
 
 
+def skipped_by(root, clients, entries):
+    """(merged, errors, the warnings about skipped list entries)."""
+    g = gatherer(root, FakeFactory(clients))
+    merged, errors = g.available(entries)
+    return merged, errors, g.skipped
+
+
 def test_available_per_source_errors_are_not_fatal(tmp_path):
     down = SourceError('http://img1.example.com/images could not be reached after 4 attempt(s): timed out')
     clients = {SRC1: down, SRC2: [v2(U1, 'one', '2024-01-01T00:00:00Z')],
                'http://img3.example.com': [v2(U2, 'two', '2024-01-01T00:00:00Z'), 'not a manifest']}
     entries = [SourceEntry(SRC1), SourceEntry(SRC2), SourceEntry('http://img3.example.com')]
-    merged, errors, dummy = available(tmp_path, clients, entries)
-    assert listed(merged) == [(U1, 'one', SRC2)]      # nothing at all from the source with a bad entry
+    merged, errors, skipped = skipped_by(tmp_path, clients, entries)
+    # the bad entry is skipped with a warning; the rest of its source's list is used
+    assert listed(merged) == [(U1, 'one', SRC2), (U2, 'two', 'http://img3.example.com')]
     assert errors == [
         {'source': SRC1, 'error': 'http://img1.example.com/images could not be reached after 4 attempt(s): timed out'},
-        {'source': 'http://img3.example.com', 'error': 'the image list holds something that is not a manifest'},
     ]
+    assert skipped == ['http://img3.example.com: skipped 1 image(s) of its list: entry 1: a JSON string, not a manifest']
 
 
-@pytest.mark.parametrize('bad', [None, 42, 'text', ['list'], True])
-def test_available_a_list_with_a_non_manifest_is_a_per_source_error(tmp_path, bad):
+@pytest.mark.parametrize('bad, why', [
+    (None, 'entry 1: a JSON null, not a manifest'),
+    (42, 'entry 1: a JSON number, not a manifest'),
+    ('text', 'entry 1: a JSON string, not a manifest'),
+    (['list'], 'entry 1: a JSON array, not a manifest'),
+    (True, 'entry 1: a JSON boolean, not a manifest'),
+    ({'v': 2, 'uuid': ['x'], 'name': 'n'}, 'entry 1: "uuid" is not a lower-case UUID'),
+    ({'v': 2, 'uuid': OWNER.upper(), 'name': 'n'}, 'entry 1: "uuid" is not a lower-case UUID'),
+    (v2(U3, 7, '2024-01-01T00:00:00Z'), 'image %s: "name" is a JSON number, not a string' % U3),
+    (v2(U3, 'x', 1700000000), 'image %s: "published_at" is a JSON number, not a string' % U3),
+    (v2(U3, 'x', ['2024']), 'image %s: "published_at" is a JSON array, not a string' % U3),
+    ({'uuid': U3, 'creator_uuid': OWNER, 'files': ['x']}, 'entry 1: v1 manifest "files[0]" is a JSON string, not an object'),
+])
+def test_available_a_bad_entry_in_a_list_is_skipped_with_a_warning(tmp_path, bad, why):
     clients = {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z'), bad], SRC2: [v2(U2, 'two', '2024-01-01T00:00:00Z')]}
+    merged, errors, skipped = skipped_by(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
+    assert listed(merged) == [(U1, 'one', SRC1), (U2, 'two', SRC2)]
+    assert errors == []
+    assert skipped == ['%s: skipped 1 image(s) of its list: %s' % (SRC1, why)]
+
+
+def test_available_names_at_most_three_skipped_entries(tmp_path):
+    clients = {SRC1: [1, 2, 3, 4, v2(U1, 'one', '2024-01-01T00:00:00Z')]}
+    merged, errors, skipped = skipped_by(tmp_path, clients, [SourceEntry(SRC1)])
+    assert listed(merged) == [(U1, 'one', SRC1)]
+    assert skipped == ['%s: skipped 4 image(s) of its list: entry 0: a JSON number, not a manifest; '
+                       'entry 1: a JSON number, not a manifest; entry 2: a JSON number, not a manifest; ...' % SRC1]
+
+
+@pytest.mark.parametrize('answer', [{'images': []}, 'text', None, 7])
+def test_available_a_list_that_is_not_a_list_is_a_per_source_error(tmp_path, answer):
+    clients = {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z')], SRC2: FakeClient(answer)}
     merged, errors, dummy = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
-    assert listed(merged) == [(U2, 'two', SRC2)]
-    assert errors == [{'source': SRC1, 'error': 'the image list holds something that is not a manifest'}]
+    assert listed(merged) == [(U1, 'one', SRC1)]
+    assert errors == [{'source': SRC2, 'error': 'the image list is not a list'}]
+
+
+def test_available_an_unexpected_error_is_a_per_source_error_without_its_text(tmp_path):
+    clients = {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z')],
+               SRC2: FakeClient(KeyError('http://bob:s3cret@img2.example.com'))}
+    merged, errors, dummy = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
+    assert listed(merged) == [(U1, 'one', SRC1)]
+    assert errors == [{'source': SRC2, 'error': 'listing failed unexpectedly (KeyError)'}]
 
 
 def test_available_all_sources_failing_raises(tmp_path):
     clients = {SRC1: SourceError('http://img1.example.com/images answered HTTP 500: InternalError: oops'),
-               SRC2: ['not a manifest'],
+               SRC2: FakeClient({'not': 'a list'}),
                'http://img3.example.com': []}
     with pytest.raises(SourceError) as exc:
         available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
     assert exc.value.msg == ('no image source answered: http://img1.example.com: http://img1.example.com/images answered '
-                             'HTTP 500: InternalError: oops; http://img2.example.com: the image list holds something '
-                             'that is not a manifest')
+                             'HTTP 500: InternalError: oops; http://img2.example.com: the image list is not a list')
     # one source that answers, even with nothing, is enough
     merged, errors, dummy = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry('http://img3.example.com')])
     assert merged == [] and len(errors) == 1
@@ -491,12 +571,13 @@ def test_available_upgrades_dsapi_manifests(tmp_path):
     assert 'creator_uuid' not in manifest
 
 
-def test_available_v1_manifest_that_cannot_be_upgraded_is_a_per_source_error(tmp_path):
+def test_available_v1_manifest_that_cannot_be_upgraded_is_skipped(tmp_path):
     ds = 'https://datasets.example.com/datasets'
     clients = {ds: [{'uuid': U1, 'name': 'no v, no creator_uuid'}], SRC1: [v2(U2, 'two', '2024-01-01T00:00:00Z')]}
-    merged, errors, dummy = available(tmp_path, clients, [SourceEntry(ds, 'dsapi'), SourceEntry(SRC1)])
+    merged, errors, skipped = skipped_by(tmp_path, clients, [SourceEntry(ds, 'dsapi'), SourceEntry(SRC1)])
     assert listed(merged) == [(U2, 'two', SRC1)]
-    assert errors == [{'source': ds, 'error': 'manifest does not have a "v" field'}]
+    assert errors == []
+    assert skipped == [ds + ': skipped 1 image(s) of its list: entry 0: manifest does not have a "v" field']
 
 
 @pytest.mark.parametrize('filters, newest, uuids', [
@@ -540,12 +621,12 @@ def test_available_a_source_url_that_cannot_be_used_is_a_per_source_error(tmp_pa
 
 
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnhandledThreadExceptionWarning')
-def test_available_v1_manifest_without_creator_is_a_per_source_error(tmp_path):
+def test_available_v1_manifest_without_creator_is_skipped(tmp_path):
     ds = 'https://datasets.example.com/datasets'
     clients = {ds: [{'v': 1, 'uuid': U1, 'name': 'x'}], SRC1: [v2(U2, 'two', '2024-01-01T00:00:00Z')]}
-    merged, errors, dummy = available(tmp_path, clients, [SourceEntry(ds, 'dsapi'), SourceEntry(SRC1)])
+    merged, errors, skipped = skipped_by(tmp_path, clients, [SourceEntry(ds, 'dsapi'), SourceEntry(SRC1)])
     assert listed(merged) == [(U2, 'two', SRC1)]
-    assert errors[0]['source'] == ds
+    assert errors == [] and skipped == [ds + ': skipped 1 image(s) of its list: entry 0: v1 manifest has no "creator_uuid"']
 
 
 def test_available_lists_more_sources_than_run_at_once(tmp_path):

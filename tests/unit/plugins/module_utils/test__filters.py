@@ -228,3 +228,33 @@ def test_newest_per_name_keeps_equal_nameless_records_apart():
     twin1, twin2 = {'uuid': 'x'}, {'uuid': 'x'}
     result = newest_per_name([twin1, twin2])
     assert len(result) == 2 and result[0] is twin1 and result[1] is twin2
+
+
+# ---- listings are outside data: fields of the wrong type never raise, and the order is fixed ----
+
+ODD_DATE = m('00000000-0000-4000-8000-0000000000f1', 'base', 1700000000)
+ODD_DATE2 = m('00000000-0000-4000-8000-0000000000f2', 'base', ['2030-01-01T00:00:00Z'])
+
+
+@pytest.mark.parametrize('manifests, kept', [
+    # a published_at that is not a string counts as none: older than any date
+    ([ODD_DATE, A1], [A1]),
+    ([A1, ODD_DATE], [A1]),
+    # two without a usable date: the later UUID, whatever the order
+    ([ODD_DATE, ODD_DATE2], [ODD_DATE2]),
+    ([ODD_DATE2, ODD_DATE], [ODD_DATE2]),
+    # a uuid that is not a string counts as the empty one
+    ([dict(TIE_LOW, uuid=['z']), TIE_LOW], [TIE_LOW]),
+    # a name that is not a string, or an entry that is not an object: kept as nameless ones, where they were
+    ([{'name': ['base'], 'uuid': 'x'}, A1, 'junk', None, A2], [{'name': ['base'], 'uuid': 'x'}, 'junk', None, A2]),
+    ([{'name': {'a': 1}}, {'name': 7}], [{'name': {'a': 1}}, {'name': 7}]),
+])
+def test_newest_per_name_with_fields_of_the_wrong_type(manifests, kept):
+    assert newest_per_name(manifests) == kept
+
+
+@pytest.mark.parametrize('filters', [['name'], 'name=base', 7])
+def test_check_filters_refuses_what_is_not_a_dict(filters):
+    with pytest.raises(InvalidParameter) as exc:
+        check_filters(filters)
+    assert exc.value.msg.startswith('filters must be a dictionary of field: value')

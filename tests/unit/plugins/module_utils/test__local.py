@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._local import (
-    LocalClient, LocalFileStream, load_local_manifest, verify_local_file,
+    MAX_MANIFEST_BYTES, LocalClient, LocalFileStream, load_local_manifest, verify_local_file,
 )
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
@@ -240,3 +241,108 @@ def test_local_client_default_offset(tmp_path):
         assert stream.read(10) == BODY[:10]
     finally:
         stream.close()
+
+
+# ---- every shape of bad manifest: an InvalidParameter naming the field ----
+
+@pytest.mark.parametrize('manifest, problem', [
+    (changed(files='x'), 'files[0] is missing'),
+    (changed(files=['x']), 'files[0] is missing'),
+    (changed(files=[None]), 'files[0] is missing'),
+    (changed(file_size='1234'), 'files[0].size is missing or not a positive integer'),
+    (changed(file_size=True), 'files[0].size is missing or not a positive integer'),
+    (changed(file_sha1=['a' * 40]), 'files[0].sha1 is missing or not 40 hex digits'),
+    (changed(file_compression=['gzip']), "files[0].compression is ['gzip'], not one of gzip, bzip2, xz, none"),
+    (changed(name=['base']), "name ['base'] is invalid (letters, digits, space and . _ / - only, at most 1024)"),
+    (changed(version={'v': 1}), "version {'v': 1} is invalid (letters, digits and . _ / + - only, at most 512)"),
+    (changed(type=['zvol']), "type ['zvol'] is not one of %s" % TYPES),
+    (changed(os={'os': 'smartos'}), "os {'os': 'smartos'} is not one of %s" % OSES),
+    (changed(origin=7), 'origin 7 is not a UUID'),
+    # the other fields imgadm install's validateMinimalManifest checks, in node-imgmanifest's words
+    (changed(published_at=1700000000), 'published_at: must be YYYY-MM-DDTHH:MM:SS(.mmm)Z'),
+    (changed(published_at='yesterday'), 'published_at: must be YYYY-MM-DDTHH:MM:SS(.mmm)Z'),
+    (changed(requirements='lx'), 'requirements: must be an object'),
+    (changed(requirements={'min_platform': '20141030T081701Z'}),
+     'requirements.min_platform: must be a non-empty object {<SDC version>: "YYYYMMDDTHHMMSSZ"}'),
+    (changed(requirements={'max_platform': {'7.0': 1}}),
+     'requirements.max_platform: has an invalid platform timestamp 1 (YYYYMMDDTHHMMSSZ, 2012 or later)'),
+    (changed(owner=['x']), 'owner: must be a lower-case UUID'),
+    (changed(homepage='javascript:alert(1)'), 'homepage: must be an http: or https: URL'),
+    (changed(disabled='no'), 'disabled: must be a boolean'),
+    (changed(tags=['a']), 'tags: must be an object (at most 102400 characters as JSON)'),
+    (changed(mystery=1), 'mystery: unknown field'),
+])
+def test_a_field_of_the_wrong_type_is_named(tmp_path, manifest, problem):
+    path = write(tmp_path, manifest)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.evidence == {'problems': [problem]}
+    assert exc.value.msg == 'manifest %s is invalid: %s' % (path, problem)
+
+
+@pytest.mark.parametrize('content, why', [
+    (b'[' * 100000, 'maximum recursion depth exceeded'),
+    (b'{"v": 2, "size": ' + b'9' * 5000 + b'}', 'Exceeds the limit'),
+])
+def test_json_python_cannot_hold_is_invalid(tmp_path, content, why):
+    path = write(tmp_path, content)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg.startswith('manifest %s is invalid: ' % path) and why in exc.value.msg
+
+
+def test_a_v1_manifest_with_files_of_the_wrong_shape_is_named(tmp_path):
+    path = write(tmp_path, dict(V1, files=['base64.zfs.bz2']))
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is invalid: v1 manifest "files[0]" is a JSON string, not an object' % path
+
+
+# ---- size cap: refused before it is read ----
+
+def test_a_manifest_at_the_cap_is_read(tmp_path):
+    body = json.dumps(changed(description='')).encode()
+    padded = body[:-1] + b' ' * (MAX_MANIFEST_BYTES - len(body)) + b'}'
+    assert len(padded) == MAX_MANIFEST_BYTES
+    assert load_local_manifest(write(tmp_path, padded))['uuid'] == U
+
+
+def test_a_manifest_over_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / 'big.json'
+    with open(str(path), 'wb') as f:
+        f.truncate(MAX_MANIFEST_BYTES + 1)     # sparse: nothing to read, and reading it would not be JSON anyway
+    reads = []
+    real_loads = json.loads
+    monkeypatch.setattr(json, 'loads', lambda *a, **kw: reads.append(a) or real_loads(*a, **kw))
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(str(path))
+    assert exc.value.msg == ('manifest %s is %d bytes, more than the %d (4 MiB) a manifest may have'
+                             % (path, MAX_MANIFEST_BYTES + 1, MAX_MANIFEST_BYTES))
+    assert reads == []
+
+
+def test_a_manifest_that_grows_past_the_cap_while_read_is_refused(tmp_path, monkeypatch):
+    """fstat said it was small; what arrives is still read only up to the cap, then refused."""
+    path = write(tmp_path, GOOD)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, 'fstat', lambda fd: type('S', (), {'st_size': 10, 'st_mode': real_fstat(fd).st_mode})())
+    with open(path, 'ab') as f:
+        f.write(b' ' * MAX_MANIFEST_BYTES)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is more than the %d bytes (4 MiB) a manifest may have' % (path, MAX_MANIFEST_BYTES)
+
+
+def test_a_named_pipe_is_refused_at_once(tmp_path):
+    """Opened for reading, a named pipe would wait for a writer forever."""
+    path = str(tmp_path / 'pipe.json')
+    os.mkfifo(path)
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest(path)
+    assert exc.value.msg == 'manifest %s is not a regular file' % path
+
+
+def test_a_character_device_is_refused():
+    with pytest.raises(InvalidParameter) as exc:
+        load_local_manifest('/dev/zero')
+    assert exc.value.msg == 'manifest /dev/zero is not a regular file'

@@ -196,3 +196,28 @@ def test_minimal_problems_leaves_import_fields_alone():
     manifest = changed(files=None, origin='not-a-uuid')
     assert minimal_problems(manifest) == []
     assert import_problems(manifest, U) == ['files[0] is missing']
+
+
+# ---- outside data of the wrong shape ----
+
+@pytest.mark.parametrize('manifest, expected', [
+    ([], 'the manifest is a JSON array, not an object'),
+    ('text', 'the manifest is a JSON string, not an object'),
+    (None, 'the manifest is a JSON null, not an object'),
+])
+def test_import_and_minimal_problems_of_a_non_object(manifest, expected):
+    assert import_problems(manifest, U) == [expected]
+    assert minimal_problems(manifest) == [expected]
+
+
+@pytest.mark.parametrize('field, value, problem', [
+    ('name', [], "name [] is invalid (letters, digits, space and . _ / - only, at most 1024)"),
+    ('version', 0, "version 0 is invalid (letters, digits and . _ / + - only, at most 512)"),
+    ('uuid', False, 'uuid is not a lower-case UUID'),
+    ('type', {}, "type {} is not one of zone-dataset, lx-dataset, lxd, zvol, docker, other"),
+    ('os', 0, "os 0 is not one of smartos, linux, windows, bsd, illumos, other"),
+])
+def test_minimal_problems_checks_falsy_values_of_the_wrong_type(field, value, problem):
+    """Found by the property tests: a falsy [] or 0 was taken as present and then never checked."""
+    manifest = {'v': 2, 'uuid': U, 'name': 'n', 'version': '1', 'type': 'other', 'os': 'other', field: value}
+    assert minimal_problems(manifest) == [problem]

@@ -92,3 +92,61 @@ def test_upgrade_rules(change, key, expected):
 def test_upgrade_refusals(manifest, words):
     with pytest.raises(ManifestError, match=words):
         upgrade_manifest(manifest)
+
+
+# ---- outside data of the wrong shape: a ManifestError naming the field, never a Python error ----
+
+V1_BASE = {'uuid': '2f1dc911-6401-4fa4-8e9d-67ea2e39c271', 'creator_uuid': '930896af-bf8c-48d4-885c-6573a94b1853',
+           'name': 'base64', 'version': '1.8.1'}
+
+
+@pytest.mark.parametrize('files, message', [
+    (['base64.zfs.bz2'], 'v1 manifest "files[0]" is a JSON string, not an object'),
+    ([None], 'v1 manifest "files[0]" is a JSON null, not an object'),
+    ([{'path': 'a.gz', 'sha1': 'x', 'size': 1}, 7], 'v1 manifest "files[1]" is a JSON number, not an object'),
+    ([['path']], 'v1 manifest "files[0]" is a JSON array, not an object'),
+    ('base64.zfs.bz2', 'v1 manifest "files" is a JSON string, not an array'),
+    ({'path': 'a.gz'}, 'v1 manifest "files" is a JSON object, not an array'),
+    (5, 'v1 manifest "files" is a JSON number, not an array'),
+    ([{'path': 42}], 'v1 manifest "files[0].path" is a JSON number, not a string'),
+    ([{'url': ['http://x/a.gz']}], 'v1 manifest "files[0].path" is a JSON array, not a string'),
+])
+def test_v1_files_of_the_wrong_shape_are_a_manifest_error(files, message):
+    with pytest.raises(ManifestError) as exc:
+        upgrade_manifest(dict(V1_BASE, files=files))
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize('files', [None, [], '', 0, False])
+def test_v1_without_files_upgrades_as_node_imgmanifest_does(files):
+    m = upgrade_manifest(dict(V1_BASE, files=files))
+    assert m['v'] == 2 and m['files'] == files
+
+
+def test_v1_file_with_a_compression_keeps_an_odd_path_untouched():
+    """compression given: the path is not looked at (node-imgmanifest only reads it to guess one), and dropped."""
+    m = upgrade_manifest(dict(V1_BASE, files=[{'path': 42, 'compression': 'xz', 'sha1': 'a' * 40, 'size': 1}]))
+    assert m['files'] == [{'compression': 'xz', 'sha1': 'a' * 40, 'size': 1}]
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('1' * 400, float('inf')),         # Number('111...') is Infinity, not an OverflowError
+    (10 ** 400, float('inf')),
+    ({'a': 1}, None),                  # NaN: not truthy after Number(), so it is kept as NaN
+    ([1], None),
+])
+def test_v1_image_size_of_any_type_does_not_crash(value, expected):
+    m = upgrade_manifest(dict(V1_BASE, image_size=value))
+    if expected is None:
+        assert m['image_size'] != m['image_size']   # NaN
+    else:
+        assert m['image_size'] == expected
+
+
+@pytest.mark.parametrize('v', [10 ** 400, '1e999', [2], {'v': 2}])
+def test_v_of_any_type_is_a_number_or_a_manifest_error(v):
+    try:
+        version = manifest_version({'v': v})
+    except ManifestError:
+        return
+    assert version >= 2

@@ -146,3 +146,40 @@ def test_read_sysinfo_not_json(out):
 def test_read_sysinfo_json_that_is_not_an_object(out):
     with pytest.raises(CommandError):
         read_sysinfo(FakeRunner((0, out, '')))
+
+
+# ---- requirements of the wrong shape: a problem naming the field, never a Python error ----
+
+@pytest.mark.parametrize('m, expected', [
+    (dict(manifest(), requirements='lx'), 'requirements is a JSON string, not an object'),
+    (dict(manifest(), requirements=['min_platform']), 'requirements is a JSON array, not an object'),
+    (dict(manifest(), requirements=7), 'requirements is a JSON number, not an object'),
+    (manifest(min_platform='20141030T081701Z'),
+     'requirements.min_platform is a JSON string, not an object {<SDC version>: "<timestamp>"}'),
+    (manifest(max_platform=['7.0']),
+     'requirements.max_platform is a JSON array, not an object {<SDC version>: "<timestamp>"}'),
+    (manifest(min_platform=7), 'requirements.min_platform is a JSON number, not an object {<SDC version>: "<timestamp>"}'),
+    (manifest(min_platform=True),
+     'requirements.min_platform is a JSON boolean, not an object {<SDC version>: "<timestamp>"}'),
+    (manifest(min_platform={'7.0': 20141030}), 'requirements.min_platform["7.0"] is a JSON number, not a timestamp string'),
+    (manifest(max_platform={'6.5': None, '7.0': STAMP}),
+     'requirements.max_platform["6.5"] is a JSON null, not a timestamp string'),
+    (manifest(min_platform={'7.0': {'ts': STAMP}}),
+     'requirements.min_platform["7.0"] is a JSON object, not a timestamp string'),
+])
+def test_malformed_requirements_are_a_clear_error(m, expected):
+    assert platform_problem(m, HOST) == expected
+    with pytest.raises(ImageError) as exc:
+        check_platform(m, HOST)
+    assert exc.value.msg == 'image %s (base-64-lts@24.4.1): %s' % (U, expected)
+
+
+@pytest.mark.parametrize('sysinfo', [{'SDC Version': 7.0, 'Live Image': STAMP}, {'SDC Version': '7.0', 'Live Image': ['x']}])
+def test_sysinfo_fields_of_the_wrong_type_are_a_clear_error(sysinfo):
+    with pytest.raises(ImageError) as exc:
+        check_platform(manifest(min_platform={'7.0': STAMP}), sysinfo)
+    assert 'sysinfo\'s "SDC Version" and "Live Image" must be strings' in exc.value.msg
+
+
+def test_requirements_of_the_wrong_shape_do_not_matter_off_smartos():
+    check_platform(dict(manifest(), requirements='lx'), None)   # no sysinfo: nothing is checked, as imgadm
