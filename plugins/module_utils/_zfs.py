@@ -24,7 +24,7 @@ def parse_list(text):
         if not line.strip():
             continue
         fields = line.split('\t')
-        if len(fields) != 4:
+        if len(fields) != 4 or fields[0] in ('', '-'):
             raise CommandError('unexpected line in zfs list output: %r' % line)
         rows.append(Dataset(*[None if f == '-' else f for f in fields]))
     return rows

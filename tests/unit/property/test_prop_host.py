@@ -87,7 +87,7 @@ class Inventory1:
 def test_image_manager_cache_reader_never_raises_a_python_error(root, data):
     put(os.path.join(root, 'var', 'imgadm', 'images', 'zones-%s.json' % U), data)
     manager = ImageManager(dict(host_root=root, layout='modern', pool='zones', timeout=30, retries=3, state='present',
-                                validate_certs=True, ca_path=None), None)
+                                validate_certs=True, ca_path=None, prune_unused=True), None)
     try:
         manifest = manager.cached(U)
         assert manifest is None or isinstance(manifest, dict)

@@ -76,6 +76,8 @@ def test_parse_list(text, expected):
     'zones /zones - -',             # spaces, not tabs
     'zones\t-\t/zones',             # a column missing
     'zones\t-\t/zones\t-\textra',   # a column too many
+    '-\t-\t-\t-',                    # no name (the unset marker)
+    '\t-\t/zones\t-',                # an empty name
 ])
 def test_parse_list_rejects_unexpected_lines(line):
     with pytest.raises(CommandError) as exc:
