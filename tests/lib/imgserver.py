@@ -454,7 +454,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         base = f"{scheme}://{self.headers.get('Host') or '%s:%d' % (self.server.server_name, self.server.server_port)}"
 
         def with_url(manifest, hits=()):
-            files = [dict(f) for f in manifest.get("files") or ()]
+            files = [dict(f) if isinstance(f, dict) else f for f in manifest.get("files") or ()]  # served as published
             moved = hit(hits, "file_url", manifest.get("uuid"))  # the file is said to live on another server
             if files:
                 files[0]["url"] = f"{moved['to'].rstrip('/') if moved else base}/datasets/{manifest.get('uuid')}/" \
