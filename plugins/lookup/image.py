@@ -159,7 +159,9 @@ def split_server(server):
     secrets = []
     if userinfo:
         user, colon, password = userinfo.partition(':')
-        secrets = sorted({x for x in (userinfo, password, unquote(password), unquote(userinfo)) if len(x) > 2},
+        # a hostile server may echo the Authorization header back: its base64 value is the password too
+        basic = base64.b64encode(('%s:%s' % (unquote(user), unquote(password))).encode('utf-8')).decode('ascii')
+        secrets = sorted({x for x in (userinfo, password, unquote(password), unquote(userinfo), basic) if len(x) > 2},
                          key=len, reverse=True)
         shown = '%s://%s@%s' % (scheme, '%s:***' % user if colon and user not in password else '***', rest)
         credentials = (unquote(user), unquote(password))

@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import socketserver
+import subprocess
 import threading
 import time
 from urllib.parse import quote
@@ -367,3 +368,152 @@ def test_a_manifest_at_the_size_cap(play, images, pool, host_root, extra):
             assert result['changed']
         finally:
             destroy(manifest['uuid'])
+
+
+# ---- listings: smartos_image_facts gather_subset available ----
+
+def _image(n, **extra):
+    uuid = '%08x-0000-4000-8000-%012x' % (n, n)
+    return dict({'v': 2, 'uuid': uuid, 'owner': '930896af-bf8c-48d4-885c-6573a94b1853', 'name': 'attack-%d' % n,
+                 'version': '1.0.%d' % n, 'state': 'active', 'disabled': False, 'public': True,
+                 'published_at': '2024-01-01T00:00:%02dZ' % (n % 60), 'type': 'zone-dataset', 'os': 'smartos',
+                 'files': [{'sha1': 'a' * 40, 'size': 10, 'compression': 'gzip'}]}, **extra)
+
+
+def _listing(pages):
+    """A ListImages answer: pages(marker) gives the page (bytes or a list) for a marker (None first)."""
+    def answer(handler):
+        query = dict(p.partition('=')[::2] for p in handler.path.partition('?')[2].split('&') if p)
+        page = pages(query.get('marker'))
+        json_answer(handler, page if isinstance(page, bytes) else json.dumps(page).encode())
+    return answer
+
+
+def facts_run(play, host_root, url):
+    write_conf(host_root, [{'type': 'imgapi', 'url': url}])
+    task = {'name': 'facts', 'smartos.images.smartos_image_facts': dict(host_root=host_root,
+                                                                        gather_subset=['available'], retries=0)}
+    started = time.monotonic()
+    result, output = run_vvv(play, task)
+    assert 'Traceback' not in output and 'unexpectedly' not in output, output[-3000:]
+    assert time.monotonic() - started < 120
+    return result
+
+
+def facts_problems(result):
+    """What a facts run says went wrong: its msg when every source failed, else the per-source errors and warnings."""
+    facts = result.get('ansible_facts', {})
+    return json.dumps([result.get('msg'), facts.get('smartos_images_available_errors'), result.get('warnings')])
+
+
+def test_a_listing_of_odd_entries_is_read_with_warnings(play, host_root):
+    good = [_image(1), _image(2)]
+    odd = good + [good[0], 7, 'x', None, [], {'uuid': 5}, _image(3, published_at=12345),
+                  _image(4, files=[{'size': float('nan')}]), _image(6, files=[{'size': 10 ** 40, 'sha1': 'a' * 40}])]
+    text = json.dumps(odd).replace('NaN', 'NaN')   # json.dumps writes NaN and big ints as Python reads them
+    with Hostile(_listing(lambda marker: text.encode())) as bad:
+        result = facts_run(play, host_root, bad.url)
+    assert not result['failed'], result.get('msg')
+    available = result['ansible_facts']['smartos_images_available']
+    uuids = [m['manifest']['uuid'] if 'manifest' in m else m.get('uuid') for m in available]
+    assert len(uuids) == len(set(uuids))            # the repeated entry is listed once
+    assert good[0]['uuid'] in uuids and good[1]['uuid'] in uuids
+    assert 7 not in uuids and 'x' not in uuids
+    assert any('skipped' in w for w in result.get('warnings', [])), result.get('warnings')
+
+
+@pytest.mark.parametrize('body', [b'\xef\xbb\xbf[]', b'[{"uuid": "\xff\xfe"}]', b'[' * 100000 + b']' * 100000,
+                                  b'[' + b'9' * 5000 + b']', b'{"not": "a list"}', b'[NaN, Infinity, -Infinity]'],
+                         ids=['bom', 'invalid-utf8', 'deep-nesting', 'huge-int', 'object', 'nan-infinity'])
+def test_a_bad_listing_is_a_per_source_error(play, host_root, body):
+    with Hostile(_listing(lambda marker: body)) as bad:
+        result = facts_run(play, host_root, bad.url)
+    if body.startswith(b'[NaN'):
+        # numbers are no manifests: each entry is skipped with a warning naming the source
+        assert not result['failed'] and result['ansible_facts']['smartos_images_available'] == []
+        assert 'skipped 3 image(s)' in facts_problems(result) and bad.url in facts_problems(result), result
+        return
+    # the only source failed, so the task fails ("no image source answered"), naming it and why
+    assert result['failed'] and 'no image source answered' in result['msg'], result
+    assert bad.url + '/images answered' in result['msg'] or 'not a list of images' in result['msg'], result['msg']
+
+
+def test_a_listing_whose_pages_loop_ends(play, host_root):
+    page_a = [_image(n) for n in range(1, 1001)]
+    page_b = [_image(n) for n in range(1001, 2001)]
+
+    def pages(marker):   # A, B, A, B, ...: the marker is ignored every other page
+        return page_b if marker == page_a[-1]['uuid'] else page_a
+    with Hostile(_listing(pages)) as bad:
+        result = facts_run(play, host_root, bad.url)
+    errors = facts_problems(result)
+    assert 'ignores the ListImages marker' in errors, errors
+    assert len(bad.seen) == 3
+
+
+def test_a_gzip_bombed_listing_is_read_only_to_the_cap(play, host_root):
+    body = gzip.compress(b'[' + b' ' * (200 << 20) + b']', 9)   # 200 MiB of JSON whitespace in ~200 KiB
+
+    def answer(handler):
+        raw(handler, '200 OK', [('Content-Type', 'application/json'), ('Content-Encoding', 'gzip'),
+                                ('Content-Length', len(body))], body)
+    with Hostile(answer) as bad:
+        result = facts_run(play, host_root, bad.url)
+    errors = facts_problems(result)
+    assert 'more than %d bytes' % (8 << 20) in errors, errors
+
+
+# ---- the image lookup on the controller ----
+
+def lookup_run(play, url, name='attack-1'):
+    """Run the lookup with -vvv, the server URL in a play variable (as from a vault), not in the task's text."""
+    task = {'name': 'lookup', 'debug': {'msg': "{{ lookup('smartos.images.image', '%s', server=attack_server, "
+                                                "timeout=5, listing_timeout=60) }}" % name}}
+    argv, env, record = play.command(task, vars={'attack_server': url})
+    started = time.monotonic()
+    proc = subprocess.run(argv + ['-vvv'], env=env, capture_output=True, text=True, timeout=300, check=False)
+    last = play.results(record)[-1]
+    result, output = dict(last['result'], failed=last['status'] == 'failed'), proc.stdout + proc.stderr
+    assert 'Traceback' not in output and 'unexpectedly' not in output, output[-3000:]
+    assert time.monotonic() - started < 90
+    for secret in SECRETS:
+        assert secret not in output and secret not in json.dumps(result)
+    return result
+
+
+@pytest.mark.parametrize('status', [401, 500])
+def test_the_lookup_never_shows_echoed_credentials(play, status):
+    with Hostile(_echo_error(status)) as bad:
+        result = lookup_run(play, bad.url.replace('://', '://alice:%s@' % ENCODED))
+    assert result['failed'] and 'HTTP %d' % status in result['msg'], result
+    assert bad.seen[0][1] == 'Basic ' + B64
+
+
+def test_the_lookup_survives_a_double_gzip_bomb(play):
+    import zlib
+    pack = zlib.compressobj(9, zlib.DEFLATED, 31)
+    inner = b''.join([pack.compress(b'[')] + [pack.compress(b' ' * (1 << 20)) for dummy in range(1024)]
+                     + [pack.compress(b']'), pack.flush()])
+    body = gzip.compress(inner, 9)   # 1 GiB of whitespace, gzipped twice: a few KiB
+
+    def answer(handler):
+        raw(handler, '200 OK', [('Content-Type', 'application/json'), ('Content-Encoding', 'gzip, gzip'),
+                                ('Content-Length', len(body))], body)
+    with Hostile(answer) as bad:
+        result = lookup_run(play, bad.url)
+    assert result['failed'] and 'more than 64 MiB' in result['msg'], result
+
+
+def test_the_lookup_ends_a_listing_whose_pages_loop(play):
+    page_a = [_image(n, name='attack-1') for n in range(1, 1001)]
+    page_b = [_image(n, name='attack-1') for n in range(1001, 2001)]
+    with Hostile(_listing(lambda marker: page_b if marker == page_a[-1]['uuid'] else page_a)) as bad:
+        result = lookup_run(play, bad.url)
+    assert result['failed'] and 'ignores marker' in result['msg'], result
+    assert len(bad.seen) == 3
+
+
+def test_the_lookup_with_odd_entries_fails_cleanly(play):
+    with Hostile(_listing(lambda marker: [_image(1), 7, None])) as bad:
+        result = lookup_run(play, bad.url)
+    assert result['failed'] and 'not a list of image manifests' in result['msg'], result
