@@ -153,7 +153,7 @@ def error_message(body):
     """The message of an IMGAPI ({code, message}) or DSAPI ({error: {message}}) error body."""
     try:
         data = json.loads(body.decode('utf-8', 'replace'))
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting is a RecursionError, not a ValueError
         return body.decode('utf-8', 'replace').strip()[:200] or None
     if isinstance(data, dict):
         if isinstance(data.get('error'), dict):

@@ -121,7 +121,7 @@ def nothing_imported(pool, uuid):
 def assert_clean_failure(result, output, pool, uuid, started, limit=60):
     assert result['failed'], result
     assert 'Traceback' not in output and 'MODULE FAILURE' not in output, output[-3000:]
-    assert 'Exception' not in result['msg']
+    assert 'Exception' not in result['msg'] and 'Module failed' not in result['msg'], result['msg']  # uncaught
     assert nothing_imported(pool, uuid), pool.datasets()
     assert time.monotonic() - started < limit
     for secret in SECRETS:
@@ -309,6 +309,19 @@ def test_an_error_that_echoes_the_credentials_shows_none(play, images, pool, hos
         files_text(host_root)
     assert_clean_failure(result, output + others, pool, manifest['uuid'], started)
     assert 'HTTP %d' % status in result['msg'] and 'Denied' in result['msg'], result['msg']
+
+
+@pytest.mark.parametrize('body', [b'[' * 60000, b'{"message": ' + b'[' * 60000 + b']' * 60000 + b'}'],
+                         ids=['nested', 'nested-message'])
+def test_a_deeply_nested_error_body_is_a_clean_error(play, images, pool, host_root, body):
+    manifest = images('attack-cl')
+    site = Site(manifest, images.path('attack-cl'))
+    site.manifest_answer = lambda h: json_answer(h, body, '403 Forbidden')
+    with Hostile(site) as bad:
+        started = time.monotonic()
+        result, output = run_vvv(play, image_task(host_root, bad.url, uuid=manifest['uuid'], retries=0))
+    assert_clean_failure(result, output, pool, manifest['uuid'], started)
+    assert 'answered HTTP 403' in result['msg'], result['msg']
 
 
 def test_a_redirect_location_that_echoes_the_password_shows_none(play, images, pool, host_root):
