@@ -204,7 +204,7 @@ class ImportPipeline:
             given = getattr(stream, 'content_range', None)
             found = CONTENT_RANGE_RE.match((given or '').strip())
             start = int(found.group(1)) if found else offset   # none given: the SHA-1 still checks what arrives
-            if start > offset:
+            if start > offset or (given is not None and not found):
                 _close(stream)
                 raise ConnectionError('the server answered the resume at byte %d with Content-Range "%s"'
                                       % (offset, _scrub(client, given)[:80]))
