@@ -11,6 +11,7 @@ import ssl
 import string
 import threading
 import time
+import zlib
 from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -428,7 +429,13 @@ class ImageServerClient:
         deadline = _now() + JSON_TIME_FACTOR * self.timeout
         pieces, size = [], 0
         while size <= limit:
-            piece = meter.read(response, min(READ_PIECE, limit + 1 - size))
+            try:
+                piece = meter.read(response, min(READ_PIECE, limit + 1 - size))
+            except TRANSIENT_ERRORS:
+                raise
+            except (OSError, EOFError, zlib.error) as e:  # gzip's errors, for an answer sent with Content-Encoding
+                raise SourceError('%s answered with %s that could not be decompressed (%s: %s)'
+                                  % (shown, what, type(e).__name__, self.scrub(e)[:200]), url=shown)
             if not piece:
                 break
             pieces.append(piece)

@@ -324,6 +324,21 @@ def test_a_deeply_nested_error_body_is_a_clean_error(play, images, pool, host_ro
     assert 'answered HTTP 403' in result['msg'], result['msg']
 
 
+@pytest.mark.parametrize('body', [b'not gzip at all', gzip.compress(b'{"uuid": "x"}' * 1000)[:200],
+                                  gzip.compress(b'{}')[:10] + b'\xff' * 50],
+                         ids=['not-gzip', 'truncated-gzip', 'corrupt-deflate'])
+def test_a_broken_gzip_manifest_is_a_clean_error(play, images, pool, host_root, body):
+    manifest = images('attack-cl')
+    site = Site(manifest, images.path('attack-cl'))
+    site.manifest_answer = lambda h: raw(h, '200 OK', [('Content-Type', 'application/json'),
+                                                      ('Content-Encoding', 'gzip'), ('Content-Length', len(body))], body)
+    with Hostile(site) as bad:
+        started = time.monotonic()
+        result, output = run_vvv(play, image_task(host_root, bad.url, uuid=manifest['uuid'], retries=0))
+    assert_clean_failure(result, output, pool, manifest['uuid'], started)
+    assert bad.url in result['msg'], result['msg']
+
+
 def test_a_redirect_location_that_echoes_the_password_shows_none(play, images, pool, host_root):
     manifest = images('attack-cl')
     site = Site(manifest, images.path('attack-cl'))
@@ -564,3 +579,29 @@ def test_the_lookup_with_odd_entries_fails_cleanly(play):
     with Hostile(_listing(lambda marker: [_image(1), 7, None])) as bad:
         result = lookup_run(play, bad.url)
     assert result['failed'] and 'not a list of image manifests' in result['msg'], result
+
+
+def test_the_lookup_reports_a_broken_gzip_answer(play):
+    body = gzip.compress(json.dumps([_image(1)]).encode())[:60]
+
+    def answer(handler):
+        raw(handler, '200 OK', [('Content-Type', 'application/json'), ('Content-Encoding', 'gzip'),
+                                ('Content-Length', len(body))], body)
+    with Hostile(answer) as bad:
+        result = lookup_run(play, bad.url)
+    # urllib3 hands back what inflated before the cut: not JSON, so a clean error either way
+    assert result['failed'] and ('broke off its answer' in result['msg'] or 'is not JSON' in result['msg']), result
+
+
+def test_facts_scrub_credentials_a_listing_error_echoes(play, host_root):
+    with Hostile(_echo_error(403)) as bad:
+        write_conf(host_root, [{'type': 'imgapi', 'url': bad.url.replace('://', '://alice:%s@' % ENCODED)},
+                               {'type': 'imgapi', 'url': bad.url.replace('127.0.0.1', '127.0.0.4')}])
+        task = {'name': 'facts', 'smartos.images.smartos_image_facts': dict(host_root=host_root,
+                                                                            gather_subset=['available'], retries=0)}
+        result, output = run_vvv(play, task)
+    assert bad.seen and bad.seen[0][1] == 'Basic ' + B64
+    conf = open(os.path.join(host_root, 'var', 'imgadm', 'imgadm.conf'), encoding='utf-8').read()
+    for secret in SECRETS:
+        assert secret not in output.replace(conf, '') and secret not in json.dumps(result)
+    assert 'HTTP 403' in json.dumps(result), result
