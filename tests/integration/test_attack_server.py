@@ -605,3 +605,27 @@ def test_facts_scrub_credentials_a_listing_error_echoes(play, host_root):
     for secret in SECRETS:
         assert secret not in output.replace(conf, '') and secret not in json.dumps(result)
     assert 'HTTP 403' in json.dumps(result), result
+
+
+def test_the_lookup_sends_credentials_only_to_their_origin_along_a_redirect_chain(play, images_dir):
+    with ImageServer(images_dir, auth='alice:' + PASSWORD) as home:
+        away = Hostile(lambda h: raw(h, '302 Found', [('Location', home.url + h.path), ('Content-Length', 0)]),
+                       bind='127.0.0.3')
+        with away:
+            home.add_fault('redirect', to=away.url, times=1, on='list')
+            result = lookup_run(play, home.url.replace('://', '://alice:%s@' % ENCODED), name='no-such-image')
+        assert result['failed'] and 'has no active image' in result['msg'], result
+        assert [a for p, a in away.seen] == [None]
+        assert [r['authorization'] for r in home.requests()] == ['Basic ' + B64] * 2
+
+
+def test_the_lookup_refuses_a_redirect_from_https_to_http(play, tls_server, tls):
+    with Hostile(lambda h: json_answer(h, [_image(1)])) as plain:
+        tls_server.add_fault('redirect', to=plain.url, on='list')
+        task = {'name': 'lookup', 'debug': {'msg': "{{ lookup('smartos.images.image', 'attack-1', server=attack_server, "
+                                                    "ca_path='%s') }}" % tls['ca']}}
+        result = play(task, vars={'attack_server': tls_server.url.replace('://', '://alice:%s@' % ENCODED)})
+    assert result['failed'] and 'from https to plain http' in result['msg'], result['msg']
+    assert plain.seen == []
+    for secret in SECRETS:
+        assert secret not in result['_stdout'] + result['_stderr'] + result['msg']
