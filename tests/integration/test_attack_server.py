@@ -629,3 +629,41 @@ def test_the_lookup_refuses_a_redirect_from_https_to_http(play, tls_server, tls)
     assert plain.seen == []
     for secret in SECRETS:
         assert secret not in result['_stdout'] + result['_stderr'] + result['msg']
+
+
+# ---- manifests with odd numbers and names ----
+
+@pytest.mark.parametrize('change', [{'size': float('nan')}, {'size': float('inf')}, {'size': -1}, {'size': 10 ** 40},
+                                    {'sha1': 123}, {'compression': 'zstd'}],
+                         ids=['nan-size', 'infinite-size', 'negative-size', 'huge-size', 'numeric-sha1', 'zstd'])
+def test_a_manifest_with_odd_file_fields_is_refused(play, images, pool, host_root, change):
+    manifest = dict(images('attack-cl'))
+    manifest['files'] = [dict(manifest['files'][0], **change)]
+    site = Site(manifest, images.path('attack-cl'))
+    body = json.dumps(manifest).encode()   # NaN, Infinity and 40-digit ints as a JSON parser reads them
+    site.manifest_answer = lambda h: json_answer(h, body)
+    with Hostile(site) as bad:
+        started = time.monotonic()
+        result, output = run_vvv(play, image_task(host_root, bad.url, uuid=manifest['uuid'], retries=0))
+    assert_clean_failure(result, output, pool, manifest['uuid'], started)
+    if change.get('size') == 10 ** 40:
+        # passes the manifest checks (a number of bytes); no server can send that many, and Content-Length must agree
+        assert 'the manifest says %d bytes' % 10 ** 40 in result['msg'], result['msg']
+        return
+    assert 'files' in result['msg'] or 'compression' in result['msg'], result['msg']
+    assert not [f for f in bad.seen if f[0].endswith('/file')]   # refused before the file was asked for
+
+
+def test_a_manifest_for_the_uuid_in_capitals_is_refused_or_matches(play, images, pool, host_root):
+    manifest = images('attack-cl')
+    site = Site(manifest, images.path('attack-cl'))
+    site.manifest_answer = lambda h: json_answer(h, dict(manifest, uuid=manifest['uuid'].upper()))
+    with Hostile(site) as bad:
+        started = time.monotonic()
+        result, output = run_vvv(play, image_task(host_root, bad.url, uuid=manifest['uuid'], retries=0))
+    assert 'Traceback' not in output and 'Module failed' not in result.get('msg', '')
+    if result['failed']:
+        assert_clean_failure(result, output, pool, manifest['uuid'], started)
+    else:
+        destroy(manifest['uuid'])
+        assert [line for line in pool.datasets() if manifest['uuid'].upper() in line] == []
