@@ -152,8 +152,8 @@ def test_manifest_content_length_lies(play, images, pool, host_root, length):
     manifest = images('attack-cl')
     site = Site(manifest, images.path('attack-cl'))
     body = json.dumps(manifest).encode()
-    site.manifest_answer = lambda h: raw(h, '200 OK', [('Content-Type', 'application/json'),
-                                                      ('Content-Length', length)], body)
+    answer_headers = [('Content-Type', 'application/json'), ('Content-Length', length)]
+    site.manifest_answer = lambda h: raw(h, '200 OK', answer_headers, body)
     with Hostile(site) as bad:
         started = time.monotonic()
         result, output = run_vvv(play, image_task(host_root, bad.url, uuid=manifest['uuid'], retries=0, timeout=5))
@@ -330,8 +330,8 @@ def test_a_deeply_nested_error_body_is_a_clean_error(play, images, pool, host_ro
 def test_a_broken_gzip_manifest_is_a_clean_error(play, images, pool, host_root, body):
     manifest = images('attack-cl')
     site = Site(manifest, images.path('attack-cl'))
-    site.manifest_answer = lambda h: raw(h, '200 OK', [('Content-Type', 'application/json'),
-                                                      ('Content-Encoding', 'gzip'), ('Content-Length', len(body))], body)
+    answer_headers = [('Content-Type', 'application/json'), ('Content-Encoding', 'gzip'), ('Content-Length', len(body))]
+    site.manifest_answer = lambda h: raw(h, '200 OK', answer_headers, body)
     with Hostile(site) as bad:
         started = time.monotonic()
         result, output = run_vvv(play, image_task(host_root, bad.url, uuid=manifest['uuid'], retries=0))
@@ -529,8 +529,8 @@ def test_a_gzip_bombed_listing_is_read_only_to_the_cap(play, host_root):
 
 def lookup_run(play, url, name='attack-1'):
     """Run the lookup with -vvv, the server URL in a play variable (as from a vault), not in the task's text."""
-    task = {'name': 'lookup', 'debug': {'msg': "{{ lookup('smartos.images.image', '%s', server=attack_server, "
-                                                "timeout=5, listing_timeout=60) }}" % name}}
+    template = "{{ lookup('smartos.images.image', '%s', server=attack_server, timeout=5, listing_timeout=60) }}"
+    task = {'name': 'lookup', 'debug': {'msg': template % name}}
     argv, env, record = play.command(task, vars={'attack_server': url})
     started = time.monotonic()
     proc = subprocess.run(argv + ['-vvv'], env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -622,8 +622,8 @@ def test_the_lookup_sends_credentials_only_to_their_origin_along_a_redirect_chai
 def test_the_lookup_refuses_a_redirect_from_https_to_http(play, tls_server, tls):
     with Hostile(lambda h: json_answer(h, [_image(1)])) as plain:
         tls_server.add_fault('redirect', to=plain.url, on='list')
-        task = {'name': 'lookup', 'debug': {'msg': "{{ lookup('smartos.images.image', 'attack-1', server=attack_server, "
-                                                    "ca_path='%s') }}" % tls['ca']}}
+        template = "{{ lookup('smartos.images.image', 'attack-1', server=attack_server, ca_path='%s') }}"
+        task = {'name': 'lookup', 'debug': {'msg': template % tls['ca']}}
         result = play(task, vars={'attack_server': tls_server.url.replace('://', '://alice:%s@' % ENCODED)})
     assert result['failed'] and 'from https to plain http' in result['msg'], result['msg']
     assert plain.seen == []
@@ -667,3 +667,37 @@ def test_a_manifest_for_the_uuid_in_capitals_is_refused_or_matches(play, images,
     else:
         destroy(manifest['uuid'])
         assert [line for line in pool.datasets() if manifest['uuid'].upper() in line] == []
+
+
+# ---- DSAPI file URLs chosen by a hostile server ----
+
+def test_a_dsapi_file_url_with_its_own_credentials_on_another_host_gets_none(play, images, pool, host_root):
+    manifest = images('attack-dsapi', compression='bzip2', publish_it=False)
+    with open(images.path('attack-dsapi'), 'rb') as f:
+        data = f.read()
+    elsewhere = Hostile(lambda h: raw(h, '200 OK', [('Content-Length', len(data))], data), bind='127.0.0.5')
+    with elsewhere:
+        v1 = {'uuid': manifest['uuid'], 'name': manifest['name'], 'version': manifest['version'],
+              'description': 'dsapi', 'os': 'smartos', 'type': 'zone-dataset',
+              'creator_uuid': '930896af-bf8c-48d4-885c-6573a94b1853', 'published_at': '2012-08-31T10:01Z',
+              'files': [{'path': 'f.zfs.bz2', 'sha1': manifest['files'][0]['sha1'], 'size': len(data),
+                         'url': elsewhere.url.replace('://', '://mallory:%s@' % ENCODED) + '/f.zfs.bz2'}]}
+
+        def home(handler):
+            if handler.headers.get('Accept-Version') is not None:
+                return json_answer(handler, {'code': 'MethodNotAllowedError'}, '405 Method Not Allowed')
+            return json_answer(handler, v1)
+        with Hostile(home) as dsapi:
+            write_conf(host_root, [{'type': 'dsapi', 'url': dsapi.url.replace('://', '://alice:%s@' % ENCODED)
+                                    + '/datasets'}])
+            result, output = run_vvv(play, image_task(host_root, uuid=manifest['uuid'], retries=0))
+    try:
+        assert not result['failed'], result['msg']
+        assert result['changed']
+        assert dsapi.seen == [('/datasets/' + manifest['uuid'], 'Basic ' + B64)]
+        assert elsewhere.seen == [('/f.zfs.bz2', None)]   # neither the source's credentials nor the URL's own
+        conf = open(os.path.join(host_root, 'var', 'imgadm', 'imgadm.conf'), encoding='utf-8').read()
+        for secret in SECRETS:
+            assert secret not in output and secret not in files_text(host_root).replace(conf, '')
+    finally:
+        destroy(manifest['uuid'])
