@@ -701,3 +701,18 @@ def test_a_dsapi_file_url_with_its_own_credentials_on_another_host_gets_none(pla
             assert secret not in output and secret not in files_text(host_root).replace(conf, '')
     finally:
         destroy(manifest['uuid'])
+
+
+@pytest.mark.parametrize('length', ['\xb2', '9' * 5000, '{bigger}', '{size}, {bigger}'],
+                         ids=['superscript', '5000-digits', 'bigger', 'two-values'])
+def test_the_lookup_with_a_lying_content_length_is_clean(play, length):
+    body = json.dumps([_image(1, name='attack-1')]).encode()
+    value = length.format(size=len(body), bigger=len(body) + 100)
+    with Hostile(lambda h: raw(h, '200 OK', [('Content-Type', 'application/json'), ('Content-Length', value)],
+                               body)) as bad:
+        result = lookup_run(play, bad.url)
+    assert len(bad.seen) == 1
+    if result['failed']:
+        assert 'image server %s' % bad.url in result['msg'], result['msg']
+    else:
+        assert '00000001-0000-4000-8000-000000000001' in json.dumps(result)
