@@ -434,7 +434,7 @@ class ImageServerClient:
             except TRANSIENT_ERRORS:
                 raise
             except (OSError, EOFError, zlib.error) as e:  # gzip's errors, for an answer sent with Content-Encoding
-                raise SourceError('%s answered with %s that could not be decompressed (%s: %s)'
+                raise SourceError('%s answered with %s that could not be read or decompressed (%s: %s)'
                                   % (shown, what, type(e).__name__, self.scrub(e)[:200]), url=shown)
             if not piece:
                 break
