@@ -88,6 +88,9 @@ options:
         500, 502, 503, 504) is retried, with a growing pause, before a source counts as failed.
       - A download that breaks off is resumed from the byte where it stopped (HTTP Range), up to
         this many times; nothing is received twice.
+      - A resumed answer (HTTP 206) is placed by its C(Content-Range) header. Bytes before the offset are
+        skipped; one that starts past the offset, or whose C(Content-Range) cannot be read, counts as a broken
+        connection. The SHA-1 of the manifest checks the result.
     type: int
     default: 3
 '''

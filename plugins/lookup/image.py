@@ -86,6 +86,7 @@ notes:
   - Listings are bounded. At most 100 pages and 100,000 images are read for one term, each answer at most 64 MiB,
     with at most 5 redirects per request; a server that answers with images it already listed (it ignores
     C(marker)) is an error naming the server, not an endless listing.
+  - A redirect from C(https) to plain C(http) is refused, as M(smartos.images.smartos_image) refuses it.
 seealso:
   - module: smartos.images.smartos_image
   - module: smartos.images.smartos_image_facts
@@ -159,7 +160,9 @@ def split_server(server):
     secrets = []
     if userinfo:
         user, colon, password = userinfo.partition(':')
-        secrets = sorted({x for x in (userinfo, password, unquote(password), unquote(userinfo)) if len(x) > 2},
+        # a hostile server may echo the Authorization header back: its base64 value is the password too
+        basic = base64.b64encode(('%s:%s' % (unquote(user), unquote(password))).encode('utf-8')).decode('ascii')
+        secrets = sorted({x for x in (userinfo, password, unquote(password), unquote(userinfo), basic) if len(x) > 2},
                          key=len, reverse=True)
         shown = '%s://%s@%s' % (scheme, '%s:***' % user if colon and user not in password else '***', rest)
         credentials = (unquote(user), unquote(password))
@@ -237,6 +240,7 @@ class ImageServerLookup:
             response.close()
             if not location:
                 self._fail('answered HTTP %d to GET %s without a Location to go to' % (response.status_code, shown))
+            previous = url
             try:
                 url = urljoin(url, location)
                 shown, scheme = redact(url), urlsplit(url).scheme.lower()
@@ -244,6 +248,10 @@ class ImageServerLookup:
                 return self._fail('redirected GET %s to an invalid URL' % shown)
             if scheme not in ('http', 'https'):
                 self._fail('redirected GET to %s, which is not an http(s) URL' % shown)
+            if scheme == 'http' and previous.lower().startswith('https://'):
+                # as smartos_image does: an answer that left TLS could be anything, whoever signed the first hop
+                self._fail('redirected GET from https to plain http (%s); refused: the answer would not be '
+                           'protected by TLS' % shown.split('?')[0])
         return self._fail('redirected GET more than %d times (last to %s)' % (MAX_REDIRECTS, shown))
 
     def _check_time(self, shown):

@@ -11,6 +11,7 @@ import ssl
 import string
 import threading
 import time
+import zlib
 from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -134,11 +135,26 @@ def url_secrets(url):
     return {secret for secret in (password, unquote(password)) if secret}
 
 
+def content_length(headers):
+    """The Content-Length of an answer as an int; None when missing, repeated with other values, or not plain digits."""
+    if headers is None:
+        return None
+    values = set(headers.get_all('Content-Length') or ()) if hasattr(headers, 'get_all') else \
+        {headers.get('Content-Length')} - {None}
+    if len(values) != 1:
+        return None
+    value = values.pop().strip()
+    # str.isdigit() accepts '\xb2' (superscript two) and int() refuses 5,000 digits: only short ASCII digits count
+    if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()):
+        return None
+    return int(value)
+
+
 def error_message(body):
     """The message of an IMGAPI ({code, message}) or DSAPI ({error: {message}}) error body."""
     try:
         data = json.loads(body.decode('utf-8', 'replace'))
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting is a RecursionError, not a ValueError
         return body.decode('utf-8', 'replace').strip()[:200] or None
     if isinstance(data, dict):
         if isinstance(data.get('error'), dict):
@@ -216,9 +232,10 @@ class FileStream:
         self.response = response
         self.offset = offset
         self.status = response.status
+        self.content_length = content_length(response.headers)
         length = response.headers.get('Content-Length')
-        self.content_length = int(length) if length and length.isdigit() else None
-        self.raw_content_length = length
+        self.raw_content_length = None if length is None else length[:40]
+        self.content_range = response.headers.get('Content-Range')
         self._meter = _SpeedMeter(timeout, 'the image file')
 
     def read(self, size):
@@ -233,6 +250,18 @@ def _close(response):
         response.close()
     except Exception:  # pylint: disable=broad-except  # closing a broken response must not hide the real error
         pass
+
+
+def _credential_forms(source, auth):
+    """Every form in which a server may echo a source's credentials back: the password raw, decoded, percent-encoded,
+    and the Basic header with its base64 value. Longest first, so that a longer form is hidden whole."""
+    if source.password is None:
+        return []
+    forms = {source.password, quote(source.password, safe=''), quote(source.password)}
+    if auth:
+        auth = auth.decode('ascii') if isinstance(auth, bytes) else auth
+        forms.update((auth, auth.split(' ', 1)[-1]))
+    return sorted((f for f in forms if f), key=len, reverse=True)
 
 
 class ImageServerClient:
@@ -261,8 +290,17 @@ class ImageServerClient:
         # credentials go only to the source's own scheme, host and port: computed per request, never by urllib
         self._origin = _origin(source.base)
         self._auth = basic_auth_header(source.username, source.password) if source.username is not None else None
+        self._secrets = _credential_forms(source, self._auth)
         self._request = Request(timeout=timeout, context=context, http_agent=USER_AGENT, follow_redirects='none',
                                 use_netrc=False, force_basic_auth=False)
+
+    def scrub(self, text):
+        """Server-given text (an error body, a status line, a Location) without this source's credentials in any form:
+        a hostile server may echo the Authorization header or the password it decoded from it."""
+        text = str(text)
+        for secret in self._secrets:
+            text = text.replace(secret, '***')
+        return text
 
     def _url(self, path):
         """Absolute URL for a path on this source (with its channel), or path itself when absolute."""
@@ -296,10 +334,10 @@ class ImageServerClient:
             target = None
         if target is None:
             raise SourceError('%s redirected to "%s", which is not an http:// or https:// URL'
-                              % (shown, redact(location)[:200]), url=shown)
+                              % (shown, self.scrub(redact(location))[:200]), url=shown)
         if url.startswith('https://') and target.startswith('http://'):
             raise SourceError('%s redirected from https to plain http (%s); refused: the answer would not be '
-                              'protected by TLS' % (shown, redact(target.split('?')[0])), url=shown)
+                              'protected by TLS' % (shown, self.scrub(redact(target.split('?')[0]))), url=shown)
         return target
 
     def _open_bounded(self, url, headers, decompress):
@@ -355,7 +393,7 @@ class ImageServerClient:
                 _close(e)
                 reason = 'HTTP %d' % e.code
             except TRANSIENT_ERRORS as e:
-                reason = str(getattr(e, 'reason', e))
+                reason = self.scrub(getattr(e, 'reason', e))[:300]   # a bad status line is server text
                 if 'CERTIFICATE_VERIFY_FAILED' in reason or 'certificate verify failed' in reason:
                     raise SourceError(
                         'the TLS certificate of %s could not be verified (%s); set ca_path to the '
@@ -377,20 +415,27 @@ class ImageServerClient:
     def _http_error(self, error, shown):
         body = self._error_body(error)
         _close(error)
-        return SourceError('%s answered HTTP %d: %s' % (shown, error.code, error_message(body) or error.reason),
+        return SourceError('%s answered HTTP %d: %s' % (shown, error.code,
+                                                        self.scrub(error_message(body) or error.reason)[:600]),
                            url=shown, status=error.code)
 
     def _read_body(self, response, limit, what, truncate=False, shown=None):
         """A whole body of at most limit bytes, read in pieces under the low-speed rule and the JSON deadline."""
-        declared = response.headers.get('Content-Length') if getattr(response, 'headers', None) is not None else None
-        if not truncate and declared and declared.isdigit() and int(declared) > limit:
+        declared = content_length(getattr(response, 'headers', None))
+        if not truncate and declared is not None and declared > limit:
             raise SourceError('%s answered with %s bytes for %s, more than the %d allowed; refused unread'
                               % (shown, declared, what, limit), url=shown)
         meter = _SpeedMeter(self.timeout, 'reading %s from %s' % (what, shown))
         deadline = _now() + JSON_TIME_FACTOR * self.timeout
         pieces, size = [], 0
         while size <= limit:
-            piece = meter.read(response, min(READ_PIECE, limit + 1 - size))
+            try:
+                piece = meter.read(response, min(READ_PIECE, limit + 1 - size))
+            except TRANSIENT_ERRORS:
+                raise
+            except (OSError, EOFError, zlib.error) as e:  # gzip's errors, for an answer sent with Content-Encoding
+                raise SourceError('%s answered with %s that could not be read or decompressed (%s: %s)'
+                                  % (shown, what, type(e).__name__, self.scrub(e)[:200]), url=shown)
             if not piece:
                 break
             pieces.append(piece)
@@ -419,7 +464,7 @@ class ImageServerClient:
         try:
             body = self._read_body(response, limit, what, shown=shown)
         except TRANSIENT_ERRORS as e:
-            raise SourceError('reading %s failed: %s' % (shown, e), url=shown)
+            raise SourceError('reading %s failed: %s' % (shown, self.scrub(e)[:300]), url=shown)
         finally:
             _close(response)
         if budget is not None:

@@ -6,6 +6,7 @@ import bz2
 import hashlib
 import lzma
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -22,6 +23,7 @@ CHUNK = 1 << 20          # bytes read from the network per call
 OUT_MAX = 1 << 20        # at most this much inflated output per step, whatever the ratio
 QUEUE_DEPTH = 4          # pieces in flight between two threads: memory stays a few MiB
 RESUME_DELAY = 0.5
+CONTENT_RANGE_RE = re.compile(r'bytes\s+(\d{1,20})-(\d{1,20})/(\d{1,20}|\*)\Z')
 _DONE = object()
 
 
@@ -178,7 +180,8 @@ class ImportPipeline:
                     if attempts > self.retries:
                         raise DownloadError('image %s file: the download broke off after %d of %d bytes '
                                             'and %d resume attempt(s) failed: %s'
-                                            % (uuid, received, total, self.retries, e),
+                                            % (uuid, received, total, self.retries,
+                                               _scrub(client, e)[:300]),
                                             url=client.source.url)
                     _close(stream)
                     stream = None
@@ -195,15 +198,30 @@ class ImportPipeline:
     def _resume(client, uuid, offset):
         """Reopen the file at offset; skip what we have if the server ignores Range."""
         stream = client.open_file(uuid, offset)
-        if stream.status != 206:
-            skip = offset
-            while skip:
-                data = stream.read(min(CHUNK, skip))
-                if not data:
-                    _close(stream)
-                    raise ConnectionError('the connection closed while skipping to byte %d' % offset)
-                skip -= len(data)
+        skip = offset
+        if stream.status == 206:
+            # a 206 must say where its bytes start; one that starts elsewhere would splice the wrong bytes in
+            given = getattr(stream, 'content_range', None)
+            found = CONTENT_RANGE_RE.match((given or '').strip())
+            start = int(found.group(1)) if found else offset   # none given: the SHA-1 still checks what arrives
+            if start > offset or (given is not None and not found):
+                _close(stream)
+                raise ConnectionError('the server answered the resume at byte %d with Content-Range "%s"'
+                                      % (offset, _scrub(client, given)[:80]))
+            skip = offset - start
+        while skip:
+            data = stream.read(min(CHUNK, skip))
+            if not data:
+                _close(stream)
+                raise ConnectionError('the connection closed while skipping to byte %d' % offset)
+            skip -= len(data)
         return stream
+
+
+def _scrub(client, text):
+    """Server-given text without the source's credentials (clients that cannot scrub are fakes in tests)."""
+    scrub = getattr(client, 'scrub', None)
+    return scrub(text) if scrub is not None else str(text)
 
 
 def _close(stream):

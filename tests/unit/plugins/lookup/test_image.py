@@ -465,7 +465,6 @@ def session_calls(answer):
     ('/relative/images', True),
     ('https://images.example.org:443/images', True),
     ('https://other.example.org/images', False),                      # another host
-    ('http://images.example.org/images', False),                      # a downgrade to plain http
     ('https://images.example.org:8443/images', False),                # another port
     ('https://images.example.org.evil.test/images', False),
 ])
@@ -476,6 +475,15 @@ def test_credentials_only_to_the_servers_own_origin(session, lookup, to, keeps):
     assert lookup('base-64-lts', server=CREDENTIALED) == [manifest(1)['uuid']]
     assert session.calls[0]['auth'] is not None
     assert (session.calls[1]['auth'] is not None) == keeps, session.calls[1]
+
+
+def test_a_downgrade_to_plain_http_is_refused(session, lookup):
+    answer = redirecting('http://images.example.org/images')
+    answer.session = session
+    session.answer = answer
+    with pytest.raises(AnsibleLookupError, match='from https to plain http') as e:
+        lookup('base-64-lts', server=CREDENTIALED)
+    assert len(session.calls) == 1 and PASSWORD not in str(e.value)
 
 
 def test_an_upgrade_to_https_is_another_origin_too(session, lookup):
