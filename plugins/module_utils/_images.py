@@ -98,6 +98,11 @@ class ImageManager:
         self.sources = [Source(url) for url in params['source']] if params.get('source') is not None else None
         self.wanted = self._wanted()
         self.keep = [Wanted({'uuid': k} if is_uuid(k) else _name_ref(k), 'present') for k in params.get('keep') or []]
+        upper = [k for k in params.get('keep') or [] if not is_uuid(k) and is_uuid(k.lower())]
+        if upper:
+            # taken for a name it would match nothing, and prune_unused would delete the image it was meant to keep
+            raise InvalidParameter('keep entry "%s" is not a lower-case UUID: write it as "%s"'
+                                   % (upper[0], upper[0].lower()))
         if not self.wanted and not params.get('prune_unused') and not params.get('update_manifests'):
             raise InvalidParameter('nothing to do: name an image (uuid, name, manifest and file, or a non-empty '
                                    'images list), or set prune_unused or update_manifests')
@@ -422,6 +427,9 @@ class ImageManager:
         plan = Plan()
         entries = [self.resolve(w, inventory, plan) for w in self.wanted]
         conflict = plan.present & (set(plan.deletes) | plan.absent)
+        # a name declared absent that an image this run imports also bears: the next run would delete it again
+        conflict |= {f.uuid for w in self.wanted if w.state == 'absent' and w.name
+                     for f in plan.imports if w.matches(f.manifest)}
         if conflict:
             raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(conflict)))
         deletes = _plan.deletion_order(inventory, self.pool, plan.deletes)
