@@ -97,12 +97,14 @@ class ImageManager:
         check_server_params(params)
         self.sources = [Source(url) for url in params['source']] if params.get('source') is not None else None
         self.wanted = self._wanted()
+        for k in params.get('keep') or []:
+            # taken for a name, these would match nothing, and prune_unused would delete what they were meant to keep
+            if not is_uuid(k) and is_uuid(k.lower()):
+                raise InvalidParameter('keep entry "%s" is not a lower-case UUID: write it as "%s"' % (k, k.lower()))
+            if k.strip()[:1] in ('{', '[') or not k.strip():
+                raise InvalidParameter('keep entry %s is not a UUID, name or name@version (a dict or list given as '
+                                       'an entry is made text by Ansible): give each entry as a plain string' % _short(k))
         self.keep = [Wanted({'uuid': k} if is_uuid(k) else _name_ref(k), 'present') for k in params.get('keep') or []]
-        upper = [k for k in params.get('keep') or [] if not is_uuid(k) and is_uuid(k.lower())]
-        if upper:
-            # taken for a name it would match nothing, and prune_unused would delete the image it was meant to keep
-            raise InvalidParameter('keep entry "%s" is not a lower-case UUID: write it as "%s"'
-                                   % (upper[0], upper[0].lower()))
         if not self.wanted and not params.get('prune_unused') and not params.get('update_manifests'):
             raise InvalidParameter('nothing to do: name an image (uuid, name, manifest and file, or a non-empty '
                                    'images list), or set prune_unused or update_manifests')

@@ -95,6 +95,7 @@ options:
         module run and no downloads.
       - Every entry is checked before anything runs; an unknown key or state is refused. An empty
         list, without O(prune_unused) or O(update_manifests), is refused as a task that asks for nothing.
+      - An image declared present and also absent (by UUID, or by a C(name) it bears) is refused.
     type: list
     elements: dict
     suboptions:
@@ -149,6 +150,8 @@ options:
   keep:
     description:
       - With O(prune_unused), images that stay although unused, by UUID, C(name) or C(name@version).
+      - An entry that cannot be meant as a name (an upper-case UUID, an empty string, a dict or a list that
+        Ansible turned into text) is refused, so that it never lets the image it was meant to keep be pruned.
     type: list
     elements: str
     default: []

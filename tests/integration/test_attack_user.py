@@ -85,6 +85,8 @@ CARELESS = [
     ('uuid as a list', dict(uuid=[U]), 'not a lower-case UUID'),
     ('upper-case uuid in an entry', dict(images=[{'uuid': U.upper(), 'state': 'absent'}]), 'not a lower-case UUID'),
     ('upper-case keep', dict(prune_unused=True, keep=[U.upper()]), 'keep entry "%s" is not a lower-case UUID' % U.upper()),
+    ('keep a dict', dict(prune_unused=True, keep=[{'uuid': U}]), 'is not a UUID, name or name@version'),
+    ('keep empty', dict(prune_unused=True, keep=['']), 'is not a UUID, name or name@version'),
     ('lock_timeout negative', dict(uuid=U, lock_timeout=-1), 'lock_timeout must be 0 or more'),
     ('lock_timeout a word', dict(uuid=U, lock_timeout='soon'), 'lock_timeout'),
     ('timeout 0', dict(uuid=U, timeout=0), 'timeout must be a positive'),
@@ -398,3 +400,29 @@ def test_check_and_real_agree_and_no_secret_in_any_output(play, images, server, 
             assert secret.encode() not in f.read()
     finally:
         destroy(uuid)
+
+
+# ---- the image_host role, used carelessly ----
+
+def role(**role_vars):
+    return {'name': 'role', 'ansible.builtin.include_role': {'name': 'smartos.images.image_host'}, 'vars': role_vars}
+
+
+ROLE_CARELESS = [
+    ('variable misspelt', dict(image_host_imagse=[{'uuid': U}]), 'unknown role variable(s) image_host_imagse'),
+    ('entry key misspelt', dict(image_host_images=[{'uuid': U, 'stat': 'absent'}]), 'image_host_images.stat'),
+    ('upper-case uuid', dict(image_host_images=[{'uuid': U.upper()}]), 'names no image'),
+    ('upper-case keep', dict(image_host_prune_unused=True, image_host_keep=[U.upper()]), 'image_host_keep entry'),
+    ('keep a dict', dict(image_host_prune_unused=True, image_host_keep=[{'uuid': U}]), 'image_host_keep entry'),
+]
+
+
+@pytest.mark.parametrize('role_vars, words', [c[1:] for c in ROLE_CARELESS], ids=[c[0] for c in ROLE_CARELESS])
+def test_careless_role_variables_are_refused(play, server, host_root, pool, role_vars, words):
+    before = datasets(pool), tree_state(host_root)
+    result = bounded(play, role(image_host_pool=POOL, image_host_host_root=host_root,
+                                image_host_sources=[{'url': server.url}], image_host_source_ping=False, **role_vars))
+    clean(result)
+    assert result['failed'] and words in json.dumps(result), result.get('msg')
+    assert (datasets(pool), tree_state(host_root)) == before
+    assert file_requests(server) == []
