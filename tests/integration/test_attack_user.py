@@ -426,3 +426,84 @@ def test_careless_role_variables_are_refused(play, server, host_root, pool, role
     assert result['failed'] and words in json.dumps(result), result.get('msg')
     assert (datasets(pool), tree_state(host_root)) == before
     assert file_requests(server) == []
+
+
+# ---- races and a kill of `zfs receive` alone ----
+
+def _start_slow_import(play, server, host_root, uuid, seconds):
+    server.add_fault('slow', uuid=uuid, on='file', arg=seconds, times=1)
+    argv, env, dummy = play.command(img(host_root, server, uuid=uuid))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not file_requests(server) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, argv, env
+
+
+def _receive_pids(pid):
+    from tests.lib.procs import descendants
+    found = []
+    for child in descendants(pid):
+        try:
+            with open('/proc/%d/cmdline' % child, 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            continue
+        if len(argv) > 1 and os.path.basename(argv[0]) == b'zfs' and argv[1] == b'receive':
+            found.append(child)
+    return found
+
+
+def test_delete_and_prune_during_an_import_leave_it_alone(play, images, server, host_root, pool):
+    manifest = images('attack-race', random_mb=2)
+    uuid = manifest['uuid']
+    destroy(uuid)
+    proc, dummy, dummy2 = _start_slow_import(play, server, host_root, uuid, 6)
+    try:
+        for task in (img(host_root, uuid=uuid, state='absent'), img(host_root, prune_unused=True)):
+            result = bounded(play, task)
+            clean(result)
+            assert not result['failed'] and uuid not in json.dumps(result.get('removed')), result
+        assert proc.wait(timeout=BOUND) == 0
+        names = datasets(pool)
+        assert '%s/%s@final' % (POOL, uuid) in names and not [n for n in names if '%s-partial' % uuid in n]
+        with open(cache_file(host_root, uuid), encoding='utf-8') as f:
+            assert json.load(f)['manifest'] == manifest
+    finally:
+        kill_tree(proc.pid)
+        proc.wait(timeout=60)
+        destroy(uuid)
+
+
+def test_kill_of_zfs_receive_alone_fails_cleanly_then_imports(play, images, server, host_root, pool):
+    manifest = images('attack-recv', random_mb=2)
+    uuid = manifest['uuid']
+    destroy(uuid)
+    argv, env, record = play.command(img(host_root, server, uuid=uuid))
+    server.add_fault('slow', uuid=uuid, on='file', arg=6, times=1)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        killed, deadline = [], time.monotonic() + 60
+        while not killed and proc.poll() is None and time.monotonic() < deadline:
+            killed = _receive_pids(proc.pid)
+            time.sleep(0.05)
+        assert killed, 'no zfs receive seen'
+        time.sleep(1)
+        for pid in killed:
+            os.kill(pid, 9)
+        out, err = proc.communicate(timeout=BOUND)
+        result = dict(play.results(record)[-1]['result'])
+        clean(result)
+        assert result.get('msg') and proc.returncode != 0, result
+        assert not [n for n in datasets(pool) if uuid in n]
+        assert not os.path.exists(cache_file(host_root, uuid))
+        directory = os.path.dirname(cache_file(host_root, uuid))
+        assert not [n for n in os.listdir(directory) if n.startswith('.')] if os.path.isdir(directory) else True
+        assert 'zfs receive' in result['msg'] or 'receive' in result['msg'], result['msg']
+        again = bounded(play, img(host_root, server, uuid=uuid))
+        assert again['changed'] and not again['failed'], again
+        assert not bounded(play, img(host_root, server, uuid=uuid))['changed']
+    finally:
+        kill_tree(proc.pid)
+        proc.wait(timeout=60)
+        destroy(uuid)
