@@ -507,3 +507,93 @@ def test_kill_of_zfs_receive_alone_fails_cleanly_then_imports(play, images, serv
         kill_tree(proc.pid)
         proc.wait(timeout=60)
         destroy(uuid)
+
+
+# ---- smartos_image_create, careless and killed ----
+
+CREATE_SRC = POOL + '/attack-create-src'
+
+
+@pytest.fixture(scope='module')
+def create_source(pool):
+    from tests.lib.imagebuilder import fill
+    run('zfs', 'create', CREATE_SRC)
+    fill('/' + CREATE_SRC, {'etc/motd': 'made for the careless-user attack\n'}, random_mb=6)
+    yield CREATE_SRC
+    retry_busy('zfs', 'destroy', '-r', CREATE_SRC)
+
+
+def create(output_dir, **args):
+    return {'name': 'create', 'smartos.images.smartos_image_create': dict(output_dir=output_dir, **args)}
+
+
+def snapshots(dataset):
+    return run('zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', dataset).split()
+
+
+CREATE_CARELESS = [
+    ('upper-case uuid', dict(uuid=U.upper()), 'uuid'),
+    ('compression misspelt', dict(compression='gz'), 'gz'),
+    ('key misspelt', dict(descripton='x'), 'descripton'),
+    ('origin upper-case', dict(origin=U.upper()), U.upper()),
+    ('name empty', dict(name=''), 'name'),
+    ('requirements a list', dict(requirements=['min_platform']), 'requirements'),
+]
+
+
+@pytest.mark.parametrize('args, words', [c[1:] for c in CREATE_CARELESS], ids=[c[0] for c in CREATE_CARELESS])
+def test_careless_create_options_leave_nothing_behind(play, create_source, tmp_path, pool, args, words):
+    out = tmp_path / 'out'
+    out.mkdir()
+    before = datasets(pool), snapshots(create_source)
+    task = create(str(out), **dict(dict(dataset=create_source, name='careless', version='1.0.0'), **args))
+    result = bounded(play, task)
+    clean(result)
+    assert result['failed'] and words in result['msg'], result.get('msg')
+    assert os.listdir(str(out)) == [] and (datasets(pool), snapshots(create_source)) == before
+
+
+def test_a_name_with_dots_and_slashes_stays_in_output_dir(play, create_source, tmp_path):
+    out = tmp_path / 'deep' / 'out'
+    out.mkdir(parents=True)
+    made = bounded(play, create(str(out), dataset=create_source, name='../../escape me', version='../1',
+                                remove_snapshot=True, compression='none'))
+    clean(made)
+    if not made['failed']:
+        assert {os.path.dirname(made['manifest_path']), os.path.dirname(made['file_path'])} == {str(out)}
+    assert os.listdir(str(tmp_path)) == ['deep'] and os.listdir(str(tmp_path / 'deep')) == ['out']
+
+
+@pytest.mark.parametrize('fraction', [0.1, 0.5, 0.95])
+def test_kill_during_create_then_the_next_run_finishes_clean(play, create_source, tmp_path, pool, fraction):
+    out = tmp_path / 'out'
+    out.mkdir()
+    task = create(str(out), dataset=create_source, name='attack-killed', version='1.0.0', remove_snapshot=True,
+                  compression='xz')
+    before = snapshots(create_source)
+    argv, env, dummy = play.command(task)
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.listdir(str(out)) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first_file = time.monotonic() - started
+        # xz of 6 MiB of random data takes seconds on this machine: the fraction is of that span
+        time.sleep(max(0.0, 3 * fraction - 0.2))
+        finished = proc.poll() is not None
+    finally:
+        kill_tree(proc.pid)
+        proc.wait(timeout=60)
+    if finished:
+        pytest.skip('the create ended before the kill (%.1fs to the first file)' % first_file)
+    check = bounded(play, task, check=True)
+    real = bounded(play, task)
+    clean(real)
+    assert not real['failed'] and real['changed'], real
+    assert check['actions'] == real['actions']
+    names = sorted(os.listdir(str(out)))
+    assert names == sorted(os.path.basename(real[k]) for k in ('manifest_path', 'file_path')), names
+    assert snapshots(create_source) == before
+    again = bounded(play, task)
+    assert not again['changed'] and not again['failed'], again
