@@ -597,3 +597,47 @@ def test_kill_during_create_then_the_next_run_finishes_clean(play, create_source
     assert snapshots(create_source) == before
     again = bounded(play, task)
     assert not again['changed'] and not again['failed'], again
+
+
+# ---- smartos_image_source and smartos_image_facts: odd files and careless options ----
+
+def test_original_layout_imgcache_and_manifest_fifos(play, installed, images_dir, server, pool):
+    """update_cache with a FIFO in imgcache.json's place, and facts and smartos_image with a FIFO in
+    /var/db/imgadm/<uuid>.json's place: bounded, clear, the FIFO replaced only by the write it stands in for."""
+    manifest, dummy = installed
+    root = os.path.join(os.path.dirname(installed[1]), 'attack-original-root')
+    db = os.path.join(root, 'var', 'db', 'imgadm')
+    os.makedirs(db)
+    try:
+        with open(os.path.join(db, 'sources.list'), 'w', encoding='utf-8') as f:
+            f.write(server.url + '/datasets\n')
+        os.mkfifo(os.path.join(db, 'imgcache.json'))
+        os.mkfifo(os.path.join(db, '%s.json' % manifest['uuid']))
+        result = bounded(play, {'name': 'source', 'smartos.images.smartos_image_source': dict(
+            host_root=root, update_cache=True, layout='original')}, timeout=60)
+        clean(result)
+        assert os.path.isfile(os.path.join(db, 'imgcache.json')) or result['failed'], result
+        for task in (facts(root, layout='original'), img(root, uuid=manifest['uuid'], layout='original'),
+                     img(root, name=manifest['name'], state='absent', layout='original')):
+            seen = bounded(play, task, timeout=60)
+            clean(seen)
+            assert not seen['failed'] and not seen.get('changed'), seen
+        assert '%s/%s' % (POOL, manifest['uuid']) in datasets(pool)
+    finally:
+        shutil.rmtree(root)
+
+
+FACTS_CARELESS = [
+    ('subset misspelt', dict(gather_subset=['availble']), 'availble'),
+    ('pools a string with a space', dict(pools='zones two'), 'pool'),
+    ('filters a list', dict(filters=['os']), 'filters'),
+]
+
+
+@pytest.mark.parametrize('args, words', [c[1:] for c in FACTS_CARELESS], ids=[c[0] for c in FACTS_CARELESS])
+def test_careless_facts_options(play, host_root, args, words):
+    task = {'name': 'facts', 'smartos.images.smartos_image_facts': dict(host_root=host_root, **args)}
+    result = bounded(play, task)
+    clean(result)
+    assert result['failed'] and words in result['msg'], result.get('msg')
+    assert tree_state(host_root) == {}
