@@ -168,11 +168,7 @@ class SourceManager:
                 # its credentials out (imgadm v1 kept them): only imgadm.conf and sources.list hold passwords
                 cache.append(dict(manifest, _url=without_credentials(entry.url)))
         data = json.dumps(cache, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
-        try:
-            same = _host.read_bytes(self.paths.imgcache) == data
-        except ValueError:   # not a regular file (a FIFO, a directory): the write below replaces it or says why
-            same = False
-        if same:
+        if _host.read_bytes(self.paths.imgcache) == data:
             return False
         if not self.check_mode:
             _host.write_atomic(self.paths.imgcache, data)
