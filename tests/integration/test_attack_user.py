@@ -556,14 +556,15 @@ def test_careless_create_options_leave_nothing_behind(play, create_source, tmp_p
 
 
 def test_a_name_with_dots_and_slashes_stays_in_output_dir(play, create_source, tmp_path):
-    out = tmp_path / 'deep' / 'out'
+    base = tmp_path / 'x'
+    out = base / 'deep' / 'out'
     out.mkdir(parents=True)
     made = bounded(play, create(str(out), dataset=create_source, name='../../escape me', version='../1',
                                 remove_snapshot=True, compression='none'))
     clean(made)
     if not made['failed']:
         assert {os.path.dirname(made['manifest_path']), os.path.dirname(made['file_path'])} == {str(out)}
-    assert os.listdir(str(tmp_path)) == ['deep'] and os.listdir(str(tmp_path / 'deep')) == ['out']
+    assert os.listdir(str(base)) == ['deep'] and os.listdir(str(base / 'deep')) == ['out']
 
 
 @pytest.mark.parametrize('fraction', [0.1, 0.5, 0.95])
