@@ -40,7 +40,7 @@ class Wanted:
     def __init__(self, item, default_state):
         self.uuid = item.get('uuid')
         self.name = item.get('name')
-        self.version = item.get('version')
+        self.version = _version_text(item.get('version'))
         self.filters = check_filters(item.get('filters') or {})
         self.state = item.get('state') or default_state
         self.manifest_path = item.get('manifest')
@@ -752,6 +752,19 @@ def listing_problem(manifest):
     if not isinstance(manifest.get('name'), str):
         return 'its name is %s, not a string' % _short(manifest.get('name'))
     return '; '.join(_field_problems(manifest, ('version', 'published_at', 'state', 'type', 'os'))) or None
+
+
+def _version_text(value):
+    """A version as text. YAML makes `1.10` the float 1.1: taking its digits would name another version (to import,
+    or to delete), so a non-integral number is refused; a whole number is its digits."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        raise InvalidParameter('version %r is a number, and YAML may have dropped digits of it (1.10 reads as 1.1): '
+                               'quote it, as in version: "%s"' % (value, value))
+    raise InvalidParameter('version must be a string, not %s' % _short(value))
 
 
 def _name_ref(text):

@@ -68,8 +68,9 @@ options:
     type: str
   version:
     description:
-      - The version of the image named by O(name).
-    type: str
+      - The version of the image named by O(name), a string.
+      - A number is refused (YAML makes C(1.10) the number 1.1): quote it. A whole number is taken as its digits.
+    type: raw
   filters:
     description:
       - More conditions on an image named by O(name), as C(imgadm avail FIELD=VALUE) takes them, for
@@ -110,7 +111,7 @@ options:
       version:
         description:
           - As O(version); needs C(name).
-        type: str
+        type: raw
       filters:
         description:
           - As O(filters); needs C(name).
@@ -395,14 +396,14 @@ def main():
     argument_spec = dict(
         uuid=dict(type='str'),
         name=dict(type='str'),
-        version=dict(type='str'),
+        version=dict(type='raw'),   # a YAML number is refused, not turned into other digits
         filters=dict(type='dict'),
         manifest=dict(type='path'),
         file=dict(type='path'),
         images=dict(type='list', elements='dict', options=dict(
             uuid=dict(type='str'),
             name=dict(type='str'),
-            version=dict(type='str'),
+            version=dict(type='raw'),
             filters=dict(type='dict'),
             manifest=dict(type='path'),
             file=dict(type='path'),

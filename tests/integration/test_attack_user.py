@@ -215,8 +215,8 @@ def test_an_odd_file_in_the_cache_files_place_is_reported_never_hangs(play, inst
             f.write(saved)
 
 
-def test_a_directory_in_the_cache_files_place_fails_the_import_and_leaves_nothing(play, images, server, host_root,
-                                                                                   pool):
+def test_a_directory_in_the_cache_files_place_fails_the_import_and_leaves_nothing(
+        play, images, server, host_root, pool):
     manifest = images('attack-dir-blocks')
     uuid = manifest['uuid']
     path = cache_file(host_root, uuid)
@@ -644,3 +644,18 @@ def test_careless_facts_options(play, host_root, args, words):
     clean(result)
     assert result['failed'] and words in result['msg'], result.get('msg')
     assert tree_state(host_root) == {}
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_a_version_yaml_made_a_number_is_refused(play, server, host_root, pool, state):
+    """`version: 1.10` in YAML is the float 1.1: taken as "1.1" it would import or delete another version."""
+    before = datasets(pool), tree_state(host_root)
+    for task in (img(host_root, server, name='attack-no-such', version=1.10, state=state),
+                 img(host_root, server, images=[{'name': 'attack-no-such', 'version': 1.10, 'state': state}])):
+        result = bounded(play, task)
+        clean(result)
+        assert result['failed'] and 'version 1.1 is a number' in result['msg'], result['msg']
+    assert (datasets(pool), tree_state(host_root)) == before and server.requests() == []
+    role_result = bounded(play, role(image_host_pool=POOL, image_host_host_root=host_root,
+                                     image_host_images=[{'name': 'attack-no-such', 'version': 1.10}]))
+    assert role_result['failed'] and 'quoted string' in json.dumps(role_result)

@@ -91,3 +91,20 @@ def test_a_zombie_is_no_running_process():
     finally:
         proc.wait(timeout=10)
     assert _create.process_exists(os.getpid())
+
+
+@pytest.mark.parametrize('version, words', [
+    (1.1, 'version 1.1 is a number'),
+    (True, 'version must be a string, not True'),
+    (['1'], "version must be a string, not ['1']"),
+])
+def test_a_version_that_is_no_string_is_refused(tmp_path, version, words):
+    for kw in (dict(name='base', version=version), dict(images=[{'name': 'base', 'version': version}])):
+        with pytest.raises(InvalidParameter) as e:
+            ImageManager(params(tmp_path, prune_unused=None, **kw), StubRunner())
+        assert words in e.value.msg
+
+
+def test_a_whole_number_version_is_its_digits(tmp_path):
+    manager = ImageManager(params(tmp_path, prune_unused=None, name='base', version=2), StubRunner())
+    assert manager.wanted[0].version == '2'
