@@ -69,7 +69,7 @@ options:
   version:
     description:
       - The version of the image named by O(name), a string.
-      - A number is refused (YAML makes C(1.10) the number 1.1): quote it. A whole number is taken as its digits.
+      - A number is refused, as YAML makes C(1.10) the number 1.1; quote it. A whole number is taken as its digits.
     type: raw
   filters:
     description:
