@@ -723,13 +723,20 @@ def orphaned_temps(prefix):
 
 
 def process_exists(pid):
+    """True while the process runs. A zombie (killed, not yet reaped) is gone: it writes nothing any more, and
+    check mode, run a moment after the kill, must see what the real run sees once the zombie is reaped."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
-        return True     # another user's: it exists
-    return True
+        pass            # another user's: it exists, unless it is a zombie
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            # Linux: "pid (comm) S ...", the state after the last ')' (comm may hold spaces and parentheses)
+            return f.read().rsplit(b')', 1)[1].split()[0] != b'Z'
+    except (OSError, IndexError):
+        return True     # no Linux /proc (SmartOS has psinfo): kill(0) said it exists
 
 
 def open_temp(path):

@@ -221,17 +221,33 @@ def discard(path):
 
 
 def read_bytes(path, limit=None):
-    """A file's bytes; None when it does not exist. ValueError when it holds more than limit bytes."""
+    """A regular file's bytes; None when it does not exist. ValueError when it holds more than limit bytes;
+    ImageError when it is no regular file (a FIFO in a cache file's place would block the run for ever)."""
     try:
-        with open(path, 'rb') as f:
-            data = f.read() if limit is None else f.read(limit + 1)
-        if limit is not None and len(data) > limit:
-            raise ValueError('%s is larger than %d bytes' % (path, limit))
-        return data
+        # O_NONBLOCK: a FIFO opens at once (and is refused) instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
     except FileNotFoundError:
         return None
     except OSError as e:
         raise host_error('cannot read', path, e)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageError('cannot read %s: Is a directory' % path, path=path)
+        if not stat.S_ISREG(mode):
+            raise ImageError('cannot read %s: not a regular file (%s)'
+                             % (path, 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'), path=path)
+        with os.fdopen(fd, 'rb') as f:
+            fd = None
+            data = f.read() if limit is None else f.read(limit + 1)
+    except OSError as e:
+        raise host_error('cannot read', path, e)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if limit is not None and len(data) > limit:
+        raise ValueError('%s is larger than %d bytes' % (path, limit))
+    return data
 
 
 def read_json(path, limit=None):

@@ -40,7 +40,7 @@ class Wanted:
     def __init__(self, item, default_state):
         self.uuid = item.get('uuid')
         self.name = item.get('name')
-        self.version = item.get('version')
+        self.version = _version_text(item.get('version'))
         self.filters = check_filters(item.get('filters') or {})
         self.state = item.get('state') or default_state
         self.manifest_path = item.get('manifest')
@@ -97,6 +97,13 @@ class ImageManager:
         check_server_params(params)
         self.sources = [Source(url) for url in params['source']] if params.get('source') is not None else None
         self.wanted = self._wanted()
+        for k in params.get('keep') or []:
+            # taken for a name, these would match nothing, and prune_unused would delete what they were meant to keep
+            if not is_uuid(k) and is_uuid(k.lower()):
+                raise InvalidParameter('keep entry "%s" is not a lower-case UUID: write it as "%s"' % (k, k.lower()))
+            if k.strip()[:1] in ('{', '[') or not k.strip():
+                raise InvalidParameter('keep entry %s is not a UUID, name or name@version (a dict or list given as '
+                                       'an entry is made text by Ansible): give each entry as a plain string' % _short(k))
         self.keep = [Wanted({'uuid': k} if is_uuid(k) else _name_ref(k), 'present') for k in params.get('keep') or []]
         if not self.wanted and not params.get('prune_unused') and not params.get('update_manifests'):
             raise InvalidParameter('nothing to do: name an image (uuid, name, manifest and file, or a non-empty '
@@ -422,6 +429,9 @@ class ImageManager:
         plan = Plan()
         entries = [self.resolve(w, inventory, plan) for w in self.wanted]
         conflict = plan.present & (set(plan.deletes) | plan.absent)
+        # a name declared absent that an image this run imports also bears: the next run would delete it again
+        conflict |= {f.uuid for w in self.wanted if w.state == 'absent' and w.name
+                     for f in plan.imports if w.matches(f.manifest)}
         if conflict:
             raise InvalidParameter('image(s) %s are declared both present and absent' % ', '.join(sorted(conflict)))
         deletes = _plan.deletion_order(inventory, self.pool, plan.deletes)
@@ -742,6 +752,19 @@ def listing_problem(manifest):
     if not isinstance(manifest.get('name'), str):
         return 'its name is %s, not a string' % _short(manifest.get('name'))
     return '; '.join(_field_problems(manifest, ('version', 'published_at', 'state', 'type', 'os'))) or None
+
+
+def _version_text(value):
+    """A version as text. YAML makes `1.10` the float 1.1: taking its digits would name another version (to import,
+    or to delete), so a non-integral number is refused; a whole number is its digits."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        raise InvalidParameter('version %r is a number, and YAML may have dropped digits of it (1.10 reads as 1.1): '
+                               'quote it, as in version: "%s"' % (value, value))
+    raise InvalidParameter('version must be a string, not %s' % _short(value))
 
 
 def _name_ref(text):

@@ -68,8 +68,9 @@ options:
     type: str
   version:
     description:
-      - The version of the image named by O(name).
-    type: str
+      - The version of the image named by O(name), a string.
+      - A number is refused, as YAML makes C(1.10) the number 1.1; quote it. A whole number is taken as its digits.
+    type: raw
   filters:
     description:
       - More conditions on an image named by O(name), as C(imgadm avail FIELD=VALUE) takes them, for
@@ -95,6 +96,7 @@ options:
         module run and no downloads.
       - Every entry is checked before anything runs; an unknown key or state is refused. An empty
         list, without O(prune_unused) or O(update_manifests), is refused as a task that asks for nothing.
+      - An image declared present and also absent (by UUID, or by a C(name) it bears) is refused.
     type: list
     elements: dict
     suboptions:
@@ -109,7 +111,7 @@ options:
       version:
         description:
           - As O(version); needs C(name).
-        type: str
+        type: raw
       filters:
         description:
           - As O(filters); needs C(name).
@@ -149,6 +151,8 @@ options:
   keep:
     description:
       - With O(prune_unused), images that stay although unused, by UUID, C(name) or C(name@version).
+      - An entry that cannot be meant as a name (an upper-case UUID, an empty string, a dict or a list that
+        Ansible turned into text) is refused, so that it never lets the image it was meant to keep be pruned.
     type: list
     elements: str
     default: []
@@ -392,14 +396,14 @@ def main():
     argument_spec = dict(
         uuid=dict(type='str'),
         name=dict(type='str'),
-        version=dict(type='str'),
+        version=dict(type='raw'),   # a YAML number is refused, not turned into other digits
         filters=dict(type='dict'),
         manifest=dict(type='path'),
         file=dict(type='path'),
         images=dict(type='list', elements='dict', options=dict(
             uuid=dict(type='str'),
             name=dict(type='str'),
-            version=dict(type='str'),
+            version=dict(type='raw'),
             filters=dict(type='dict'),
             manifest=dict(type='path'),
             file=dict(type='path'),
