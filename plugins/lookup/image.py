@@ -125,6 +125,7 @@ from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact
 
@@ -180,6 +181,8 @@ def origin_of(url):
         return None
     return parts.scheme.lower(), (parts.hostname or '').lower(), port or DEFAULT_PORTS.get(parts.scheme.lower())
 
+
+display = Display()
 
 class BasicAuth:
     """Basic credentials for one request, in UTF-8 (requests' own latin-1 cannot encode every password)."""
@@ -302,10 +305,19 @@ class ImageServerLookup:
         if not json_ok:
             self._fail('answered GET %s with something that is not JSON (%r...); is %s an IMGAPI server?'
                        % (shown, text[:80], self.display))
-        if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
+        if not isinstance(data, list):
             self._fail('answered GET %s with %s, not a list of image manifests; is it an IMGAPI server?'
                        % (shown, type(data).__name__))
         return data
+
+    def _usable(self, page):
+        """The manifests of a listed page; entries that are not objects are skipped with a warning."""
+        bad = [m for m in page if not isinstance(m, dict)]
+        if bad:
+            display.warning('image server %s listed %d entr%s that %s not an image manifest (%s); skipped'
+                            % (self.display, len(bad), 'y' if len(bad) == 1 else 'ies',
+                               'is' if len(bad) == 1 else 'are', to_text(repr(bad[0]))[:60]))
+        return [m for m in page if isinstance(m, dict)]
 
     def list_images(self, filters):
         """Every image matching filters: the first request as is, then limit/marker pages (imgadm listAllImages)."""
@@ -314,11 +326,12 @@ class ImageServerLookup:
         if self.channel:
             params['channel'] = self.channel
         what = urlencode(sorted(params.items()))
-        images = self._get(params)
+        page = self._get(params)
+        images = self._usable(page)
         seen = {m.get('uuid') for m in images if isinstance(m.get('uuid'), str)}
-        page, pages, full = images, 1, len(images) >= PAGE
+        pages, full = 1, len(page) >= PAGE
         while full:
-            marker = page[-1].get('uuid')
+            marker = page[-1].get('uuid') if isinstance(page[-1], dict) else None
             if not isinstance(marker, str) or not marker:
                 self._fail('listed a full page whose last image has no uuid: the next page cannot be asked for')
             if pages >= MAX_PAGES:
@@ -327,14 +340,15 @@ class ImageServerLookup:
             page = self._get(dict(params, limit=PAGE, marker=marker))
             pages += 1
             full = len(page) >= PAGE   # counted before the repeated marker image is dropped
-            if page and page[0].get('uuid') == marker:
-                page = page[1:]  # IMGAPI includes the marker image again
-            again = [m.get('uuid') for m in page if m.get('uuid') in seen]
+            usable = self._usable(page)
+            if usable and usable[0].get('uuid') == marker:
+                usable = usable[1:]  # IMGAPI includes the marker image again
+            again = [m.get('uuid') for m in usable if m.get('uuid') in seen]
             if again:
                 self._fail('answered the page after marker=%s with images it had already listed (%s): it ignores '
                            'marker, and the listing would never end' % (marker, to_text(again[0])[:80]))
-            seen.update(m.get('uuid') for m in page if isinstance(m.get('uuid'), str))
-            images.extend(page)
+            seen.update(m.get('uuid') for m in usable if isinstance(m.get('uuid'), str))
+            images.extend(usable)
             if len(images) > MAX_IMAGES:
                 self._fail('listed more than %d images for %s; narrow the filters (version, os, type)'
                            % (MAX_IMAGES, what))

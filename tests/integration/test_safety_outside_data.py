@@ -28,8 +28,8 @@ def no_traceback(result):
     assert 'Traceback' not in text and 'TypeError' not in text and 'AttributeError' not in text
 
 
-def test_a_listing_entry_with_a_bad_published_at_is_skipped_with_a_warning(play, images, images_dir, server,
-                                                                            host_root, pool):
+def test_a_listing_entry_with_a_bad_published_at_is_skipped_with_a_warning(
+        play, images, images_dir, server, host_root, pool):
     good = images('od-listing')
     # the same name, "newer" by position, with a published_at of the wrong type: imgadm's sort would compare it
     bad = dict(good, uuid=str(uuidlib.uuid4()), published_at=20990101)
@@ -41,8 +41,8 @@ def test_a_listing_entry_with_a_bad_published_at_is_skipped_with_a_warning(play,
     assert [w for w in warnings_of(result) if bad['uuid'] in w], warnings_of(result)
 
 
-def test_the_manifest_asked_for_with_a_field_of_the_wrong_type_is_refused_naming_it(play, images, images_dir, server,
-                                                                                    host_root, pool):
+def test_the_manifest_asked_for_with_a_field_of_the_wrong_type_is_refused_naming_it(
+        play, images, images_dir, server, host_root, pool):
     good = images('od-badfield', publish_it=False)
     bad = dict(good, files=[dict(good['files'][0], size=str(good['files'][0]['size']))])
     publish(images_dir, bad, images.path('od-badfield'))
@@ -53,8 +53,8 @@ def test_the_manifest_asked_for_with_a_field_of_the_wrong_type_is_refused_naming
     assert (pool.datasets(), tree_state(host_root)) == before
 
 
-def test_a_v1_manifest_whose_files_are_not_objects_is_refused_naming_the_field(play, images, images_dir, server,
-                                                                               host_root, pool):
+def test_a_v1_manifest_whose_files_are_not_objects_is_refused_naming_the_field(
+        play, images, images_dir, server, host_root, pool):
     manifest = images('od-v1files', compression='bzip2', publish_it=False)
     v1 = {'uuid': manifest['uuid'], 'name': manifest['name'], 'version': manifest['version'], 'os': 'smartos',
           'type': 'zone-dataset', 'description': 'files of the wrong shape',

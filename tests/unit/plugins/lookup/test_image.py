@@ -240,11 +240,19 @@ def test_invalid_json(session, lookup):
         lookup('base-64-lts')
 
 
-@pytest.mark.parametrize('body, kind', [({'images': []}, 'dict'), ([manifest(1), 'x'], 'list'), ('text', 'str')])
+@pytest.mark.parametrize('body, kind', [({'images': []}, 'dict'), ('text', 'str'), (None, 'NoneType')])
 def test_not_a_list_of_manifests(session, lookup, body, kind):
     session.answer = lambda url, params: FakeResponse(url, body=body)
     with pytest.raises(AnsibleLookupError, match='answered GET .* with %s, not a list of image manifests' % kind):
         lookup('base-64-lts')
+
+
+def test_listed_entries_that_are_not_manifests_are_skipped_with_a_warning(session, lookup, monkeypatch):
+    warned = []
+    monkeypatch.setattr(image_lookup.display, 'warning', warned.append)
+    session.answer = lambda url, params: FakeResponse(url, body=[manifest(1), 'x', 7, None])
+    assert lookup('base-64-lts') == [manifest(1)['uuid']]
+    assert len(warned) == 1 and '3 entries that are not an image manifest' in warned[0] and "'x'" in warned[0]
 
 
 def test_schema_invalid_manifest(session, lookup):
