@@ -6,6 +6,10 @@ Python the most memory once parsed (many tiny keys; many tiny list items; one lo
 just over the cap (which must be refused before it is parsed). Each is imported by the module, run
 as Ansible runs it, and its peak RSS is printed. The goal (issue 10): under 100 MB whatever a server
 sends.
+
+Then the same for a listing: smartos_image_facts (gather_subset available) lists a source offering as
+many images as the module's listing cap lets through, each manifest padded with tiny keys (the shape
+whose parsed form costs most per byte), and its peak RSS is printed the same way.
 """
 from __future__ import annotations
 
@@ -29,14 +33,18 @@ GOAL_MB = 100.0
 MB = 1 << 20
 
 
-def manifest_cap(collections):
-    """The module's cap on a manifest body, read from the collection copy under test."""
+FACTS = os.path.join('ansible_collections', 'smartos', 'images', 'plugins', 'modules', 'smartos_image_facts.py')
+LISTING_KEYS = 120         # tiny keys per listed manifest
+
+
+def caps(collections):
+    """The module's caps on a manifest body and on a listing's parsed size, and its cost estimate, from the copy under test."""
     sys.path.insert(0, collections)
     try:
-        from ansible_collections.smartos.images.plugins.module_utils._imgapi import MANIFEST_MAX_BYTES
+        from ansible_collections.smartos.images.plugins.module_utils import _imgapi
     finally:
         sys.path.pop(0)
-    return MANIFEST_MAX_BYTES
+    return _imgapi.MANIFEST_MAX_BYTES, _imgapi.LIST_MAX_COST, _imgapi._json_cost  # pylint: disable=protected-access
 
 
 def padded(manifest, shape, target):
@@ -79,12 +87,41 @@ def run_module(collections, workdir, url, manifest):
             'seconds': round(r['seconds'], 2), 'peak_rss_mb': r['peak_rss_mb'], 'ru_maxrss_mb': r['ru_maxrss_mb']}
 
 
+def listing_run(collections, workdir, base, path, list_cap, cost):
+    """smartos_image_facts listing as many key-padded manifests as fit under the listing cap; its peak RSS."""
+    one = dict(base, tags={'k%x' % i: 0 for i in range(LISTING_KEYS)})
+    count = int(list_cap * 0.97 // cost(json.dumps(one, separators=(',', ':')).encode()))
+    images_dir = os.path.join(workdir, 'listing')
+    for dummy in range(count):
+        publish(images_dir, dict(one, uuid=str(uuidlib.uuid4())), path)
+    root = tempfile.mkdtemp(prefix='host-', dir=workdir)
+    with ImageServer(images_dir) as server:
+        conf = os.path.join(root, 'var', 'imgadm', 'imgadm.conf')
+        os.makedirs(os.path.dirname(conf))
+        with open(conf, 'w', encoding='utf-8') as f:
+            json.dump({'sources': [{'type': 'imgapi', 'url': server.url}]}, f)
+        args_path = os.path.join(root, 'args.json')
+        with open(args_path, 'w', encoding='utf-8') as f:
+            json.dump({'ANSIBLE_MODULE_ARGS': {'gather_subset': ['available'], 'host_root': root}}, f)
+        r = timed([sys.executable, os.path.join(collections, FACTS), args_path],
+                  env=dict(os.environ, PYTHONPATH=collections, **NO_PROXY), watch_rss=True)
+    shutil.rmtree(root, ignore_errors=True)
+    result = module_result(r['stdout'])
+    listed = len((result.get('ansible_facts') or {}).get('smartos_images_available') or {})
+    row = {'variant': 'facts: listing of %d images' % count, 'imported': listed == count, 'listed': listed,
+           'msg': result.get('msg'), 'seconds': round(r['seconds'], 2), 'peak_rss_mb': r['peak_rss_mb'],
+           'ru_maxrss_mb': r['ru_maxrss_mb']}
+    print(f"{row['variant']:<28} listed {listed}  peak RSS {row['peak_rss_mb'] or 0:6.1f} MB  "
+          f"(ru_maxrss {row['ru_maxrss_mb']:.1f} MB)  {row['seconds']:.1f} s", flush=True)
+    return row
+
+
 def main(argv=None):
     """Serve the variants, import each once, print and save the figures; clean everything up."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
-    cap = manifest_cap(collections)
+    cap, list_cap, cost = caps(collections)
     lock = take_lock('manifest_memory')
     zfs_fuse = ZfsFuse()
     pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='1G')
@@ -111,6 +148,7 @@ def main(argv=None):
                       f"(ru_maxrss {r['ru_maxrss_mb']:.1f} MB)", flush=True)
                 if not r['imported']:
                     print(f"  {r['msg']}", flush=True)
+        rows.append(listing_run(collections, workdir, base, path, list_cap, cost))
         worst = max(r['peak_rss_mb'] or r['ru_maxrss_mb'] for r in rows)
         print(f'manifest cap {cap / MB:.2f} MiB; worst module peak RSS {worst:.1f} MB, goal < {GOAL_MB:.0f} MB: '
               f"{'met' if worst < GOAL_MB else 'MISSED'}")

@@ -77,7 +77,7 @@ options:
       - The headers of any answer, and the whole of a JSON answer (manifest, listing page, ping), must arrive
         within 4 times O(timeout) seconds.
       - A whole image listing (name resolution, available images) ends after at most 300 seconds, 50 pages
-        or about 48 MiB of memory; beyond, the source fails with an error that names it.
+        or about 32 MiB of parsed manifests; beyond, the source fails with an error that names it.
       - Size caps (refused before parsing) are 1 MiB for a manifest and 8 MiB for one listing page; see the
         Security guide.
     type: int
