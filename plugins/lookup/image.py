@@ -184,6 +184,7 @@ def origin_of(url):
 
 display = Display()
 
+
 class BasicAuth:
     """Basic credentials for one request, in UTF-8 (requests' own latin-1 cannot encode every password)."""
 
