@@ -256,12 +256,13 @@ def test_lookup_credentials_reach_only_their_server(hostile, play):
     no_password(result)
 
 
-def test_lookup_https_to_http_downgrade_drops_credentials(hostile, play, tls):
+def test_lookup_https_to_http_downgrade_is_refused_and_sends_nothing(hostile, play, tls):
+    # as smartos_image does: the answer would no longer be protected by TLS, so it is not asked for at all
     secure, plain = hostile('redirect', tls=tls), hostile('one')
     secure.location = plain.url
     result = play(lookup_task(", ca_path='%s'" % tls['ca']), vars={'srv': credentialed(secure.url)})
-    assert not result['failed'], result['msg']
-    assert secure.requests[0][1] is not None and [auth for dummy, auth in plain.requests] == [None]
+    assert result['failed'] and 'from https to plain http' in result['msg'], result['msg']
+    assert PASSWORD not in result['msg'] and secure.requests[0][1] is not None and plain.requests == []
 
 
 @pytest.mark.parametrize('mode, words', [
