@@ -102,79 +102,83 @@ def _host_status(result):
     return 'ok', ''
 
 
-def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_images', keep_var='image_host_keep'):
-    """hosts: {name: hostvars} -> {hosts, images, summary}."""
-    if not isinstance(hosts, dict):
-        raise AnsibleFilterError('fleet_report expects a dict by host name, got %s' % type(hosts).__name__)
-    rows = {}
-    out_hosts = []
-    installed_on = {}
-    for name in sorted(hosts):
-        data = hosts[name] or {}
-        result = data.get(result_var)
-        status, error = _host_status(result)
-        facts = (result or {}).get('ansible_facts', {}) if status == 'ok' else {}
-        installed = facts.get('smartos_images') or {}
-        installed_on[name] = installed
-        declared = data.get(images_var)
-        declared = [e for e in declared if isinstance(e, dict)] if isinstance(declared, list) else None
-        host = {'name': name, 'status': status, 'error': error, 'layout': facts.get('smartos_images_layout', ''),
-                'sources': [dict(url=s.get('url', ''), type=s.get('type', 'imgapi'), insecure=bool(s.get('insecure')),
-                                 implicit=bool(s.get('implicit')))
-                            for s in facts.get('smartos_image_sources') or []],
-                'declared': declared is not None,
-                'counts': {'installed': 0, 'missing': 0, 'extra': 0, 'in_use': 0}}
-        out_hosts.append(host)
-        if status != 'ok':
+def _host_row(name, status, error, facts, declared):
+    sources = [dict(url=s.get('url', ''), type=s.get('type', 'imgapi'), insecure=bool(s.get('insecure')),
+                    implicit=bool(s.get('implicit')))
+               for s in facts.get('smartos_image_sources') or []]
+    return {'name': name, 'status': status, 'error': error, 'layout': facts.get('smartos_images_layout', ''),
+            'sources': sources, 'declared': declared is not None,
+            'counts': {'installed': 0, 'missing': 0, 'extra': 0, 'in_use': 0}}
+
+
+def _declared(data, images_var):
+    declared = data.get(images_var)
+    return [e for e in declared if isinstance(e, dict)] if isinstance(declared, list) else None
+
+
+def _installed_state(declared, keep, uuid, manifest):
+    """installed or extra, for one installed image on a host with or without a declaration."""
+    if declared is None:
+        return 'installed'
+    wanted = [e for e in declared if _matches(e, uuid, manifest)]
+    if any(e.get('state', 'present') == 'absent' for e in wanted):
+        return 'extra'
+    if not wanted and not _kept(keep, uuid, manifest):
+        return 'extra'
+    return 'installed'
+
+
+def _add_installed(rows, host, installed, declared, keep):
+    for uuid, info in installed.items():
+        manifest = info.get('manifest') or {}
+        row = rows.setdefault(uuid, {'key': uuid, 'uuid': uuid, 'cells': {}})
+        for field in ('name', 'version', 'published_at', 'os', 'type'):
+            if manifest.get(field) and not row.get(field):
+                row[field] = manifest[field]
+        clones = len(info.get('clones') or [])
+        state = _installed_state(declared, keep, uuid, manifest)
+        row['cells'][host['name']] = {'state': state, 'clones': clones}
+        host['counts']['installed'] += 1
+        host['counts']['in_use'] += 1 if clones else 0
+        host['counts']['extra'] += 1 if state == 'extra' else 0
+
+
+def _add_missing(rows, host, installed, declared):
+    for entry in declared or []:
+        if entry.get('state', 'present') != 'present':
             continue
-        for uuid, info in installed.items():
-            manifest = info.get('manifest') or {}
-            row = rows.setdefault(uuid, {'key': uuid, 'uuid': uuid, 'cells': {}})
-            for field in ('name', 'version', 'published_at', 'os', 'type'):
-                if manifest.get(field) and not row.get(field):
-                    row[field] = manifest[field]
-            clones = len(info.get('clones') or [])
-            state = 'installed'
-            if declared is not None:
-                wanted = [e for e in declared if _matches(e, uuid, manifest)]
-                if any(e.get('state', 'present') == 'absent' for e in wanted):
-                    state = 'extra'
-                elif not wanted and not _kept(data.get(keep_var), uuid, manifest):
-                    state = 'extra'
-            row['cells'][name] = {'state': state, 'clones': clones}
-            host['counts']['installed'] += 1
-            host['counts']['in_use'] += 1 if clones else 0
-            host['counts']['extra'] += 1 if state == 'extra' else 0
-        for entry in declared or []:
-            if entry.get('state', 'present') != 'present':
-                continue
-            if any(_matches(entry, u, (i.get('manifest') or {})) for u, i in installed.items()):
-                continue
-            key = entry.get('uuid') or 'name:%s' % (entry['name'] + ('@' + entry['version'] if entry.get('version') else ''))
-            row = rows.setdefault(key, {'key': key, 'uuid': entry.get('uuid', ''), 'cells': {}})
-            if not entry.get('uuid'):
-                row.setdefault('name', entry.get('name'))
-                row.setdefault('version', entry.get('version') or 'newest')
-                row.setdefault('entry', entry)
-            row['cells'][name] = {'state': 'missing', 'clones': 0}
-            host['counts']['missing'] += 1
-    for row in rows.values():
-        row.setdefault('name', '')
-        row.setdefault('version', '')
-        row.setdefault('published_at', '')
-        entry = row.pop('entry', None)
-        for host in out_hosts:
-            if host['name'] in row['cells']:
-                continue
-            if host['status'] != 'ok':
-                row['cells'][host['name']] = {'state': 'unknown', 'clones': 0}
-                continue
-            # a row for a name some host lacks: another host that has an image of that name is not "absent"
-            have = [(u, i) for u, i in installed_on[host['name']].items()
-                    if entry is not None and _matches(entry, u, i.get('manifest') or {})]
-            row['cells'][host['name']] = ({'state': 'installed', 'clones': len(have[0][1].get('clones') or []), 'uuid': have[0][0]}
-                                          if have else {'state': 'absent', 'clones': 0})
-    images = sorted(rows.values(), key=lambda r: (r['name'] or '~', r['version'] or '', r['published_at'], r['key']))
+        if any(_matches(entry, u, (i.get('manifest') or {})) for u, i in installed.items()):
+            continue
+        key = entry.get('uuid') or 'name:%s' % (entry['name'] + ('@' + entry['version'] if entry.get('version') else ''))
+        row = rows.setdefault(key, {'key': key, 'uuid': entry.get('uuid', ''), 'cells': {}})
+        if not entry.get('uuid'):
+            row.setdefault('name', entry.get('name'))
+            row.setdefault('version', entry.get('version') or 'newest')
+            row.setdefault('entry', entry)
+        row['cells'][host['name']] = {'state': 'missing', 'clones': 0}
+        host['counts']['missing'] += 1
+
+
+def _fill_row(row, out_hosts, installed_on):
+    """The cells of the hosts a row does not name yet: unknown, installed (by name) or absent."""
+    row.setdefault('name', '')
+    row.setdefault('version', '')
+    row.setdefault('published_at', '')
+    entry = row.pop('entry', None)
+    for host in out_hosts:
+        if host['name'] in row['cells']:
+            continue
+        if host['status'] != 'ok':
+            row['cells'][host['name']] = {'state': 'unknown', 'clones': 0}
+            continue
+        # a row for a name some host lacks: another host that has an image of that name is not "absent"
+        have = [(u, i) for u, i in installed_on[host['name']].items()
+                if entry is not None and _matches(entry, u, i.get('manifest') or {})]
+        row['cells'][host['name']] = ({'state': 'installed', 'clones': len(have[0][1].get('clones') or []), 'uuid': have[0][0]}
+                                      if have else {'state': 'absent', 'clones': 0})
+
+
+def _summary(out_hosts, images):
     summary = {'hosts': len(out_hosts),
                'ok': sum(1 for h in out_hosts if h['status'] == 'ok'),
                'failed': sum(1 for h in out_hosts if h['status'] == 'failed'),
@@ -190,7 +194,34 @@ def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_
     if not summary['drifted'] and summary['ok'] == summary['hosts']:
         lines.append('no drift')
     summary['text'] = lines
-    return {'hosts': out_hosts, 'images': images, 'summary': summary}
+    return summary
+
+
+def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_images', keep_var='image_host_keep'):
+    """hosts: {name: hostvars} -> {hosts, images, summary}."""
+    if not isinstance(hosts, dict):
+        raise AnsibleFilterError('fleet_report expects a dict by host name, got %s' % type(hosts).__name__)
+    rows = {}
+    out_hosts = []
+    installed_on = {}
+    for name in sorted(hosts):
+        data = hosts[name] or {}
+        result = data.get(result_var)
+        status, error = _host_status(result)
+        facts = (result or {}).get('ansible_facts', {}) if status == 'ok' else {}
+        installed = facts.get('smartos_images') or {}
+        installed_on[name] = installed
+        declared = _declared(data, images_var)
+        host = _host_row(name, status, error, facts, declared)
+        out_hosts.append(host)
+        if status != 'ok':
+            continue
+        _add_installed(rows, host, installed, declared, data.get(keep_var))
+        _add_missing(rows, host, installed, declared)
+    for row in rows.values():
+        _fill_row(row, out_hosts, installed_on)
+    images = sorted(rows.values(), key=lambda r: (r['name'] or '~', r['version'] or '', r['published_at'], r['key']))
+    return {'hosts': out_hosts, 'images': images, 'summary': _summary(out_hosts, images)}
 
 
 class FilterModule:
