@@ -4,9 +4,15 @@ Each benchmark keeps its own measurements; only this plumbing is common.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import shutil
+import sys
+import tempfile
+
+from tests.lib.zfspool import FilePool, ZfsFuse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = '/var/tmp/smartos-images-bench'
@@ -42,3 +48,28 @@ def write_results(path, data):
         json.dump(data, f, indent=1)
         f.write('\n')
     os.replace(path + '.tmp', path)
+
+
+@contextlib.contextmanager
+def bench_run(name, prefix, pool=None, size=None):
+    """One benchmark run: its lock, zfs-fuse, a fresh file-backed pool (when `pool` names one) and a work
+    directory; the work directory. Everything is undone on the way out, zfs-fuse only if this run started it
+    (then by its PID)."""
+    lock = take_lock(name)
+    zfs_fuse = ZfsFuse()
+    file_pool = FilePool(pool, os.path.join(BENCH_DIR, pool + '.img'), size=size) if pool else None
+    workdir = tempfile.mkdtemp(prefix=prefix, dir=BENCH_DIR)
+    try:
+        zfs_fuse.start()
+        if file_pool:
+            file_pool.create(fresh=True)
+        yield workdir
+    finally:
+        try:
+            if file_pool:
+                file_pool.destroy()
+        except RuntimeError as e:
+            print(f'warning: {e}', file=sys.stderr)
+        zfs_fuse.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.close(lock)

@@ -18,10 +18,10 @@ import sys
 import tempfile
 import time
 
-from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
+from benchmarks._common import REPO, bench_run, collections_dir, write_results
 from benchmarks.import_speed import MB, RANDOM_SHARE, machine_info, module_result, spread, timed, verdict
 from tests.lib.imagebuilder import fill
-from tests.lib.zfspool import FilePool, ZfsFuse, retry_busy, run
+from tests.lib.zfspool import retry_busy, run
 
 POOL = 'createbench'
 DATASET = POOL + '/source'
@@ -230,13 +230,7 @@ def main(argv=None):
     if not os.path.isfile(os.path.join(collections, MODULES, 'smartos_image_create.py')):
         raise SystemExit('smartos_image_create.py is not in %s: run `make collection` first' % collections)
     machine = machine_info()   # before anything here loads the machine
-    lock = take_lock('create_speed')
-    zfs_fuse = ZfsFuse()
-    pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='%dM' % max(2048, 2 * args.mb + 1024))
-    workdir = tempfile.mkdtemp(prefix='create-', dir=BENCH_DIR)
-    try:
-        zfs_fuse.start()
-        pool.create(fresh=True)
+    with bench_run('create_speed', 'create-', pool=POOL, size='%dM' % max(2048, 2 * args.mb + 1024)) as workdir:
         prepare(args.mb, args.random_share)
         bench = Bench(collections, workdir)
         runs = measure(bench, args.rounds)
@@ -245,14 +239,6 @@ def main(argv=None):
         print(table(data))
         write_results(RESULTS, data)
         print('figures written to %s' % os.path.relpath(RESULTS))
-    finally:
-        try:
-            pool.destroy()
-        except RuntimeError as e:
-            print('warning: %s' % e, file=sys.stderr)
-        zfs_fuse.stop()   # a no-op unless this run started it; then by its PID
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(lock)
 
 
 if __name__ == '__main__':

@@ -11,21 +11,18 @@ import json
 import os
 import random
 import resource
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 import uuid
 
-from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
+from benchmarks._common import REPO, bench_run, collections_dir, write_results
 from benchmarks.import_speed import machine_info, spread, verdict
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import FilePool, ZfsFuse
 
 POOL = 'factsbench'
 MODULE = os.path.join('ansible_collections', 'smartos', 'images', 'plugins', 'modules', 'smartos_image_facts.py')
@@ -355,14 +352,8 @@ def main(argv=None):
     args = parse_args(argv)
     collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image_facts.py'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock('facts_speed')
-    zfs_fuse = ZfsFuse()
-    pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='2G')
-    workdir = tempfile.mkdtemp(prefix='facts-', dir=BENCH_DIR)
-    root = os.path.join(workdir, 'host')
-    try:
-        zfs_fuse.start()
-        pool.create(fresh=True)
+    with bench_run('facts_speed', 'facts-', pool=POOL, size='2G') as workdir:
+        root = os.path.join(workdir, 'host')
         # No mounts: 1,000 FUSE mounts would burden the shared machine, and zfs list reads the same properties.
         subprocess.run(['zfs', 'set', 'mountpoint=none', POOL], check=True, capture_output=True)
         data = {'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
@@ -374,14 +365,6 @@ def main(argv=None):
         print(table(data))
         write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
-    finally:
-        try:
-            pool.destroy()
-        except RuntimeError as e:
-            print(f'warning: {e}', file=sys.stderr)
-        zfs_fuse.stop()  # a no-op unless this run started it; then by its PID
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(lock)
 
 
 if __name__ == '__main__':

@@ -10,21 +10,19 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
-from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
+from benchmarks._common import BENCH_DIR, REPO, bench_run, collections_dir, write_results
 from benchmarks.facts_speed import timed
 from benchmarks.import_speed import machine_info, spread
 from benchmarks.many_images import destroy
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import FilePool, ZfsFuse
+from tests.lib.zfspool import FilePool
 
 POOL_PREFIX = 'fleetbench'
 POOL_SIZE = '256M'
@@ -324,32 +322,26 @@ def main(argv=None):
     args = parse_args(argv)
     collections = collections_dir(os.path.join('roles', 'image_host', 'tasks', 'main.yml'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock('fleet_speed')
-    zfs_fuse = ZfsFuse()
-    workdir = tempfile.mkdtemp(prefix='fleet-', dir=BENCH_DIR)
-    served = os.path.join(workdir, 'served')
-    fleet = Fleet(args.hosts, workdir, collections)
-    try:
-        zfs_fuse.start()
-        fleet.create_pools()
-        images = build_images(fleet.hosts[fleet.first]['pool'].name, os.path.join(workdir, 'built'), served)
-        with ImageServer(served) as server:
-            fleet.serve(server, images)
-            runs = measure(fleet, args.rounds)
-        summary = summarise(runs)
-        data = {'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                'rounds': args.rounds, 'hosts': args.hosts, 'forks': args.hosts, 'machine': machine, 'goal_ratio_below': args.hosts * GOAL_SHARE,
-                'images': {'uuids': fleet.uuids, 'mb_each': sum(IMAGE_MB.values()),
-                           'gzip_mb': sum(m['files'][0]['size'] for m in images) / MB},
-                'summary': summary, 'ratio': summary['fleet']['median'] / summary['one']['median'], 'runs': runs}
-        print(table(data))
-        write_results(RESULTS, data)
-        print(f'figures written to {os.path.relpath(RESULTS)}')
-    finally:
-        fleet.destroy_pools()
-        zfs_fuse.stop()  # a no-op unless this run started it; then by its PID
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(lock)
+    with bench_run('fleet_speed', 'fleet-') as workdir:
+        served = os.path.join(workdir, 'served')
+        fleet = Fleet(args.hosts, workdir, collections)
+        try:
+            fleet.create_pools()
+            images = build_images(fleet.hosts[fleet.first]['pool'].name, os.path.join(workdir, 'built'), served)
+            with ImageServer(served) as server:
+                fleet.serve(server, images)
+                runs = measure(fleet, args.rounds)
+            summary = summarise(runs)
+            data = {'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                    'rounds': args.rounds, 'hosts': args.hosts, 'forks': args.hosts, 'machine': machine, 'goal_ratio_below': args.hosts * GOAL_SHARE,
+                    'images': {'uuids': fleet.uuids, 'mb_each': sum(IMAGE_MB.values()),
+                               'gzip_mb': sum(m['files'][0]['size'] for m in images) / MB},
+                    'summary': summary, 'ratio': summary['fleet']['median'] / summary['one']['median'], 'runs': runs}
+            print(table(data))
+            write_results(RESULTS, data)
+            print(f'figures written to {os.path.relpath(RESULTS)}')
+        finally:
+            fleet.destroy_pools()
 
 
 if __name__ == '__main__':

@@ -18,10 +18,9 @@ import sys
 import tempfile
 import time
 
-from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
+from benchmarks._common import BENCH_DIR, REPO, bench_run, collections_dir, write_results
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import FilePool, ZfsFuse
 
 POOL = 'benchpool'
 MODULE = os.path.join('ansible_collections', 'smartos', 'images', 'plugins', 'modules', 'smartos_image.py')
@@ -386,26 +385,12 @@ def main(argv=None):
     args = parse_args(argv)
     collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock('import_speed')
-    zfs_fuse = ZfsFuse()
-    pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size=f'{max(4096, 3 * args.mb + 1024)}M')
-    workdir = tempfile.mkdtemp(prefix='run-', dir=BENCH_DIR)
-    try:
-        zfs_fuse.start()
-        pool.create(fresh=True)
+    with bench_run('import_speed', 'run-', pool=POOL, size=f'{max(4096, 3 * args.mb + 1024)}M') as workdir:
         image, runs, reference = serve_and_measure(args, collections, workdir)
         data = summarise(runs, image, machine, reference, args.rounds)
         print(table(data))
         write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
-    finally:
-        try:
-            pool.destroy()
-        except RuntimeError as e:
-            print(f'warning: {e}', file=sys.stderr)
-        zfs_fuse.stop()  # a no-op unless this run started it; then by its PID
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(lock)
 
 
 if __name__ == '__main__':

@@ -21,11 +21,10 @@ import sys
 import tempfile
 import uuid as uuidlib
 
-from benchmarks._common import BENCH_DIR, REPO, collections_dir, take_lock, write_results
+from benchmarks._common import REPO, bench_run, collections_dir, write_results
 from benchmarks.import_speed import MODULE, NO_PROXY, destroy, module_result, timed
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import FilePool, ZfsFuse
 
 POOL = 'benchmem'
 RESULTS = os.path.join(REPO, 'benchmarks', 'results', 'manifest_memory.json')
@@ -122,14 +121,8 @@ def main(argv=None):
     parser.parse_args(argv)
     collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
     cap, list_cap, cost = caps(collections)
-    lock = take_lock('manifest_memory')
-    zfs_fuse = ZfsFuse()
-    pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='1G')
-    workdir = tempfile.mkdtemp(prefix='run-', dir=BENCH_DIR)
     rows = []
-    try:
-        zfs_fuse.start()
-        pool.create(fresh=True)
+    with bench_run('manifest_memory', 'run-', pool=POOL, size='1G') as workdir:
         base, path = build_image(POOL, workdir, name='bench-mem', version='1.0.0', compression='gzip',
                                  random_mb=1, text_mb=0)
         variants = [('own manifest', dict(base))]
@@ -154,14 +147,6 @@ def main(argv=None):
               f"{'met' if worst < GOAL_MB else 'MISSED'}")
         write_results(RESULTS, {'manifest_cap_bytes': cap, 'goal_mb': GOAL_MB, 'worst_peak_rss_mb': worst, 'runs': rows})
         print(f'figures written to {os.path.relpath(RESULTS)}')
-    finally:
-        try:
-            pool.destroy()
-        except RuntimeError as e:
-            print(f'warning: {e}', file=sys.stderr)
-        zfs_fuse.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(lock)
 
 
 if __name__ == '__main__':

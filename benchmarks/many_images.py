@@ -9,20 +9,17 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
-from benchmarks._common import BENCH_DIR, COLLECTION, REPO, collections_dir, take_lock, write_results
+from benchmarks._common import COLLECTION, REPO, bench_run, collections_dir, write_results
 from benchmarks.facts_speed import json_after, timed
 from benchmarks.import_speed import machine_info, spread
 from tests.lib.imagebuilder import build_chain, build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import FilePool, ZfsFuse
 
 POOL = 'manybench'
 MODULE = os.path.join(COLLECTION, 'plugins', 'modules', 'smartos_image.py')
@@ -417,14 +414,8 @@ def main(argv=None):
     args = parse_args(argv)
     collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
     machine = machine_info()  # before anything here loads the machine
-    lock = take_lock('many_images')
-    zfs_fuse = ZfsFuse()
-    pool = FilePool(POOL, os.path.join(BENCH_DIR, POOL + '.img'), size='2G')
-    workdir = tempfile.mkdtemp(prefix='many-', dir=BENCH_DIR)
-    served = os.path.join(workdir, 'served')
-    try:
-        zfs_fuse.start()
-        pool.create(fresh=True)
+    with bench_run('many_images', 'many-', pool=POOL, size='2G') as workdir:
+        served = os.path.join(workdir, 'served')
         groups = build_all(args.images, os.path.join(workdir, 'built'), served)
         images = {'small': args.images, 'small_gzip_mb': file_bytes(groups['small']) / MB,
                   'chain_gzip_mb': file_bytes(groups['chain']) / MB,
@@ -438,14 +429,6 @@ def main(argv=None):
         print(table(data))
         write_results(RESULTS, data)
         print(f'figures written to {os.path.relpath(RESULTS)}')
-    finally:
-        try:
-            pool.destroy()
-        except RuntimeError as e:
-            print(f'warning: {e}', file=sys.stderr)
-        zfs_fuse.stop()  # a no-op unless this run started it; then by its PID
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.close(lock)
 
 
 if __name__ == '__main__':
