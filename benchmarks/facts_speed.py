@@ -123,6 +123,13 @@ def timed(argv, env):
             'stdout': out.decode('utf-8', 'replace'), 'stderr': err.decode('utf-8', 'replace').strip()[-2000:]}
 
 
+def checked_ping(r):
+    """The timed run of `ansible -m ping`, once it is seen to have answered pong."""
+    if r['rc'] != 0 or json_after(r['stdout'], ' => ').get('ping') != 'pong':
+        raise RuntimeError(f"the ping run failed (rc {r['rc']}): {r['stdout'][-2000:]} {r['stderr']}")
+    return r
+
+
 def json_after(text, marker):
     """The JSON object printed after marker (e.g. 'SUCCESS => '), or {}."""
     start = text.find(marker)
@@ -173,10 +180,7 @@ class Bench:
 
     def ping(self):
         """(b) ansible localhost -m ansible.builtin.ping."""
-        r = self._ansible('ansible.builtin.ping')
-        if r['rc'] != 0 or json_after(r['stdout'], ' => ').get('ping') != 'pong':
-            raise RuntimeError(f"the ping run failed (rc {r['rc']}): {r['stdout'][-2000:]} {r['stderr']}")
-        return r
+        return checked_ping(self._ansible('ansible.builtin.ping'))
 
     def _playbook(self, kind):
         r = timed([self.ansible + '-playbook', self.playbooks[kind]], self.env)

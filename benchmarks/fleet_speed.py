@@ -14,12 +14,11 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 from benchmarks._common import BENCH_DIR, REPO, bench_run, collections_dir, write_results
 from benchmarks.facts_speed import timed
 from benchmarks.import_speed import machine_info, spread
-from benchmarks.many_images import destroy
+from benchmarks.many_images import fetch_files, forget_image
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.zfspool import FilePool
@@ -34,7 +33,6 @@ MB = 1 << 20
 GOAL_SHARE = 0.5           # the goal: the fleet/one ratio well under the number of hosts, i.e. below this share of it
 IMAGE_MB = {'random_mb': 8, 'text_mb': 16}    # each of the two images: 24 MB uncompressed, about 8.5 MB gzip
 SETTLE = 0.5               # pause after a clean-up so zfs-fuse's deferred work is not billed to the next run
-FETCH_TIMEOUT = 120
 MAX_HOSTS = 32
 LABELS = {'fleet': 'fleet: all hosts, forks = hosts', 'one': 'one host alone', 'nochange': 'fleet, no change (all present)'}
 # Nothing here may go through a proxy: the server is on 127.0.0.1.
@@ -198,20 +196,12 @@ class Fleet:
         for name in names:
             h = self.hosts[name]
             for uuid in self.uuids:
-                destroy(f"{h['pool'].name}/{uuid}")
-                cache = os.path.join(h['root'], 'var', 'imgadm', 'images', f"{h['pool'].name}-{uuid}.json")
-                if os.path.exists(cache):
-                    os.unlink(cache)
+                forget_image(h['pool'].name, h['root'], uuid)
         time.sleep(SETTLE)
 
     def warm_up(self):
         """Fetch each image file once (the server hashes a file on its first full answer; the page cache fills)."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        for uuid in self.uuids:
-            with opener.open(f'{self.server.url}/images/{uuid}/file', timeout=FETCH_TIMEOUT) as response:
-                while response.read(MB):
-                    pass
-        self.server.clear_requests()
+        fetch_files(self.server, self.uuids)
 
 
 def build_images(pool, outdir, served):

@@ -168,8 +168,8 @@ def timed(argv, env=None, stdin_path=None, watch_rss=False):
                 'stdout': out.read().decode('utf-8', 'replace'), 'stderr': err.read().decode('utf-8', 'replace').strip()[-2000:]}
 
 
-def destroy(dataset, attempts=20):
-    """Destroy a received dataset if it is there; zfs-fuse may call it busy for a moment."""
+def destroy(dataset, attempts=40, settle=SETTLE):
+    """Destroy a received dataset if it is there, then pause `settle` seconds; zfs-fuse may call it busy for a moment."""
     for dummy in range(attempts):
         r = subprocess.run(['zfs', 'destroy', '-r', dataset], capture_output=True, text=True, check=False)
         # 'does not exist' also when a receive killed a moment ago has just removed its own dataset
@@ -180,7 +180,7 @@ def destroy(dataset, attempts=20):
         time.sleep(0.25)
     else:
         raise RuntimeError(f'zfs destroy -r {dataset}: still busy after {attempts} attempts')
-    time.sleep(SETTLE)
+    time.sleep(settle)
 
 
 def module_result(text):

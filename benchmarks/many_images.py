@@ -16,8 +16,8 @@ import time
 import urllib.request
 
 from benchmarks._common import COLLECTION, REPO, bench_run, collections_dir, write_results
-from benchmarks.facts_speed import json_after, timed
-from benchmarks.import_speed import machine_info, spread
+from benchmarks.facts_speed import checked_ping, json_after, timed
+from benchmarks.import_speed import destroy, machine_info, spread
 from tests.lib.imagebuilder import build_chain, build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 
@@ -30,8 +30,6 @@ GOALS = {'present/ping': 1.5, 'one/five': 1.0}
 SMALL_MB = {'random_mb': 1, 'text_mb': 1}        # each of the --images small images
 INDEPENDENT_MB = {'random_mb': 12, 'text_mb': 20}  # each of the two independent images: 32 MB, about 13 MB gzip
 CHAIN = ('chain-base', 'chain-mid', 'chain-top')   # build_chain puts 1 MB of random data in each level
-DESTROY_ATTEMPTS = 40
-BUSY_PAUSE = 0.25
 SETTLE = 0.5               # pause after a clean-up so zfs-fuse's deferred work is not billed to the next run
 FETCH_TIMEOUT = 120
 LABELS = {'present': '(a) ansible -m smartos_image, all present', 'ping': '(b) ansible -m ansible.builtin.ping',
@@ -162,10 +160,7 @@ class PresentBench:
 
     def ping(self):
         """(b) ansible localhost -m ansible.builtin.ping."""
-        r = self._ansible('ansible.builtin.ping')
-        if r['rc'] != 0 or json_after(r['stdout'], ' => ').get('ping') != 'pong':
-            raise RuntimeError(f"the ping run failed (rc {r['rc']}): {r['stdout'][-2000:]} {r['stderr']}")
-        return r
+        return checked_ping(self._ansible('ansible.builtin.ping'))
 
 
 class ImportBench:
@@ -248,20 +243,30 @@ class ImportBench:
     def reset(self):
         """Destroy the five images, children before origins, and their cache files: the next run imports all five."""
         for uuid in list(reversed(self.chain)) + self.independent:
-            destroy(f'{POOL}/{uuid}')
-            cache = os.path.join(self.root, 'var', 'imgadm', 'images', f'{POOL}-{uuid}.json')
-            if os.path.exists(cache):
-                os.unlink(cache)
+            forget_image(POOL, self.root, uuid)
         time.sleep(SETTLE)
 
     def warm_up(self):
         """Fetch each image file once: the server hashes a file on its first full answer, and the page cache fills."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        for uuid in self.order:
-            with opener.open(f'{self.server.url}/images/{uuid}/file', timeout=FETCH_TIMEOUT) as response:
-                while response.read(MB):
-                    pass
-        self.server.clear_requests()
+        fetch_files(self.server, self.order)
+
+
+def forget_image(pool, root, uuid):
+    """Destroy an imported image and its cache file (modern layout under root): the next run imports it again."""
+    destroy(f'{pool}/{uuid}', settle=0)
+    cache = os.path.join(root, 'var', 'imgadm', 'images', f'{pool}-{uuid}.json')
+    if os.path.exists(cache):
+        os.unlink(cache)
+
+
+def fetch_files(server, uuids):
+    """Fetch each image file once (the server hashes a file on its first full answer; the page cache fills)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for uuid in uuids:
+        with opener.open(f'{server.url}/images/{uuid}/file', timeout=FETCH_TIMEOUT) as response:
+            while response.read(MB):
+                pass
+    server.clear_requests()
 
 
 def write_playbook(path, tasks):
@@ -271,18 +276,6 @@ def write_playbook(path, tasks):
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(play, f)  # JSON is YAML
     return path
-
-
-def destroy(dataset):
-    """zfs destroy -r a dataset if it is there; zfs-fuse may call it busy for a moment."""
-    for dummy in range(DESTROY_ATTEMPTS):
-        r = subprocess.run(['zfs', 'destroy', '-r', dataset], capture_output=True, text=True, check=False)
-        if r.returncode == 0 or 'does not exist' in r.stderr:
-            return
-        if 'busy' not in r.stderr:
-            raise RuntimeError(f'zfs destroy -r {dataset} failed: {r.stderr.strip()}')
-        time.sleep(BUSY_PAUSE)
-    raise RuntimeError(f'zfs destroy -r {dataset}: still busy after {DESTROY_ATTEMPTS} attempts')
 
 
 def measure(do, kinds, rounds, part, after=None):
