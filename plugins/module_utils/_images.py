@@ -16,7 +16,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
 from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import Source, client_for
 from ansible_collections.smartos.images.plugins.module_utils._importer import ImportPipeline, install
-from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
+from ansible_collections.smartos.images.plugins.module_utils._inventory import CachedManifests, cache_files, load_inventory
 from ansible_collections.smartos.images.plugins.module_utils._local import (
     LocalClient, load_local_manifest, verify_local_file,
 )
@@ -29,7 +29,6 @@ from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
 
 PARALLEL_IMPORTS = 3   # downloads at once; receives still wait for their origin
 MAX_CHAIN = 64         # origins followed from one image before giving up
-CACHE_FILE_MAX = 16 << 20   # bytes: a cache file larger than this was not written by imgadm or by us
 STALE_TEMP_SECONDS = 60   # a temporary cache file this old, whose image nobody is importing, was left by a kill
 _UUID_RE = r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 
@@ -111,7 +110,7 @@ class ImageManager:
         self.lock_timeout = params.get('lock_timeout', _host.LOCK_WAIT_MAX)
         if isinstance(self.lock_timeout, bool) or not isinstance(self.lock_timeout, int) or self.lock_timeout < 0:
             raise InvalidParameter('lock_timeout must be 0 or more seconds, not %r' % (self.lock_timeout,))
-        self.cache = {}
+        self.cache = CachedManifests(self.paths, self.layout)
         self.refreshed = {}
         self.recorded = {}
         self.sysinfo = False
@@ -168,14 +167,17 @@ class ImageManager:
         A cache file that cannot be read, or that holds another image's manifest or fields of the wrong type,
         is never used (not to match a name, not as the image's manifest): it is reported as a warning.
         """
-        if uuid not in self.cache:
-            self.cache[uuid] = self._read_cache(uuid)
-        return self.cache[uuid][0]
+        cached = self.cache.get(self.pool, uuid)
+        if cached.state == 'bad':
+            # imgadm crashes on a corrupt cache file; we leave it alone and say so
+            self.warn('image %s on pool %s: its %s; it is not used, neither to match names nor as the image\'s '
+                      'manifest (update_manifests rewrites it from the sources)' % (uuid, self.pool, cached.problem),
+                      key=('cache', uuid))
+        return cached.manifest
 
     def cache_missing(self, uuid):
         """True when the image has no cache file at all (not even a bad one)."""
-        self.cached(uuid)
-        return self.cache[uuid][1] == 'missing'
+        return self.cache.get(self.pool, uuid).state == 'missing'
 
     def known(self, uuid):
         """The manifest an installed image is known by: its cached one, or the one this run records."""
@@ -183,32 +185,6 @@ class ImageManager:
         if manifest is None and uuid in self.recorded:
             manifest = self.recorded[uuid].manifest
         return manifest
-
-    def _read_cache(self, uuid):
-        """(manifest or None, 'ok' | 'missing' | 'bad')."""
-        path = self.paths.image_cache(self.pool, uuid)
-        try:
-            info = _host.read_json(path, CACHE_FILE_MAX)
-            if info is None and self.layout == 'original':
-                path = self.paths.original_manifest(uuid)
-                v1 = _host.read_json(path, CACHE_FILE_MAX)
-                info = None if v1 is None else {'manifest': upgrade_manifest(v1)}
-        except (ValueError, TypeError, ImageError) as e:  # ManifestError is a ValueError
-            # imgadm crashes on a corrupt cache file; we leave it alone and say so
-            self._bad_cache(uuid, path, 'cannot be read (%s)' % (getattr(e, 'msg', None) or e))
-            return None, 'bad'
-        if info is None:
-            return None, 'missing'
-        problem = cache_problem(info, uuid, self.pool if path.endswith('%s-%s.json' % (self.pool, uuid)) else None)
-        if problem:
-            self._bad_cache(uuid, path, problem)
-            return None, 'bad'
-        return info['manifest'], 'ok'
-
-    def _bad_cache(self, uuid, path, problem):
-        self.warn('image %s on pool %s: its cached manifest %s %s; it is not used, neither to match names nor as '
-                  'the image\'s manifest (update_manifests rewrites it from the sources)'
-                  % (uuid, self.pool, path, problem), key=('cache', uuid))
 
     def installed_by_name(self, inventory, wanted):
         """Installed images on the pool that a name (and version) reference matches, newest first."""
@@ -588,10 +564,7 @@ class ImageManager:
 
     def cache_missing_now(self, uuid):
         """Read again, under the lock: another run may have recorded the image meanwhile."""
-        paths = [self.paths.image_cache(self.pool, uuid)]
-        if self.layout == 'original':
-            paths.append(self.paths.original_manifest(uuid))
-        return not any(os.path.lexists(p) for p in paths)
+        return not any(os.path.lexists(p) for p in cache_files(self.paths, self.layout, self.pool, uuid))
 
     # ---- leftovers of killed runs ----
 
@@ -728,21 +701,6 @@ def _field_problems(manifest, fields):
     """The fields of a manifest that are present with a value of the wrong type."""
     return ['its %s is %s, not a string' % (k, _short(manifest[k])) for k in fields
             if manifest.get(k) is not None and not isinstance(manifest[k], str)]
-
-
-def cache_problem(info, uuid, pool=None):
-    """Why a cache file's content cannot be trusted as the manifest of image uuid (None when it can)."""
-    if not isinstance(info, dict):
-        return 'is not a JSON object'
-    manifest = info.get('manifest')
-    if not isinstance(manifest, dict):
-        return 'has no manifest object'
-    if manifest.get('uuid') != uuid:
-        return 'holds the manifest of another image (uuid %s)' % _short(manifest.get('uuid'))
-    if pool is not None and info.get('zpool') is not None and info.get('zpool') != pool:
-        return 'is for pool %s' % _short(info.get('zpool'))
-    problems = _field_problems(manifest, ('name', 'version', 'published_at', 'state', 'type', 'os'))
-    return '; '.join(problems) or None
 
 
 def listing_problem(manifest):

@@ -10,38 +10,12 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _images
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._images import (
-    Found, ImageManager, cache_problem, listing_problem,
+    Found, ImageManager, listing_problem,
 )
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
-
-
-@pytest.mark.parametrize('info, problem', [
-    ({'manifest': {'uuid': U, 'name': 'a', 'version': '1', 'published_at': '2024-01-01T00:00:00Z'}, 'zpool': 'zones'},
-     None),
-    ({'manifest': {'uuid': U}}, None),
-    ({'manifest': {'uuid': U, 'name': None}}, None),          # absent and null are the same to a reader
-    ([], 'is not a JSON object'),
-    ('text', 'is not a JSON object'),
-    ({}, 'has no manifest object'),
-    ({'manifest': [U]}, 'has no manifest object'),
-    ({'manifest': {'uuid': OTHER}}, "holds the manifest of another image (uuid '%s')" % OTHER),
-    ({'manifest': {'name': 'a'}}, 'holds the manifest of another image (uuid None)'),
-    ({'manifest': {'uuid': U}, 'zpool': 'tank'}, "is for pool 'tank'"),
-    ({'manifest': {'uuid': U, 'name': 5}}, 'its name is 5, not a string'),
-    ({'manifest': {'uuid': U, 'name': 'a', 'version': 1.0, 'published_at': []}},
-     'its version is 1.0, not a string; its published_at is [], not a string'),
-    ({'manifest': {'uuid': U, 'name': 'x' * 500 + 'y'}}, None),
-    ({'manifest': {'uuid': U, 'name': ['x' * 500]}}, "its name is ['%s..., not a string" % ('x' * 75)),
-])
-def test_cache_problem(info, problem):
-    assert cache_problem(info, U, 'zones') == problem
-
-
-def test_cache_problem_without_a_pool_does_not_check_it():
-    assert cache_problem({'manifest': {'uuid': U}, 'zpool': 'tank'}, U) is None
 
 
 @pytest.mark.parametrize('manifest, problem', [
