@@ -8,7 +8,7 @@ from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._common import check_pool, check_server_params
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches, newest_per_name
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_for, redact
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_from_params, redact
 from ansible_collections.smartos.images.plugins.module_utils._inventory import CachedManifests, load_inventory
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, is_uuid, json_type, upgrade_manifest,
@@ -64,7 +64,7 @@ def listing(listed):
 class FactsGatherer:
     """Reads the host (and, when asked, its sources) without changing anything."""
 
-    def __init__(self, params, runner, client_factory=client_for):
+    def __init__(self, params, runner, client_factory=None):
         self.params = params
         self.runner = runner
         self.client_factory = client_factory
@@ -129,9 +129,7 @@ class FactsGatherer:
 
         def fetch(i, entry):
             try:
-                client = self.client_factory(entry.for_import(), validate_certs=self.params['validate_certs'],
-                                             ca_path=self.params['ca_path'], timeout=self.params['timeout'],
-                                             retries=self.params['retries'])
+                client = client_from_params(entry.for_import(), self.params, self.client_factory)
                 listed = client.list_raw()
                 if not isinstance(listed, list):
                     raise SourceError('the image list is not a list')
