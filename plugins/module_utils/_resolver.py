@@ -161,18 +161,7 @@ class ImageResolver:
 
     def listing(self, source, raw):
         """The usable entries of a source's listing, upgraded; each bad one skipped with a warning."""
-        listed, bad = [], []
-        for index, entry in enumerate(raw if isinstance(raw, list) else []):
-            try:
-                manifest = upgrade_manifest(entry)
-            except ManifestError as e:
-                bad.append('entry %d: %s' % (index, e))
-                continue
-            problem = listing_problem(manifest)
-            if problem:
-                bad.append('entry %d%s: %s' % (index, _uuid_note(manifest), problem))
-                continue
-            listed.append(manifest)
+        listed, bad = usable_listing(raw)
         if bad:
             self.warn('%s: skipped %d bad image(s) in its listing: %s%s'
                       % (source.url, len(bad), '; '.join(bad[:5]), '; ...' if len(bad) > 5 else ''))
@@ -212,6 +201,23 @@ def short(value, limit=80):
 def _uuid_note(manifest):
     uuid = manifest.get('uuid') if isinstance(manifest, dict) else None
     return ' (%s)' % uuid if is_uuid(uuid) else ''
+
+
+def usable_listing(raw):
+    """(manifests, problems): the entries of a listing that are usable manifests, upgraded; why each other is not."""
+    listed, bad = [], []
+    for index, entry in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            manifest = upgrade_manifest(entry)
+        except ManifestError as e:
+            bad.append('entry %d: %s' % (index, e))
+            continue
+        problem = listing_problem(manifest)
+        if problem:
+            bad.append('entry %d%s: %s' % (index, _uuid_note(manifest), problem))
+            continue
+        listed.append(manifest)
+    return listed, bad
 
 
 def listing_problem(manifest):
