@@ -106,7 +106,7 @@ class FactsGatherer:
             cached = self.cached.get(pool, uuid)
             manifest, source, problem = cached.manifest, cached.source, cached.problem
             entry = {'manifest': manifest or {'uuid': uuid}, 'zpool': pool,
-                     'clones': inventory.dependents(dataset), 'manifest_cached': manifest is not None}
+                     'clones': inventory.clones_of(dataset), 'manifest_cached': manifest is not None}
             if source:
                 entry['source'] = redact(source)
             if problem:
