@@ -404,7 +404,7 @@ class LookupModule(LookupBase):
             raise AnsibleLookupError(scrub_secrets(message, secrets)) from None
         except Exception as e:  # pylint: disable=broad-except  # a bug; its text may hold the URL, so scrub it too
             raise AnsibleLookupError(scrub_secrets('smartos.images.image failed unexpectedly (%s: %s)'
-                                           % (type(e).__name__, to_text(e)), secrets)) from None
+                                                   % (type(e).__name__, to_text(e)), secrets)) from None
 
     def _run(self, terms, server):
         names = list(terms) or [self.get_option('name')]

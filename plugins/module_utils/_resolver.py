@@ -226,7 +226,7 @@ def listing_problem(manifest):
         return 'its uuid is %s, not a UUID' % short(manifest.get('uuid'))
     if not isinstance(manifest.get('name'), str):
         return 'its name is %s, not a string' % short(manifest.get('name'))
-    problems = ['its %s is %s, not a string' % (k, short(manifest[k])) for k in ('version', 'published_at', 'state',
-                                                                               'type', 'os')
+    problems = ['its %s is %s, not a string' % (k, short(manifest[k]))
+                for k in ('version', 'published_at', 'state', 'type', 'os')
                 if manifest.get(k) is not None and not isinstance(manifest[k], str)]
     return '; '.join(problems) or None

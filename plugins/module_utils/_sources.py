@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import (  # the credential rules live there
-    ImageSource, has_credentials, safe_url, url_secrets, without_credentials,
+    ImageSource, has_credentials, safe_url, url_secrets,
 )
 
 SOURCE_TYPES = ('imgapi', 'dsapi', 'docker')
