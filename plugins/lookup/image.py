@@ -132,7 +132,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.smartos.images.plugins.module_utils._filters import newest
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact, scrub_secrets, secret_forms
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact, scrub_secrets, secret_forms, url_origin
 from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
 
 try:
@@ -154,7 +154,6 @@ MAX_BODY = 64 << 20
 MAX_REDIRECTS = 5
 CHUNK = 64 << 10
 REDIRECTS = (301, 302, 303, 307, 308)
-DEFAULT_PORTS = {'http': 80, 'https': 443}
 
 
 def split_server(server):
@@ -171,16 +170,6 @@ def split_server(server):
     else:
         shown, credentials = server, None
     return scheme.lower(), '%s://%s' % (scheme, rest) if sep else server, credentials, shown
-
-
-def origin_of(url):
-    """(scheme, host, port) of a URL: the only place credentials are sent; None when it has no valid port."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    return parts.scheme.lower(), (parts.hostname or '').lower(), port or DEFAULT_PORTS.get(parts.scheme.lower())
 
 
 display = Display()
@@ -208,7 +197,7 @@ class ImageServerLookup:
             raise AnsibleLookupError('image server %s: the URL must start with http:// or https://' % self.display)
         base, sep, query = plain.partition('?')
         self.base = base.rstrip('/')
-        self.origin = origin_of(self.base)
+        self.origin = url_origin(self.base)
         if self.origin is None or not self.origin[1]:
             raise AnsibleLookupError('image server %s: the URL has no valid host and port' % self.display)
         self.auth = BasicAuth(*credentials) if credentials else None
@@ -229,7 +218,7 @@ class ImageServerLookup:
         for dummy in range(MAX_REDIRECTS + 1):
             self._check_time(shown)
             remaining = max(0.001, self.deadline - time.monotonic())
-            auth = self.auth if origin_of(url) == self.origin else None
+            auth = self.auth if url_origin(url) == self.origin else None
             try:
                 response = self.session.get(url, verify=self.verify, timeout=min(self.timeout, remaining), auth=auth,
                                             allow_redirects=False, stream=True)

@@ -219,7 +219,7 @@ def error_message(body):
     return None
 
 
-def _origin(url):
+def url_origin(url):
     """(scheme, host, port) of a URL, the unit credentials belong to; None when it does not parse."""
     try:
         parts = urlsplit(url)
@@ -342,7 +342,7 @@ class ImageServerClient:
             raise InvalidParameter('ca_path "%s" could not be loaded as PEM CA certificates: %s'
                                    % (ca_path, getattr(e, 'strerror', None) or e), path=ca_path)
         # credentials go only to the source's own scheme, host and port: computed per request, never by urllib
-        self._origin = _origin(source.base)
+        self._origin = url_origin(source.base)
         self._auth = basic_auth_header(source.username, source.password) if source.username is not None else None
         self._secrets = _credential_forms(source, self._auth)
         self._request = Request(timeout=timeout, context=context, http_agent=USER_AGENT, follow_redirects='none',
@@ -369,7 +369,7 @@ class ImageServerClient:
         """The headers of one request: Authorization only when url is on the source's own origin."""
         headers = dict(self.API_HEADERS)
         headers.update(extra or {})
-        if self._auth is not None and _origin(url) == self._origin:
+        if self._auth is not None and url_origin(url) == self._origin:
             headers['Authorization'] = self._auth
         return headers
 
