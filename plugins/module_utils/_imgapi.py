@@ -2,6 +2,7 @@
 # The image server HTTP seam: IMGAPI requests, file streams, retries, TLS, redirects, redaction, limits.
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -57,7 +58,7 @@ class LowSpeedError(socket.timeout):
     """The server sends too slowly: a timeout, so the importer resumes and retries as for any other."""
 
 
-class Source:
+class ImageSource:
     """An image server URL, split into what is sent, what is shown and its channel."""
 
     def __init__(self, url, type='imgapi', insecure=False):
@@ -124,15 +125,68 @@ def redact(url):
 
 
 def url_secrets(url):
-    """The password of a URL as written and as decoded, found without a URL parser (which raw characters defeat)."""
+    """Every part of url that may be a secret, as written and decoded, found even where a raw '#', '/', '?' or '@'
+    defeats URL parsing: the password (or, without one, the user: often a token) by position and by urlsplit."""
+    found = set()
+    if not isinstance(url, str):
+        return found
+    span = _userinfo_span(url)
+    rest = url.partition('://')[2] or url
+    for userinfo in ([url[span[0]:span[1]]] if span else []) + ([rest.rpartition('@')[0]] if '@' in rest else []):
+        user, colon, password = userinfo.partition(':')
+        found.add(password if colon else user)
+    try:
+        parts = urlsplit(url)
+        found.update((parts.password, parts.username if parts.password is None else None))
+    except ValueError:
+        pass
+    found.update([unquote(s) for s in found if s])
+    return {s for s in found if s}
+
+
+def secret_forms(url):
+    """url_secrets and the forms a server may echo back: the whole user:password and its Basic header value;
+    longest first, so that a longer form is hidden whole."""
+    forms = set(url_secrets(url))
     span = _userinfo_span(url) if isinstance(url, str) else None
-    if span is None:
-        return set()
-    userinfo = url[span[0]:span[1]]
-    if ':' not in userinfo:
-        return set()
-    password = userinfo.split(':', 1)[1]
-    return {secret for secret in (password, unquote(password)) if secret}
+    if span:
+        userinfo = url[span[0]:span[1]]
+        user, dummy, password = userinfo.partition(':')
+        basic = base64.b64encode(('%s:%s' % (unquote(user), unquote(password))).encode('utf-8')).decode('ascii')
+        forms.update((userinfo, unquote(userinfo), basic))
+    return sorted((f for f in forms if len(f) > 2 or f in url_secrets(url)), key=len, reverse=True)
+
+
+def scrub_secrets(text, forms):
+    """text with every one of forms (longest first) replaced by ***."""
+    text = str(text)
+    for form in forms:
+        text = text.replace(form, '***')
+    return text
+
+
+def has_credentials(url):
+    """Whether url carries a user or password (or may: an '@' anywhere after the scheme)."""
+    return isinstance(url, str) and '@' in (url.partition('://')[2] or url)
+
+
+def safe_url(url):
+    """redact(), checked: when parsing fails or leaves a secret in place, everything up to the last '@' goes."""
+    if not isinstance(url, str):
+        return '<not a string>'
+    shown = redact(url)
+    if has_credentials(url) and any(s in shown for s in url_secrets(url)):
+        scheme, sep, rest = url.partition('://')
+        shown = scheme + sep + '***@' + rest.rpartition('@')[2] if sep else '***@' + url.rpartition('@')[2]
+    return shown
+
+
+def without_credentials(url):
+    """url with any user:password left out (everything up to the last '@' after the scheme)."""
+    if not has_credentials(url):
+        return url
+    scheme, sep, rest = url.partition('://')
+    return scheme + sep + rest.rpartition('@')[2] if sep else url.rpartition('@')[2]
 
 
 def content_length(headers):
@@ -165,7 +219,7 @@ def error_message(body):
     return None
 
 
-def _origin(url):
+def url_origin(url):
     """(scheme, host, port) of a URL, the unit credentials belong to; None when it does not parse."""
     try:
         parts = urlsplit(url)
@@ -288,7 +342,7 @@ class ImageServerClient:
             raise InvalidParameter('ca_path "%s" could not be loaded as PEM CA certificates: %s'
                                    % (ca_path, getattr(e, 'strerror', None) or e), path=ca_path)
         # credentials go only to the source's own scheme, host and port: computed per request, never by urllib
-        self._origin = _origin(source.base)
+        self._origin = url_origin(source.base)
         self._auth = basic_auth_header(source.username, source.password) if source.username is not None else None
         self._secrets = _credential_forms(source, self._auth)
         self._request = Request(timeout=timeout, context=context, http_agent=USER_AGENT, follow_redirects='none',
@@ -297,10 +351,7 @@ class ImageServerClient:
     def scrub(self, text):
         """Server-given text (an error body, a status line, a Location) without this source's credentials in any form:
         a hostile server may echo the Authorization header or the password it decoded from it."""
-        text = str(text)
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
+        return scrub_secrets(text, self._secrets)
 
     def _url(self, path):
         """Absolute URL for a path on this source (with its channel), or path itself when absolute."""
@@ -318,7 +369,7 @@ class ImageServerClient:
         """The headers of one request: Authorization only when url is on the source's own origin."""
         headers = dict(self.API_HEADERS)
         headers.update(extra or {})
-        if self._auth is not None and _origin(url) == self._origin:
+        if self._auth is not None and url_origin(url) == self._origin:
             headers['Authorization'] = self._auth
         return headers
 
@@ -635,3 +686,9 @@ class DockerClient(ImageServerClient):
 def client_for(source, **kw):
     """The client class for the source's type."""
     return {'imgapi': ImageServerClient, 'dsapi': DsapiClient, 'docker': DockerClient}[source.type](source, **kw)
+
+
+def client_from_params(source, params, client_factory=None):
+    """The client of a source, built from a module's validate_certs, ca_path, timeout and retries (the one place)."""
+    return (client_factory or client_for)(source, validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                                          timeout=params['timeout'], retries=params['retries'])

@@ -109,7 +109,7 @@ def test_malformed_cache_fields_never_crash_and_never_match(play, two, host_root
         assert result['changed'] is False and result['actions'] == []
         assert 'Traceback' not in result['_stdout'] + result['_stderr']
         texts = warnings_of(result)
-        assert [w for w in texts if m['uuid'] in w and "its name is ['x'], not a string" in w]
+        assert [w for w in texts if m['uuid'] in w and 'the manifest\'s "name" is a JSON array, not a string' in w]
         assert [w for w in texts if s['uuid'] in w and 'cannot be read' in w]
 
 
