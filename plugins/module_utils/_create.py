@@ -592,8 +592,6 @@ class ImageCreator:
         result = self.result(plan, seconds)
         if diff:
             result['diff'] = plan.diff
-        if self.warnings:
-            result['warnings'] = self.warnings
         return result
 
     def result(self, plan, seconds):
