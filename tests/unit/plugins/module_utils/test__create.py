@@ -17,14 +17,12 @@ import time
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils._create import (
-    ImageCreator, descends_from, file_prefix, snapshot_name,
-)
+from ansible_collections.smartos.images.plugins.module_utils._create import ImageCreator
+from ansible_collections.smartos.images.plugins.module_utils._create_files import TEMP_EXTRA, host_tag
+from ansible_collections.smartos.images.plugins.module_utils._create_source import snapshot_name
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError, InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
 from ansible_collections.smartos.images.plugins.module_utils._manifest import upgrade_manifest
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import derive_uuid, manifest_problems
-from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset
 from ansible_collections.smartos.images.tests.unit.plugins.module_utils.create_fakes import (
     FakeHost, bhyve_vm, stream_of, zone_vm,
 )
@@ -62,23 +60,6 @@ def listing(tmp_path):
 def read_json(path):
     with open(path, encoding='utf-8') as f:
         return json.load(f)
-
-
-# ---- names ----
-
-def test_snapshot_name_is_recognisable_and_one_per_name_and_version():
-    a = snapshot_name('zones/src', 'img', '1.0.0')
-    assert a.startswith('zones/src@smartos-images-create-') and len(a.split('@')[1]) == len('smartos-images-create-') + 12
-    assert a == snapshot_name('zones/src', 'img', '1.0.0') != snapshot_name('zones/src', 'img', '1.0.1')
-
-
-@pytest.mark.parametrize('name, version, prefix', [
-    ('base-64', '1.0.0', 'base-64-1.0.0'),
-    ('Private vader image', '0.0.1', 'Private_vader_image-0.0.1'),
-    ('a/b', '1+build/2', 'a_b-1+build_2'),
-])
-def test_file_prefix(name, version, prefix):
-    assert file_prefix(name, version) == prefix
 
 
 # ---- a dataset: check, real, idempotent ----
@@ -378,15 +359,6 @@ def test_origin_without_final(tmp_path):
     host.datasets['zones/child']['origin'] = None
     with pytest.raises(ImageError, match='has no @final snapshot'):
         create(host, tmp_path, dataset='zones/child', origin=ORIGIN)
-
-
-def test_descends_from():
-    inv = Inventory([Dataset('p/a', None, None, None), Dataset('p/a@final', None, None, None),
-                     Dataset('p/b', 'p/a@final', None, None), Dataset('p/b@s', None, None, None),
-                     Dataset('p/c', 'p/b@s', None, None), Dataset('p/x', 'p/x@loop', None, None)])
-    assert descends_from(inv, 'p/c', 'p/a') and descends_from(inv, 'p/b', 'p/a') and descends_from(inv, 'p/a', 'p/a')
-    assert not descends_from(inv, 'p/a', 'p/b') and not descends_from(inv, 'p/x', 'p/a')
-    assert not descends_from(inv, 'p/missing', 'p/a')
 
 
 # ---- the v1 manifest ----
@@ -898,7 +870,6 @@ def test_a_fifo_as_the_cached_origin_manifest_is_refused_without_hanging(tmp_pat
 
 
 def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(tmp_path):
-    from ansible_collections.smartos.images.plugins.module_utils._create import host_tag
     out = tmp_path / 'out'
     out.mkdir()
     dead = subprocess.Popen(['true'])
@@ -930,5 +901,5 @@ def test_the_temporary_file_names_this_host_and_process(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_create, 'open_temp', spy)
     create(pool_host(), tmp_path)
-    assert re.match(r'\.img-1\.0\.0\.zfs\.gz\.%s-%d\.[a-z0-9_]{8}\Z' % (_create.host_tag(), os.getpid()), names[0])
-    assert len(names[0]) - len('img-1.0.0.zfs.gz') <= _create.TEMP_EXTRA
+    assert re.match(r'\.img-1\.0\.0\.zfs\.gz\.%s-%d\.[a-z0-9_]{8}\Z' % (host_tag(), os.getpid()), names[0])
+    assert len(names[0]) - len('img-1.0.0.zfs.gz') <= TEMP_EXTRA
