@@ -8,8 +8,8 @@ from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._common import check_pool, check_server_params
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches, newest_per_name
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_for, redact
-from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_from_params, redact
+from ansible_collections.smartos.images.plugins.module_utils._inventory import CachedManifests, load_inventory
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, is_uuid, json_type, upgrade_manifest,
 )
@@ -64,7 +64,7 @@ def listing(listed):
 class FactsGatherer:
     """Reads the host (and, when asked, its sources) without changing anything."""
 
-    def __init__(self, params, runner, client_factory=client_for):
+    def __init__(self, params, runner, client_factory=None):
         self.params = params
         self.runner = runner
         self.client_factory = client_factory
@@ -76,6 +76,7 @@ class FactsGatherer:
             check_pool(pool)
         check_server_params(params)
         self.skipped = []
+        self.cached = CachedManifests(self.paths, self.layout)
 
     def run(self):
         facts = {}
@@ -95,41 +96,6 @@ class FactsGatherer:
         facts['smartos_images_layout'] = self.layout
         return dict(changed=False, ansible_facts=facts, warnings=warnings)
 
-    def _cached(self, pool, uuid):
-        """(manifest, source, problem) from imgadm's cache, or v1's record on the original layout."""
-        path = self.paths.image_cache(pool, uuid)
-        try:
-            info = _host.read_json(path)
-            if info is None and self.layout == 'original':
-                path = self.paths.original_manifest(uuid)
-                v1 = _host.read_json(path)
-                if v1 is not None:
-                    # upgrade_manifest refuses a non-object
-                    return self._checked(path, uuid, upgrade_manifest(v1), v1.get('_url'))
-            if info is None:
-                return None, None, None
-        except (ValueError, RecursionError, ManifestError) as e:
-            return None, None, 'cache file %s is not a readable manifest: %s' % (path, e)
-        except ImageError as e:   # a directory, or no permission: a problem of this image only
-            return None, None, e.msg
-        if not isinstance(info, dict) or not isinstance(info.get('manifest'), dict):
-            return None, None, 'cache file %s holds no "manifest" object' % path
-        return self._checked(path, uuid, info['manifest'], info.get('source'))
-
-    @staticmethod
-    def _checked(path, uuid, manifest, source):
-        """A cache file is outside data: a manifest of another image, or fields of the wrong type, are
-        reported on this image and the manifest is not used."""
-        if manifest.get('uuid') != uuid:
-            return None, None, 'cache file %s describes image %s' % (path, manifest.get('uuid'))
-        for key in ('name', 'version', 'published_at'):
-            if manifest.get(key) is not None and not isinstance(manifest[key], str):
-                return None, None, 'cache file %s: the manifest\'s "%s" is a JSON %s, not a string' \
-                    % (path, key, json_type(manifest[key]))
-        if source is not None and not isinstance(source, str):
-            return None, None, 'cache file %s: "source" is a JSON %s, not a URL string' % (path, json_type(source))
-        return manifest, source, None
-
     def installed(self):
         """Images by UUID: imgadm list's rules over one zfs listing of the pools."""
         pools = self.params['pools']
@@ -137,7 +103,8 @@ class FactsGatherer:
         images = {}
         for dataset in sorted(inventory.images):
             pool, uuid = inventory.images[dataset]
-            manifest, source, problem = self._cached(pool, uuid)
+            cached = self.cached.get(pool, uuid)
+            manifest, source, problem = cached.manifest, cached.source, cached.problem
             entry = {'manifest': manifest or {'uuid': uuid}, 'zpool': pool,
                      'clones': inventory.dependents(dataset), 'manifest_cached': manifest is not None}
             if source:
@@ -162,9 +129,7 @@ class FactsGatherer:
 
         def fetch(i, entry):
             try:
-                client = self.client_factory(entry.for_import(), validate_certs=self.params['validate_certs'],
-                                             ca_path=self.params['ca_path'], timeout=self.params['timeout'],
-                                             retries=self.params['retries'])
+                client = client_from_params(entry.for_import(), self.params, self.client_factory)
                 listed = client.list_raw()
                 if not isinstance(listed, list):
                     raise SourceError('the image list is not a list')

@@ -70,22 +70,28 @@ def _text(value):
     return value if isinstance(value, str) else ''
 
 
-def newest_per_name(manifests):
-    """Only the most recently published manifest of each name (ties: the later UUID); nameless ones stay.
+def newest_key(manifest):
+    """The one "newest" rule, as a sort key: the later published_at, then (a tie) the later UUID.
 
-    A listing is outside data: an entry that is not an object, or whose name is not a string, is kept
-    as a nameless one; a published_at or uuid that is not a string sorts as the empty string (oldest),
-    so the order never depends on comparing a string with something else.
+    A listing or a cache file is outside data: a published_at or uuid that is not a string sorts as the empty
+    string (oldest), so the order never depends on comparing a string with something else.
     """
+    return _text(manifest.get('published_at')), _text(manifest.get('uuid'))
+
+
+def newest(manifests):
+    """The newest of some manifests by newest_key; None when there is none."""
+    return max(manifests, key=newest_key, default=None)
+
+
+def newest_per_name(manifests):
+    """Only the newest manifest of each name (newest_key); nameless ones (or not objects) stay, in their order."""
     best = {}
     for m in manifests:
         key = m.get('name') if isinstance(m, dict) else None
         if not isinstance(key, str):
             best[id(m)] = m
-            continue
-        current = best.get(key)
-        if current is None or (_text(m.get('published_at')), _text(m.get('uuid'))) > \
-                (_text(current.get('published_at')), _text(current.get('uuid'))):
+        elif key not in best or newest_key(m) > newest_key(best[key]):
             best[key] = m
     keep = {id(m) for m in best.values()}
     return [m for m in manifests if id(m) in keep]

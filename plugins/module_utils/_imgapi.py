@@ -57,7 +57,7 @@ class LowSpeedError(socket.timeout):
     """The server sends too slowly: a timeout, so the importer resumes and retries as for any other."""
 
 
-class Source:
+class ImageSource:
     """An image server URL, split into what is sent, what is shown and its channel."""
 
     def __init__(self, url, type='imgapi', insecure=False):
@@ -635,3 +635,9 @@ class DockerClient(ImageServerClient):
 def client_for(source, **kw):
     """The client class for the source's type."""
     return {'imgapi': ImageServerClient, 'dsapi': DsapiClient, 'docker': DockerClient}[source.type](source, **kw)
+
+
+def client_from_params(source, params, client_factory=None):
+    """The client of a source, built from a module's validate_certs, ca_path, timeout and retries (the one place)."""
+    return (client_factory or client_for)(source, validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                                          timeout=params['timeout'], retries=params['retries'])

@@ -109,3 +109,74 @@ def diff_after(before, actions, labels):
         elif action['action'] == 'delete':
             after.pop(action['uuid'], None)
     return after
+
+
+# ---- the plan of smartos_image: what the task will do, its result and its diff ----
+
+RECORD_REASON = 'installed without a cached manifest (an import was interrupted before recording it)'
+
+
+class ImagePlan:
+    """What a smartos_image task will do, built while resolving the declared images (no I/O)."""
+
+    def __init__(self):
+        self.imports = []      # Found, base first
+        self.records = []      # record actions
+        self.deletes = []      # uuids, as declared
+        self.present = set()
+        self.absent = set()
+
+    def import_uuids(self):
+        return {f.uuid for f in self.imports}
+
+    def add_imports(self, chain):
+        for found in chain:
+            if found.uuid not in self.import_uuids():
+                self.imports.append(found)
+
+    def manifest_of(self, uuid):
+        return next((f.manifest for f in self.imports if f.uuid == uuid), None)
+
+
+def record_action(pool, uuid, source_url):
+    """Write the cache file of an installed image that has none."""
+    return {'action': 'record', 'uuid': uuid, 'dataset': '%s/%s' % (pool, uuid), 'source': source_url,
+            'reason': RECORD_REASON}
+
+
+def ordered_actions(pool, imports, deletes, others):
+    """Every action of a run, in the order they run: imports, deletes, then refreshes, records and cleanups."""
+    return ([{'action': 'import', 'uuid': f.uuid, 'dataset': '%s/%s' % (pool, f.uuid)} for f in imports]
+            + [{'action': 'delete', 'uuid': u, 'dataset': '%s/%s' % (pool, u)} for u in deletes] + list(others))
+
+
+def images_diff(before, actions, labels):
+    """The diff of a run: the installed images (uuid -> name@version) before and after its actions."""
+    return dict(before=dict(images=before), after=dict(images=diff_after(before, actions, labels)))
+
+
+def shape_result(result, entries, pool, several, image_of):
+    """One declared image: its fields at the top level (as before); several: a results list."""
+    if several:
+        result['results'] = entries
+    elif len(entries) == 1:
+        entry = entries[0]
+        uuid = entry.get('uuid') or (entry.get('uuids') or [None])[0]
+        if uuid:
+            result.update(uuid=uuid, dataset='%s/%s' % (pool, uuid), image=entry.get('image') or image_of(uuid))
+        if entry.get('source'):
+            result['source'] = entry['source']
+
+
+def drop_skipped(result, entries, skipped):
+    """Take out of a result the imports another process did while this one waited for the lock."""
+    # imgadm checkIfImportedAfterLock: another process imported them while we waited
+    result['actions'] = [a for a in result['actions'] if not (a['action'] == 'import' and a['uuid'] in skipped)]
+    result['imported'] = [u for u in result['imported'] if u not in skipped]
+    result['changed'] = bool(result['actions'])
+    result['msg'] = ('image(s) %s were imported by another process while waiting for the import lock'
+                     % ', '.join(skipped))
+    for entry in entries:
+        if entry.get('imported'):
+            entry['imported'] = [u for u in entry['imported'] if u not in skipped]
+            entry['changed'] = bool(entry['imported'])

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import Source, redact
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource, redact
 
 SOURCE_TYPES = ('imgapi', 'dsapi', 'docker')
 # imgadm common.DEFAULT_SOURCE: used while imgadm.conf has no "sources" key.
@@ -213,9 +213,9 @@ class SourceEntry:
         return {'url': safe_url(self.url), 'type': self.type, 'insecure': self.insecure}
 
     def for_import(self):
-        """The Source an import or a ping talks to."""
+        """The ImageSource an import or a ping talks to."""
         url = self.url if _SCHEME_RE.match(self.url) else 'http://' + self.url
-        return Source(url, type=self.type, insecure=self.insecure)
+        return ImageSource(url, type=self.type, insecure=self.insecure)
 
 
 def read_source_file(path, cap=MAX_SOURCE_FILE):

@@ -62,7 +62,7 @@ def test_installed_images(play, installed, host_root, server):
                                 'clones': sorted([installed['vm'], installed['disk']]), 'manifest_cached': True}
     assert found[b['uuid']]['clones'] == [] and found[b['uuid']]['manifest'] == b
     # a corrupt cache file is reported on its image, and the rest still comes back (imgadm crashes here)
-    assert found[c['uuid']]['manifest'] == {'uuid': c['uuid']} and 'is not a readable manifest' in found[c['uuid']]['error']
+    assert found[c['uuid']]['manifest'] == {'uuid': c['uuid']} and 'cannot be read' in found[c['uuid']]['error']
     assert found[installed['bare']] == {'manifest': {'uuid': installed['bare']}, 'zpool': POOL, 'clones': [],
                                         'manifest_cached': False}
     assert installed['ignored'] not in found

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._facts import FactsGatherer
-from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager, Wanted
+from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
+from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory, parse_zone_roots
 from ansible_collections.smartos.images.plugins.module_utils._local import load_local_manifest
 from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list

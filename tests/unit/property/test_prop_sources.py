@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import Source, redact
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource, redact
 from ansible_collections.smartos.images.plugins.module_utils._sources import (
     ModernSources, OriginalSources, SourceEntry, normalize_url,
 )
@@ -103,7 +103,7 @@ def test_normalize_url_gives_text_or_an_invalid_parameter(url):
 @given(urls, st.sampled_from(['imgapi', 'dsapi', 'docker']))
 def test_source_url_is_a_source_or_an_invalid_parameter_without_the_password(url, kind):
     try:
-        source = Source(url, type=kind)
+        source = ImageSource(url, type=kind)
     except InvalidParameter as e:
         assert_no_secret(url, *error_texts(e))
         return

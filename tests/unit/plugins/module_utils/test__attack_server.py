@@ -17,7 +17,7 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _importer
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
-    FileStream, ImageServerClient, Source, content_length, error_message,
+    FileStream, ImageServerClient, ImageSource, content_length, error_message,
 )
 
 PASSWORD = 'p#ss/w?rd@x:y'
@@ -79,7 +79,7 @@ class Echo:
 
 
 def echo_client(answer, retries=0):
-    c = ImageServerClient(Source(URL), retries=retries, sleep=lambda s: None)
+    c = ImageServerClient(ImageSource(URL), retries=retries, sleep=lambda s: None)
     c._request = Echo(answer)
     return c
 
@@ -134,7 +134,7 @@ def test_a_location_echoing_the_credentials_is_scrubbed():
 
 
 def test_a_source_without_a_password_scrubs_nothing():
-    c = ImageServerClient(Source('http://img.example.com'))
+    c = ImageServerClient(ImageSource('http://img.example.com'))
     assert c.scrub('Basic abc p#ss') == 'Basic abc p#ss'
 
 

@@ -145,11 +145,12 @@ def test_installed_on_the_recorded_smartos_host(tmp_path):
     assert images[INCR]['manifest'] == {'uuid': INCR}
     assert images[INCR]['manifest_cached'] is False
     assert images[INCR]['also_on'] == ['zones2']
-    assert images[INCR]['error'].startswith('cache file %s is not a readable manifest: ' % cache_path(tmp_path, 'zones', INCR))
-    assert images[IGN_FALSE]['error'] == 'cache file %s describes image %s' % (cache_path(tmp_path, 'zones', IGN_FALSE), U1)
+    assert images[INCR]['error'].startswith('cache file %s cannot be read: ' % cache_path(tmp_path, 'zones', INCR))
+    assert images[IGN_FALSE]['error'] == ('cache file %s holds the manifest of another image (uuid %r)'
+                                          % (cache_path(tmp_path, 'zones', IGN_FALSE), U1))
     assert images[IGN_FALSE]['manifest'] == {'uuid': IGN_FALSE}
-    assert images[SNAP_CLONE]['error'] == 'cache file %s holds no "manifest" object' % cache_path(tmp_path, 'zones', SNAP_CLONE)
-    assert images[IGN_GARBAGE]['error'].startswith('cache file %s is not a readable manifest: ' % cache_path(tmp_path, 'zones', IGN_GARBAGE))
+    assert images[SNAP_CLONE]['error'] == 'cache file %s is not a JSON object' % cache_path(tmp_path, 'zones', SNAP_CLONE)
+    assert images[IGN_GARBAGE]['error'].startswith('cache file %s cannot be read: ' % cache_path(tmp_path, 'zones', IGN_GARBAGE))
     for uuid, entry in images.items():
         assert 'source' not in entry or uuid in (BASE, KVM_IMG)
         assert ('error' in entry) is (uuid in (INCR, IGN_FALSE, SNAP_CLONE, IGN_GARBAGE))
@@ -172,7 +173,7 @@ def test_installed_cache_file_with_fields_of_the_wrong_type_is_reported_on_that_
           {'manifest': manifest, 'zpool': 'zones', **({} if source is None else {'source': source})})
     write_cache(tmp_path, 'zones', KVM_IMG, {'v': 2, 'uuid': KVM_IMG, 'name': 'ubuntu'})
     images = FactsGatherer(params(tmp_path, newest=True), smartos_host()).installed()
-    assert images[BASE]['error'] == 'cache file %s: %s' % (cache_path(tmp_path, 'zones', BASE), why)
+    assert images[BASE]['error'] == 'cache file %s has fields of the wrong type: %s' % (cache_path(tmp_path, 'zones', BASE), why)
     assert images[BASE]['manifest'] == {'uuid': BASE} and images[BASE]['manifest_cached'] is False
     assert 'source' not in images[BASE]
     assert images[KVM_IMG]['manifest']['name'] == 'ubuntu'
@@ -181,7 +182,7 @@ def test_installed_cache_file_with_fields_of_the_wrong_type_is_reported_on_that_
 def test_installed_cache_file_that_is_a_directory_is_reported_on_that_image(tmp_path):
     os.makedirs(cache_path(tmp_path, 'zones', BASE))
     images = FactsGatherer(params(tmp_path), smartos_host()).installed()
-    assert images[BASE]['error'] == 'cannot read %s: Is a directory' % cache_path(tmp_path, 'zones', BASE)
+    assert images[BASE]['error'] == 'cache file %s cannot be read: Is a directory' % cache_path(tmp_path, 'zones', BASE)
     assert images[BASE]['manifest_cached'] is False
 
 
@@ -357,14 +358,14 @@ def test_original_layout_corrupt_json_record_is_reported(tmp_path):
     write(tmp_path, 'var/db/imgadm/%s.json' % BASE, '{"uuid": ')
     images = FactsGatherer(params(tmp_path), smartos_host()).installed()
     path = os.path.join(str(tmp_path), 'var', 'db', 'imgadm', '%s.json' % BASE)
-    assert images[BASE]['error'].startswith('cache file %s is not a readable manifest: ' % path)
+    assert images[BASE]['error'].startswith('cache file %s cannot be read: ' % path)
     assert images[BASE]['manifest'] == {'uuid': BASE}
 
 
 def test_original_layout_record_that_cannot_be_upgraded_is_reported(tmp_path):
     write(tmp_path, 'var/db/imgadm/%s.json' % BASE, {'uuid': BASE, 'name': 'no v, no creator_uuid'})
     images = FactsGatherer(params(tmp_path), smartos_host()).installed()
-    assert images[BASE]['error'].endswith('is not a readable manifest: manifest does not have a "v" field')
+    assert images[BASE]['error'].endswith('cannot be read: manifest does not have a "v" field')
     assert images[INCR]['manifest'] == {'uuid': INCR}
 
 

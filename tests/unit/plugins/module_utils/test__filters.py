@@ -258,3 +258,17 @@ def test_check_filters_refuses_what_is_not_a_dict(filters):
     with pytest.raises(InvalidParameter) as exc:
         check_filters(filters)
     assert exc.value.msg.startswith('filters must be a dictionary of field: value')
+
+
+# ---- the one "newest" rule ----
+
+@pytest.mark.parametrize('manifests, winner', [
+    ([], None),
+    ([{'uuid': 'a', 'published_at': '2024'}, {'uuid': 'b', 'published_at': '2025'}], 'b'),
+    ([{'uuid': 'b', 'published_at': '2025'}, {'uuid': 'a', 'published_at': '2025'}], 'b'),   # a tie: the later UUID
+    ([{'uuid': 'a', 'published_at': 5}, {'uuid': 'b'}], 'b'),        # not a string: the empty string, oldest
+    ([{'uuid': 'z', 'published_at': None}, {'uuid': 'a', 'published_at': '2020'}], 'a'),
+])
+def test_newest_is_one_rule(manifests, winner):
+    best = _filters.newest(manifests)
+    assert (best or {}).get('uuid') == winner

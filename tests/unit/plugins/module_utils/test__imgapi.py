@@ -20,7 +20,7 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _imgapi
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
-    FileStream, ImageServerClient, Source, error_message, redact,
+    FileStream, ImageServerClient, ImageSource, error_message, redact,
 )
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
@@ -32,7 +32,7 @@ CERT_FAILED = ssl.SSLCertVerificationError(
     1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate in certificate chain (_ssl.c:1006)')
 
 
-# ---- Source and redact ----
+# ---- ImageSource and redact ----
 
 @pytest.mark.parametrize('url, base, shown, channel', [
     ('http://img.example.com', 'http://img.example.com', 'http://img.example.com', None),
@@ -47,7 +47,7 @@ CERT_FAILED = ssl.SSLCertVerificationError(
     ('http://alice@img.example.com:81', 'http://img.example.com:81', 'http://***@img.example.com:81', None),
 ])
 def test_source_parsing(url, base, shown, channel):
-    source = Source(url)
+    source = ImageSource(url)
     assert source.base == base
     assert source.url == shown
     assert repr(source) == shown
@@ -56,7 +56,7 @@ def test_source_parsing(url, base, shown, channel):
 
 
 def test_source_credentials_move_out_of_base():
-    source = Source(SECRET_URL)
+    source = ImageSource(SECRET_URL)
     assert (source.username, source.password) == ('alice', 's3cret')
     assert 'alice' not in source.base and 's3cret' not in source.base
     assert 'alice' not in source.url and 's3cret' not in source.url
@@ -68,23 +68,23 @@ def test_source_credentials_move_out_of_base():
 ])
 def test_source_rejects(url):
     with pytest.raises(InvalidParameter):
-        Source(url)
+        ImageSource(url)
 
 
 def test_source_rejection_does_not_show_credentials():
     with pytest.raises(InvalidParameter) as exc:
-        Source('ftp://alice:s3cret@img.example.com/')
+        ImageSource('ftp://alice:s3cret@img.example.com/')
     assert exc.value.msg == 'image source "ftp://***@img.example.com/" is not an http:// or https:// URL'
 
 
 @pytest.mark.parametrize('url', ['http://img.example.com:80a/', 'http://img.example.com:99999/'])
 def test_source_bad_port_is_invalid_parameter(url):
     with pytest.raises(InvalidParameter):
-        Source(url)
+        ImageSource(url)
 
 
 def test_source_percent_encoded_credentials_are_decoded():
-    source = Source('https://alice%40corp:p%40ss%3Aw0rd@img.example.com/')
+    source = ImageSource('https://alice%40corp:p%40ss%3Aw0rd@img.example.com/')
     assert (source.username, source.password) == ('alice@corp', 'p@ss:w0rd')
 
 
@@ -173,7 +173,7 @@ class FakeRequest:
 
 def client(*answers, url='http://img.example.com', retries=3):
     sleeps = []
-    c = ImageServerClient(Source(url), retries=retries, sleep=sleeps.append)
+    c = ImageServerClient(ImageSource(url), retries=retries, sleep=sleeps.append)
     c._request = FakeRequest(*answers)
     return c, c._request, sleeps
 
@@ -183,7 +183,7 @@ ALICE = b'Basic ' + base64.b64encode(b'alice:s3cret')
 
 
 def test_request_defaults():
-    c = ImageServerClient(Source(SECRET_URL), validate_certs=False, timeout=7)
+    c = ImageServerClient(ImageSource(SECRET_URL), validate_certs=False, timeout=7)
     r = c._request
     # urllib never gets the credentials: the client adds Authorization itself, per request URL
     assert (r.url_username, r.url_password, r.force_basic_auth) == (None, None, False)
@@ -200,13 +200,13 @@ def test_request_defaults():
     (True, True, False),     # a source added as insecure (imgadm -k) is never checked
 ])
 def test_request_certificate_checks(validate_certs, insecure, checked):
-    c = ImageServerClient(Source('https://img.example.com', insecure=insecure), validate_certs=validate_certs)
+    c = ImageServerClient(ImageSource('https://img.example.com', insecure=insecure), validate_certs=validate_certs)
     assert c.validate_certs is checked
     assert (c._request.context.verify_mode == ssl.CERT_REQUIRED) is checked
 
 
 def test_request_without_credentials_sends_no_basic_auth():
-    c = ImageServerClient(Source('http://img.example.com'))
+    c = ImageServerClient(ImageSource('http://img.example.com'))
     assert c.headers_for('http://img.example.com/images') == API
 
 
@@ -441,7 +441,7 @@ def opened(monkeypatch):
 
 
 def test_wire_headers_of_get_image(opened):
-    c = ImageServerClient(Source(SECRET), timeout=9, sleep=None)
+    c = ImageServerClient(ImageSource(SECRET), timeout=9, sleep=None)
     assert c.get_image(U) == MANIFEST
     request, timeout = opened.requests[0]
     assert request.full_url == 'https://img.example.com/images/%s?channel=dev' % U
@@ -454,7 +454,7 @@ def test_wire_headers_of_get_image(opened):
 
 
 def test_wire_headers_of_open_file(opened):
-    c = ImageServerClient(Source('http://img.example.com'), sleep=None)
+    c = ImageServerClient(ImageSource('http://img.example.com'), sleep=None)
     c.open_file(U, offset=1024)
     request, dummy = opened.requests[0]
     assert request.full_url == 'http://img.example.com/images/%s/file' % U
@@ -637,7 +637,7 @@ V1 = {'uuid': U, 'name': 'base64', 'version': '1.8.1', 'creator_uuid': '352971aa
 
 
 def dsapi(*answers, url=DS):
-    c = _imgapi.DsapiClient(Source(url, type='dsapi'), retries=0, sleep=[].append)
+    c = _imgapi.DsapiClient(ImageSource(url, type='dsapi'), retries=0, sleep=[].append)
     c._request = FakeRequest(*answers)
     return c, c._request
 
@@ -657,7 +657,7 @@ def test_dsapi_root(url, root):
                                  'https://datasets.example.com/datasets/x', 'https://bob:pw@example.com/dataset'])
 def test_dsapi_refuses_a_url_not_ending_in_datasets(url):
     with pytest.raises(InvalidParameter) as exc:
-        _imgapi.DsapiClient(Source(url, type='dsapi'))
+        _imgapi.DsapiClient(ImageSource(url, type='dsapi'))
     assert exc.value.msg.startswith('"dsapi" source URL does not end with "/datasets": "')
     assert 'pw' not in exc.value.msg
 
@@ -793,7 +793,7 @@ def test_a_redirect_without_location_is_an_http_error():
     ('https://datasets.example.com:444/f.zfs.bz2', False),
 ])
 def test_dsapi_file_url_gets_credentials_only_on_the_source_origin(file_url, sent):
-    c = _imgapi.DsapiClient(Source('https://bob:pw@datasets.example.com/datasets', type='dsapi'), retries=0)
+    c = _imgapi.DsapiClient(ImageSource('https://bob:pw@datasets.example.com/datasets', type='dsapi'), retries=0)
     c._request = FakeRequest(ok(dict(V1, files=[{'url': file_url, 'sha1': 'a' * 40, 'size': 3}])),
                              ok(b'abc', headers={'Content-Length': '3'}))
     c.get_image(U)
@@ -832,7 +832,7 @@ def test_a_password_never_shows(password, template):
         return  # the host itself looks like that password: nothing to tell apart
     for kind in ('imgapi', 'dsapi'):
         try:
-            source = Source(url, type=kind)
+            source = ImageSource(url, type=kind)
             shown = [source.url, repr(source), source.base]
         except InvalidParameter as e:
             shown = [e.msg, str(e.evidence)]
@@ -846,7 +846,7 @@ def test_a_password_never_shows(password, template):
 def test_an_at_sign_after_the_host_is_refused(url):
     # today's parse would send the request (and the rest of the password) to a host named "alice"
     with pytest.raises(InvalidParameter) as exc:
-        Source(url)
+        ImageSource(url)
     assert 'percent-encode' in exc.value.msg and 'x@' not in exc.value.msg
 
 
@@ -864,7 +864,7 @@ def test_redact_does_not_need_a_url_that_parses(url, shown):
 @pytest.mark.parametrize('url', ['http://[::1', 'https://[zz]/', 'http://alice:pw@[::1', 'http://[::1]:99999/'])
 def test_a_malformed_ipv6_url_is_an_invalid_parameter(url):
     with pytest.raises(InvalidParameter, match='not a valid URL|invalid port') as exc:
-        Source(url)
+        ImageSource(url)
     assert 'pw' not in exc.value.msg
 
 
@@ -872,19 +872,19 @@ def test_a_malformed_ipv6_url_is_an_invalid_parameter(url):
                                  'http://img.example.com/\u00e4', 'http://\u00e9xample.com/'])
 def test_urls_http_client_would_choke_on_are_refused(url):
     with pytest.raises(InvalidParameter, match='percent-encode'):
-        Source(url)
+        ImageSource(url)
 
 
 def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
     with pytest.raises(InvalidParameter) as exc:
-        ImageServerClient(Source('https://img.example.com'), ca_path=str(tmp_path / 'nope.pem'))
+        ImageServerClient(ImageSource('https://img.example.com'), ca_path=str(tmp_path / 'nope.pem'))
     assert exc.value.msg.startswith('ca_path "%s" does not exist or is not a file' % (tmp_path / 'nope.pem'))
     with pytest.raises(InvalidParameter, match='does not exist or is not a file'):
-        ImageServerClient(Source('https://img.example.com'), ca_path=str(tmp_path))
+        ImageServerClient(ImageSource('https://img.example.com'), ca_path=str(tmp_path))
     junk = tmp_path / 'junk.pem'
     junk.write_text('not a certificate')
     with pytest.raises(InvalidParameter, match='ca_path ".*junk.pem" could not be loaded as PEM CA certificates'):
-        ImageServerClient(Source('https://img.example.com'), ca_path=str(junk))
+        ImageServerClient(ImageSource('https://img.example.com'), ca_path=str(junk))
 
 
 # ---- issue 10: slow servers end ----
@@ -1104,7 +1104,7 @@ def test_a_gzip_bomb_manifest_is_read_only_to_the_cap(monkeypatch):
             return self.fp.read1(size)
 
     monkeypatch.setattr(urllib.request, 'urlopen', lambda request, data=None, timeout=None: Gzipped())
-    c = ImageServerClient(Source('http://img.example.com'), sleep=None)
+    c = ImageServerClient(ImageSource('http://img.example.com'), sleep=None)
     with pytest.raises(SourceError, match='more than 1048576 bytes for a manifest; refused before parsing'):
         c.get_image(U)
 

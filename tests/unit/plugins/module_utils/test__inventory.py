@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
+from ansible_collections.smartos.images.plugins.module_utils import _inventory
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths
 from ansible_collections.smartos.images.plugins.module_utils._inventory import (
-    Inventory, ignore_flag, load_inventory, parse_zone_roots,
+    CachedManifests, Inventory, cached_problem, ignore_flag, load_inventory, parse_zone_roots, read_cached_manifest,
 )
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs, parse_list
 
@@ -266,3 +269,107 @@ def test_parse_zone_roots_escaped_colons(text, roots):
 def test_parse_zone_roots_refuses_what_is_not_text(text):
     with pytest.raises(CommandError):
         parse_zone_roots(text)
+
+
+# ---- cached manifests: the one reader ----
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
+
+
+@pytest.mark.parametrize('info, problem', [
+    ({'manifest': {'uuid': U, 'name': 'a', 'version': '1', 'published_at': '2024-01-01T00:00:00Z'}, 'zpool': 'zones'},
+     None),
+    ({'manifest': {'uuid': U}}, None),
+    ({'manifest': {'uuid': U, 'name': None}}, None),          # absent and null are the same to a reader
+    ([], 'is not a JSON object'),
+    ('text', 'is not a JSON object'),
+    ({}, 'has no "manifest" object'),
+    ({'manifest': [U]}, 'has no "manifest" object'),
+    ({'manifest': {'uuid': OTHER}}, "holds the manifest of another image (uuid '%s')" % OTHER),
+    ({'manifest': {'name': 'a'}}, 'holds the manifest of another image (uuid None)'),
+    ({'manifest': {'uuid': U}, 'zpool': 'tank'}, "is for pool 'tank'"),
+    ({'manifest': {'uuid': U, 'name': 5}}, 'has fields of the wrong type: the manifest\'s "name" is a JSON number, '
+                                           'not a string'),
+    ({'manifest': {'uuid': U, 'name': 'a', 'version': 1.0, 'published_at': []}},
+     'has fields of the wrong type: the manifest\'s "version" is a JSON number, not a string; '
+     'the manifest\'s "published_at" is a JSON array, not a string'),
+    ({'manifest': {'uuid': U, 'os': True}, 'source': 7}, 'has fields of the wrong type: the manifest\'s "os" is a JSON '
+                                                         'boolean, not a string; "source" is a JSON number, not a URL string'),
+    ({'manifest': {'uuid': U, 'name': 'x' * 500 + 'y'}}, None),
+    ({'manifest': {'uuid': ['x' * 500]}}, "holds the manifest of another image (uuid ['%s...)" % ('x' * 75)),
+])
+def test_cached_problem(info, problem):
+    assert cached_problem(info, U, 'zones') == problem
+
+
+def test_cached_problem_without_a_pool_does_not_check_it():
+    assert cached_problem({'manifest': {'uuid': U}, 'zpool': 'tank'}, U) is None
+
+
+def put(path, body):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+@pytest.mark.parametrize('layout', ['modern', 'original'])
+def test_read_cached_manifest_ok_and_missing(tmp_path, layout):
+    paths = HostPaths(str(tmp_path))
+    assert read_cached_manifest(paths, layout, 'zones', U).state == 'missing'
+    put(paths.image_cache('zones', U), {'manifest': {'uuid': U, 'name': 'a'}, 'zpool': 'zones', 'source': 'https://s'})
+    cached = read_cached_manifest(paths, layout, 'zones', U)
+    assert (cached.state, cached.manifest, cached.source, cached.problem) == ('ok', {'uuid': U, 'name': 'a'},
+                                                                              'https://s', None)
+    assert cached.path == paths.image_cache('zones', U)
+
+
+def test_read_cached_manifest_original_layout_reads_v1s_record(tmp_path):
+    paths = HostPaths(str(tmp_path))
+    put(paths.original_manifest(U), {'v': 2, 'uuid': U, 'name': 'a', '_url': 'https://s'})
+    cached = read_cached_manifest(paths, 'original', 'zones', U)
+    assert (cached.state, cached.manifest['name'], cached.source) == ('ok', 'a', 'https://s')
+    assert read_cached_manifest(paths, 'modern', 'zones', U).state == 'missing'   # modern imgadm never reads it
+
+
+@pytest.mark.parametrize('body, words', [
+    (b'{"manifest": ', 'cannot be read: '),
+    (b'\xff\xfe', 'cannot be read: '),
+    (b'[' * 100000 + b']' * 100000, 'cannot be read: '),
+    ({'manifest': {'uuid': OTHER}}, 'holds the manifest of another image'),
+])
+def test_read_cached_manifest_bad_files_name_the_file_and_give_nothing(tmp_path, body, words):
+    paths = HostPaths(str(tmp_path))
+    put(paths.image_cache('zones', U), body)
+    cached = read_cached_manifest(paths, 'modern', 'zones', U)
+    assert cached.state == 'bad' and cached.manifest is None and cached.source is None
+    assert cached.problem.startswith('cache file %s %s' % (paths.image_cache('zones', U), words))
+
+
+@pytest.mark.parametrize('record', [[], 'a3e0', {'uuid': U, 'name': 'no v, no creator_uuid'}])
+def test_read_cached_manifest_bad_v1_records(tmp_path, record):
+    paths = HostPaths(str(tmp_path))
+    put(paths.original_manifest(U), record)
+    cached = read_cached_manifest(paths, 'original', 'zones', U)
+    assert cached.state == 'bad' and cached.problem.startswith('cache file %s cannot be read: '
+                                                               % paths.original_manifest(U))
+
+
+def test_read_cached_manifest_directory_and_size_limit(tmp_path, monkeypatch):
+    paths = HostPaths(str(tmp_path))
+    os.makedirs(paths.image_cache('zones', U))
+    assert read_cached_manifest(paths, 'modern', 'zones', U).problem == \
+        'cache file %s cannot be read: Is a directory' % paths.image_cache('zones', U)
+    put(paths.image_cache('zones', OTHER), {'manifest': {'uuid': OTHER, 'description': 'x' * 200}})
+    monkeypatch.setattr(_inventory, 'CACHE_FILE_MAX', 100)
+    assert 'is larger than 100 bytes' in read_cached_manifest(paths, 'modern', 'zones', OTHER).problem
+
+
+def test_cached_manifests_reads_each_file_once(tmp_path):
+    paths = HostPaths(str(tmp_path))
+    put(paths.image_cache('zones', U), {'manifest': {'uuid': U}})
+    cache = CachedManifests(paths, 'modern')
+    first = cache.get('zones', U)
+    os.remove(paths.image_cache('zones', U))
+    assert cache.get('zones', U) is first and first.state == 'ok'
+    assert cache.get('zones2', U).state == 'missing'

@@ -9,8 +9,10 @@ import os
 
 import pytest
 
+from ansible_collections.smartos.images.plugins.module_utils import _plan
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageInUse
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory, parse_zone_roots
+from ansible_collections.smartos.images.plugins.module_utils._resolver import Found
 from ansible_collections.smartos.images.plugins.module_utils._plan import (
     check_is_image, check_partial, deletion_order, dependents, diff_after, foreign_partial, unused_images,
 )
@@ -395,3 +397,40 @@ def test_diff_after_a_record_gives_the_image_its_label():
     before = {U: '-', OTHER: 'b@1'}
     actions = [{'action': 'record', 'uuid': U}, {'action': 'cleanup', 'uuid': OTHER, 'path': '/x'}]
     assert diff_after(before, actions, {U: 'a@2'}) == {U: 'a@2', OTHER: 'b@1'}
+
+
+# ---- the plan of smartos_image: result shaping and diff ----
+
+def test_image_plan_adds_each_import_once():
+    plan = _plan.ImagePlan()
+    a, b = Found(None, None, {'uuid': 'a'}, {}), Found(None, None, {'uuid': 'b', 'name': 'n'}, {})
+    plan.add_imports([a, b])
+    plan.add_imports([b])
+    assert plan.imports == [a, b] and plan.import_uuids() == {'a', 'b'} and plan.manifest_of('b')['name'] == 'n'
+    assert plan.manifest_of('c') is None
+
+
+def test_ordered_actions_and_diff():
+    actions = _plan.ordered_actions('zones', [Found(None, None, {'uuid': 'n'}, {})], ['o'],
+                                    [{'action': 'refresh', 'uuid': 'k'}])
+    assert [(a['action'], a['uuid']) for a in actions] == [('import', 'n'), ('delete', 'o'), ('refresh', 'k')]
+    diff = _plan.images_diff({'o': 'old@1', 'k': 'k@1'}, actions, {'n': 'new@2', 'k': 'k@2'})
+    assert diff == {'before': {'images': {'o': 'old@1', 'k': 'k@1'}}, 'after': {'images': {'n': 'new@2', 'k': 'k@2'}}}
+
+
+def test_shape_result_one_image_at_the_top_several_in_results():
+    entries = [{'uuid': 'u', 'source': 'http://s'}]
+    result = {}
+    _plan.shape_result(result, entries, 'zones', False, lambda u: {'uuid': u})
+    assert result == {'uuid': 'u', 'dataset': 'zones/u', 'image': {'uuid': 'u'}, 'source': 'http://s'}
+    result = {}
+    _plan.shape_result(result, entries, 'zones', True, lambda u: {'uuid': u})
+    assert result == {'results': entries}
+
+
+def test_drop_skipped_takes_out_what_another_process_imported():
+    result = {'actions': [{'action': 'import', 'uuid': 'a'}], 'imported': ['a'], 'changed': True}
+    entries = [{'imported': ['a'], 'changed': True}]
+    _plan.drop_skipped(result, entries, ['a'])
+    assert result['actions'] == [] and result['imported'] == [] and result['changed'] is False
+    assert 'another process' in result['msg'] and entries == [{'imported': [], 'changed': False}]

@@ -1118,9 +1118,9 @@ def test_prune_spares_an_image_whose_manifest_is_wrong_while_keep_names_images(r
 
 
 @pytest.mark.parametrize('manifest, problem', [
-    (dict(S_MANIFEST, uuid=U, name=5), 'its name is 5, not a string'),
-    (dict(S_MANIFEST, uuid=U, version=['1.0']), "its version is ['1.0'], not a string"),
-    (dict(S_MANIFEST, uuid=U, published_at={'at': 1}), "its published_at is {'at': 1}, not a string"),
+    (dict(S_MANIFEST, uuid=U, name=5), 'the manifest\'s "name" is a JSON number, not a string'),
+    (dict(S_MANIFEST, uuid=U, version=['1.0']), 'the manifest\'s "version" is a JSON array, not a string'),
+    (dict(S_MANIFEST, uuid=U, published_at={'at': 1}), 'the manifest\'s "published_at" is a JSON object, not a string'),
     (dict(S_MANIFEST, uuid=U.upper()), 'holds the manifest of another image'),
     (dict(S_MANIFEST, uuid=None), 'holds the manifest of another image (uuid None)'),
 ])
@@ -1134,7 +1134,7 @@ def test_cache_fields_of_the_wrong_type_never_match_and_never_crash(run, servers
         assert 'failed' not in result, result
         assert result['changed'] is False
         assert [w for w in warnings_of(result) if U in w and problem in w]
-        assert [w for w in warnings_of(result) if OTHER in w and 'published_at is 3' in w]
+        assert [w for w in warnings_of(result) if OTHER in w and '"published_at" is a JSON number' in w]
 
 
 @pytest.mark.parametrize('body', [b'{"manifest": ', b'[' * 100000 + b']' * 100000, b'\xff\xfe', b'[]', b'{"manifest": 3}',
@@ -1441,8 +1441,8 @@ def test_a_local_install_killed_before_its_commit_is_recorded_from_the_local_man
 
 
 def test_a_cache_file_too_large_is_not_read(run, servers, tmp_path, monkeypatch):
-    from ansible_collections.smartos.images.plugins.module_utils import _images
-    monkeypatch.setattr(_images, 'CACHE_FILE_MAX', 100)
+    from ansible_collections.smartos.images.plugins.module_utils import _inventory
+    monkeypatch.setattr(_inventory, 'CACHE_FILE_MAX', 100)
     write_cache(tmp_path, {'manifest': dict(MANIFEST, description='x' * 200), 'zpool': POOL}, U)
     result = run(installed_host(), name='base-64-lts', state='absent', check=True)
     assert result['changed'] is False

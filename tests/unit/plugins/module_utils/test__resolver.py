@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/_resolver.py: the checks on listings, origin chains, the source list read once
+and each source asked once per image."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.smartos.images.plugins.module_utils import _resolver
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageNotFound
+from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths
+from ansible_collections.smartos.images.plugins.module_utils._resolver import Found, ImageResolver, listing_problem
+from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
+
+U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
+OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
+
+
+def params(**kw):
+    p = dict(source=['http://a.example.com', 'http://b.example.com'], validate_certs=True, ca_path=None, timeout=30,
+             retries=0)
+    p.update(kw)
+    return p
+
+
+@pytest.mark.parametrize('manifest, problem', [
+    ({'uuid': U, 'name': 'a'}, None),
+    ({'uuid': U, 'name': 'a', 'published_at': 20240101}, 'its published_at is 20240101, not a string'),
+    ({'uuid': U.upper(), 'name': 'a'}, "its uuid is '%s', not a UUID" % U.upper()),
+    ({'name': 'a'}, 'its uuid is None, not a UUID'),
+    ({'uuid': U}, 'its name is None, not a string'),
+    ({'uuid': U, 'name': {'a': 1}}, "its name is {'a': 1}, not a string"),
+    ({'uuid': U, 'name': 'a', 'state': 1, 'os': True}, 'its state is 1, not a string; its os is True, not a string'),
+])
+def test_listing_problem(manifest, problem):
+    assert listing_problem(manifest) == problem
+
+
+
+def uuid_of(i):
+    return '%08x-0000-4000-8000-000000000000' % i
+
+
+def manager_with_origins(tmp_path, monkeypatch, origin_of):
+    """An ImageResolver whose sources answer every image with a manifest whose origin is origin_of[uuid]."""
+    manager = ImageResolver(params(), HostPaths(str(tmp_path)), 'modern')
+    asked = []
+
+    def get_manifest(uuid, active_only=True, prefer=None):
+        asked.append(uuid)
+        manifest = {'uuid': uuid}
+        if origin_of.get(uuid):
+            manifest['origin'] = origin_of[uuid]
+        return Found(None, None, manifest, manifest)
+
+    monkeypatch.setattr(manager, 'find', get_manifest)
+    return manager, asked
+
+
+def test_chain_of_exactly_the_limit_is_followed(tmp_path, monkeypatch):
+    origin_of = {uuid_of(i): uuid_of(i + 1) for i in range(_resolver.MAX_CHAIN - 1)}
+    manager, dummy = manager_with_origins(tmp_path, monkeypatch, origin_of)
+    top = manager.find(uuid_of(0))
+    chain = manager.ancestry(top, lambda u: False)
+    assert [f.uuid for f in chain] == [uuid_of(i) for i in reversed(range(_resolver.MAX_CHAIN))]
+
+
+def test_chain_longer_than_the_limit_is_refused_and_bounded(tmp_path, monkeypatch):
+    origin_of = {uuid_of(i): uuid_of(i + 1) for i in range(1000)}
+    manager, asked = manager_with_origins(tmp_path, monkeypatch, origin_of)
+    with pytest.raises(ImageError, match='is longer than %d images' % _resolver.MAX_CHAIN):
+        manager.ancestry(manager.find(uuid_of(0)), lambda u: False)
+    assert len(asked) == _resolver.MAX_CHAIN
+
+
+@pytest.mark.parametrize('origin_of, loop', [
+    ({U: U}, [U, U]),
+    ({U: OTHER, OTHER: U}, [U, OTHER, U]),
+    ({U: uuid_of(1), uuid_of(1): uuid_of(2), uuid_of(2): uuid_of(1)}, [uuid_of(1), uuid_of(2), uuid_of(1)]),
+])
+def test_an_origin_cycle_is_named(tmp_path, monkeypatch, origin_of, loop):
+    manager, asked = manager_with_origins(tmp_path, monkeypatch, origin_of)
+    with pytest.raises(ImageError) as exc:
+        manager.ancestry(manager.find(U), lambda u: False)
+    assert exc.value.msg == 'the origin chain of image %s is a cycle: %s' % (U, ' -> '.join(loop))
+    assert exc.value.evidence == {'cycle': loop}
+    assert len(asked) <= 3
+
+
+class CountingClient:
+    """A source that has every image whose uuid is in manifests; counts each question."""
+
+    def __init__(self, source, manifests, asked):
+        self.source, self.manifests, self.asked = source, manifests, asked
+
+    def get_image(self, uuid):
+        self.asked.append((self.source.url, uuid))
+        return self.manifests.get(uuid)
+
+    def list_raw(self, query=None):
+        self.asked.append((self.source.url, 'list'))
+        return list(self.manifests.values())
+
+
+def manifest(uuid, **kw):
+    m = {'v': 2, 'uuid': uuid, 'name': 'base', 'version': '1', 'type': 'zone-dataset', 'os': 'smartos',
+         'state': 'active', 'published_at': '2024-01-01T00:00:00Z',
+         'files': [{'sha1': 'a' * 40, 'size': 1, 'compression': 'none'}]}
+    m.update(kw)
+    return m
+
+
+def resolver_over(tmp_path, by_url):
+    asked = []
+    factory = lambda source, **kw: CountingClient(source, by_url.get(source.url, {}), asked)  # noqa: E731
+    return ImageResolver(params(), HostPaths(str(tmp_path)), 'modern', factory), asked
+
+
+def test_each_source_is_asked_once_per_image(tmp_path):
+    resolver, asked = resolver_over(tmp_path, {'http://b.example.com': {U: manifest(U)}})
+    for dummy in range(3):
+        assert resolver.find(U).source.url == 'http://b.example.com'
+        assert resolver.find(U, active_only=False).uuid == U
+    assert asked == [('http://a.example.com', U), ('http://b.example.com', U)]
+
+
+def test_an_origin_is_asked_of_the_childs_source_first_and_once(tmp_path):
+    child = manifest(U, origin=OTHER)
+    resolver, asked = resolver_over(tmp_path, {'http://b.example.com': {U: child, OTHER: manifest(OTHER)}})
+    chain = resolver.ancestry(resolver.find(U), lambda u: False)
+    assert [f.uuid for f in chain] == [OTHER, U]
+    assert asked == [('http://a.example.com', U), ('http://b.example.com', U), ('http://b.example.com', OTHER)]
+
+
+def test_the_source_list_is_read_once_and_checked_at_once(tmp_path):
+    resolver, dummy = resolver_over(tmp_path, {})
+    assert resolver.sources('x') is resolver.sources('y')
+    with pytest.raises(Exception, match='is not an http'):
+        ImageResolver(params(source=['ftp://x']), HostPaths(str(tmp_path)), 'modern')
+
+
+@pytest.mark.parametrize('published, winner', [
+    (('2024-01-01T00:00:00Z', '2025-01-01T00:00:00Z'), OTHER),
+    (('2025-01-01T00:00:00Z', '2024-01-01T00:00:00Z'), U),
+    (('2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z'), OTHER),   # a tie: the later UUID, as everywhere
+])
+def test_newest_by_name_across_sources_follows_the_one_rule(tmp_path, published, winner):
+    resolver, dummy = resolver_over(tmp_path, {'http://a.example.com': {U: manifest(U, published_at=published[0])},
+                                               'http://b.example.com': {OTHER: manifest(OTHER,
+                                                                                        published_at=published[1])}})
+    assert resolver.newest(Wanted({'name': 'base'}, 'present')) == winner
+
+
+def test_newest_by_name_not_found_names_each_source(tmp_path):
+    resolver, dummy = resolver_over(tmp_path, {})
+    with pytest.raises(ImageNotFound, match='http://a.example.com: 0 match'):
+        resolver.newest(Wanted({'name': 'base'}, 'present'))
