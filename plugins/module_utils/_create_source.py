@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.smartos.images.plugins.module_utils._create_files import (
-    NotAManifestFile, read_json_file, shown,
-)
+from ansible_collections.smartos.images.plugins.module_utils._create_files import shown
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
-from ansible_collections.smartos.images.plugins.module_utils._manifest import ManifestError, upgrade_manifest
+from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory, read_cached_manifest
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import INHERITED, manifest_problems
 from ansible_collections.smartos.images.plugins.module_utils._vmadm import vm_dataset, vm_zvol_fields
 
@@ -151,63 +148,25 @@ class SourceFinder:
         return final, manifest or {}
 
     def cached_manifest(self, pool, uuid):
-        """imgadm's cached manifest of an installed image (or v1's, upgraded); None when there is none."""
-        # outside data: one that is not this image's (another uuid) or not well-formed is refused, naming the file
-        path = self.paths.image_cache(pool, uuid)
-        manifest = read_cached(path, v1=False)
-        if manifest is None and self.layout == 'original':
-            path = self.paths.original_manifest(uuid)
-            manifest = read_cached(path, v1=True)
-        if manifest is None:
+        """The origin's cached manifest, by the collection's one reader; None when there is none."""
+        # outside data: a file the reader finds bad, or one whose inherited fields are unusable, is refused, naming it
+        cached = read_cached_manifest(self.paths, self.layout, pool, uuid)
+        if cached.state == 'missing':
             return None
-        problems = cached_manifest_problems(manifest, uuid)
+        if cached.state == 'bad':
+            problems = [cached.problem]
+        else:
+            problems = ['cache file %s: %s' % (cached.path, p) for p in inherited_problems(cached.manifest)]
         if problems:
-            raise ImageError('the cached manifest %s of origin image %s cannot be used: %s; smartos_image with '
+            raise ImageError('the cached manifest of origin image %s cannot be used: %s; smartos_image with '
                              'update_manifests (or imgadm) can write it again from a source'
-                             % (path, uuid, '; '.join(problems)), path=path, origin=uuid, problems=problems)
-        return manifest
+                             % (uuid, '; '.join(problems)), path=cached.path, origin=uuid, problems=problems)
+        return cached.manifest
 
 
-def read_cached(path, v1):
-    """The manifest in a cache file (v1: upgraded), None when the file does not exist; ImageError when unusable."""
-    try:
-        info = read_json_file(path)
-    except NotAManifestFile as e:
-        why = str(e)
-    except (ValueError, RecursionError) as e:
-        why = 'it is not JSON (%s)' % e
-    else:
-        if info is None:
-            return None
-        manifest, why = cached_content(info, v1)
-        if manifest is not None:
-            return manifest
-    raise ImageError('the cached manifest %s cannot be read: %s; smartos_image with update_manifests (or imgadm) '
-                     'can write it again from a source' % (path, why), path=path)
-
-
-def cached_content(info, v1):
-    """(manifest, None) from a cache file's JSON, or (None, why it holds none)."""
-    if v1:
-        if not isinstance(info, dict):
-            return None, 'it holds a %s, not a manifest object' % type(info).__name__
-        try:
-            return upgrade_manifest(info), None
-        except (ManifestError, TypeError, ValueError, AttributeError) as e:
-            return None, 'its v1 manifest cannot be upgraded (%s)' % e
-    if not isinstance(info, dict) or not isinstance(info.get('manifest'), dict):
-        return None, 'it has no "manifest" object'
-    return info['manifest'], None
-
-
-def cached_manifest_problems(manifest, uuid):
-    """Why a cached manifest cannot stand for image uuid: another uuid, or fields of the wrong type (empty when fine)."""
+def inherited_problems(manifest):
+    """Why the fields an image inherits from its origin's manifest cannot be used (empty when they can)."""
     problems = []
-    if manifest.get('uuid') != uuid:
-        problems.append('its uuid is %s, not the image\'s own' % shown(manifest.get('uuid')))
-    for key in ('name', 'version'):
-        if not isinstance(manifest.get(key), str):
-            problems.append('%s: %s is not a string' % (key, shown(manifest.get(key))))
     for key in INHERITED:
         value = manifest.get(key)
         want = INHERITED_TYPES.get(key)

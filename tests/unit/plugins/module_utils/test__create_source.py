@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._create_source import (
-    SourceFinder, cached_manifest_problems, descends_from, read_cached, snapshot_name,
+    SourceFinder, descends_from, inherited_problems, snapshot_name,
 )
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths
@@ -111,32 +110,25 @@ def test_an_origin_that_is_no_ancestor_is_refused(tmp_path):
         f.find_origin(f.find())
 
 
-@pytest.mark.parametrize('content, v1, words', [
-    ('{', False, 'it is not JSON'),
-    ('[]', False, 'it has no "manifest" object'),
-    ('[]', True, 'it holds a list, not a manifest object'),
-])
-def test_read_cached_refuses_what_is_no_manifest(tmp_path, content, v1, words):
-    path = tmp_path / 'cache.json'
-    path.write_text(content)
-    with pytest.raises(ImageError, match=words):
-        read_cached(str(path), v1)
-
-
-def test_read_cached_without_a_file_is_none(tmp_path):
-    assert read_cached(str(tmp_path / 'none.json'), False) is None
-
-
 @pytest.mark.parametrize('manifest, words', [
-    ({'uuid': 'other', 'name': 'a', 'version': '1'}, "its uuid is 'other'"),
-    ({'uuid': ORIGIN, 'name': 3, 'version': '1'}, 'name: 3 is not a string'),
-    ({'uuid': ORIGIN, 'name': 'a', 'version': '1', 'image_size': True}, 'image_size: True is not an integer'),
-    ({'uuid': ORIGIN, 'name': 'a', 'version': '1', 'requirements': []}, 'requirements: .* is not an object'),
+    ({'image_size': True}, 'image_size: True is not an integer'),
+    ({'requirements': []}, 'requirements: [] is not an object'),
+    ({'users': 'root'}, "users: 'root' is not a list"),
+    ({'generate_passwords': 'yes'}, "generate_passwords: 'yes' is not true or false"),
 ])
-def test_cached_manifest_problems(manifest, words):
-    problems = cached_manifest_problems(manifest, ORIGIN)
-    assert problems and any(re.search(words, p) for p in problems)
+def test_inherited_problems(manifest, words):
+    assert words in inherited_problems(dict(manifest, uuid=ORIGIN, name='a', version='1'))
 
 
-def test_a_good_cached_manifest_has_no_problems():
-    assert cached_manifest_problems({'uuid': ORIGIN, 'name': 'a', 'version': '1', 'os': 'smartos'}, ORIGIN) == []
+def test_good_inherited_fields_have_no_problems():
+    assert inherited_problems({'uuid': ORIGIN, 'name': 'a', 'version': '1', 'os': 'smartos', 'users': []}) == []
+
+
+def test_a_cached_manifest_the_reader_finds_bad_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({'manifest': {'uuid': 'other', 'name': 'b', 'version': '1'}}))
+    f = finder(origin_host(), tmp_path, dataset='zones/child', origin=ORIGIN)
+    with pytest.raises(ImageError, match='cache file %s holds the manifest of another image' % path) as e:
+        f.find_origin(f.find())
+    assert e.value.evidence['path'] == str(path) and 'update_manifests' in e.value.msg
