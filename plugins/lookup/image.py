@@ -11,7 +11,9 @@ version_added: 0.1.0
 description:
   - Asks an IMGAPI image server (C(GET /images) with the C(name), C(version), C(os) and C(type)
     filters, page by page as imgadm does) for the images matching each term, and returns the newest
-    one's UUID or manifest (by C(published_at)).
+    one's UUID or manifest (by C(published_at), a tie going to the later UUID, as in the modules).
+  - Listed entries are checked as the modules check them; one that is not a usable manifest is skipped with a
+    warning.
   - It runs once, on the controller, so a play resolves "the newest base-64-lts" once and every host
     imports the same UUID, even if a newer image is published while the play runs.
   - The chosen manifest is validated against the collection's JSON Schema of the v2 manifest
@@ -28,9 +30,10 @@ options:
       - Image names, one result each. Without terms, O(name) is used.
     type: list
     elements: str
-  server:
+  source:
     description:
-      - The image server's URL (IMGAPI), for example C(https://images.smartos.org); C(http://) or C(https://) only.
+      - The image server's URL (IMGAPI); C(http://) or C(https://) only. The same option as the modules' O(source)
+        (one server here). O(server) is its old name, still accepted.
       - A C(?channel=NAME) on the URL selects that channel.
       - Credentials for HTTP Basic authentication go before the host, C(https://user:password@host). Everything
         between C(://) and the last C(@) is the user and password (split at the first C(:), then percent-decoded),
@@ -39,7 +42,8 @@ options:
         nor after a downgrade from C(https) to C(http), and never shown (error messages print the URL as
         C(user:***@host) or C(***@host)).
     type: str
-    required: true
+    aliases: [server]
+    default: https://images.smartos.org
   name:
     description: The image name, when no term is given. C(~text) matches names containing C(text).
     type: str
@@ -96,7 +100,7 @@ EXAMPLES = r'''
 - name: Resolve the newest base-64-lts once; every host imports this same UUID
   hosts: compute_nodes
   vars:
-    base_uuid: "{{ lookup('smartos.images.image', 'base-64-lts', server='https://images.smartos.org', os='smartos') }}"
+    base_uuid: "{{ lookup('smartos.images.image', 'base-64-lts', source='https://images.smartos.org', os='smartos') }}"
   tasks:
     - name: Import it
       smartos.images.smartos_image:
@@ -104,7 +108,7 @@ EXAMPLES = r'''
 
 - name: The whole manifest of one exact version
   ansible.builtin.debug:
-    msg: "{{ lookup('smartos.images.image', server='https://images.smartos.org', name='base-64-lts',
+    msg: "{{ lookup('smartos.images.image', name='base-64-lts',
              version='24.4.1', result='manifest').files[0].size }}"
 '''
 
@@ -127,7 +131,9 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact
+from ansible_collections.smartos.images.plugins.module_utils._filters import newest
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact, scrub_secrets, secret_forms
+from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
 
 try:
     import requests
@@ -152,24 +158,19 @@ DEFAULT_PORTS = {'http': 80, 'https': 443}
 
 
 def split_server(server):
-    """(scheme, URL without credentials, (user, password) or None, what may be shown of the URL, secrets to scrub)."""
+    """(scheme, URL without credentials, (user, password) or None, what may be shown of the URL)."""
     # Credentials are cut out by position, not by URL parsing, so that no character in a password can defeat it.
     scheme, sep, rest = server.partition('://')
     userinfo = None
     if sep and '@' in rest:
         userinfo, rest = rest.rsplit('@', 1)
-    secrets = []
     if userinfo:
         user, colon, password = userinfo.partition(':')
-        # a hostile server may echo the Authorization header back: its base64 value is the password too
-        basic = base64.b64encode(('%s:%s' % (unquote(user), unquote(password))).encode('utf-8')).decode('ascii')
-        secrets = sorted({x for x in (userinfo, password, unquote(password), unquote(userinfo), basic) if len(x) > 2},
-                         key=len, reverse=True)
         shown = '%s://%s@%s' % (scheme, '%s:***' % user if colon and user not in password else '***', rest)
         credentials = (unquote(user), unquote(password))
     else:
         shown, credentials = server, None
-    return scheme.lower(), '%s://%s' % (scheme, rest) if sep else server, credentials, shown, secrets
+    return scheme.lower(), '%s://%s' % (scheme, rest) if sep else server, credentials, shown
 
 
 def origin_of(url):
@@ -200,7 +201,8 @@ class ImageServerLookup:
     """ListImages on one IMGAPI server, with imgadm's pagination, bounded in pages, images, bytes and time."""
 
     def __init__(self, server, validate_certs=True, ca_path=None, timeout=30, listing_timeout=300):
-        scheme, plain, credentials, self.shown, self.secrets = split_server(server)
+        scheme, plain, credentials, self.shown = split_server(server)
+        self.secrets = secret_forms(server)
         self.display = self.shown.partition('?')[0].rstrip('/')
         if scheme not in ('http', 'https'):
             raise AnsibleLookupError('image server %s: the URL must start with http:// or https://' % self.display)
@@ -381,13 +383,6 @@ def validate_manifest(manifest, where):
         raise AnsibleLookupError('%s is not a valid v2 image manifest (%d problem(s)): %s' % (where, len(errors), details))
 
 
-def scrub(text, secrets):
-    """text without any of the secrets, whatever put them there."""
-    for secret in secrets:
-        text = text.replace(secret, '***')
-    return text
-
-
 class LookupModule(LookupBase):
     """lookup('smartos.images.image', name..., server=URL)."""
 
@@ -398,18 +393,18 @@ class LookupModule(LookupBase):
                 raise AnsibleLookupError('the smartos.images.image lookup needs the Python packages requests and '
                                          'jsonschema on the controller: pip install requests jsonschema')
             self.set_options(var_options=variables, direct=kwargs)
-            server = self.get_option('server')
+            server = self.get_option('source')
             if isinstance(server, str):
-                secrets = split_server(server)[4]
+                secrets = secret_forms(server)
             return self._run(terms, server)
         except AnsibleError as e:
             message = to_text(e.message)
-            if scrub(message, secrets) == message:
+            if scrub_secrets(message, secrets) == message:
                 raise
-            raise AnsibleLookupError(scrub(message, secrets)) from None
+            raise AnsibleLookupError(scrub_secrets(message, secrets)) from None
         except Exception as e:  # pylint: disable=broad-except  # a bug; its text may hold the URL, so scrub it too
-            raise AnsibleLookupError(scrub('smartos.images.image failed unexpectedly (%s: %s)'
-                                           % (type(e).__name__, to_text(e)), secrets)) from None
+            raise AnsibleLookupError(scrub_secrets('smartos.images.image failed unexpectedly (%s: %s)'
+                                                   % (type(e).__name__, to_text(e)), secrets)) from None
 
     def _run(self, terms, server):
         names = list(terms) or [self.get_option('name')]
@@ -425,7 +420,7 @@ class LookupModule(LookupBase):
         for name in names:
             filters = {'name': name}
             filters.update({k: self.get_option(k) for k in FILTERS if k != 'name'})
-            found = [m for m in client.list_images(filters) if _matches(m, filters)]
+            found = [m for m in self._checked(client, client.list_images(filters)) if _matches(m, filters)]
             wanted = ', '.join('%s=%s' % (k, v) for k, v in filters.items() if v)
             if not found:
                 raise AnsibleLookupError('image server %s has no active image with %s; check the name and version '
@@ -435,9 +430,18 @@ class LookupModule(LookupBase):
                                          % (len(found), client.display, wanted,
                                             ', '.join('%s (%s@%s)' % (m.get('uuid'), m.get('name'), m.get('version'))
                                                       for m in found[:10])))
-            # stable sort: among equal published_at the server's later one wins, as imgadm's newest does
-            chosen = sorted(found, key=lambda m: str(m.get('published_at') or ''))[-1]
+            chosen = newest(found)
             validate_manifest(chosen, 'what image server %s returned for %s (uuid %s)'
                               % (client.display, wanted, to_text(chosen.get('uuid'))[:80]))
             results.append(chosen['uuid'] if self.get_option('result') == 'uuid' else chosen)
         return results
+
+    @staticmethod
+    def _checked(client, listed):
+        """The listed manifests the modules would use (upgraded, fields of the right types); the others warned of."""
+        usable, bad = usable_listing(listed)
+        if bad:
+            display.warning('image server %s listed %d entr%s that %s not a usable image manifest (%s); skipped'
+                            % (client.display, len(bad), 'y' if len(bad) == 1 else 'ies',
+                               'is' if len(bad) == 1 else 'are', to_text('; '.join(bad[:3]))[:300]))
+        return usable

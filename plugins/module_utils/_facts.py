@@ -2,7 +2,7 @@
 # The smartos_image_facts worker: installed images, the host's sources, what the sources offer.
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._common import check_pool, check_server_params
@@ -106,7 +106,7 @@ class FactsGatherer:
             cached = self.cached.get(pool, uuid)
             manifest, source, problem = cached.manifest, cached.source, cached.problem
             entry = {'manifest': manifest or {'uuid': uuid}, 'zpool': pool,
-                     'clones': inventory.dependents(dataset), 'manifest_cached': manifest is not None}
+                     'clones': inventory.clones_of(dataset), 'manifest_cached': manifest is not None}
             if source:
                 entry['source'] = redact(source)
             if problem:
@@ -122,35 +122,24 @@ class FactsGatherer:
             images = {u: e for u, e in images.items() if u in keep}
         return images
 
+    def _list_source(self, entry):
+        """(manifests, problems, error) of one source's list; an error of the source is its text, never raised."""
+        try:
+            listed = client_from_params(entry.for_import(), self.params, self.client_factory).list_raw()
+            if not isinstance(listed, list):
+                raise SourceError('the image list is not a list')
+            return listing(listed) + (None,)
+        except ImageError as e:
+            return None, [], e.msg
+        except Exception as e:  # pylint: disable=broad-exception-caught
+            # a worker must not die silently; the message could hold a URL with a password: name the type only
+            return None, [], 'listing failed unexpectedly (%s)' % type(e).__name__
+
     def available(self, entries):
         """What the sources list, merged by UUID in source order; per-source errors, not fatal."""
         usable = [e for e in entries if e.type != 'docker']
-        results = [None] * len(usable)
-
-        def fetch(i, entry):
-            try:
-                client = client_from_params(entry.for_import(), self.params, self.client_factory)
-                listed = client.list_raw()
-                if not isinstance(listed, list):
-                    raise SourceError('the image list is not a list')
-                results[i] = listing(listed) + (None,)
-            except ImageError as e:
-                results[i] = (None, [], e.msg)
-            except Exception as e:  # pylint: disable=broad-exception-caught
-                # a thread must not die silently; the message could hold a URL with a password: name the type only
-                results[i] = (None, [], 'listing failed unexpectedly (%s)' % type(e).__name__)
-
-        threads = []
-        for i, entry in enumerate(usable):
-            t = threading.Thread(target=fetch, args=(i, entry))
-            t.daemon = True
-            threads.append(t)
-        for start in range(0, len(threads), PARALLEL_SOURCES):
-            batch = threads[start:start + PARALLEL_SOURCES]
-            for t in batch:
-                t.start()
-            for t in batch:
-                t.join()
+        with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES, thread_name_prefix='list') as pool:
+            results = list(pool.map(self._list_source, usable))
         seen, merged, errors, skipped = set(), [], [], []
         for entry, (manifests, bad, error) in zip(usable, results):
             url = redact(entry.url)

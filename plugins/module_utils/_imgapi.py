@@ -2,6 +2,7 @@
 # The image server HTTP seam: IMGAPI requests, file streams, retries, TLS, redirects, redaction, limits.
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -124,15 +125,68 @@ def redact(url):
 
 
 def url_secrets(url):
-    """The password of a URL as written and as decoded, found without a URL parser (which raw characters defeat)."""
+    """Every part of url that may be a secret, as written and decoded, found even where a raw '#', '/', '?' or '@'
+    defeats URL parsing: the password (or, without one, the user: often a token) by position and by urlsplit."""
+    found = set()
+    if not isinstance(url, str):
+        return found
+    span = _userinfo_span(url)
+    rest = url.partition('://')[2] or url
+    for userinfo in ([url[span[0]:span[1]]] if span else []) + ([rest.rpartition('@')[0]] if '@' in rest else []):
+        user, colon, password = userinfo.partition(':')
+        found.add(password if colon else user)
+    try:
+        parts = urlsplit(url)
+        found.update((parts.password, parts.username if parts.password is None else None))
+    except ValueError:
+        pass
+    found.update([unquote(s) for s in found if s])
+    return {s for s in found if s}
+
+
+def secret_forms(url):
+    """url_secrets and the forms a server may echo back: the whole user:password and its Basic header value;
+    longest first, so that a longer form is hidden whole."""
+    forms = set(url_secrets(url))
     span = _userinfo_span(url) if isinstance(url, str) else None
-    if span is None:
-        return set()
-    userinfo = url[span[0]:span[1]]
-    if ':' not in userinfo:
-        return set()
-    password = userinfo.split(':', 1)[1]
-    return {secret for secret in (password, unquote(password)) if secret}
+    if span:
+        userinfo = url[span[0]:span[1]]
+        user, dummy, password = userinfo.partition(':')
+        basic = base64.b64encode(('%s:%s' % (unquote(user), unquote(password))).encode('utf-8')).decode('ascii')
+        forms.update((userinfo, unquote(userinfo), basic))
+    return sorted((f for f in forms if len(f) > 2 or f in url_secrets(url)), key=len, reverse=True)
+
+
+def scrub_secrets(text, forms):
+    """text with every one of forms (longest first) replaced by ***."""
+    text = str(text)
+    for form in forms:
+        text = text.replace(form, '***')
+    return text
+
+
+def has_credentials(url):
+    """Whether url carries a user or password (or may: an '@' anywhere after the scheme)."""
+    return isinstance(url, str) and '@' in (url.partition('://')[2] or url)
+
+
+def safe_url(url):
+    """redact(), checked: when parsing fails or leaves a secret in place, everything up to the last '@' goes."""
+    if not isinstance(url, str):
+        return '<not a string>'
+    shown = redact(url)
+    if has_credentials(url) and any(s in shown for s in url_secrets(url)):
+        scheme, sep, rest = url.partition('://')
+        shown = scheme + sep + '***@' + rest.rpartition('@')[2] if sep else '***@' + url.rpartition('@')[2]
+    return shown
+
+
+def without_credentials(url):
+    """url with any user:password left out (everything up to the last '@' after the scheme)."""
+    if not has_credentials(url):
+        return url
+    scheme, sep, rest = url.partition('://')
+    return scheme + sep + rest.rpartition('@')[2] if sep else url.rpartition('@')[2]
 
 
 def content_length(headers):
@@ -297,10 +351,7 @@ class ImageServerClient:
     def scrub(self, text):
         """Server-given text (an error body, a status line, a Location) without this source's credentials in any form:
         a hostile server may echo the Authorization header or the password it decoded from it."""
-        text = str(text)
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
+        return scrub_secrets(text, self._secrets)
 
     def _url(self, path):
         """Absolute URL for a path on this source (with its channel), or path itself when absolute."""

@@ -74,8 +74,8 @@ class Inventory:
     def is_image(self, pool, uuid):
         return '%s/%s' % (pool, uuid) in self.images
 
-    def dependents(self, dataset):
-        """Datasets cloned from any snapshot of dataset, sorted."""
+    def clones_of(self, dataset):
+        """Datasets cloned from any snapshot of dataset itself (not of its children), sorted."""
         return sorted(self.clones.get(dataset, []))
 
     def images_on(self, pool):

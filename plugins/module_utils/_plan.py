@@ -5,12 +5,12 @@ from __future__ import annotations
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageInUse
 
 
-def dependents(inventory, dataset):
-    """Clones of the snapshots of dataset or of any dataset below it, sorted."""
+def clones_of_tree(inventory, dataset):
+    """Clones of the snapshots of dataset or of any dataset below it (what `zfs destroy -r` would break), sorted."""
     found = []
     for name in inventory.datasets:
         if name == dataset or name.startswith(dataset + '/'):
-            found.extend(inventory.dependents(name))
+            found.extend(inventory.clones_of(name))
     return sorted(set(found))
 
 
@@ -26,7 +26,7 @@ def check_is_image(pool, uuid, inventory, state):
 def _in_use_by(inventory, pool, uuid, going):
     """The datasets that keep an image in use, not counting the datasets (and children) that are going."""
     gone = {'%s/%s' % (pool, u) for u in going} | {'%s/%s' % (pool, uuid)}  # destroy -r takes its own tree
-    return [c for c in dependents(inventory, '%s/%s' % (pool, uuid))
+    return [c for c in clones_of_tree(inventory, '%s/%s' % (pool, uuid))
             if c not in gone and not any(c.startswith(g + '/') for g in gone)]
 
 
@@ -76,7 +76,7 @@ def foreign_partial(inventory, partial):
         return None
     children = sorted(n for n in inventory.datasets if n.startswith(partial + '/'))
     snaps = sorted(n for n in inventory.datasets if n.startswith(partial + '@'))
-    clones = dependents(inventory, partial)
+    clones = clones_of_tree(inventory, partial)
     reasons = []
     if children:
         reasons.append('child dataset(s) %s' % ', '.join(children))

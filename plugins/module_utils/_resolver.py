@@ -161,18 +161,7 @@ class ImageResolver:
 
     def listing(self, source, raw):
         """The usable entries of a source's listing, upgraded; each bad one skipped with a warning."""
-        listed, bad = [], []
-        for index, entry in enumerate(raw if isinstance(raw, list) else []):
-            try:
-                manifest = upgrade_manifest(entry)
-            except ManifestError as e:
-                bad.append('entry %d: %s' % (index, e))
-                continue
-            problem = listing_problem(manifest)
-            if problem:
-                bad.append('entry %d%s: %s' % (index, _uuid_note(manifest), problem))
-                continue
-            listed.append(manifest)
+        listed, bad = usable_listing(raw)
         if bad:
             self.warn('%s: skipped %d bad image(s) in its listing: %s%s'
                       % (source.url, len(bad), '; '.join(bad[:5]), '; ...' if len(bad) > 5 else ''))
@@ -214,13 +203,30 @@ def _uuid_note(manifest):
     return ' (%s)' % uuid if is_uuid(uuid) else ''
 
 
+def usable_listing(raw):
+    """(manifests, problems): the entries of a listing that are usable manifests, upgraded; why each other is not."""
+    listed, bad = [], []
+    for index, entry in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            manifest = upgrade_manifest(entry)
+        except ManifestError as e:
+            bad.append('entry %d: %s' % (index, e))
+            continue
+        problem = listing_problem(manifest)
+        if problem:
+            bad.append('entry %d%s: %s' % (index, _uuid_note(manifest), problem))
+            continue
+        listed.append(manifest)
+    return listed, bad
+
+
 def listing_problem(manifest):
     """Why an (upgraded) entry of a listing cannot be used (None when it can)."""
     if not is_uuid(manifest.get('uuid')):
         return 'its uuid is %s, not a UUID' % short(manifest.get('uuid'))
     if not isinstance(manifest.get('name'), str):
         return 'its name is %s, not a string' % short(manifest.get('name'))
-    problems = ['its %s is %s, not a string' % (k, short(manifest[k])) for k in ('version', 'published_at', 'state',
-                                                                               'type', 'os')
+    problems = ['its %s is %s, not a string' % (k, short(manifest[k]))
+                for k in ('version', 'published_at', 'state', 'type', 'os')
                 if manifest.get(k) is not None and not isinstance(manifest[k], str)]
     return '; '.join(problems) or None

@@ -9,10 +9,11 @@ import stat
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._common import check_server_params
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter, SourceError
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_for
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
+    client_for, has_credentials, safe_url, url_secrets, without_credentials,
+)
 from ansible_collections.smartos.images.plugins.module_utils._sources import (
-    SourceEntry, check_layout_type, has_credentials, normalize_url, safe_url, source_store, url_secrets,
-    without_credentials,
+    SourceEntry, check_layout_type, normalize_url, source_store,
 )
 
 

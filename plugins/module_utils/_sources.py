@@ -6,11 +6,13 @@ import json
 import os
 import re
 import stat
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource, redact
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import (  # the credential rules live there
+    ImageSource, has_credentials, safe_url, url_secrets,
+)
 
 SOURCE_TYPES = ('imgapi', 'dsapi', 'docker')
 # imgadm common.DEFAULT_SOURCE: used while imgadm.conf has no "sources" key.
@@ -27,54 +29,8 @@ NEW_SECRET_FILE_MODE = 0o600
 SOURCES_LOCK_WAIT = 120
 
 
-def url_secrets(url):
-    """Every part of url that may be a password, found even when a raw '#', '/', '?' or '@' in it defeats
-    URL parsing: what urlsplit finds, and the text between the first ':' after the scheme and the last '@'."""
-    found = set()
-    if not isinstance(url, str):
-        return found
-    rest = url.partition('://')[2] or url
-    if '@' in rest:
-        user, colon, password = rest.rpartition('@')[0].partition(':')
-        found.add(password if colon else user)  # a user without password is often a token
-    try:
-        parts = urlsplit(url)
-        found.update((parts.password, parts.username if parts.password is None else None))
-    except ValueError:
-        pass
-    found.update([unquote(s) for s in found if s])
-    return {s for s in found if s}
-
-
-def has_credentials(url):
-    """Whether url carries a user or password (or may: an '@' anywhere after the scheme)."""
-    return isinstance(url, str) and '@' in (url.partition('://')[2] or url)
-
-
-def safe_url(url):
-    """redact(), checked: when parsing fails or leaves a secret in place, everything up to the last '@' goes."""
-    if not isinstance(url, str):
-        return '<not a string>'
-    try:
-        shown = redact(url)
-    except ValueError:
-        shown = url
-    if has_credentials(url) and any(s in shown for s in url_secrets(url)):
-        scheme, sep, rest = url.partition('://')
-        shown = scheme + sep + '***@' + rest.rpartition('@')[2] if sep else '***@' + url.rpartition('@')[2]
-    return shown
-
-
 _ENCODE_HINT = ('; a raw "#", "/", "?" or "@" in a user name or password cuts the URL short: percent-encode them '
                 '(%23, %2F, %3F, %40)')
-
-
-def without_credentials(url):
-    """url with any user:password left out (everything up to the last '@' after the scheme)."""
-    if not has_credentials(url):
-        return url
-    scheme, sep, rest = url.partition('://')
-    return scheme + sep + rest.rpartition('@')[2] if sep else url.rpartition('@')[2]
 
 
 def url_problem(url, scheme_required=True):

@@ -49,7 +49,6 @@ class Wanted:
                 and matches(manifest, self.filters))
 
 
-
 def _version_text(value):
     """A version as text. YAML makes `1.10` the float 1.1: taking its digits would name another version (to import,
     or to delete), so a non-integral number is refused; a whole number is its digits."""

@@ -136,5 +136,5 @@ def test_zfs_and_zoneadm_output_is_parsed_or_a_command_error(lines, zone_lines):
     roots = parse_zone_roots('\n'.join(zone_lines))
     inventory = Inventory(datasets, roots)
     for dataset in inventory.images:
-        inventory.dependents(dataset)
+        inventory.clones_of(dataset)
     inventory.images_on('zones')

@@ -549,3 +549,27 @@ def test_an_unexpected_failure_is_scrubbed_too(session, lookup, monkeypatch):
     with pytest.raises(AnsibleLookupError, match=r'failed unexpectedly \(KeyError: ') as e:
         lookup('base-64-lts', server=CREDENTIALED)
     no_secret(str(e.value))
+
+
+# ---- issue 12: the modules' option name, default server, newest rule and listing checks ----
+
+def test_source_is_the_option_and_server_its_old_name(session):
+    plugin = lookup_loader.get('smartos.images.image')
+    session.images = [manifest(1)]
+    assert plugin.run(['base-64-lts'], variables={}, source=SERVER) == [manifest(1)['uuid']]
+    assert plugin.run(['base-64-lts'], variables={}) == [manifest(1)['uuid']]
+    assert session.calls[-1]['url'] == 'https://images.smartos.org/images'    # the documented default
+
+
+def test_a_tie_in_published_at_goes_to_the_later_uuid_as_in_the_modules(session, lookup):
+    session.images = [manifest(2, published_at='2024-05-01T00:00:00Z'), manifest(1, published_at='2024-05-01T00:00:00Z')]
+    assert lookup('base-64-lts') == [manifest(2)['uuid']]
+
+
+def test_listed_manifests_with_fields_of_the_wrong_type_are_skipped_with_a_warning(session, lookup, monkeypatch):
+    warned = []
+    monkeypatch.setattr(image_lookup.display, 'warning', warned.append)
+    odd = manifest(2, published_at='2030-01-01T00:00:00Z', version=7)
+    session.answer = lambda url, params: FakeResponse(url, body=[manifest(1), odd])
+    assert lookup('base-64-lts') == [manifest(1)['uuid']]
+    assert len(warned) == 1 and 'its version is 7, not a string' in warned[0]

@@ -60,7 +60,7 @@ class Worker:
     ('http://alice:pw@[::1', {'pw'}),                                 # urlsplit raises
     ('http://alice:pw@img.example.com:99999', {'pw'}),                # .port raises
     ('alice:pw@img.example.com', {'pw'}),                             # no scheme
-    ('https://alice@img.example.com/', set()),
+    ('https://alice@img.example.com/', {'alice'}),   # a user without password is often a token: hidden too
     ('https://img.example.com/', set()),
     (None, set()),
     (42, set()),

@@ -147,8 +147,8 @@ def test_zone_root_reason_wins_over_clone_reason():
     (zfs_fuse, 'tank1/%s/child' % BASE, ['tank1/' + COPY]),
     (zfs_fuse, 'tank1/' + BASE, ['tank1/' + INCR]),
 ])
-def test_dependents(inventory, dataset, clones):
-    assert inventory().dependents(dataset) == clones
+def test_clones_of(inventory, dataset, clones):
+    assert inventory().clones_of(dataset) == clones
 
 
 @pytest.mark.parametrize('inventory, pool, uuids', [

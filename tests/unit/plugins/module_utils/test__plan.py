@@ -12,10 +12,10 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _plan
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageInUse
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory, parse_zone_roots
-from ansible_collections.smartos.images.plugins.module_utils._resolver import Found
 from ansible_collections.smartos.images.plugins.module_utils._plan import (
-    check_is_image, check_partial, deletion_order, dependents, diff_after, foreign_partial, unused_images,
+    check_is_image, check_partial, clones_of_tree, deletion_order, diff_after, foreign_partial, unused_images,
 )
+from ansible_collections.smartos.images.plugins.module_utils._resolver import Found
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset
 from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list
 
@@ -103,7 +103,7 @@ zones2/{OTHER}@final  -                     -                    -
 '''
 SECOND_POOL_ZONES = '3:{VM1}:running:/zones2/{VM1}:{VM1}:joyent:excl:3\n'
 
-# ---- dependents ----
+# ---- clones_of_tree ----
 
 INSTALLED = POOL + '''
 zones/{U}             -                     /zones/{U}           -
@@ -111,7 +111,7 @@ zones/{U}@final       -                     -                    -
 '''
 
 
-def test_dependents_covers_children_but_not_name_prefixes():
+def test_clones_of_tree_covers_children_but_not_name_prefixes():
     inv = inventory(INSTALLED, '''
 zones/{U}/data        -                     /zones/{U}/data      -
 zones/{U}/data@snap   -                     -                    -
@@ -120,11 +120,11 @@ zones/{U}-partial     -                     -                    -
 zones/{U}-partial@x   -                     -                    -
 zones/p               zones/{U}-partial@x   /zones/p             -
 ''')
-    assert dependents(inv, DS) == ['zones/%s-copy' % OTHER]
-    assert dependents(inv, DS + '-partial') == ['zones/p']
+    assert clones_of_tree(inv, DS) == ['zones/%s-copy' % OTHER]
+    assert clones_of_tree(inv, DS + '-partial') == ['zones/p']
 
 
-def test_dependents_sorted_and_unique():
+def test_clones_of_tree_sorted_and_unique():
     inv = inventory(INSTALLED, '''
 zones/{U}/a           -                     -                    -
 zones/{U}/a@s         -                     -                    -
@@ -134,7 +134,7 @@ zones/a               zones/{U}@final       -                    -
 zones/{U}@older       -                     -                    -
 zones/b2              zones/{U}@older       -                    -
 ''')
-    assert dependents(inv, DS) == ['zones/a', 'zones/b', 'zones/b2', 'zones/z']
+    assert clones_of_tree(inv, DS) == ['zones/a', 'zones/b', 'zones/b2', 'zones/z']
 
 
 # ---- check_is_image ----

@@ -37,7 +37,6 @@ def test_listing_problem(manifest, problem):
     assert listing_problem(manifest) == problem
 
 
-
 def uuid_of(i):
     return '%08x-0000-4000-8000-000000000000' % i
 
@@ -113,7 +112,10 @@ def manifest(uuid, **kw):
 
 def resolver_over(tmp_path, by_url):
     asked = []
-    factory = lambda source, **kw: CountingClient(source, by_url.get(source.url, {}), asked)  # noqa: E731
+
+    def factory(source, **kw):
+        return CountingClient(source, by_url.get(source.url, {}), asked)
+
     return ImageResolver(params(), HostPaths(str(tmp_path)), 'modern', factory), asked
 
 
