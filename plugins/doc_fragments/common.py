@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """host files (DOCUMENTATION), pool (POOL), image server options (SERVER), attributes (ATTRIBUTES)."""
+    """host files (DOCUMENTATION), pool (POOL), image server options (SERVER), sources to use (SOURCE), attributes."""
 
     ATTRIBUTES = r'''
 attributes:
@@ -29,6 +29,24 @@ options:
       - The ZFS pool that holds the images, as C(imgadm -P).
     type: str
     default: zones
+'''
+
+    SOURCE = r'''
+options:
+  source:
+    description:
+      - IMGAPI image server URLs to use instead of the host's configured sources (as
+        C(imgadm import -S)).
+      - Without it, the host's sources are used in their order (C(/var/imgadm/imgadm.conf), or
+        C(/var/db/imgadm/sources.list) on a host with the original layout), IMGAPI and DSAPI alike;
+        see M(smartos.images.smartos_image_source).
+      - Sources are tried in order until one has the image as an active image. A source that fails
+        (unreachable, HTTP error, bad answer) is skipped, where imgadm would give up; the error lists
+        every source with its answer when none has the image.
+      - A C(?channel=NAME) on a URL selects that channel, as in imgadm.
+      - Credentials in a URL (C(https://user:password@host)) are used but never shown.
+    type: list
+    elements: str
 '''
 
     DOCUMENTATION = r'''

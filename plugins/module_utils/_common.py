@@ -1,10 +1,13 @@
 # Private to the smartos.images collection: not a public API.
-# Options shared by the modules, paired with the doc fragment smartos.images.common.
+# The module scaffold: options shared by the modules (paired with the doc fragment smartos.images.common),
+# and the one place where a worker's outcome becomes the module's result, warnings or failure.
 from __future__ import annotations
 
 import re
 
-from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import url_secrets
 
 # A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
@@ -33,6 +36,61 @@ def server_argument_spec():
         timeout=dict(type='int', default=30),
         retries=dict(type='int', default=3),
     )
+
+
+def source_argument_spec():
+    """source, image servers instead of the host's (doc fragment: smartos.images.common.source)."""
+    return dict(source=dict(type='list', elements='str'))
+
+
+SHARED_OPTIONS = {
+    'host': host_argument_spec,
+    'pool': pool_argument_spec,
+    'server': server_argument_spec,
+    'source': source_argument_spec,
+}
+
+
+def module_argument_spec(options, *shared):
+    """A module's argument spec: its own options plus the named groups of SHARED_OPTIONS, each built once here."""
+    spec = {}
+    for group in shared:
+        spec.update(SHARED_OPTIONS[group]())
+    clash = sorted(set(spec) & set(options))
+    if clash:
+        raise ValueError('options %s are shared options; do not declare them again' % ', '.join(clash))
+    spec.update(options)
+    return spec
+
+
+def new_module(options, shared, **constraints):
+    """The AnsibleModule of a smartos.images module: every one supports check mode."""
+    return AnsibleModule(argument_spec=module_argument_spec(options, *shared), supports_check_mode=True,
+                         **constraints)
+
+
+def run_worker(module, make_worker, **run_args):
+    """Build a worker, run it and end the module: ImageError becomes fail_json with its evidence, warnings
+    (the worker's, and a result's 'warnings') become module.warn, on success and on failure alike."""
+    worker = None
+    try:
+        worker = make_worker(module)
+        result = worker.run(**run_args)
+    except ImageError as e:
+        warn_all(module, getattr(worker, 'warnings', None))
+        module.fail_json(msg=e.msg, **e.evidence)
+    else:
+        warn_all(module, list(result.pop('warnings', None) or []) + list(getattr(worker, 'warnings', None) or []))
+        module.exit_json(**result)
+
+
+def warn_all(module, warnings):
+    """module.warn each warning once, in order (a worker may hand the same list in two places)."""
+    seen = set()
+    for warning in warnings or []:
+        if warning not in seen:
+            seen.add(warning)
+            module.warn(warning)
 
 
 def check_pool(pool):

@@ -111,8 +111,9 @@ def import_lock(path, wait_max=LOCK_WAIT_MAX):
 
 def write_atomic(path, data, mode=None):
     """Write bytes to path through a temp file in the same directory, fsync, rename."""
-    prepared = prepare_atomic(path, data, mode)
-    commit_atomic(prepared, path)
+    pending = PendingFile(path)
+    pending.prepare(data, mode)
+    pending.commit()
 
 
 def prepare_atomic(path, data, mode=None):
@@ -274,27 +275,57 @@ def image_info_json(manifest, pool, source):
     return (json.dumps(info, indent=2, ensure_ascii=False) + '\n').encode('utf-8')
 
 
+class PendingFile:
+    """The one file transaction: a file written under a temporary name beside its final one (prepare, or adopt a
+    temporary file written elsewhere), then moved into place (commit) or removed (abort)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.tmp = None
+
+    def prepare(self, data, mode=None):
+        """Write data under a temporary name (fsynced): nothing is at path yet."""
+        self.tmp = prepare_atomic(self.path, data, mode)
+
+    def adopt(self, tmp):
+        """Take over a temporary file written beside path by other means (a stream)."""
+        self.tmp = tmp
+
+    def commit(self):
+        """Move the temporary file into place; on failure it is removed (abort makes sure)."""
+        commit_atomic(self.tmp, self.path)
+        self.tmp = None
+
+    def abort(self):
+        """Remove the temporary file, if any; the final file is left as it was."""
+        tmp, self.tmp = self.tmp, None
+        if tmp:
+            discard(tmp)
+
+
 class CacheRecord:
     """A manifest file that is committed together with the image dataset, or not at all."""
 
     def __init__(self, path, data):
         self.path = path
         self.data = data
-        self.tmp = None
+        self.pending = PendingFile(path)
+
+    @property
+    def tmp(self):
+        """The temporary file while prepared and not yet committed or aborted."""
+        return self.pending.tmp
 
     def prepare(self):
         """Write the file under a temporary name beside its final one."""
-        self.tmp = prepare_atomic(self.path, self.data)
+        self.pending.prepare(self.data)
 
     def commit(self, zfs, dataset):
         """The dataset has its final name: move the file into place."""
-        commit_atomic(self.tmp, self.path)
-        self.tmp = None
+        self.pending.commit()
 
     def abort(self):
-        if self.tmp:
-            discard(self.tmp)
-            self.tmp = None
+        self.pending.abort()
 
     def write(self):
         """Replace the file of an image that is already installed."""

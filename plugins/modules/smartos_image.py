@@ -24,7 +24,6 @@ description:
     its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded. On any
     failure the partial dataset is destroyed and no manifest is cached, so the host is as before.
     A partial dataset left by a killed run is cleaned up by the next run.
-  - A download that breaks off is resumed where it stopped (HTTP Range) up to O(retries) times.
   - Deleting refuses, naming them, while any dataset (a VM, a VM disk, a child image) is a clone of
     one of the image's snapshots.
 author:
@@ -33,6 +32,7 @@ extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.pool
   - smartos.images.common.server
+  - smartos.images.common.source
   - smartos.images.common.attributes
 attributes:
   check_mode:
@@ -101,32 +101,25 @@ options:
     elements: dict
     suboptions:
       uuid:
-        description:
-          - As O(uuid).
+        description: As O(uuid).
         type: str
       name:
-        description:
-          - As O(name).
+        description: As O(name).
         type: str
       version:
-        description:
-          - As O(version); needs C(name).
+        description: As O(version); needs C(name).
         type: raw
       filters:
-        description:
-          - As O(filters); needs C(name).
+        description: As O(filters); needs C(name).
         type: dict
       manifest:
-        description:
-          - As O(manifest); needs C(file).
+        description: As O(manifest); needs C(file).
         type: path
       file:
-        description:
-          - As O(file); needs C(manifest).
+        description: As O(file); needs C(manifest).
         type: path
       state:
-        description:
-          - The state of this image; O(state) when not given.
+        description: The state of this image; O(state) when not given.
         type: str
         choices: [present, absent]
   state:
@@ -165,25 +158,10 @@ options:
       - When not set, nothing is refreshed (an image the task declares present that has no cached
         manifest at all is recorded in any case, see the notes).
     type: bool
-  source:
-    description:
-      - IMGAPI image server URLs to use instead of the host's configured sources (as
-        C(imgadm import -S)).
-      - Without it, the host's sources are used in their order (C(/var/imgadm/imgadm.conf), or
-        C(/var/db/imgadm/sources.list) on a host with the original layout), IMGAPI and DSAPI alike;
-        see M(smartos.images.smartos_image_source).
-      - Sources are tried in order until one has the image as an active image. A source that fails
-        (unreachable, HTTP error, bad answer) is skipped, where imgadm would give up; the error lists
-        every source with its answer when none has the image.
-      - A C(?channel=NAME) on a URL selects that channel, as in imgadm.
-      - Credentials in a URL (C(https://user:password@host)) are used but never shown.
-    type: list
-    elements: str
   lock_timeout:
     description:
-      - How long to wait, in seconds, for the per-image import lock (C(/var/run/img.<uuid>.import.lock))
-        that C(imgadm) or another run holds while it imports the same image. On timeout the task
-        fails, naming the lock file. V(0) does not wait.
+      - Seconds to wait for the per-image import lock (C(/var/run/img.<uuid>.import.lock)) that C(imgadm)
+        or another run holds while it imports the same image; then the task fails, naming it. V(0) does not wait.
     type: int
     default: 3600
 notes:
@@ -382,60 +360,40 @@ msg:
   sample: image(s) 2f1dc911-6401-4fa4-8e9d-67ea2e39c271 were imported by another process while waiting for the import lock
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.smartos.images.plugins.module_utils._common import (
-    hide_url_passwords, host_argument_spec, pool_argument_spec, server_argument_spec,
-)
-from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+from ansible_collections.smartos.images.plugins.module_utils._common import hide_url_passwords, new_module, run_worker
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
 from ansible_collections.smartos.images.plugins.module_utils._runner import Runner
 
+# how one image is named: top level, and in each entry of images
+IMAGE_OPTIONS = dict(
+    uuid=dict(type='str'),
+    name=dict(type='str'),
+    version=dict(type='raw'),   # a YAML number is refused, not turned into other digits
+    filters=dict(type='dict'),
+    manifest=dict(type='path'),
+    file=dict(type='path'),
+)
+
 
 def main():
-    argument_spec = dict(
-        uuid=dict(type='str'),
-        name=dict(type='str'),
-        version=dict(type='raw'),   # a YAML number is refused, not turned into other digits
-        filters=dict(type='dict'),
-        manifest=dict(type='path'),
-        file=dict(type='path'),
-        images=dict(type='list', elements='dict', options=dict(
-            uuid=dict(type='str'),
-            name=dict(type='str'),
-            version=dict(type='raw'),
-            filters=dict(type='dict'),
-            manifest=dict(type='path'),
-            file=dict(type='path'),
-            state=dict(type='str', choices=['present', 'absent']),
-        )),
+    options = dict(
+        IMAGE_OPTIONS,
+        images=dict(type='list', elements='dict',
+                    options=dict(IMAGE_OPTIONS, state=dict(type='str', choices=['present', 'absent']))),
         state=dict(type='str', default='present', choices=['present', 'absent']),
-        # no defaults: required_one_of must see whether they were given
-        prune_unused=dict(type='bool'),
+        prune_unused=dict(type='bool'), update_manifests=dict(type='bool'),  # no defaults: required_one_of sees them
         keep=dict(type='list', elements='str', default=[]),
-        update_manifests=dict(type='bool'),
-        source=dict(type='list', elements='str'),
         lock_timeout=dict(type='int', default=3600),
     )
-    argument_spec.update(pool_argument_spec())
-    argument_spec.update(host_argument_spec())
-    argument_spec.update(server_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec, supports_check_mode=True,
+    module = new_module(
+        options, ('pool', 'host', 'server', 'source'),
         mutually_exclusive=[('uuid', 'name', 'manifest', 'images')],
         required_one_of=[('uuid', 'name', 'manifest', 'images', 'prune_unused', 'update_manifests')],
         required_together=[('manifest', 'file')],
         required_by={'version': 'name', 'filters': 'name'},
     )
     hide_url_passwords(module, module.params['source'])
-    try:
-        manager = ImageManager(module.params, Runner(module), check_mode=module.check_mode)
-        result = manager.run(diff=module._diff)
-    except ImageError as e:
-        module.fail_json(msg=e.msg, **e.evidence)
-    for warning in result.pop('warnings', []):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_worker(module, lambda m: ImageManager(m.params, Runner(m), check_mode=m.check_mode), diff=module._diff)
 
 
 if __name__ == '__main__':

@@ -324,16 +324,13 @@ seconds:
   sample: 9.482
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.smartos.images.plugins.module_utils._common import host_argument_spec, pool_argument_spec
+from ansible_collections.smartos.images.plugins.module_utils._common import new_module, run_worker
 from ansible_collections.smartos.images.plugins.module_utils._create import ImageCreator
-from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
 from ansible_collections.smartos.images.plugins.module_utils._runner import Runner
 
 
 def main():
-    argument_spec = dict(
+    options = dict(
         vm=dict(type='str'),
         dataset=dict(type='str'),
         snapshot=dict(type='str'),
@@ -355,19 +352,13 @@ def main():
         creator_name=dict(type='str'),
         remove_snapshot=dict(type='bool', default=False),
     )
-    argument_spec.update(pool_argument_spec())
-    argument_spec.update(host_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec, supports_check_mode=True,
+    module = new_module(
+        options, ('pool', 'host'),
         mutually_exclusive=[('vm', 'dataset', 'snapshot')],
         required_one_of=[('vm', 'dataset', 'snapshot')],
         required_if=[('dsmanifest', True, ('description', 'creator_name'))],
     )
-    try:
-        result = ImageCreator(module.params, Runner(module), check_mode=module.check_mode).run(diff=module._diff)
-    except ImageError as e:
-        module.fail_json(msg=e.msg, **e.evidence)
-    module.exit_json(**result)
+    run_worker(module, lambda m: ImageCreator(m.params, Runner(m), check_mode=m.check_mode), diff=module._diff)
 
 
 if __name__ == '__main__':

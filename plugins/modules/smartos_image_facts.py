@@ -201,31 +201,20 @@ ansible_facts:
       sample: modern
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.smartos.images.plugins.module_utils._common import host_argument_spec, server_argument_spec
-from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+from ansible_collections.smartos.images.plugins.module_utils._common import new_module, run_worker
 from ansible_collections.smartos.images.plugins.module_utils._facts import FactsGatherer
 from ansible_collections.smartos.images.plugins.module_utils._runner import Runner
 
 
 def main():
-    argument_spec = dict(
+    options = dict(
         gather_subset=dict(type='list', elements='str', default=['installed', 'sources']),
         pools=dict(type='list', elements='str'),
         filters=dict(type='dict', default={}),
         newest=dict(type='bool', default=False),
     )
-    argument_spec.update(host_argument_spec())
-    argument_spec.update(server_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result = FactsGatherer(module.params, Runner(module)).run()
-    except ImageError as e:
-        module.fail_json(msg=e.msg, **e.evidence)
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    module.exit_json(**result)
+    module = new_module(options, ('host', 'server'))
+    run_worker(module, lambda m: FactsGatherer(m.params, Runner(m)))
 
 
 if __name__ == '__main__':

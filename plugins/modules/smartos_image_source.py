@@ -200,48 +200,33 @@ cache_updated:
   sample: true
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.smartos.images.plugins.module_utils._common import (
-    hide_url_passwords, host_argument_spec, server_argument_spec,
-)
-from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+from ansible_collections.smartos.images.plugins.module_utils._common import hide_url_passwords, new_module, run_worker
 from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager, argument_urls
+
+SOURCE_TYPES = ['imgapi', 'dsapi', 'docker']
 
 
 def main():
-    argument_spec = dict(
+    options = dict(
         url=dict(type='str'),
-        type=dict(type='str', default='imgapi', choices=['imgapi', 'dsapi', 'docker']),
+        type=dict(type='str', default='imgapi', choices=SOURCE_TYPES),
         insecure=dict(type='bool', default=False),
         sources=dict(type='list', elements='dict', options=dict(
             url=dict(type='str', required=True),
-            type=dict(type='str', default='imgapi', choices=['imgapi', 'dsapi', 'docker']),
+            type=dict(type='str', default='imgapi', choices=SOURCE_TYPES),
             insecure=dict(type='bool', default=False),
         )),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         ping=dict(type='bool', default=True),
         update_cache=dict(type='bool', default=False),
     )
-    argument_spec.update(host_argument_spec())
-    argument_spec.update(server_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('url', 'sources')],
-                           required_one_of=[('url', 'sources', 'update_cache')])
+    module = new_module(options, ('host', 'server'), mutually_exclusive=[('url', 'sources')],
+                        required_one_of=[('url', 'sources', 'update_cache')])
     hide_url_passwords(module, argument_urls(module.params))
-    manager = None
-    try:
-        # the manager adds every password it finds (task URLs, then the source file) to no_log_values itself,
-        # even where a raw '#', '/', '?' or '@' defeats URL parsing
-        manager = SourceManager(module.params, check_mode=module.check_mode, secrets=module.no_log_values)
-        result = manager.run(diff=module._diff)
-    except ImageError as e:
-        for warning in manager.warnings if manager else []:
-            module.warn(warning)
-        module.fail_json(msg=e.msg, **e.evidence)
-    for warning in manager.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    # the manager adds every password it finds (task URLs, then the source file) to no_log_values itself,
+    # even where a raw '#', '/', '?' or '@' defeats URL parsing
+    run_worker(module, lambda m: SourceManager(m.params, check_mode=m.check_mode, secrets=m.no_log_values),
+               diff=module._diff)
 
 
 if __name__ == '__main__':

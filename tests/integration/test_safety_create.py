@@ -129,8 +129,8 @@ def test_a_wrong_cached_origin_manifest_is_refused(images, server, play, host_ro
         result = play(create(str(tmp_path / 'out'), dataset=child, origin=base['uuid'], name='child', version='1',
                              host_root=host_root))
         assert result['failed'] and 'Traceback' not in json.dumps(result), result
-        assert ('the cached manifest %s of origin image %s cannot be used: its uuid is %r'
-                % (cache, base['uuid'], other['uuid'])) in result['msg']
+        assert ('the cached manifest of origin image %s cannot be used: cache file %s holds the manifest of another '
+                'image (uuid %r)' % (base['uuid'], cache, other['uuid'])) in result['msg']
         assert pool.datasets() == before and not (tmp_path / 'out').exists()
     finally:
         if run('zfs', 'list', '-H', '-o', 'name', child, check=False).strip() == child:

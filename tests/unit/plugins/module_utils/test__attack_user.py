@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _create, _host
+from ansible_collections.smartos.images.plugins.module_utils import _create_files, _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
 
@@ -87,10 +87,10 @@ def test_a_zombie_is_no_running_process():
                 if f.read().rsplit(b')', 1)[1].split()[0] == b'Z':
                     break
             threading.Event().wait(0.05)
-        assert not _create.process_exists(proc.pid)
+        assert not _create_files.process_exists(proc.pid)
     finally:
         proc.wait(timeout=10)
-    assert _create.process_exists(os.getpid())
+    assert _create_files.process_exists(os.getpid())
 
 
 @pytest.mark.parametrize('version, words', [

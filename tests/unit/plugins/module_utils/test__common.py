@@ -9,14 +9,44 @@ import pytest
 from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.smartos.images.plugins.module_utils._common import (
-    check_pool, check_server_params, hide_url_passwords,
+    SHARED_OPTIONS, check_pool, check_server_params, hide_url_passwords, module_argument_spec, run_worker,
 )
-from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, InvalidParameter
 
 
 class FakeModule:
+    """What run_worker and hide_url_passwords use of an AnsibleModule; exit_json and fail_json end the run."""
+
     def __init__(self):
         self.no_log_values = set()
+        self.params = {}
+        self.warned = []
+        self.ended = None
+
+    def warn(self, text):
+        self.warned.append(text)
+
+    def exit_json(self, **result):
+        self.ended = ('exit', result)
+        raise SystemExit(0)
+
+    def fail_json(self, **result):
+        self.ended = ('fail', result)
+        raise SystemExit(1)
+
+
+class Worker:
+    """A worker that returns result (or raises error), with warnings of its own."""
+
+    def __init__(self, result=None, error=None, warnings=()):
+        self.result, self.error, self.warnings = result, error, list(warnings)
+        self.run_args = None
+
+    def run(self, **run_args):
+        self.run_args = run_args
+        if self.error:
+            raise self.error
+        return self.result
 
 
 @pytest.mark.parametrize('url, hidden', [
@@ -73,3 +103,57 @@ def test_check_server_params_accepts_defaults():
 def test_check_pool_refuses(pool):
     with pytest.raises(InvalidParameter):
         check_pool(pool)
+
+
+def run(worker, **run_args):
+    module = FakeModule()
+    with pytest.raises(SystemExit):
+        run_worker(module, lambda m: worker, **run_args)
+    return module
+
+
+def test_run_worker_exits_with_the_result_and_warns_the_worker_warnings():
+    worker = Worker(result={'changed': True, 'x': 1}, warnings=['w1'])
+    module = run(worker, diff=True)
+    assert module.ended == ('exit', {'changed': True, 'x': 1})
+    assert module.warned == ['w1'] and worker.run_args == {'diff': True}
+
+
+def test_run_worker_turns_result_warnings_into_module_warnings_once():
+    shared = ['a', 'b']
+    module = run(Worker(result={'changed': False, 'warnings': shared}, warnings=shared))
+    assert module.ended == ('exit', {'changed': False})      # no 'warnings' key of the worker's own
+    assert module.warned == ['a', 'b']
+
+
+def test_run_worker_fails_with_the_evidence_and_the_warnings_so_far():
+    error = CommandError('zfs failed', cmd='zfs list', rc=1, stderr='boom', path=None)
+    module = run(Worker(error=error, warnings=['seen before the failure']))
+    assert module.ended == ('fail', {'msg': 'zfs failed', 'cmd': 'zfs list', 'rc': 1, 'stderr': 'boom'})
+    assert module.warned == ['seen before the failure']
+
+
+def test_run_worker_fails_when_the_worker_cannot_be_built():
+    module = FakeModule()
+
+    def refuse(m):
+        raise InvalidParameter('bad option')
+
+    with pytest.raises(SystemExit):
+        run_worker(module, refuse)
+    assert module.ended == ('fail', {'msg': 'bad option'}) and module.warned == []
+
+
+def test_module_argument_spec_adds_each_shared_group_once():
+    spec = module_argument_spec({'name': {'type': 'str'}}, 'pool', 'host', 'server', 'source')
+    expected = {'name'}
+    for group in SHARED_OPTIONS.values():
+        expected |= set(group())
+    assert set(spec) == expected
+    assert spec['pool'] == {'type': 'str', 'default': 'zones'}
+    assert spec is not module_argument_spec({}, 'pool')           # built afresh: no module changes another's
+
+
+def test_module_argument_spec_refuses_a_shared_option_declared_again():
+    with pytest.raises(ValueError, match='pool'):
+        module_argument_spec({'pool': {'type': 'str'}}, 'pool')

@@ -307,3 +307,39 @@ def test_read_json_nested_too_deeply_is_a_value_error(tmp_path):
     path.write_bytes(b'[' * 200000 + b']' * 200000)
     with pytest.raises(ValueError):
         _host.read_json(str(path))
+
+
+def test_pending_file_prepare_then_commit(tmp_path):
+    path = str(tmp_path / 'd' / 'f.json')
+    pending = _host.PendingFile(path)
+    pending.prepare(b'new', 0o600)
+    assert not os.path.exists(path) and os.path.dirname(pending.tmp) == os.path.dirname(path)
+    pending.commit()
+    assert pending.tmp is None and os.listdir(str(tmp_path / 'd')) == ['f.json']
+    assert (tmp_path / 'd' / 'f.json').read_bytes() == b'new' and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_pending_file_abort_leaves_the_old_file(tmp_path):
+    (tmp_path / 'f').write_bytes(b'old')
+    pending = _host.PendingFile(str(tmp_path / 'f'))
+    pending.prepare(b'new')
+    pending.abort()
+    pending.abort()                 # twice: nothing left to remove
+    assert os.listdir(str(tmp_path)) == ['f'] and (tmp_path / 'f').read_bytes() == b'old'
+
+
+def test_pending_file_adopts_a_streamed_temp_file(tmp_path):
+    tmp = tmp_path / '.f.stream'
+    tmp.write_bytes(b'streamed')
+    pending = _host.PendingFile(str(tmp_path / 'f'))
+    pending.adopt(str(tmp))
+    pending.commit()
+    assert os.listdir(str(tmp_path)) == ['f'] and (tmp_path / 'f').read_bytes() == b'streamed'
+
+
+def test_cache_record_is_a_pending_file(tmp_path):
+    record = _host.CacheRecord(str(tmp_path / 'c.json'), b'{}')
+    record.prepare()
+    assert record.tmp and os.path.exists(record.tmp)
+    record.abort()
+    assert record.tmp is None and os.listdir(str(tmp_path)) == []
