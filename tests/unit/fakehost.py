@@ -14,7 +14,7 @@ FakeHost(datasets=(), zone_roots=None, vms=None, sysinfo=None, streams=None, ori
       stream); origins: uuid -> the origin uuid that stream is incremental from (the origin's @final must exist, and
       the received dataset becomes its clone).
     .datasets: name -> {'type', 'origin', 'mountpoint', 'ignore', 'guid', 'volsize', 'props'} (the state).
-    .add(name, origin=None, mountpoint=None, ignore=None, kind=None, volsize=None, guid=None) -> its guid.
+    .add(name, kind=None, origin=None, volsize=None, mountpoint='/<name>', ignore=None, guid=None) -> its guid.
     .calls: every argv (run, popen, popen_out), in order; .mutations(): those of them that change the host.
     .sends: (incremental_from, snapshot) of every `zfs send` started.
     Failure switches: send_rc and send_err (how `zfs send` ends), destroy_fails (the stderr of a failing destroy).
@@ -22,6 +22,8 @@ FakeHost(datasets=(), zone_roots=None, vms=None, sysinfo=None, streams=None, ori
     a dataset), zfs get (guid, property lists), snapshot, send [-i], receive -u, rename, set, destroy [-r] (refused
     while clones depend), zoneadm list -pc, vmadm get/stop, sysinfo; any other argv fails the test.
     FakeHost.recorded(zfs_list, zoneadm=None): a host whose datasets are a recorded `zfs list` output.
+    smartos_host(with_zoneadm=True): the recorded SmartOS host of tests/unit/plugins/module_utils/fixtures (pools
+    zones and zones2; BASE, INCR, KVM_IMG, ... name its images and VMs); fixture(name) reads a file there.
 
 ScriptedRunner(*answers, paths=None)
     A Runner that answers from a script, for tests that pin one command's exact argv, output and errors.
@@ -45,6 +47,7 @@ import email.message
 import io
 import itertools
 import json
+import os
 import random
 import threading
 from urllib.error import HTTPError
@@ -58,6 +61,36 @@ MUTATING_VMADM = {'stop', 'start', 'reboot', 'create', 'delete', 'update'}
 ZONE_VM = 'c0ffee00-1111-4222-8333-444455556603'
 _GUIDS = itertools.count(9000000000000000001)
 _UNSET = object()
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'plugins', 'module_utils', 'fixtures')
+
+# What the recorded listings hold (fixtures/README.md): images, VMs, and every case of imgadm's rules.
+BASE = 'a3e0a1c8-2d6b-4c57-9f2e-1a2b3c4d5e01'
+INCR = 'b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702'
+VM = 'c0ffee00-1111-4222-8333-444455556603'
+KVM_IMG = 'd4e5f6a7-b8c9-4dae-8fb0-c1d2e3f4a504'
+KVM_VM = 'e1e2e3e4-e5e6-4e7e-8e9e-eaebecedee05'
+BHYVE_VM = 'f1f2f3f4-f5f6-4f7f-8f9f-fafbfcfdfe06'
+IGN_TRUE = '10000000-0000-4000-8000-000000000007'
+IGN_YES = '10000000-0000-4000-8000-000000000008'
+IGN_FALSE = '10000000-0000-4000-8000-000000000009'
+IGN_GARBAGE = '10000000-0000-4000-8000-00000000000a'
+COPY = '10000000-0000-4000-8000-00000000000b'
+SNAP_CLONE = '10000000-0000-4000-8000-00000000000c'
+NO_FINAL = '10000000-0000-4000-8000-00000000000d'
+PARTIAL = '10000000-0000-4000-8000-00000000000e'
+UPPER = 'A3E0A1C8-2D6B-4C57-9F2E-1A2B3C4D5E01'
+
+
+def fixture(name):
+    """The text of a recorded command output in tests/unit/plugins/module_utils/fixtures."""
+    with open(os.path.join(FIXTURES, name), encoding='utf-8') as f:
+        return f.read()
+
+
+def smartos_host(with_zoneadm=True):
+    """The recorded SmartOS host: zfs (pools zones and zones2) and, unless told, zoneadm."""
+    zoneadm = fixture('zoneadm_list_pc_smartos.txt') if with_zoneadm else None
+    return FakeHost.recorded(fixture('zfs_list_smartos.txt'), zoneadm=zoneadm)
 
 
 def stream_of(snapshot, incremental_from=None):
@@ -116,7 +149,8 @@ class FakeHost:
         self.datasets = {}
         for row in datasets:
             row = [row] if isinstance(row, str) else list(row)
-            self.add(*(row + [None] * (4 - len(row))))     # name, origin, mountpoint, imgadm:ignore
+            name, origin, mountpoint, ignore = row + [None] * (4 - len(row))
+            self.add(name, origin=origin, mountpoint=mountpoint, ignore=ignore)
         self.zone_roots, self.vms, self.sysinfo = zone_roots, vms, sysinfo
         self.streams = streams or {}
         self.origins = origins or {}
@@ -130,8 +164,8 @@ class FakeHost:
         """A host whose datasets are those of a recorded `zfs list -H -o name,origin,mountpoint,imgadm:ignore`."""
         return cls([tuple(d) for d in _zfs.parse_list(zfs_list)], zone_roots=zoneadm)
 
-    def add(self, name, origin=None, mountpoint=_UNSET, ignore=None, kind=None, volsize=None, guid=None):
-        """Add a dataset, volume or snapshot; return its guid."""
+    def add(self, name, kind=None, origin=None, volsize=None, mountpoint=_UNSET, ignore=None, guid=None):
+        """Add a filesystem, volume or snapshot (kind: its type, from its name unless told); return its guid."""
         kind = kind or ('snapshot' if '@' in name else 'filesystem')
         if mountpoint is _UNSET:
             mountpoint = '/' + name if kind == 'filesystem' else None
@@ -279,7 +313,7 @@ class FakeHost:
                 return 1, 'cannot receive: invalid stream (bad magic number)\n'
             if origin and origin not in self.datasets:
                 return 1, 'cannot receive: local origin for clone %s@final does not exist\n' % target
-            self.add(target, origin, mountpoint=None)
+            self.add(target, origin=origin, mountpoint=None)
             self.add(target + '@final')
             return 0, ''
 
