@@ -43,6 +43,21 @@ def servers(monkeypatch):
 
 
 @pytest.fixture
+def image_params(tmp_path):
+    """image_params(**changes) -> smartos_image's parameters as main() hands them on (defaults, host_root tmp_path)."""
+
+    def params(**changes):
+        values = dict(host_root=str(tmp_path), pool='zones', layout='auto', source=['http://img.example.com'],
+                      validate_certs=True, ca_path=None, timeout=30, retries=0, state='present', images=None,
+                      uuid=None, name=None, version=None, filters=None, manifest=None, file=None, keep=[],
+                      prune_unused=None, update_manifests=None, lock_timeout=3600)
+        values.update(changes)
+        return values
+
+    return params
+
+
+@pytest.fixture
 def run_module(monkeypatch, capsys, tmp_path):
     """run_module(module, host=None, check=False, diff=True, **args) -> the result of module.main().
 
