@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _zfs
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset, Zfs, parse_list
-from ansible_collections.smartos.images.tests.unit.fakehost import ScriptedRunner
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, ScriptedRunner
 
 UUID = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 BUSY = "cannot rename 'zones/x': dataset is busy\n"
@@ -80,9 +80,8 @@ def test_list_without_root_lists_every_pool():
 
 
 def test_list_missing_pool_names_it():
-    runner = ScriptedRunner((1, '', "cannot open 'nopool': dataset does not exist\n"))
     with pytest.raises(CommandError) as exc:
-        Zfs(runner).list('nopool')
+        Zfs(FakeHost(['zones'])).list('nopool')
     assert exc.value.msg == 'zfs pool or dataset "nopool" does not exist (cannot open \'nopool\': dataset does not exist)'
     assert exc.value.evidence['rc'] == 1
     assert exc.value.evidence['cmd'].startswith('zfs list -H ')
@@ -90,10 +89,11 @@ def test_list_missing_pool_names_it():
 
 
 def test_list_several_pools_in_one_call():
-    runner = ScriptedRunner((1, '', "cannot open 'b': dataset does not exist\n"))
-    with pytest.raises(CommandError, match='"a" or "b" does not exist'):
-        Zfs(runner).list(['a', 'b'])
-    assert runner.calls[0][-3:] == ['-r', 'a', 'b']
+    host = FakeHost(['a', 'a/x', 'b', 'c'])
+    assert [d.name for d in Zfs(host).list(['a', 'b'])] == ['a', 'a/x', 'b']
+    with pytest.raises(CommandError, match='"a" or "d" does not exist'):
+        Zfs(host).list(['a', 'd'])
+    assert [c[-3:] for c in host.calls] == [['-r', 'a', 'b'], ['-r', 'a', 'd']]
 
 
 def test_list_other_failure_keeps_stderr():
