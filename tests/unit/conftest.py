@@ -81,4 +81,3 @@ def run_module(monkeypatch, capsys, tmp_path):
         return result
 
     return runner
-

@@ -43,8 +43,8 @@ def test_exists_snapshots_guid_properties():
     assert zfs.snapshots('zones/a') == ['zones/a@s']
     assert zfs.guid('zones/a@s') == fake.guid('zones/a@s')
     fake.add('zones/vol', 'volume', volsize='1024')
-    assert zfs.properties('zones/vol', ['type', 'volsize', 'origin']) == {'type': 'volume', 'volsize': '1024',
-                                                                         'origin': None}
+    assert zfs.properties('zones/vol', ['type', 'volsize', 'origin']) == {
+        'type': 'volume', 'volsize': '1024', 'origin': None}
     assert zfs.properties('zones/b', ['origin', 'mountpoint']) == {'origin': 'zones/a@s', 'mountpoint': None}
     assert zfs.properties('zones/c', ['type']) is None
 

@@ -46,9 +46,9 @@ def image_host(datasets=(), streams=None, **kw):
     return FakeHost(datasets, streams={U: SEND_STREAM} if streams is None else streams, **kw)
 
 
-def offer(servers, base, manifest=MANIFEST, file_body=IMAGE_FILE):
+def offer(servers, base, manifest=None, file_body=IMAGE_FILE):
     """Serve an image (MANIFEST and IMAGE_FILE unless told) from the server at base."""
-    servers.image(base, manifest, file_body)
+    servers.image(base, MANIFEST if manifest is None else manifest, file_body)
 
 
 @pytest.fixture
@@ -478,7 +478,7 @@ class Image:
 def host_for(images, datasets=(), **kw):
     """A FakeHost with the zones pool, the given datasets, and the streams (incremental where they have an origin) of images."""
     return image_host([POOL] + list(datasets), streams={i.uuid: i.stream for i in images},
-                    origins={i.uuid: i.manifest['origin'] for i in images if i.manifest.get('origin')}, **kw)
+                      origins={i.uuid: i.manifest['origin'] for i in images if i.manifest.get('origin')}, **kw)
 
 
 def installed(uuid, origin=None):
@@ -725,8 +725,8 @@ def test_present_and_absent_of_the_same_image(run, servers, tmp_path, check, ent
 def prune_host():
     """OTHER (minimal-64, kept by name), U with a VM on it, and an unused chain BASE <- MID."""
     return image_host(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',),
-                                               ('zones/' + VM, DS + '@final', '/zones/' + VM)]
-                    + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
+                                                 ('zones/' + VM, DS + '@final', '/zones/' + VM)]
+                      + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
 
 
 def write_chain_caches(tmp_path):

@@ -6,7 +6,6 @@ from stdout."""
 from __future__ import annotations
 
 import gzip
-import json
 import os
 
 import pytest
