@@ -39,6 +39,13 @@ FakeServers()
     .serve(url, body, status=200) (body: bytes, or JSON made of anything else); .image(base, manifest, file_body)
     serves a manifest and its file; .requests: every URL asked; .made: the keyword arguments of every Request made;
     .file_requests(): the URLs of image files asked.
+
+FakeClients(listings=None, default=(), ping_error=None)
+    Stands in for _imgapi.client_for (a client_factory): the image servers one level up, as clients.
+    - listings: source base URL -> what its list_raw() gives (a list of manifests) or raises (an exception), or a
+      client of the test's own (anything with list_raw) to hand out as it is; default: the listing of other URLs.
+    - ping_error: the message of the SourceError every ping() raises; None: ping() answers True.
+    .made: (source, keyword arguments) of every client made; .pinged: the base URL of every ping.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ import threading
 from urllib.error import HTTPError
 
 from ansible_collections.smartos.images.plugins.module_utils import _zfs
-from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._inventory import parse_zone_roots
 
 MUTATING_ZFS = {'create', 'receive', 'rename', 'destroy', 'set', 'inherit', 'snapshot', 'clone', 'promote', 'rollback'}
@@ -451,3 +458,38 @@ class FakeServers:
 
     def file_requests(self):
         return [u for u in self.requests if u.split('?')[0].endswith('/file')]
+
+
+# ---- fake image server clients behind client_for ----
+
+class FakeClient:
+    """One source's client made by FakeClients: ping() and list_raw()."""
+
+    def __init__(self, clients, source, listing):
+        self.clients, self.source, self.listing = clients, source, listing
+
+    def ping(self):
+        self.clients.pinged.append(self.source.base)
+        if self.clients.ping_error:
+            raise SourceError(self.clients.ping_error)
+        return True
+
+    def list_raw(self):
+        if isinstance(self.listing, Exception):
+            raise self.listing
+        return self.listing
+
+
+class FakeClients:
+    """Stands in for client_for: a FakeClient per source base URL (the module docstring has its API)."""
+
+    def __init__(self, listings=None, default=(), ping_error=None):
+        self.listings = listings or {}
+        self.default = list(default)
+        self.ping_error = ping_error
+        self.made, self.pinged = [], []
+
+    def __call__(self, source, **kw):
+        self.made.append((source, kw))
+        listing = self.listings.get(source.base, self.default)
+        return listing if hasattr(listing, 'list_raw') else FakeClient(self, source, listing)

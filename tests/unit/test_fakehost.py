@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import io
 import json
+import types
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._inventory import load_inventory
 from ansible_collections.smartos.images.plugins.module_utils._vmadm import Vmadm
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset, Zfs
 from ansible_collections.smartos.images.tests.unit.fakehost import (
-    BASE, INCR, FakeHost, FakeServers, ScriptedRunner, smartos_host, stream_of, zone_vm,
+    BASE, INCR, FakeClient, FakeClients, FakeHost, FakeServers, ScriptedRunner, smartos_host, stream_of, zone_vm,
 )
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
@@ -146,3 +147,19 @@ def test_servers_answer_routes_and_404():
         request.open('GET', 'http://a/images/' + O)
     assert exc.value.code == 404
     assert servers.made == [{'timeout': 1}] and servers.file_requests() == ['http://a/images/%s/file' % U]
+
+
+def test_clients_list_ping_and_record():
+    own = FakeClient(None, None, [])     # any object with list_raw is handed out as it is
+    down = SourceError('answered HTTP 503')
+    clients = FakeClients({'http://a': [{'uuid': U}], 'http://b': down, 'http://c': own}, default=[{'uuid': O}])
+    a, b, c, d = (clients(types.SimpleNamespace(base=base), timeout=5) for base in ('http://a', 'http://b', 'http://c', 'http://d'))
+    assert a.list_raw() == [{'uuid': U}] and d.list_raw() == [{'uuid': O}] and c is own
+    with pytest.raises(SourceError, match='503'):
+        b.list_raw()
+    assert a.ping() is True
+    clients.ping_error = 'down'
+    with pytest.raises(SourceError, match='down'):
+        d.ping()
+    assert clients.pinged == ['http://a', 'http://d']
+    assert [(s.base, kw) for s, kw in clients.made] == [('http://%s' % x, {'timeout': 5}) for x in 'abcd']
