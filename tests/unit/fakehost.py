@@ -46,6 +46,10 @@ FakeClients(listings=None, default=(), ping_error=None)
       client of the test's own (anything with list_raw) to hand out as it is; default: the listing of other URLs.
     - ping_error: the message of the SourceError every ping() raises; None: ping() answers True.
     .made: (source, keyword arguments) of every client made; .pinged: the base URL of every ping.
+
+Helpers: stream_of(snapshot, incremental_from=None) (what the fake `zfs send` gives), zone_vm() and bhyve_vm()
+(`vmadm get` documents), warnings_of(result) (a module result's warning texts). tests/unit/conftest.py has the
+fixtures: servers (FakeServers patched in), run_module (a module's main() on a fake host), image_params.
 """
 
 from __future__ import annotations
