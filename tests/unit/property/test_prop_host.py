@@ -21,6 +21,7 @@ from ansible_collections.smartos.images.plugins.module_utils._wanted import Want
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory, parse_zone_roots
 from ansible_collections.smartos.images.plugins.module_utils._local import load_local_manifest
 from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost
 from ansible_collections.smartos.images.tests.unit.property.strategies import (
     GOOD_V1, GOOD_V2, U, UUIDS, credential_urls, assert_no_secret, error_texts, json_values, manifests, mutated,
 )
@@ -54,14 +55,9 @@ PARAMS = dict(gather_subset=['installed'], pools=None, filters={'name': '~b'}, n
               validate_certs=True, ca_path=None, timeout=30, retries=3)
 
 
-class Runner:
-    """zfs list answers one image; no zoneadm."""
-
-    def which(self, name, required=True):
-        return '/usr/sbin/zfs' if name == 'zfs' else None
-
-    def run(self, argv):
-        return 0, 'zones\t-\t/zones\t-\nzones/%s\t-\t/zones/%s\t-\nzones/%s@final\t-\t-\t-\n' % (U, U, U), ''
+def one_image_host():
+    """zfs lists one image; no zoneadm."""
+    return FakeHost([('zones', None, '/zones'), ('zones/' + U, None, '/zones/' + U), 'zones/%s@final' % U])
 
 
 @given(cache_bytes(), st.booleans())
@@ -72,7 +68,7 @@ def test_facts_cache_reader_reports_a_bad_file_on_its_image(root, data, original
         if os.path.exists(path):
             os.remove(path)
     put(v1 if original else cache, data)
-    images = FactsGatherer(dict(PARAMS, host_root=root, layout='original' if original else 'modern'), Runner()).installed()
+    images = FactsGatherer(dict(PARAMS, host_root=root, layout='original' if original else 'modern'), one_image_host()).installed()
     for entry in images.values():
         assert isinstance(entry['manifest'], dict) and entry['manifest'].get('uuid') == U
         assert 'error' in entry or entry['manifest_cached'] in (True, False)

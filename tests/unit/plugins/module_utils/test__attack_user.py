@@ -15,25 +15,9 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _create_files, _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
+from ansible_collections.smartos.images.tests.unit.fakehost import ScriptedRunner
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
-
-
-class StubRunner:
-    def which(self, name, required=True):
-        return None
-
-    def run(self, argv):
-        raise AssertionError('no command may run: %r' % (argv,))
-
-
-def params(tmp_path, **kw):
-    p = dict(host_root=str(tmp_path), pool='zones', layout='auto', source=['http://img.example.com'],
-             validate_certs=True, ca_path=None, timeout=30, retries=0, state='present', images=None, uuid=None,
-             name=None, version=None, filters=None, manifest=None, file=None, keep=[], prune_unused=True,
-             update_manifests=None, lock_timeout=3600)
-    p.update(kw)
-    return p
 
 
 def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path):
@@ -67,15 +51,15 @@ def test_a_regular_file_and_a_missing_one(tmp_path):
     ("['base-64']", 'is not a UUID, name or name@version'),
     ('  ', 'is not a UUID, name or name@version'),
 ])
-def test_keep_entries_that_cannot_be_names_are_refused(tmp_path, entry, words):
+def test_keep_entries_that_cannot_be_names_are_refused(image_params, entry, words):
     with pytest.raises(InvalidParameter, match='^keep entry ') as e:
-        ImageManager(params(tmp_path, keep=['base-64', entry]), StubRunner())
+        ImageManager(image_params(keep=['base-64', entry], prune_unused=True), ScriptedRunner(paths={}))
     assert words in e.value.msg
 
 
 @pytest.mark.parametrize('entry', [U, 'base-64', 'base-64@24.4.1', 'my image/x'])
-def test_keep_entries_that_can_be_names_are_accepted(tmp_path, entry):
-    ImageManager(params(tmp_path, keep=[entry]), StubRunner())
+def test_keep_entries_that_can_be_names_are_accepted(image_params, entry):
+    ImageManager(image_params(keep=[entry], prune_unused=True), ScriptedRunner(paths={}))
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='zombies are read from Linux /proc')
@@ -98,13 +82,13 @@ def test_a_zombie_is_no_running_process():
     (True, 'version must be a string, not True'),
     (['1'], "version must be a string, not ['1']"),
 ])
-def test_a_version_that_is_no_string_is_refused(tmp_path, version, words):
+def test_a_version_that_is_no_string_is_refused(image_params, version, words):
     for kw in (dict(name='base', version=version), dict(images=[{'name': 'base', 'version': version}])):
         with pytest.raises(InvalidParameter) as e:
-            ImageManager(params(tmp_path, prune_unused=None, **kw), StubRunner())
+            ImageManager(image_params(**kw), ScriptedRunner(paths={}))
         assert words in e.value.msg
 
 
-def test_a_whole_number_version_is_its_digits(tmp_path):
-    manager = ImageManager(params(tmp_path, prune_unused=None, name='base', version=2), StubRunner())
+def test_a_whole_number_version_is_its_digits(image_params):
+    manager = ImageManager(image_params(name='base', version=2), ScriptedRunner(paths={}))
     assert manager.wanted[0].version == '2'

@@ -16,29 +16,10 @@ from ansible_collections.smartos.images.plugins.module_utils._inventory import (
     CachedManifests, Inventory, cached_problem, ignore_flag, load_inventory, parse_zone_roots, read_cached_manifest,
 )
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs, parse_list
-
-FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
-
-BASE = 'a3e0a1c8-2d6b-4c57-9f2e-1a2b3c4d5e01'
-INCR = 'b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702'
-VM = 'c0ffee00-1111-4222-8333-444455556603'
-KVM_IMG = 'd4e5f6a7-b8c9-4dae-8fb0-c1d2e3f4a504'
-KVM_VM = 'e1e2e3e4-e5e6-4e7e-8e9e-eaebecedee05'
-BHYVE_VM = 'f1f2f3f4-f5f6-4f7f-8f9f-fafbfcfdfe06'
-IGN_TRUE = '10000000-0000-4000-8000-000000000007'
-IGN_YES = '10000000-0000-4000-8000-000000000008'
-IGN_FALSE = '10000000-0000-4000-8000-000000000009'
-IGN_GARBAGE = '10000000-0000-4000-8000-00000000000a'
-COPY = '10000000-0000-4000-8000-00000000000b'
-SNAP_CLONE = '10000000-0000-4000-8000-00000000000c'
-NO_FINAL = '10000000-0000-4000-8000-00000000000d'
-PARTIAL = '10000000-0000-4000-8000-00000000000e'
-UPPER = 'A3E0A1C8-2D6B-4C57-9F2E-1A2B3C4D5E01'
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as f:
-        return f.read()
+from ansible_collections.smartos.images.tests.unit.fakehost import (
+    BASE, BHYVE_VM, COPY, IGN_FALSE, IGN_GARBAGE, IGN_TRUE, IGN_YES, INCR, KVM_IMG, KVM_VM, NO_FINAL, PARTIAL,
+    SNAP_CLONE, UPPER, VM, FakeHost, ScriptedRunner, fixture, smartos_host,
+)
 
 
 def smartos(with_zones=True):
@@ -196,46 +177,27 @@ def test_parse_zone_roots(text, roots):
     assert parse_zone_roots(text) == roots
 
 
-class FakeRunner:
-    """which() answers from a dict; run() answers by command name and records argv."""
+class FakeRunner(ScriptedRunner):
+    """A scripted runner built as (paths, answers by command)."""
 
     def __init__(self, paths, answers):
-        self.paths = paths
-        self.answers = answers
-        self.calls = []
-        self.which_calls = []
-
-    def which(self, name, required=True):
-        self.which_calls.append((name, required))
-        return self.paths.get(name)
-
-    def run(self, argv):
-        self.calls.append(list(argv))
-        return self.answers[argv[0]]
-
-    def popen(self, argv, stderr):
-        raise AssertionError('load_inventory never streams')
+        super().__init__(answers, paths=paths)
 
 
 def test_load_inventory_asks_zoneadm_where_it_exists():
-    runner = FakeRunner({'zoneadm': '/usr/sbin/zoneadm', 'zfs': '/usr/sbin/zfs'},
-                        {'zoneadm': (0, fixture('zoneadm_list_pc_smartos.txt'), ''),
-                         'zfs': (0, fixture('zfs_list_smartos.txt'), '')})
-    inv = load_inventory(Zfs(runner), runner, 'zones')
-    assert ('zoneadm', False) in runner.which_calls
-    assert runner.calls[0] == ['zoneadm', 'list', '-pc']
-    assert runner.calls[1][:2] == ['zfs', 'list']
-    assert runner.calls[1][-2:] == ['-r', 'zones']
-    assert len(runner.calls) == 2
+    host = smartos_host()
+    inv = load_inventory(Zfs(host), host, 'zones')
+    assert host.calls == [['zoneadm', 'list', '-pc'],
+                          ['zfs', 'list', '-H', '-o', 'name,origin,mountpoint,imgadm:ignore', '-t',
+                           'filesystem,volume,snapshot', '-r', 'zones']]
     assert not inv.is_image('zones', KVM_VM)
     assert inv.not_images['zones/' + BHYVE_VM] == 'it is the root of a zone (a VM), not an image'
 
 
 def test_load_inventory_without_zoneadm_runs_only_zfs():
-    runner = FakeRunner({'zfs': '/usr/sbin/zfs'}, {'zfs': (0, fixture('zfs_list_zfs_fuse.txt'), '')})
-    inv = load_inventory(Zfs(runner), runner, 'tank1')
-    assert runner.which_calls == [('zoneadm', False)]
-    assert [c[0] for c in runner.calls] == ['zfs']
+    host = FakeHost.recorded(fixture('zfs_list_zfs_fuse.txt'))
+    inv = load_inventory(Zfs(host), host, 'tank1')
+    assert [c[0] for c in host.calls] == ['zfs']
     assert inv.images_on('tank1') == sorted([BASE, INCR, COPY])
 
 
@@ -250,9 +212,9 @@ def test_load_inventory_zoneadm_failure():
 
 
 def test_load_inventory_missing_pool():
-    runner = FakeRunner({}, {'zfs': (1, '', "cannot open 'nopool': dataset does not exist\n")})
+    host = FakeHost(['zones'])
     with pytest.raises(CommandError) as exc:
-        load_inventory(Zfs(runner), runner, 'nopool')
+        load_inventory(Zfs(host), host, 'nopool')
     assert 'nopool' in exc.value.msg
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError
 from ansible_collections.smartos.images.plugins.module_utils._platform import check_platform, platform_problem, read_sysinfo
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, ScriptedRunner
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 STAMP = '20141030T081701Z'
@@ -96,38 +97,20 @@ def test_check_platform_passes(m, sysinfo):
     assert check_platform(m, sysinfo) is None
 
 
-class FakeRunner:
-    """which() knows sysinfo only when given an answer for it; run() records argv and answers."""
-
-    def __init__(self, answer=None):
-        self.answer = answer
-        self.calls = []
-        self.which_calls = []
-
-    def which(self, name, required=True):
-        self.which_calls.append((name, required))
-        return '/usr/bin/sysinfo' if self.answer is not None and name == 'sysinfo' else None
-
-    def run(self, argv):
-        self.calls.append(list(argv))
-        return self.answer
-
-
 def test_read_sysinfo_without_the_command_is_none():
-    runner = FakeRunner()
-    assert read_sysinfo(runner) is None
-    assert runner.which_calls == [('sysinfo', False)]
-    assert runner.calls == []
+    host = FakeHost(['zones'])      # which() of a missing required command would raise
+    assert read_sysinfo(host) is None
+    assert host.calls == []
 
 
 def test_read_sysinfo():
-    runner = FakeRunner((0, json.dumps(HOST, indent=2) + '\n', ''))
-    assert read_sysinfo(runner) == HOST
-    assert runner.calls == [['sysinfo']]
+    host = FakeHost(['zones'], sysinfo=HOST)
+    assert read_sysinfo(host) == HOST
+    assert host.calls == [['sysinfo']]
 
 
 def test_read_sysinfo_failure():
-    runner = FakeRunner((1, '', 'sysinfo: permission denied\n'))
+    runner = ScriptedRunner((1, '', 'sysinfo: permission denied\n'))
     with pytest.raises(CommandError) as exc:
         read_sysinfo(runner)
     assert exc.value.msg == 'sysinfo failed: sysinfo: permission denied'
@@ -137,7 +120,7 @@ def test_read_sysinfo_failure():
 @pytest.mark.parametrize('out', ['', 'SDC Version: 7.0\n', '{"SDC Version": "7.0",', '{"SDC Version": "7.0"}\n{}'])
 def test_read_sysinfo_not_json(out):
     with pytest.raises(CommandError) as exc:
-        read_sysinfo(FakeRunner((0, out, '')))
+        read_sysinfo(ScriptedRunner((0, out, '')))
     assert exc.value.msg.startswith('sysinfo printed something that is not JSON: ')
     assert exc.value.evidence == {'cmd': 'sysinfo'}
 
@@ -145,7 +128,7 @@ def test_read_sysinfo_not_json(out):
 @pytest.mark.parametrize('out', ['null\n', '[]\n', '"7.0"\n'])
 def test_read_sysinfo_json_that_is_not_an_object(out):
     with pytest.raises(CommandError):
-        read_sysinfo(FakeRunner((0, out, '')))
+        read_sysinfo(ScriptedRunner((0, out, '')))
 
 
 # ---- requirements of the wrong shape: a problem naming the field, never a Python error ----

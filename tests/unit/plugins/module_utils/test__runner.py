@@ -1,83 +1,74 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/_runner.py: where host commands run (argv, C locale, found once)."""
+"""Unit tests for plugins/module_utils/_runner.py: the seam every host command goes through (the other tests replace
+it with tests/unit/fakehost.py); here it runs real processes (sh, cat) for a stand-in AnsibleModule."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils import _runner
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
+from ansible_collections.smartos.images.plugins.module_utils._runner import C_LOCALE, Runner, widen_pipe
 
 
-class FakeModule:
-    """get_bin_path and run_command of an AnsibleModule, recording what was asked."""
+class Module:
+    """What Runner uses of AnsibleModule: get_bin_path and run_command, recorded."""
 
-    def __init__(self, paths):
+    def __init__(self, paths=None):
         self.paths = paths
-        self.looked_up = []
-        self.ran = []
+        self.asked, self.ran = [], []
 
     def get_bin_path(self, name, opt_dirs=None):
-        self.looked_up.append((name, tuple(opt_dirs or ())))
-        return self.paths.get(name)
+        self.asked.append((name, opt_dirs))
+        return shutil.which(name) if self.paths is None else self.paths.get(name)
 
     def run_command(self, argv, environ_update=None):
         self.ran.append((argv, environ_update))
         return 0, 'out', ''
 
 
-def test_run_uses_the_found_path_and_the_c_locale():
-    module = FakeModule({'zfs': '/usr/sbin/zfs'})
-    runner = _runner.Runner(module)
-    assert runner.run(['zfs', 'list', '-H']) == (0, 'out', '')
-    assert module.ran == [(['/usr/sbin/zfs', 'list', '-H'], {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'})]
-    runner.run(['zfs', 'get'])
-    assert module.looked_up == [('zfs', ('/usr/sbin', '/sbin', '/usr/bin'))]     # looked up once
+def test_which_searches_the_sbin_directories_once_per_command():
+    module = Module({'zfs': '/usr/sbin/zfs'})
+    runner = Runner(module)
+    assert runner.which('zfs') == runner.which('zfs') == '/usr/sbin/zfs'
+    assert runner.which('zoneadm', required=False) is None
+    assert module.asked == [('zfs', ['/usr/sbin', '/sbin', '/usr/bin']), ('zoneadm', ['/usr/sbin', '/sbin', '/usr/bin'])]
 
 
-def test_a_missing_required_command_is_a_command_error():
-    runner = _runner.Runner(FakeModule({}))
-    assert runner.which('vmadm', required=False) is None
-    with pytest.raises(CommandError, match='the vmadm command was not found on the host'):
-        runner.which('vmadm')
+def test_a_missing_required_command_is_an_error():
+    with pytest.raises(CommandError, match='^the zfs command was not found on the host'):
+        Runner(Module({})).which('zfs')
 
 
-def test_popen_streams_into_a_command():
-    runner = _runner.Runner(FakeModule({'cat': '/bin/cat'}))
-    proc = runner.popen(['cat'], stderr=subprocess.DEVNULL)
-    proc.stdin.write(b'data')
+def test_run_uses_the_path_and_the_c_locale():
+    module = Module({'zfs': '/usr/sbin/zfs'})
+    assert Runner(module).run(['zfs', 'list', '-H']) == (0, 'out', '')
+    assert module.ran == [(['/usr/sbin/zfs', 'list', '-H'], C_LOCALE)]
+
+
+def test_popen_streams_into_a_process():
+    proc = Runner(Module()).popen(['sh', '-c', 'test "$(cat)" = hello && test "$LC_ALL" = C'],
+                                  stderr=subprocess.DEVNULL)
+    proc.stdin.write(b'hello')
     proc.stdin.close()
     assert proc.wait(timeout=30) == 0
 
 
-def test_popen_out_streams_out_of_a_command():
-    runner = _runner.Runner(FakeModule({'echo': '/bin/echo'}))
-    proc = runner.popen_out(['echo', 'hello'], stderr=subprocess.DEVNULL)
+def test_popen_out_streams_out_of_a_process():
+    proc = Runner(Module()).popen_out(['sh', '-c', 'echo "$LANG"'], stderr=subprocess.DEVNULL)
     try:
-        assert proc.stdout.read() == b'hello\n'
+        assert proc.stdout.read() == b'C\n'
     finally:
         proc.stdout.close()
         assert proc.wait(timeout=30) == 0
 
 
-def test_widen_pipe_ignores_a_refusal(monkeypatch):
-    calls = []
-
-    def refuse(fd, op, size):
-        calls.append(op)
-        raise OSError('refused')
-
-    class Pipe:
-        def fileno(self):
-            return 0
-
-    monkeypatch.setattr(_runner, 'F_SETPIPE_SZ', 1031)
-    monkeypatch.setattr(_runner.fcntl, 'fcntl', refuse)
-    _runner.widen_pipe(Pipe())
-    assert calls == [1031]
+def test_widen_pipe_ignores_a_refusal_and_a_platform_without_it(monkeypatch, tmp_path):
+    with open(str(tmp_path / 'file'), 'wb') as f:
+        widen_pipe(f)      # not a pipe: refused, and the refusal ignored
     monkeypatch.setattr(_runner, 'F_SETPIPE_SZ', None)
-    _runner.widen_pipe(Pipe())
-    assert calls == [1031]          # no such option on this platform: not asked
+    widen_pipe(None)       # not even looked at

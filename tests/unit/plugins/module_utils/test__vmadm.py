@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/_vmadm.py: vmadm through a fake Runner, and where a VM's image comes from."""
+"""Unit tests for plugins/module_utils/_vmadm.py: vmadm through a scripted Runner (tests/unit/fakehost.py), and where a VM's image comes from."""
 
 from __future__ import annotations
 
@@ -10,32 +10,19 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
 from ansible_collections.smartos.images.plugins.module_utils._vmadm import Vmadm, vm_dataset, vm_zvol_fields
+from ansible_collections.smartos.images.tests.unit.fakehost import ScriptedRunner
 
 VM = '79ae2d1c-5e48-4ae4-9c2f-f9e4d6b7cf0d'
 
 
-class FakeRunner:
-    def __init__(self, answer=(0, '{}', ''), present=True):
-        self.answer = answer
-        self.present = present
-        self.calls = []
-
-    def which(self, name, required=True):
-        return '/usr/sbin/vmadm' if self.present else None
-
-    def run(self, argv):
-        self.calls.append(list(argv))
-        return self.answer
-
-
 def test_get_parses_json():
-    runner = FakeRunner((0, json.dumps({'uuid': VM, 'state': 'running'}), ''))
+    runner = ScriptedRunner((0, json.dumps({'uuid': VM, 'state': 'running'}), ''))
     assert Vmadm(runner).get(VM) == {'uuid': VM, 'state': 'running'} and runner.calls == [['vmadm', 'get', VM]]
 
 
 @pytest.mark.parametrize('err', ['Could not find VM %s\n' % VM, 'Failed to get VM: No such zone configured\n'])
 def test_get_missing_vm_is_none(err):
-    assert Vmadm(FakeRunner((1, '', err))).get(VM) is None
+    assert Vmadm(ScriptedRunner((1, '', err))).get(VM) is None
 
 
 @pytest.mark.parametrize('answer, words', [
@@ -45,20 +32,20 @@ def test_get_missing_vm_is_none(err):
 ])
 def test_get_failures(answer, words):
     with pytest.raises(CommandError, match=words):
-        Vmadm(FakeRunner(answer)).get(VM)
+        Vmadm(ScriptedRunner(answer)).get(VM)
 
 
 def test_stop():
-    runner = FakeRunner((0, 'Successfully completed stop\n', ''))
+    runner = ScriptedRunner((0, 'Successfully completed stop\n', ''))
     Vmadm(runner).stop(VM)
     assert runner.calls == [['vmadm', 'stop', VM]]
     with pytest.raises(CommandError, match='vmadm stop %s failed: timed out' % VM) as e:
-        Vmadm(FakeRunner((1, '', 'timed out\n'))).stop(VM)
+        Vmadm(ScriptedRunner((1, '', 'timed out\n'))).stop(VM)
     assert e.value.evidence['rc'] == 1
 
 
 def test_available():
-    assert Vmadm(FakeRunner()).available() and not Vmadm(FakeRunner(present=False)).available()
+    assert Vmadm(ScriptedRunner((0, '{}', ''))).available() and not Vmadm(ScriptedRunner(paths={})).available()
 
 
 @pytest.mark.parametrize('vm, dataset', [

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/_zfs.py: output parsing and the zfs commands through a fake Runner."""
+"""Unit tests for plugins/module_utils/_zfs.py: output parsing and the zfs commands through a scripted Runner (tests/unit/fakehost.py)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,10 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _zfs
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset, Zfs, parse_list
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, ScriptedRunner
 
 UUID = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 BUSY = "cannot rename 'zones/x': dataset is busy\n"
-
-
-class FakeRunner:
-    """Records every argv; answers from a list of canned (rc, out, err), the last one repeating."""
-
-    def __init__(self, *answers):
-        self.answers = list(answers) or [(0, '', '')]
-        self.calls = []
-
-    def which(self, name, required=True):
-        return '/usr/sbin/' + name
-
-    def run(self, argv):
-        self.calls.append(list(argv))
-        if len(self.answers) > 1:
-            return self.answers.pop(0)
-        return self.answers[0]
-
-    def popen(self, argv, stderr):
-        self.calls.append(list(argv))
-        return ('popen', argv, stderr)
 
 
 @pytest.fixture
@@ -86,7 +66,7 @@ def test_parse_list_rejects_unexpected_lines(line):
 
 
 def test_list_runs_one_zfs_call_below_the_pool():
-    runner = FakeRunner((0, SMARTOS_LIST, ''))
+    runner = ScriptedRunner((0, SMARTOS_LIST, ''))
     rows = Zfs(runner).list('zones')
     assert runner.calls == [['zfs', 'list', '-H', '-o', 'name,origin,mountpoint,imgadm:ignore',
                              '-t', 'filesystem,volume,snapshot', '-r', 'zones']]
@@ -94,15 +74,14 @@ def test_list_runs_one_zfs_call_below_the_pool():
 
 
 def test_list_without_root_lists_every_pool():
-    runner = FakeRunner((0, '', ''))
+    runner = ScriptedRunner((0, '', ''))
     assert Zfs(runner).list() == []
     assert '-r' not in runner.calls[0]
 
 
 def test_list_missing_pool_names_it():
-    runner = FakeRunner((1, '', "cannot open 'nopool': dataset does not exist\n"))
     with pytest.raises(CommandError) as exc:
-        Zfs(runner).list('nopool')
+        Zfs(FakeHost(['zones'])).list('nopool')
     assert exc.value.msg == 'zfs pool or dataset "nopool" does not exist (cannot open \'nopool\': dataset does not exist)'
     assert exc.value.evidence['rc'] == 1
     assert exc.value.evidence['cmd'].startswith('zfs list -H ')
@@ -110,14 +89,15 @@ def test_list_missing_pool_names_it():
 
 
 def test_list_several_pools_in_one_call():
-    runner = FakeRunner((1, '', "cannot open 'b': dataset does not exist\n"))
-    with pytest.raises(CommandError, match='"a" or "b" does not exist'):
-        Zfs(runner).list(['a', 'b'])
-    assert runner.calls[0][-3:] == ['-r', 'a', 'b']
+    host = FakeHost(['a', 'a/x', 'b', 'c'])
+    assert [d.name for d in Zfs(host).list(['a', 'b'])] == ['a', 'a/x', 'b']
+    with pytest.raises(CommandError, match='"a" or "d" does not exist'):
+        Zfs(host).list(['a', 'd'])
+    assert [c[-3:] for c in host.calls] == [['-r', 'a', 'b'], ['-r', 'a', 'd']]
 
 
 def test_list_other_failure_keeps_stderr():
-    runner = FakeRunner((2, '', 'internal error: Bad file descriptor\n'))
+    runner = ScriptedRunner((2, '', 'internal error: Bad file descriptor\n'))
     with pytest.raises(CommandError) as exc:
         Zfs(runner).list('zones')
     assert exc.value.msg == 'zfs list failed: internal error: Bad file descriptor'
@@ -125,19 +105,19 @@ def test_list_other_failure_keeps_stderr():
 
 
 def test_list_output_that_does_not_parse_is_an_error():
-    runner = FakeRunner((0, 'garbage\n', ''))
+    runner = ScriptedRunner((0, 'garbage\n', ''))
     with pytest.raises(CommandError):
         Zfs(runner).list('zones')
 
 
 def test_exists_true_on_rc_0():
-    runner = FakeRunner((0, 'zones/%s\n' % UUID, ''))
+    runner = ScriptedRunner((0, 'zones/%s\n' % UUID, ''))
     assert Zfs(runner).exists('zones/%s' % UUID) is True
     assert runner.calls == [['zfs', 'list', '-H', '-o', 'name', 'zones/%s' % UUID]]
 
 
 def test_exists_false_when_zfs_says_it_does_not_exist():
-    runner = FakeRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))
+    runner = ScriptedRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))
     assert Zfs(runner).exists('zones/x') is False
 
 
@@ -147,7 +127,7 @@ def test_exists_false_when_zfs_says_it_does_not_exist():
     (127, ''),
 ])
 def test_exists_other_failures_raise(rc, err):
-    runner = FakeRunner((rc, '', err))
+    runner = ScriptedRunner((rc, '', err))
     with pytest.raises(CommandError) as exc:
         Zfs(runner).exists('zones/x')
     assert 'zones/x' in exc.value.msg
@@ -157,13 +137,13 @@ def test_exists_other_failures_raise(rc, err):
 def test_snapshots_only_those_directly_on_the_dataset():
     ds = 'zones/%s-partial' % UUID
     out = '%s@final\n%s/child@final\nzones/other@final\n' % (ds, ds)
-    runner = FakeRunner((0, out, ''))
+    runner = ScriptedRunner((0, out, ''))
     assert Zfs(runner).snapshots(ds) == ['%s@final' % ds]
     assert runner.calls == [['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', '-d', '1', ds]]
 
 
 def test_snapshots_failure_raises_with_command():
-    runner = FakeRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))
+    runner = ScriptedRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))
     with pytest.raises(CommandError) as exc:
         Zfs(runner).snapshots('zones/x')
     assert 'listing snapshots of zones/x failed' in exc.value.msg
@@ -171,7 +151,7 @@ def test_snapshots_failure_raises_with_command():
 
 
 def test_guid_is_exact_string():
-    runner = FakeRunner((0, '18302938475629384756\n', ''))
+    runner = ScriptedRunner((0, '18302938475629384756\n', ''))
     assert Zfs(runner).guid('zones/x@final') == '18302938475629384756'
     assert runner.calls == [['zfs', 'get', '-Hp', '-o', 'value', 'guid', 'zones/x@final']]
 
@@ -183,19 +163,19 @@ def test_guid_is_exact_string():
 class TestBusyRetry:
 
     def test_success_first_time(self, method, args, argv, no_sleep):
-        runner = FakeRunner((0, '', ''))
+        runner = ScriptedRunner((0, '', ''))
         getattr(Zfs(runner), method)(*args)
         assert runner.calls == [argv]
         assert no_sleep == []
 
     def test_succeeds_after_busy(self, method, args, argv, no_sleep):
-        runner = FakeRunner((1, '', BUSY), (1, '', BUSY), (0, '', ''))
+        runner = ScriptedRunner((1, '', BUSY), (1, '', BUSY), (0, '', ''))
         getattr(Zfs(runner), method)(*args)
         assert runner.calls == [argv] * 3
         assert no_sleep == [_zfs.BUSY_DELAY, _zfs.BUSY_DELAY * 2]
 
     def test_gives_up_after_busy_retries(self, method, args, argv, no_sleep):
-        runner = FakeRunner((1, '', BUSY))
+        runner = ScriptedRunner((1, '', BUSY))
         with pytest.raises(CommandError) as exc:
             getattr(Zfs(runner), method)(*args)
         assert runner.calls == [argv] * _zfs.BUSY_RETRIES
@@ -206,7 +186,7 @@ class TestBusyRetry:
 
     def test_other_errors_are_not_retried(self, method, args, argv, no_sleep):
         err = "cannot destroy 'zones/a': filesystem has dependent clones\n"
-        runner = FakeRunner((1, '', err), (0, '', ''))
+        runner = ScriptedRunner((1, '', err), (0, '', ''))
         with pytest.raises(CommandError) as exc:
             getattr(Zfs(runner), method)(*args)
         assert runner.calls == [argv]
@@ -215,14 +195,14 @@ class TestBusyRetry:
         assert 'mountpoint' not in exc.value.msg
 
     def test_silent_failure_reports_exit_code(self, method, args, argv, no_sleep):
-        runner = FakeRunner((3, '', ''))
+        runner = ScriptedRunner((3, '', ''))
         with pytest.raises(CommandError) as exc:
             getattr(Zfs(runner), method)(*args)
         assert exc.value.msg.endswith('failed: exit code 3')
 
 
 def test_receive_starts_zfs_receive_unmounted_through_popen():
-    runner = FakeRunner()
+    runner = ScriptedRunner((0, '', ''))
     errfile = object()
     proc = Zfs(runner).receive('zones/%s-partial' % UUID, stderr=errfile)
     assert proc == ('popen', ['zfs', 'receive', '-u', 'zones/%s-partial' % UUID], errfile)
@@ -231,21 +211,21 @@ def test_receive_starts_zfs_receive_unmounted_through_popen():
 # ---- what smartos_image_create adds: properties, snapshot, destroy_snapshot, send ----
 
 def test_properties_exact_values():
-    runner = FakeRunner((0, 'type\tvolume\nguid\t11192632609860586301\norigin\t-\n', ''))
+    runner = ScriptedRunner((0, 'type\tvolume\nguid\t11192632609860586301\norigin\t-\n', ''))
     assert Zfs(runner).properties('zones/vol', ['type', 'guid', 'origin']) == {
         'type': 'volume', 'guid': '11192632609860586301', 'origin': None}
     assert runner.calls == [['zfs', 'get', '-Hp', '-o', 'property,value', 'type,guid,origin', 'zones/vol']]
 
 
 def test_properties_of_what_does_not_exist():
-    assert Zfs(FakeRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))).properties('zones/x', ['type']) is None
+    assert Zfs(ScriptedRunner((1, '', "cannot open 'zones/x': dataset does not exist\n"))).properties('zones/x', ['type']) is None
     with pytest.raises(CommandError, match='zfs get zones/x failed: bad property list') as e:
-        Zfs(FakeRunner((2, '', 'bad property list: invalid property written\n'))).properties('zones/x', ['written'])
+        Zfs(ScriptedRunner((2, '', 'bad property list: invalid property written\n'))).properties('zones/x', ['written'])
     assert e.value.evidence['rc'] == 2
 
 
 def test_snapshot_and_destroy_snapshot():
-    runner = FakeRunner()
+    runner = ScriptedRunner((0, '', ''))
     zfs = Zfs(runner)
     zfs.snapshot('zones/a@s')
     zfs.destroy_snapshot('zones/a@s')
@@ -257,13 +237,7 @@ def test_snapshot_and_destroy_snapshot():
 
 def test_snapshot_failure():
     with pytest.raises(CommandError, match="snapshotting zones/a@s failed: cannot create snapshot"):
-        Zfs(FakeRunner((1, '', "cannot create snapshot 'zones/a@s': dataset already exists\n"))).snapshot('zones/a@s')
-
-
-class SendRunner(FakeRunner):
-    def popen_out(self, argv, stderr):
-        self.calls.append(list(argv))
-        return ('popen_out', argv, stderr)
+        Zfs(ScriptedRunner((1, '', "cannot create snapshot 'zones/a@s': dataset already exists\n"))).snapshot('zones/a@s')
 
 
 @pytest.mark.parametrize('origin, argv', [
@@ -271,6 +245,6 @@ class SendRunner(FakeRunner):
     ('zones/%s@final' % UUID, ['zfs', 'send', '-i', 'zones/%s@final' % UUID, 'zones/a@s']),
 ])
 def test_send_streams_through_popen_out(origin, argv):
-    runner = SendRunner()
+    runner = ScriptedRunner()
     assert Zfs(runner).send('zones/a@s', 'ERR', incremental_from=origin) == ('popen_out', argv, 'ERR')
     assert runner.calls == [argv]

@@ -1,28 +1,24 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""smartos_image main() end to end: a fake host (zfs, zoneadm) behind the Runner seam and fake image servers behind
-the Request that ImageServerClient uses; the module's JSON is parsed from stdout."""
+"""smartos_image main() end to end: the fake host (zfs, zoneadm) behind the Runner seam and the fake image servers
+behind the Request that ImageServerClient uses (tests/unit/fakehost.py); the module's JSON is parsed from stdout."""
 
 from __future__ import annotations
 
-import email.message
+import copy
+import functools
 import gzip
 import hashlib
-import io
 import json
 import os
 import re
 import random
-import threading
-from urllib.error import HTTPError
 
 import pytest
 
-from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _zfs
+from ansible_collections.smartos.images.plugins.module_utils import _zfs
 from ansible_collections.smartos.images.plugins.modules import smartos_image
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, warnings_of
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
@@ -32,7 +28,6 @@ DS = '%s/%s' % (POOL, U)
 SRC = 'http://img1.example.com'
 SRC2 = 'http://img2.example.com'
 
-MUTATING = {'create', 'receive', 'rename', 'destroy', 'set', 'inherit', 'snapshot', 'clone', 'promote', 'rollback'}
 
 SEND_STREAM = b'ZFS send stream of ' + U.encode() + random.Random(7).randbytes(50000)
 IMAGE_FILE = gzip.compress(SEND_STREAM, mtime=0)  # the same bytes in every pytest-xdist worker
@@ -44,214 +39,22 @@ MANIFEST = {
 OTHER_CACHE = {'manifest': {'uuid': OTHER, 'name': 'minimal-64', 'version': '1.0'}, 'zpool': POOL}
 
 
-# ---- a fake host behind the Runner seam ----
+# ---- the fake host, the fake servers and main() (tests/unit/fakehost.py, tests/unit/conftest.py) ----
 
-class FakeReceive:
-    """`zfs receive -u <target>`: takes the stream on stdin, creates <target>@final when it is the expected one.
-
-    An incremental stream (host.origins) needs its origin's @final and makes the target a clone of it.
-    """
-
-    def __init__(self, host, target, stderr):
-        self.host, self.target, self.stderr = host, target, stderr
-        self.stdin = io.BytesIO()
-        self.stdin.close = lambda: None    # keep the bytes readable after the pipeline closes stdin
-        self.killed = False
-
-    def wait(self):
-        data = self.stdin.getvalue()
-        uuid = self.target.split('/')[-1].replace('-partial', '')
-        origin = self.host.origins.get(uuid)
-        origin = '%s/%s@final' % (self.target.split('/')[0], origin) if origin else None
-        with self.host.lock:
-            if self.target in self.host.datasets:
-                err, rc = "cannot receive new filesystem stream: destination '%s' exists\n" % self.target, 1
-            elif self.killed or data != self.host.streams.get(uuid):
-                err, rc = 'cannot receive: invalid stream (bad magic number)\n', 1
-            elif origin and origin not in self.host.datasets:
-                err, rc = 'cannot receive: local origin for clone %s@final does not exist\n' % self.target, 1
-            else:
-                self.host.datasets[self.target] = (origin, None, None)
-                self.host.datasets[self.target + '@final'] = (None, None, None)
-                return 0
-        self.stderr.write(err.encode())
-        self.stderr.flush()
-        return rc
-
-    def kill(self):
-        self.killed = True
+def image_host(datasets=(), streams=None, **kw):
+    """A fake host whose `zfs receive` accepts the send stream of U (or of the images in streams)."""
+    return FakeHost(datasets, streams={U: SEND_STREAM} if streams is None else streams, **kw)
 
 
-class FakeHost:
-    """A Runner for a host with zfs (an in-memory dataset table) and, when zone_roots is given, zoneadm."""
-
-    def __init__(self, datasets=(), zone_roots=None, streams=None, origins=None, guids=None):
-        self.datasets = {}
-        for row in datasets:
-            name, rest = (row, ()) if isinstance(row, str) else (row[0], row[1:])
-            self.datasets[name] = tuple(rest) + (None,) * (3 - len(rest))   # origin, mountpoint, imgadm:ignore
-        self.zone_roots = zone_roots
-        self.streams = streams if streams is not None else {U: SEND_STREAM}
-        self.origins = origins or {}    # uuid -> the origin uuid its stream is incremental from
-        self.guids = guids or {}        # snapshot -> its guid property
-        self.calls = []
-        self.lock = threading.RLock()   # imports run in threads
-
-    def which(self, name, required=True):
-        if name == 'zfs' or (name == 'zoneadm' and self.zone_roots is not None):
-            return '/usr/sbin/' + name
-        assert not required, 'a required command %s is missing' % name
-        return None
-
-    def mutations(self):
-        return [c for c in self.calls if c[0] == 'zfs' and c[1] in MUTATING]
-
-    def _below(self, name):
-        return [n for n in self.datasets if n == name or n.startswith(name + '/') or n.startswith(name + '@')]
-
-    @staticmethod
-    def _missing(name):
-        return 1, '', "cannot open '%s': dataset does not exist\n" % name
-
-    def run(self, argv):
-        with self.lock:
-            return self._run(argv)
-
-    def _run(self, argv):
-        self.calls.append(list(argv))
-        if argv[0] == 'zoneadm':
-            assert argv == ['zoneadm', 'list', '-pc']
-            lines = ['0:global:running:/::liveimg:shared:0']
-            lines += ['%d:z%d:running:%s:%s:joyent:excl:%d' % (i + 1, i, root, VM, i + 1) for i, root in enumerate(self.zone_roots)]
-            return 0, '\n'.join(lines) + '\n', ''
-        assert argv[0] == 'zfs'
-        cmd = argv[1:]
-        if cmd[:5] == ['list', '-H', '-o', _zfs.LIST_COLUMNS, '-t'] and cmd[6] == '-r':
-            root = cmd[7]
-            if root not in self.datasets:
-                return self._missing(root)
-            rows = ['\t'.join([n] + [v or '-' for v in self.datasets[n]]) for n in sorted(self._below(root))]
-            return 0, ''.join(r + '\n' for r in rows), ''
-        if cmd[:4] == ['list', '-H', '-o', 'name'] and len(cmd) == 5:
-            return (0, cmd[4] + '\n', '') if cmd[4] in self.datasets else self._missing(cmd[4])
-        if cmd[:4] == ['list', '-H', '-o', 'name'] and cmd[4:9] == ['-t', 'snapshot', '-r', '-d', '1']:
-            name = cmd[9]
-            if name not in self.datasets:
-                return self._missing(name)
-            return 0, ''.join(n + '\n' for n in sorted(self.datasets) if n.startswith(name + '@')), ''
-        if cmd[:5] == ['get', '-Hp', '-o', 'value', 'guid'] and len(cmd) == 6:
-            return (0, self.guids[cmd[5]] + '\n', '') if cmd[5] in self.guids else self._missing(cmd[5])
-        if cmd[0] == 'rename' and len(cmd) == 3:
-            old, new = cmd[1], cmd[2]
-            if old not in self.datasets:
-                return self._missing(old)
-            for name in self._below(old):
-                self.datasets[new + name[len(old):]] = self.datasets.pop(name)
-            return 0, '', ''
-        if cmd[0] == 'set' and len(cmd) == 3:
-            if cmd[2] not in self.datasets:
-                return self._missing(cmd[2])
-            return 0, '', ''
-        if cmd[:2] == ['destroy', '-r'] and len(cmd) == 3:
-            name = cmd[2]
-            if name not in self.datasets:
-                return self._missing(name)
-            doomed = self._below(name)
-            clones = [n for n, v in self.datasets.items() if v[0] and v[0].split('@')[0] in doomed and n not in doomed]
-            if clones:
-                return 1, '', "cannot destroy '%s': filesystem has dependent clones\n" % name
-            for n in doomed:
-                del self.datasets[n]
-            return 0, '', ''
-        raise AssertionError('unexpected command: %r' % (argv,))
-
-    def popen(self, argv, stderr):
-        with self.lock:
-            self.calls.append(list(argv))
-        assert argv[:3] == ['zfs', 'receive', '-u'] and len(argv) == 4
-        return FakeReceive(self, argv[3], stderr)
-
-
-# ---- fake image servers behind ImageServerClient's Request ----
-
-class FakeResponse:
-
-    def __init__(self, body, status=200, headers=None):
-        self._body = io.BytesIO(body)
-        self.status = status
-        self.headers = email.message.Message()
-        for key, value in (headers or {}).items():
-            self.headers[key] = value
-
-    def read(self, size=-1):
-        return self._body.read(size)
-
-    def close(self):
-        pass
-
-
-class FakeServers:
-    """Stands in for ansible.module_utils.urls.Request: answers GETs from a table of URL -> (status, body)."""
-
-    def __init__(self):
-        self.routes = {}
-        self.requests = []
-        self.made = []
-
-    def serve(self, url, body, status=200):
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        self.routes[url] = (status, body)
-
-    def image(self, base, manifest=None, file_body=IMAGE_FILE):
-        manifest = MANIFEST if manifest is None else manifest
-        self.serve('%s/images/%s' % (base, manifest['uuid']), manifest)
-        self.serve('%s/images/%s/file' % (base, manifest['uuid']), file_body)
-
-    def __call__(self, **kwargs):
-        self.made.append(kwargs)
-        return self
-
-    def open(self, method, url, headers=None, decompress=True):
-        assert method == 'GET'
-        self.requests.append(url)
-        # an exact route (with its query) first, then the route of the path alone
-        missing = (404, b'{"code": "ResourceNotFound", "message": "not found"}')
-        status, body = self.routes.get(url) or self.routes.get(url.split('?')[0], missing)
-        if status >= 400:
-            raise HTTPError(url, status, 'error', email.message.Message(), io.BytesIO(body))
-        return FakeResponse(body, status, {'Content-Length': str(len(body))})
-
-    def file_requests(self):
-        return [u for u in self.requests if u.split('?')[0].endswith('/file')]
-
-
-# ---- running main() ----
-
-@pytest.fixture
-def servers(monkeypatch):
-    fake = FakeServers()
-    monkeypatch.setattr(_imgapi, 'Request', fake)
-    return fake
+def offer(servers, base, manifest=None, file_body=IMAGE_FILE):
+    """Serve an image (MANIFEST and IMAGE_FILE unless told) from the server at base."""
+    servers.image(base, MANIFEST if manifest is None else manifest, file_body)
 
 
 @pytest.fixture
-def run(monkeypatch, capsys, tmp_path):
-    """run(host, check=..., diff=..., **module args) -> the module's result dict."""
-
-    def runner(host, check=False, diff=True, **args):
-        monkeypatch.setattr(smartos_image, 'Runner', lambda module: host)
-        monkeypatch.setattr(ansible_warnings, '_global_warnings', {})    # one run's warnings, not every earlier one
-        args.setdefault('host_root', str(tmp_path))
-        args.update(_ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exc:
-                smartos_image.main()
-        result = json.loads(capsys.readouterr().out)
-        assert exc.value.code == (1 if result.get('failed') else 0)
-        return result
-
-    return runner
+def run(run_module):
+    """run(host, check=..., diff=..., **module args) -> the result of smartos_image's main()."""
+    return functools.partial(run_module, smartos_image)
 
 
 def cache_path(tmp_path, uuid=U, pool=POOL):
@@ -270,7 +73,7 @@ def pool_with_other_image():
 
 
 def installed_host():
-    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',)])
+    return image_host(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',)])
 
 
 SAME_IN_CHECK = ('changed', 'actions', 'diff', 'image', 'source', 'uuid', 'dataset')
@@ -280,8 +83,8 @@ SAME_IN_CHECK = ('changed', 'actions', 'diff', 'image', 'source', 'uuid', 'datas
 
 def test_import_check_then_real_then_idempotent(run, servers, tmp_path):
     write_cache(tmp_path, OTHER_CACHE, OTHER)
-    servers.image(SRC)
-    host = FakeHost(pool_with_other_image())
+    offer(servers, SRC)
+    host = image_host(pool_with_other_image())
     args = dict(uuid=U, source=[SRC])
 
     check = run(host, check=True, **args)
@@ -323,8 +126,8 @@ def test_import_check_then_real_then_idempotent(run, servers, tmp_path):
 
 def test_import_first_source_without_the_image_is_skipped(run, servers):
     servers.serve('%s/images/%s' % (SRC, U), {'code': 'InternalError', 'message': 'oops'}, status=500)
-    servers.image(SRC2)
-    host = FakeHost([POOL])
+    offer(servers, SRC2)
+    host = image_host([POOL])
     result = run(host, uuid=U, source=[SRC, SRC2], retries=0)
     assert result['changed'] is True
     assert result['source'] == SRC2
@@ -332,8 +135,8 @@ def test_import_first_source_without_the_image_is_skipped(run, servers):
 
 
 def test_import_with_channel_and_credentials(run, servers, tmp_path):
-    servers.image('https://img.example.com')
-    host = FakeHost([POOL])
+    offer(servers, 'https://img.example.com')
+    host = image_host([POOL])
     result = run(host, uuid=U, source=['https://bob:pw1@img.example.com?channel=dev'])
     assert result['source'] == 'https://***@img.example.com?channel=dev'
     assert servers.requests == ['https://img.example.com/images/%s?channel=dev' % U,
@@ -344,8 +147,8 @@ def test_import_with_channel_and_credentials(run, servers, tmp_path):
 
 
 def test_import_replaces_a_stale_partial(run, servers):
-    servers.image(SRC)
-    host = FakeHost([POOL, (DS + '-partial',), (DS + '-partial@final',)])
+    offer(servers, SRC)
+    host = image_host([POOL, (DS + '-partial',), (DS + '-partial@final',)])
     result = run(host, uuid=U, source=[SRC])
     assert result['changed'] is True
     assert host.mutations()[0] == ['zfs', 'destroy', '-r', DS + '-partial']
@@ -367,8 +170,8 @@ WRONG_SHA1 = hashlib.sha1(b'another file').hexdigest()
     (dict(MANIFEST, files=[dict(MANIFEST['files'][0], sha1=WRONG_SHA1)]), IMAGE_FILE, WRONG_SHA1, MANIFEST['files'][0]['sha1']),
 ], ids=['corrupt-stream', 'wrong-sha1-in-manifest'])
 def test_import_with_a_bad_checksum_leaves_the_host_as_before(run, servers, tmp_path, manifest, file_body, expected, actual):
-    servers.image(SRC, manifest, file_body=file_body)
-    host = FakeHost([POOL])
+    offer(servers, SRC, manifest, file_body=file_body)
+    host = image_host([POOL])
     result = run(host, uuid=U, source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == ('image %s file checksum (sha1) error: expected "%s", downloaded checksum was "%s"'
@@ -381,8 +184,8 @@ def test_import_with_a_bad_checksum_leaves_the_host_as_before(run, servers, tmp_
 
 
 def test_import_zfs_receive_failure_reports_zfs(run, servers):
-    servers.image(SRC)
-    host = FakeHost([POOL], streams={U: b'something else'})
+    offer(servers, SRC)
+    host = image_host([POOL], streams={U: b'something else'})
     result = run(host, uuid=U, source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == 'zfs receive of image %s into %s-partial failed: cannot receive: invalid stream (bad magic number)' % (U, DS)
@@ -424,7 +227,7 @@ def test_delete_check_then_real_then_idempotent(run, servers, tmp_path):
 
 
 def test_absent_when_not_installed(run, servers):
-    host = FakeHost(pool_with_other_image())
+    host = image_host(pool_with_other_image())
     result = run(host, uuid=U, state='absent', source=[SRC])
     assert result['changed'] is False
     assert result['actions'] == []
@@ -435,12 +238,12 @@ def test_absent_when_not_installed(run, servers):
 
 @pytest.mark.parametrize('check', [True, False])
 def test_absent_with_clones_fails_and_destroys_nothing(run, servers, check):
-    host = FakeHost(pool_with_other_image() + [
+    host = image_host(pool_with_other_image() + [
         (DS, None, '/' + DS), (DS + '@final',),
         ('zones/' + VM, DS + '@final', '/zones/' + VM),
         ('zones/%s-disk0' % OTHER, DS + '@final'),
     ], zone_roots=['/zones/' + VM])
-    before = dict(host.datasets)
+    before = copy.deepcopy(host.datasets)
     result = run(host, check=check, uuid=U, state='absent')
     assert result['failed'] is True
     assert result['msg'] == ('image "%s" has dependent clones: zones/%s-disk0, zones/%s; delete or promote them first'
@@ -452,7 +255,7 @@ def test_absent_with_clones_fails_and_destroys_nothing(run, servers, check):
 
 
 def test_a_vm_zone_root_is_never_deleted(run, servers):
-    host = FakeHost([POOL, (DS, None, '/' + DS)], zone_roots=['/' + DS])
+    host = image_host([POOL, (DS, None, '/' + DS)], zone_roots=['/' + DS])
     result = run(host, uuid=U, state='absent')
     assert result['failed'] is True
     assert result['msg'] == ('dataset %s exists but is not an image: it is the root of a zone (a VM), not an image; '
@@ -525,7 +328,7 @@ def write_config(tmp_path, config):
 @pytest.mark.parametrize('check', [True, False])
 def test_no_source_and_not_installed(run, servers, tmp_path, check):
     config = write_config(tmp_path, {'sources': []})
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, check=check, uuid=U)
     assert result['failed'] is True
     assert result['msg'] == ('no image source to import %s from (%s has none): set source to one or more IMGAPI URLs, '
@@ -536,14 +339,14 @@ def test_no_source_and_not_installed(run, servers, tmp_path, check):
 
 def test_no_source_option_uses_the_host_sources(run, servers, tmp_path):
     write_config(tmp_path, {'sources': [{'type': 'imgapi', 'url': SRC2}]})
-    servers.image(SRC2)
-    result = run(FakeHost([POOL]), uuid=U)
+    offer(servers, SRC2)
+    result = run(image_host([POOL]), uuid=U)
     assert result['changed'] is True
     assert result['source'] == SRC2
 
 
 def test_no_source_option_and_no_config_uses_imgadm_default_source(run, servers):
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, check=True, uuid=U)
     assert result['failed'] is True
     assert result['msg'] == ('an active image "%s" was not found in image sources: https://images.smartos.org: not found '
@@ -552,7 +355,7 @@ def test_no_source_option_and_no_config_uses_imgadm_default_source(run, servers)
 
 
 def test_missing_pool(run, servers):
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, uuid=U, pool='tank', source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == 'zfs pool or dataset "tank" does not exist (cannot open \'tank\': dataset does not exist)'
@@ -564,7 +367,7 @@ def test_missing_pool(run, servers):
 @pytest.mark.parametrize('check', [True, False])
 def test_image_unknown_on_all_sources_names_each_source(run, servers, check):
     servers.serve('%s/images/%s' % (SRC2, U), {'code': 'ServiceUnavailableError', 'message': 'down for maintenance'}, status=503)
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, check=check, uuid=U, source=[SRC, SRC2], retries=0)
     assert result['failed'] is True
     assert result['msg'] == (
@@ -576,8 +379,8 @@ def test_image_unknown_on_all_sources_names_each_source(run, servers, check):
 
 
 def test_inactive_image(run, servers):
-    servers.image(SRC, dict(MANIFEST, state='disabled', disabled=True))
-    host = FakeHost([POOL])
+    offer(servers, SRC, dict(MANIFEST, state='disabled', disabled=True))
+    host = image_host([POOL])
     result = run(host, uuid=U, source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == ('image "%s" is not active on any source (%s: state "disabled"); only active images can be '
@@ -587,17 +390,17 @@ def test_inactive_image(run, servers):
 
 
 def test_inactive_on_one_source_active_on_the_next(run, servers):
-    servers.image(SRC, dict(MANIFEST, state='unactivated'))
-    servers.image(SRC2)
-    result = run(FakeHost([POOL]), uuid=U, source=[SRC, SRC2])
+    offer(servers, SRC, dict(MANIFEST, state='unactivated'))
+    offer(servers, SRC2)
+    result = run(image_host([POOL]), uuid=U, source=[SRC, SRC2])
     assert result['changed'] is True
     assert result['source'] == SRC2
 
 
 @pytest.mark.parametrize('check', [True, False])
 def test_docker_image_is_refused(run, servers, check):
-    servers.image(SRC, dict(MANIFEST, type='docker'))
-    host = FakeHost([POOL])
+    offer(servers, SRC, dict(MANIFEST, type='docker'))
+    host = image_host([POOL])
     result = run(host, check=check, uuid=U, source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == ('image %s from %s is a docker image; importing docker images is not supported yet' % (U, SRC))
@@ -607,8 +410,8 @@ def test_docker_image_is_refused(run, servers, check):
 
 def test_unusable_manifest_is_reported_per_source(run, servers):
     bad = dict(MANIFEST, files=[{'sha1': 'x', 'size': 0, 'compression': 'gzip'}])
-    servers.image(SRC, bad)
-    result = run(FakeHost([POOL]), uuid=U, source=[SRC])
+    offer(servers, SRC, bad)
+    result = run(image_host([POOL]), uuid=U, source=[SRC])
     assert result['failed'] is True
     assert ('the manifest of image %s from %s cannot be imported: files[0].sha1 is missing or not 40 hex digits; '
             'files[0].size is missing or not a positive integer' % (U, SRC)) in result['msg']
@@ -620,25 +423,25 @@ def test_unusable_manifest_is_reported_per_source(run, servers):
 @pytest.mark.parametrize('has_image', [True, False])
 def test_source_password_is_never_shown(run, servers, check, has_image):
     if has_image:
-        servers.image('https://img.example.com')
-    result = run(FakeHost([POOL]), check=check, uuid=U, source=['https://bob:Sup3rSecret@img.example.com'], retries=0)
+        offer(servers, 'https://img.example.com')
+    result = run(image_host([POOL]), check=check, uuid=U, source=['https://bob:Sup3rSecret@img.example.com'], retries=0)
     assert result.get('failed', False) is not has_image
     assert 'https://***@img.example.com' in json.dumps(result)
     assert 'Sup3rSecret' not in json.dumps(result)   # nor in invocation.module_args: ansible masks URL passwords
 
 
 def test_unwritable_host_root_fails_cleanly(run, servers, tmp_path):
-    servers.image(SRC)
+    offer(servers, SRC)
     blocker = tmp_path / 'not-a-directory'
     blocker.write_text('x')
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, uuid=U, source=[SRC], host_root=str(blocker))
     assert result['failed'] is True
     assert str(blocker) in result['msg']
 
 
 def test_source_with_a_bad_port_fails_cleanly(run, servers):
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, uuid=U, source=['http://img.example.com:80a/'])
     assert result['failed'] is True
     assert 'img.example.com:80a' in result['msg']
@@ -668,14 +471,14 @@ class Image:
 
     def offer(self, servers, *bases):
         for base in bases:
-            servers.image(base, self.manifest, file_body=self.body)
+            offer(servers, base, self.manifest, file_body=self.body)
         return self
 
 
 def host_for(images, datasets=(), **kw):
     """A FakeHost with the zones pool, the given datasets, and the streams (incremental where they have an origin) of images."""
-    return FakeHost([POOL] + list(datasets), streams={i.uuid: i.stream for i in images},
-                    origins={i.uuid: i.manifest['origin'] for i in images if i.manifest.get('origin')}, **kw)
+    return image_host([POOL] + list(datasets), streams={i.uuid: i.stream for i in images},
+                      origins={i.uuid: i.manifest['origin'] for i in images if i.manifest.get('origin')}, **kw)
 
 
 def installed(uuid, origin=None):
@@ -766,7 +569,7 @@ def test_name_matching_nothing_names_each_source_and_its_answer(run, servers):
                                     Image(N2, 'something-else', '1.0').manifest,
                                     Image(N3, 'nope', '1.0', os='linux').manifest])
     servers.serve(SRC3 + '/images', {'code': 'ServiceUnavailableError', 'message': 'down'}, status=503)
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, name='nope', filters={'os': 'smartos'}, source=[SRC, SRC2, SRC3], retries=0)
     assert result['failed'] is True
     assert result['msg'] == (
@@ -781,7 +584,7 @@ def test_name_matching_nothing_names_each_source_and_its_answer(run, servers):
 
 def test_name_and_version_matching_nothing(run, servers):
     servers.serve(SRC + '/images', [Image(N1, 'base-64-lts', '23.4.0').manifest])
-    result = run(FakeHost([POOL]), name='base-64-lts', version='24.4.1', source=[SRC])
+    result = run(image_host([POOL]), name='base-64-lts', version='24.4.1', source=[SRC])
     assert result['msg'] == ('no active image named "base-64-lts" version "24.4.1" was found in image sources: '
                              '%s: 0 match(es)' % SRC)
     assert servers.requests == [list_url(SRC, 'name=base-64-lts&version=24.4.1')]
@@ -813,8 +616,8 @@ def test_origin_chain_imports_missing_ancestors_base_first(run, servers, tmp_pat
     assert {k: real.get(k) for k in SAME_IN_CHECK} == {k: check.get(k) for k in SAME_IN_CHECK}
     assert real['imported'] == [BASE, MID, TOP]
     assert host.mutations() == received(BASE, MID, TOP)     # each receive finds its origin's @final
-    assert host.datasets['zones/' + TOP][0] == 'zones/%s@final' % MID
-    assert host.datasets['zones/' + MID][0] == 'zones/%s@final' % BASE
+    assert host.datasets['zones/' + TOP]['origin'] == 'zones/%s@final' % MID
+    assert host.datasets['zones/' + MID]['origin'] == 'zones/%s@final' % BASE
     assert real['downloaded_bytes'] == sum(len(i.body) for i in (base, mid, top))
     for image in (base, mid, top):
         assert os.path.exists(cache_path(tmp_path, image.uuid))
@@ -860,10 +663,10 @@ def test_origin_missing_on_every_source(run, servers, check):
 
 def test_images_list_reads_the_host_once_and_reports_each_entry(run, servers, tmp_path):
     write_cache(tmp_path, OTHER_CACHE, OTHER)
-    servers.image(SRC)
+    offer(servers, SRC)
     tools = Image(N1, 'tools', '2.0', published_at='2024-01-01T00:00:00Z').offer(servers, SRC)
     servers.serve(SRC + '/images', [Image(N2, 'tools', '1.0').manifest, tools.manifest])
-    host = FakeHost(pool_with_other_image(), streams={U: SEND_STREAM, N1: tools.stream})
+    host = image_host(pool_with_other_image(), streams={U: SEND_STREAM, N1: tools.stream})
     args = dict(images=[{'uuid': U}, {'name': 'tools', 'version': '2.0'}, {'uuid': OTHER, 'state': 'absent'}], source=[SRC])
     results = [
         {'state': 'present', 'changed': True, 'uuid': U, 'image': MANIFEST, 'source': SRC, 'imported': [U]},
@@ -908,8 +711,8 @@ def test_images_list_reads_the_host_once_and_reports_each_entry(run, servers, tm
 ], ids=['installed', 'absent-first', 'by-name', 'not-installed'])
 def test_present_and_absent_of_the_same_image(run, servers, tmp_path, check, entries, is_installed):
     write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, U)
-    servers.image(SRC)
-    host = installed_host() if is_installed else FakeHost(pool_with_other_image())
+    offer(servers, SRC)
+    host = installed_host() if is_installed else image_host(pool_with_other_image())
     result = run(host, check=check, images=entries, source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == 'image(s) %s are declared both present and absent' % U
@@ -921,9 +724,9 @@ def test_present_and_absent_of_the_same_image(run, servers, tmp_path, check, ent
 
 def prune_host():
     """OTHER (minimal-64, kept by name), U with a VM on it, and an unused chain BASE <- MID."""
-    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',),
-                                               ('zones/' + VM, DS + '@final', '/zones/' + VM)]
-                    + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
+    return image_host(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',),
+                                                 ('zones/' + VM, DS + '@final', '/zones/' + VM)]
+                      + installed(BASE) + installed(MID, origin=BASE), zone_roots=['/zones/' + VM])
 
 
 def write_chain_caches(tmp_path):
@@ -935,7 +738,7 @@ def test_prune_unused_check_mode_lists_what_would_go_and_destroys_nothing(run, s
     write_cache(tmp_path, OTHER_CACHE, OTHER)
     write_chain_caches(tmp_path)
     host = prune_host()
-    before = dict(host.datasets)
+    before = copy.deepcopy(host.datasets)
     args = dict(prune_unused=True, keep=['minimal-64'])
 
     check = run(host, check=True, **args)
@@ -975,14 +778,15 @@ GUID = '12517151515612385723'
 
 def update_host():
     """U has lost its @final; its original snapshot is @snap1 (the guid in the source's manifest), not @snap0."""
-    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@snap0',), (DS + '@snap1',)],
-                    guids={DS + '@snap0': '4242', DS + '@snap1': GUID})
+    host = image_host(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@snap0',), (DS + '@snap1',)])
+    host.datasets[DS + '@snap0']['guid'], host.datasets[DS + '@snap1']['guid'] = '4242', GUID
+    return host
 
 
 def test_update_manifests_check_mode_renames_nothing(run, servers, tmp_path):
     write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL, 'source': SRC}, U)
     newer = dict(MANIFEST, description='Base image', files=[dict(MANIFEST['files'][0], dataset_guid=GUID)])
-    servers.image(SRC, newer)
+    offer(servers, SRC, newer)
     host = update_host()
     with open(cache_path(tmp_path)) as f:
         cached = f.read()
@@ -1009,7 +813,7 @@ def test_update_manifests_check_mode_renames_nothing(run, servers, tmp_path):
 
 
 def test_update_manifests_diff_shows_a_back_filled_label(run, servers):
-    servers.image(SRC)
+    offer(servers, SRC)
     host = installed_host()
     result = run(host, check=True, update_manifests=True, source=[SRC])
     assert result['actions'] == [{'action': 'refresh', 'uuid': U, 'fields': sorted(MANIFEST)}]
@@ -1028,7 +832,7 @@ def test_local_install_checks_the_file_before_receiving(run, servers, tmp_path, 
     (local / 'manifest.json').write_text(json.dumps(manifest))
     (local / 'image.zfs.gz').write_bytes(IMAGE_FILE)
     path = str(local / 'image.zfs.gz')
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, check=check, manifest=str(local / 'manifest.json'), file=path)
     assert servers.made == []
     if not good:
@@ -1058,12 +862,7 @@ S_MANIFEST = {'uuid': OTHER, 'name': 'minimal-64', 'version': '1.0'}
 
 
 def two_images_host():
-    return FakeHost(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',)])
-
-
-def warnings_of(result):
-    """The warning texts of a result (ansible-core 2.19 returns them as structured events)."""
-    return [w if isinstance(w, str) else w['event']['msg'] for w in result.get('warnings') or []]
+    return image_host(pool_with_other_image() + [(DS, None, '/' + DS), (DS + '@final',)])
 
 
 @pytest.mark.parametrize('check', [True, False])
@@ -1086,7 +885,7 @@ def test_a_cache_file_holding_another_image_never_matches_a_name(run, servers, t
 
 def test_a_cache_file_holding_another_image_alone_deletes_nothing(run, servers, tmp_path):
     write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
-    host = FakeHost([POOL, (DS, None, '/' + DS), (DS + '@final',)])
+    host = image_host([POOL, (DS, None, '/' + DS), (DS + '@final',)])
     result = run(host, name='minimal-64', state='absent')
     assert result['changed'] is False and result['actions'] == []
     assert host.mutations() == []
@@ -1161,7 +960,7 @@ def test_a_cache_path_that_is_a_directory_is_warned_about(run, servers, tmp_path
 @pytest.mark.parametrize('args', [dict(uuid=U), dict(name='base-64-lts', version='24.4.1'),
                                   dict(images=[{'uuid': U}]), dict(name='base-64-lts')])
 def test_an_installed_image_without_a_cache_file_is_recorded(run, servers, tmp_path, args):
-    servers.image(SRC)
+    offer(servers, SRC)
     servers.serve(SRC + '/images', [MANIFEST])
     host = installed_host()
     record = {'action': 'record', 'uuid': U, 'dataset': DS, 'source': SRC,
@@ -1193,10 +992,9 @@ def test_an_installed_image_without_a_cache_file_on_no_source_is_a_warning(run, 
 
 
 def test_an_installed_image_without_a_cache_file_original_layout(run, servers, tmp_path):
-    servers.image(SRC)
+    offer(servers, SRC)
     os.makedirs(str(tmp_path / 'var' / 'db' / 'imgadm'))
     host = installed_host()
-    host.set_calls = []
     result = run(host, uuid=U, source=[SRC])
     assert result['changed'] is True and result['actions'][0]['action'] == 'record'
     with open(str(tmp_path / 'var' / 'db' / 'imgadm' / ('%s.json' % U))) as f:
@@ -1284,8 +1082,8 @@ def test_stale_temporary_files_of_the_original_layout_are_cleaned_up(run, server
 # -- the import lock --
 
 def test_lock_timeout_names_the_lock_file(run, servers, tmp_path):
-    servers.image(SRC)
-    host = FakeHost([POOL])
+    offer(servers, SRC)
+    host = image_host([POOL])
     holder = LockHolder(tmp_path)
     try:
         result = run(host, uuid=U, source=[SRC], lock_timeout=0)
@@ -1298,7 +1096,7 @@ def test_lock_timeout_names_the_lock_file(run, servers, tmp_path):
 
 
 def test_lock_timeout_must_not_be_negative(run, servers):
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, uuid=U, lock_timeout=-1)
     assert result['failed'] is True and result['msg'] == 'lock_timeout must be 0 or more seconds, not -1'
     assert host.calls == []
@@ -1355,8 +1153,8 @@ def test_non_string_published_at_on_installed_images_does_not_crash(run, servers
     (dict(files='nope'), 'files[0] is missing'),
 ])
 def test_a_bad_manifest_of_the_image_asked_for_is_refused_naming_the_field(run, servers, bad, field):
-    servers.image(SRC, dict(MANIFEST, **bad))
-    host = FakeHost([POOL])
+    offer(servers, SRC, dict(MANIFEST, **bad))
+    host = image_host([POOL])
     for check in (True, False):
         result = run(host, check=check, uuid=U, source=[SRC])
         assert result['failed'] is True
@@ -1370,7 +1168,7 @@ def test_a_bad_manifest_of_the_image_asked_for_is_refused_naming_the_field(run, 
 
 def test_a_chain_that_fails_part_way_reports_what_it_imported(run, servers, tmp_path):
     base, mid, top = chain_images(servers)
-    servers.image(SRC, top.manifest, file_body=b'not the file' + top.body[12:])
+    offer(servers, SRC, top.manifest, file_body=b'not the file' + top.body[12:])
     host = host_for([base, mid, top])
     result = run(host, uuid=TOP, source=[SRC, SRC2])
     assert result['failed'] is True
@@ -1382,7 +1180,7 @@ def test_a_chain_that_fails_part_way_reports_what_it_imported(run, servers, tmp_
 
 def test_a_failure_before_anything_changed_is_not_changed(run, servers):
     image = Image(N1).offer(servers, SRC)
-    servers.image(SRC, image.manifest, file_body=b'x' * len(image.body))
+    offer(servers, SRC, image.manifest, file_body=b'x' * len(image.body))
     result = run(host_for([image]), uuid=N1, source=[SRC])
     assert result['failed'] is True and 'changed' not in result and 'imported' not in result
 
@@ -1392,7 +1190,7 @@ def test_an_origin_cycle_is_reported_as_a_cycle(run, servers, check):
     Image(BASE, origin=MID).offer(servers, SRC)
     Image(MID, origin=BASE).offer(servers, SRC)
     Image(TOP, origin=MID).offer(servers, SRC)
-    host = FakeHost([POOL])
+    host = image_host([POOL])
     result = run(host, check=check, uuid=TOP, source=[SRC])
     assert result['failed'] is True
     assert result['msg'] == 'the origin chain of image %s is a cycle: %s -> %s -> %s' % (TOP, MID, BASE, MID)
@@ -1401,9 +1199,9 @@ def test_an_origin_cycle_is_reported_as_a_cycle(run, servers, check):
 
 @pytest.mark.parametrize('check', [True, False])
 def test_a_partial_dataset_we_did_not_make_is_refused_in_check_mode_too(run, servers, check):
-    servers.image(SRC)
+    offer(servers, SRC)
     partial = DS + '-partial'
-    host = FakeHost([POOL, partial, partial + '@one', partial + '@two'])
+    host = image_host([POOL, partial, partial + '@one', partial + '@two'])
     result = run(host, check=check, uuid=U, source=[SRC])
     assert result['failed'] is True
     assert result['msg'].startswith('dataset %s is in the way of the import of image %s' % (partial, U))
@@ -1413,9 +1211,9 @@ def test_a_partial_dataset_we_did_not_make_is_refused_in_check_mode_too(run, ser
 
 
 def test_a_partial_dataset_a_kill_left_is_replaced(run, servers):
-    servers.image(SRC)
+    offer(servers, SRC)
     partial = DS + '-partial'
-    host = FakeHost([POOL, partial, partial + '@final'])
+    host = image_host([POOL, partial, partial + '@final'])
     result = run(host, uuid=U, source=[SRC])
     assert result['changed'] is True
     assert host.mutations()[0] == ['zfs', 'destroy', '-r', partial]
@@ -1452,7 +1250,7 @@ def test_a_cache_file_too_large_is_not_read(run, servers, tmp_path, monkeypatch)
 def test_update_manifests_rewrites_a_cache_file_holding_another_image(run, servers, tmp_path):
     write_cache(tmp_path, {'manifest': S_MANIFEST, 'zpool': POOL}, U)
     write_cache(tmp_path, OTHER_CACHE, OTHER)
-    servers.image(SRC)
+    offer(servers, SRC)
     host = two_images_host()
     result = run(host, update_manifests=True, source=[SRC])
     assert result['actions'] == [{'action': 'refresh', 'uuid': U, 'fields': sorted(MANIFEST)}]
@@ -1464,7 +1262,7 @@ def test_update_manifests_rewrites_a_cache_file_holding_another_image(run, serve
 
 def test_update_manifests_skips_an_image_whose_manifest_a_source_sends_bad(run, servers, tmp_path):
     write_cache(tmp_path, {'manifest': MANIFEST, 'zpool': POOL}, U)
-    servers.image(SRC, dict(MANIFEST, files=[{'sha1': 'no', 'size': 1, 'compression': 'gzip'}]))
+    offer(servers, SRC, dict(MANIFEST, files=[{'sha1': 'no', 'size': 1, 'compression': 'gzip'}]))
     result = run(installed_host(), update_manifests=True, source=[SRC])
     assert 'failed' not in result and result['changed'] is False
     assert [w for w in warnings_of(result) if w.startswith('image %s on pool zones is not refreshed: ' % U)

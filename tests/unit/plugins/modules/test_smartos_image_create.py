@@ -1,47 +1,37 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""smartos_image_create main() end to end: a fake host (zfs, vmadm) behind the Runner seam; the module's JSON is parsed
+"""smartos_image_create main() end to end: the fake host (zfs, vmadm; tests/unit/fakehost.py) behind the Runner seam; the module's JSON is parsed
 from stdout."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.smartos.images.plugins.modules import smartos_image_create
-from ansible_collections.smartos.images.tests.unit.plugins.module_utils.create_fakes import FakeHost, stream_of, zone_vm
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, stream_of, zone_vm
 
 VM = '79ae2d1c-5e48-4ae4-9c2f-f9e4d6b7cf0d'
 
 
 @pytest.fixture
-def run(monkeypatch, capsys, tmp_path):
-    """run(host, check=..., diff=..., **module args) -> the module's result dict."""
+def run(run_module, tmp_path):
+    """run(host, check=..., diff=..., **module args) -> the result of smartos_image_create's main()."""
 
-    def runner(host, check=False, diff=True, **args):
-        monkeypatch.setattr(smartos_image_create, 'Runner', lambda module: host)
+    def runner(host, **args):
         args.setdefault('host_root', str(tmp_path / 'root'))
         args.setdefault('output_dir', str(tmp_path / 'out'))
         args.setdefault('name', 'img')
         args.setdefault('version', '1.0.0')
-        args.update(_ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exc:
-                smartos_image_create.main()
-        result = json.loads(capsys.readouterr().out)
-        assert exc.value.code == (1 if result.get('failed') else 0)
-        return result
+        return run_module(smartos_image_create, host, **args)
 
     return runner
 
 
 def test_check_real_idempotent_check_idempotent_real(run, tmp_path):
-    host = FakeHost([('zones',), ('zones/' + VM,)], vms={VM: zone_vm(VM, state='running')})
+    host = FakeHost(['zones', 'zones/' + VM], vms={VM: zone_vm(VM, state='running')})
     results = []
     for check in (True, False, True, False):
         before = list(host.mutations())
@@ -63,7 +53,7 @@ def test_check_real_idempotent_check_idempotent_real(run, tmp_path):
 
 
 def test_no_diff_unless_asked(run):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost(['zones', 'zones/src'])
     assert 'diff' not in run(host, diff=False, dataset='zones/src', check=True)
 
 
@@ -76,13 +66,13 @@ def test_no_diff_unless_asked(run):
     ({'vm': 'VM-1'}, 'vm "VM-1" is not a lower-case UUID'),
 ])
 def test_bad_input_fails_before_any_command(run, args, words):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost(['zones', 'zones/src'])
     result = run(host, **args)
     assert result['failed'] and words in result['msg'] and host.calls == []
 
 
 def test_failure_carries_the_evidence(run, tmp_path):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost(['zones', 'zones/src'])
     host.send_rc, host.send_err = 1, 'cannot send: I/O error\n'
     result = run(host, dataset='zones/src')
     assert result['failed'] and 'zfs send of zones/src@smartos-images-create-' in result['msg']
@@ -91,14 +81,14 @@ def test_failure_carries_the_evidence(run, tmp_path):
 
 
 def test_running_vm_refused(run):
-    host = FakeHost([('zones',), ('zones/' + VM,)], vms={VM: zone_vm(VM, state='running')})
+    host = FakeHost(['zones', 'zones/' + VM], vms={VM: zone_vm(VM, state='running')})
     result = run(host, vm=VM)
     assert result['failed'] and 'is running: stop it first' in result['msg'] and result['vm'] == VM
     assert host.mutations() == []
 
 
 def test_another_images_files_fail_the_task_with_the_path(run, tmp_path):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost(['zones', 'zones/src'])
     made = run(host, dataset='zones/src', name='a', version='b-1')
     host.calls = []
     for check in (True, False):
@@ -108,7 +98,7 @@ def test_another_images_files_fail_the_task_with_the_path(run, tmp_path):
 
 
 def test_a_snapshot_left_after_written_files_fails_with_changed(run, tmp_path):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost(['zones', 'zones/src'])
     host.destroy_fails = 'cannot destroy: dataset is busy\n'
     result = run(host, dataset='zones/src', remove_snapshot=True)
     assert result['failed'] and result['changed'] is True and 'the image files are written' in result['msg']

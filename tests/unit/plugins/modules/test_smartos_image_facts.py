@@ -1,23 +1,20 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """smartos_image_facts main() end to end: the recorded SmartOS host behind the Runner seam, fake image servers behind
-the Request that ImageServerClient uses; the module's JSON is parsed from stdout and checked against its RETURN."""
+the Request that ImageServerClient uses (tests/unit/fakehost.py); the module's JSON is parsed from stdout and checked against its RETURN."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.smartos.images.plugins.module_utils import _imgapi
 from ansible_collections.smartos.images.plugins.modules import smartos_image_facts
-from ansible_collections.smartos.images.tests.unit.plugins.modules.test_smartos_image import FakeServers
-from ansible_collections.smartos.images.tests.unit.plugins.module_utils.test__inventory import (
-    BASE, FakeRunner, INCR, KVM_IMG, NO_FINAL, fixture,
+from ansible_collections.smartos.images.tests.unit.fakehost import (
+    BASE, INCR, KVM_IMG, NO_FINAL, FakeHost, smartos_host, warnings_of,
 )
 
 SRC1 = 'http://img1.example.com'
@@ -30,36 +27,10 @@ AVAILABLE = [
 READ_ONLY = (['zfs', 'list'], ['zoneadm', 'list'])
 
 
-def smartos_host():
-    """The recorded SmartOS host: zoneadm and zfs, pools zones and zones2."""
-    return FakeRunner({'zfs': '/usr/sbin/zfs', 'zoneadm': '/usr/sbin/zoneadm'},
-                      {'zfs': (0, fixture('zfs_list_smartos.txt'), ''),
-                       'zoneadm': (0, fixture('zoneadm_list_pc_smartos.txt'), '')})
-
-
 @pytest.fixture
-def servers(monkeypatch):
-    fake = FakeServers()
-    monkeypatch.setattr(_imgapi, 'Request', fake)
-    return fake
-
-
-@pytest.fixture
-def run(monkeypatch, capsys, tmp_path):
-    """run(host, check=..., **module args) -> the module's result dict."""
-
-    def runner(host, check=False, **args):
-        monkeypatch.setattr(smartos_image_facts, 'Runner', lambda module: host)
-        args.setdefault('host_root', str(tmp_path))
-        args.update(_ansible_check_mode=check)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exc:
-                smartos_image_facts.main()
-        result = json.loads(capsys.readouterr().out)
-        assert exc.value.code == (1 if result.get('failed') else 0)
-        return result
-
-    return runner
+def run(run_module):
+    """run(host, check=..., **module args) -> the result of smartos_image_facts's main()."""
+    return functools.partial(run_module, smartos_image_facts)
 
 
 def write(root, relpath, data):
@@ -87,11 +58,6 @@ def host_root(tmp_path):
 def serve_sources(servers):
     servers.serve(SRC1 + '/images', AVAILABLE)
     servers.serve(SRC2 + '/images', {'code': 'InternalError', 'message': 'oops'}, status=500)
-
-
-def warnings(result):
-    """The warning texts of a result (ansible-core 2.19 returns them as WarningSummary objects)."""
-    return [w if isinstance(w, str) else w['event']['msg'] for w in result.get('warnings', [])]
 
 
 # ---- main() ----
@@ -142,7 +108,7 @@ def test_all_with_a_failing_source_warns(run, servers, host_root):
     assert {e['source'] for e in facts['smartos_images_available']} == {'http://***@img1.example.com'}
     assert facts['smartos_images_available_errors'] == [
         {'source': SRC2, 'error': 'http://img2.example.com/images answered HTTP 500: InternalError: oops'}]
-    assert warnings(result) == ['http://img2.example.com: http://img2.example.com/images answered HTTP 500: InternalError: oops']
+    assert warnings_of(result) == ['http://img2.example.com: http://img2.example.com/images answered HTTP 500: InternalError: oops']
     assert sorted(servers.requests) == [SRC1 + '/images', SRC2 + '/images']
 
 
@@ -170,7 +136,7 @@ def test_bad_arguments_fail_clearly_before_anything_runs(run, servers, host_root
 
 
 def test_zfs_failure_reports_the_command(run, servers, tmp_path):
-    host = FakeRunner({'zfs': '/usr/sbin/zfs'}, {'zfs': (1, '', "cannot open 'tank': dataset does not exist\n")})
+    host = FakeHost(['zones'])
     result = run(host, pools=['tank'])
     assert result['failed'] is True
     assert result['msg'].startswith('zfs pool or dataset "tank" does not exist')

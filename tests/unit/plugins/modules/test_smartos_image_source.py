@@ -1,46 +1,25 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""smartos_image_source main() end to end: fake image servers behind the Request that ImageServerClient uses;
+"""smartos_image_source main() end to end: the fake image servers (tests/unit/fakehost.py) behind the Request that ImageServerClient uses;
 the module's JSON (with its invocation, what -vvv prints) is parsed from stdout."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.smartos.images.plugins.module_utils import _imgapi
 from ansible_collections.smartos.images.plugins.modules import smartos_image_source
-from ansible_collections.smartos.images.tests.unit.plugins.modules.test_smartos_image import FakeServers
 
 RAW_PASSWORDS = ['p#ss', 'p/ss', 'p?ss', 'p@ss', 'a/b?c#d@e', 'hunter2']
 
 
 @pytest.fixture
-def servers(monkeypatch):
-    fake = FakeServers()
-    monkeypatch.setattr(_imgapi, 'Request', fake)
-    return fake
-
-
-@pytest.fixture
-def run(capsys, tmp_path, servers):
-    """run(check=..., **module args) -> the module's result dict."""
-
-    def runner(check=False, diff=True, **args):
-        args.setdefault('host_root', str(tmp_path))
-        args.update(_ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exc:
-                smartos_image_source.main()
-        result = json.loads(capsys.readouterr().out)
-        assert exc.value.code == (1 if result.get('failed') else 0)
-        return result
-
-    return runner
+def run(run_module, servers):
+    """run(check=..., diff=..., **module args) -> the result of smartos_image_source's main(), the servers faked."""
+    return functools.partial(run_module, smartos_image_source, None)
 
 
 def conf(root):
