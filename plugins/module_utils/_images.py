@@ -21,7 +21,7 @@ from ansible_collections.smartos.images.plugins.module_utils._local import (
     LocalClient, load_local_manifest, verify_local_file,
 )
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
-    ManifestError, check_importable, is_uuid, label, upgrade_manifest,
+    ManifestError, check_importable, is_active, is_uuid, label, upgrade_manifest,
 )
 from ansible_collections.smartos.images.plugins.module_utils._platform import check_platform, read_sysinfo
 from ansible_collections.smartos.images.plugins.module_utils._sources import host_sources
@@ -243,8 +243,11 @@ class ImageManager:
             if manifest.get('type') == 'docker':
                 raise UnsupportedImage('image %s from %s is a docker image; importing docker images '
                                        'is not supported yet' % (uuid, source.url))
-            if ensure_active and manifest.get('state', 'active') != 'active':
-                inactive.append('%s: state "%s"' % (source.url, manifest.get('state')))
+            if ensure_active and not is_active(manifest):
+                # imgadm imports only state "active": a manifest without a state is not (reference 3.2)
+                state = manifest.get('state')
+                inactive.append('%s: %s' % (source.url, 'state "%s"' % state[:40] if isinstance(state, str)
+                                            else 'no "state" in its manifest'))
                 continue
             try:
                 check_importable(manifest, uuid, source.url)
@@ -258,7 +261,7 @@ class ImageManager:
                                                                ''.join('; ' + a for a in inactive + answers)),
                               sources=[s.url for s in sources])
         if inactive:
-            raise ImageError('image "%s" is not active on any source (%s); only active images can be '
+            raise ImageError('an active image "%s" was not found in image sources (%s); only active images can be '
                              'imported' % (uuid, '; '.join(inactive + answers)))
         raise ImageNotFound('an active image "%s" was not found in image sources: %s; add a source '
                             'that has it, or check the UUID' % (uuid, '; '.join(answers)),
@@ -283,7 +286,7 @@ class ImageManager:
                 answers.append('%s: %s' % (source.url, e.msg))
                 continue
             listed = self.listing(source, raw)
-            hits = [m for m in listed if m.get('state', 'active') == 'active' and wanted.matches(m)]
+            hits = [m for m in listed if is_active(m) and wanted.matches(m)]
             answers.append('%s: %d match(es)' % (source.url, len(hits)))
             for m in hits:
                 if best is None or (m.get('published_at') or '') > (best.get('published_at') or ''):
