@@ -21,7 +21,10 @@ description:
     ancestors of an incremental image are imported first, base to top; independent images download
     in parallel.
   - Each image is received as C(<pool>/<uuid>-partial) and renamed to C(<pool>/<uuid>) only after
-    its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded. On any
+    its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded (a manifest
+    without C(files[0].sha1) is checked with the server's C(Content-MD5) instead, as imgadm does, and
+    refused when the server sends none). Only images whose manifest says C(state) C(active) are
+    imported, as in imgadm. On any
     failure the partial dataset is destroyed and no manifest is cached, so the host is as before.
     A partial dataset left by a killed run is cleaned up by the next run.
   - A download that breaks off is resumed where it stopped (HTTP Range) up to O(retries) times.
@@ -175,7 +178,8 @@ options:
       - Sources are tried in order until one has the image as an active image. A source that fails
         (unreachable, HTTP error, bad answer) is skipped, where imgadm would give up; the error lists
         every source with its answer when none has the image.
-      - A C(?channel=NAME) on a URL selects that channel, as in imgadm.
+      - A C(?channel=NAME) on a URL selects that channel, as in imgadm; so does a configured source's
+        C(channel) key, which wins over the URL's.
       - Credentials in a URL (C(https://user:password@host)) are used but never shown.
     type: list
     elements: str
