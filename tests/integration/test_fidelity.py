@@ -34,8 +34,8 @@ def source_task(host_root, **args):
 
 
 def facts_task(host_root, subset):
-    return {'name': 'facts', 'smartos.images.smartos_image_facts': dict(host_root=host_root, pools=[POOL],
-                                                                          gather_subset=subset)}
+    args = dict(host_root=host_root, pools=[POOL], gather_subset=subset)
+    return {'name': 'facts', 'smartos.images.smartos_image_facts': args}
 
 
 def write(path, text):
@@ -130,8 +130,8 @@ def test_typeless_source_ending_in_datasets_is_dsapi(play, images, images_dir, s
         destroy(manifest['uuid'])
 
 
-def test_sources_list_url_without_datasets_is_kept_and_fails_only_when_used(play, images, images_dir, server,
-                                                                           host_root, pool):
+def test_sources_list_url_without_datasets_is_kept_and_fails_only_when_used(
+        play, images, images_dir, server, host_root, pool):
     """imgadm (1.3, 3.10): upgradeTo200 stores every sources.list line as a "dsapi" source, and a dsapi URL not
     ending in /datasets fails ("dsapi" source URL does not end with "/datasets") only when that source is used.
     Ours: it is listed and fails only when used; unlike imgadm, the import then asks the next source."""
