@@ -307,3 +307,14 @@ def test_read_json_nested_too_deeply_is_a_value_error(tmp_path):
     path.write_bytes(b'[' * 200000 + b']' * 200000)
     with pytest.raises(ValueError):
         _host.read_json(str(path))
+
+
+def test_original_records_are_the_v1_manifest_files_only(tmp_path):
+    paths = _host.HostPaths(str(tmp_path))
+    assert paths.original_records() == []   # no /var/db/imgadm at all
+    db = tmp_path / 'var' / 'db' / 'imgadm'
+    db.mkdir(parents=True)
+    for name in ('11111111-2222-4333-8444-555555555555.json', 'imgcache.json', 'sources.list',
+                 '11111111-2222-4333-8444-55555555555A.json', '11111111-2222-4333-8444-555555555555.json.tmp'):
+        (db / name).write_text('{}')
+    assert paths.original_records() == ['11111111-2222-4333-8444-555555555555']

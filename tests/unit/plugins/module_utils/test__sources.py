@@ -490,3 +490,10 @@ def test_channel_key_is_sent_and_wins_over_the_url(tmp_path):
     first, second = [e.for_import() for e in store.entries()]
     assert first.channel == 'staging' and second.channel == 'dev'
     assert _imgapi.ImageServerClient(first)._url('/images/x').endswith('?channel=staging')
+
+
+def test_leftover_sources_list_passwords_are_secrets(tmp_path):
+    leftover(tmp_path, 'https://bob:s3cret@mirror.example/datasets\n')
+    store = modern(tmp_path)
+    assert 's3cret' in store.secrets()
+    assert all('s3cret' not in str(e.shown()) for e in store.entries())
