@@ -43,7 +43,8 @@ options:
       - Sources are tried in order until one has the image as an active image. A source that fails
         (unreachable, HTTP error, bad answer) is skipped, where imgadm would give up; the error lists
         every source with its answer when none has the image.
-      - A C(?channel=NAME) on a URL selects that channel, as in imgadm.
+      - A C(?channel=NAME) on a URL selects that channel, as in imgadm; so does a configured source's
+        C(channel) key, which wins over the URL's.
       - Credentials in a URL (C(https://user:password@host)) are used but never shown.
     type: list
     elements: str

@@ -18,6 +18,7 @@ LOCK_POLL = 0.25
 LOCK_WAIT_MAX = 3600
 # tempfile.mkstemp's random part: 8 characters of this set (what prepare_atomic adds to a name)
 TEMP_SUFFIX_RE = r'\.[a-z0-9_]{8}'
+ORIGINAL_RECORD_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json\Z')
 
 
 class HostPaths:
@@ -62,16 +63,27 @@ class HostPaths:
         """imgadm v1: /var/db/imgadm/<uuid>.json (no pool in the name)."""
         return self._path('var', 'db', 'imgadm', '%s.json' % uuid)
 
+    def original_records(self):
+        """The UUIDs with an imgadm v1 record in /var/db/imgadm: what imgadm's upgrade to 2.0.0 still reads."""
+        try:
+            names = os.listdir(self.original_db_dir)
+        except OSError:
+            return []
+        return sorted(name[:-5] for name in names if ORIGINAL_RECORD_RE.match(name))
+
 
 LAYOUTS = ('modern', 'original')
 
 
 def detect_layout(paths, forced='auto'):
-    """Which imgadm layout the host has: 'original' only where /var/db/imgadm exists and /var/imgadm does not."""
+    """Which imgadm layout the host has: 'original' only where /var/db/imgadm exists and /var/imgadm does not.
+
+    On a modern host, a leftover /var/db/imgadm/sources.list still counts once, as imgadm's upgrade imports it:
+    _sources.ModernSources, the one reader of a modern host's sources, applies that rule (reference 1.3)."""
     if forced and forced != 'auto':
         return forced
     if os.path.isdir(paths.db_dir):
-        return 'modern'  # modern imgadm ignores a leftover sources.list
+        return 'modern'
     if os.path.exists(paths.sources_list) or os.path.isdir(paths.original_db_dir):
         return 'original'
     return 'modern'

@@ -290,6 +290,7 @@ class FileStream:
         length = response.headers.get('Content-Length')
         self.raw_content_length = None if length is None else length[:40]
         self.content_range = response.headers.get('Content-Range')
+        self.content_md5 = response.headers.get('Content-MD5')
         self._meter = _SpeedMeter(timeout, 'the image file')
 
     def read(self, size):
@@ -610,7 +611,8 @@ class DsapiClient(ImageServerClient):
     def __init__(self, source, **kw):
         super().__init__(source, **kw)
         if not self.source.base.endswith('/datasets'):
-            raise InvalidParameter('"dsapi" source URL does not end with "/datasets": "%s"' % source.url)
+            # a configured source that cannot be asked, as imgadm's ConfigError when the source is used
+            raise SourceError('"dsapi" source URL does not end with "/datasets": "%s"' % source.url, url=source.url)
         self.root = self.source.base[:-len('/datasets')]
         self._manifests = {}
 

@@ -2,6 +2,7 @@
 # The streaming import: download -> count + SHA-1 -> inflate -> zfs receive, verify, rename, record.
 from __future__ import annotations
 
+import base64
 import bz2
 import hashlib
 import lzma
@@ -119,10 +120,13 @@ class ImportPipeline:
             raise DownloadError('image %s file: the manifest says %d bytes but the server sends '
                                 'Content-Length %d' % (uuid, expected['size'], total),
                                 url=client.source.url)
+        want_sha1 = expected.get('sha1')
+        want_md5 = None if want_sha1 else content_md5(stream, uuid, client)
         compression = expected['compression']
         inflater = Inflater(compression) if compression != 'none' else None
         flow = _Flow()
-        sha1 = hashlib.sha1()
+        # imgadm: the manifest's SHA-1 when it has one, else the answer's Content-MD5 (reference 3.4)
+        digest = hashlib.sha1() if want_sha1 else hashlib.md5()
         with tempfile.TemporaryFile() as errfile:
             proc = self.zfs.receive(target, stderr=errfile)
             # inflating and writing each get a thread: zlib and pipe writes release the GIL, so
@@ -133,7 +137,7 @@ class ImportPipeline:
                 worker.daemon = True
                 worker.start()
             try:
-                received = self._download(client, uuid, stream, total, sha1, flow)
+                received = self._download(client, uuid, stream, total, digest, flow)
             except BaseException:
                 proc.kill()  # nothing good can come of the rest of the stream
                 raise
@@ -145,15 +149,19 @@ class ImportPipeline:
             errfile.seek(0)
             stderr = errfile.read().decode('utf-8', 'replace').strip()
         complete = received == total
-        digest = sha1.hexdigest()
-        if complete and digest != expected['sha1'].lower():
+        if complete and want_sha1 and digest.hexdigest() != want_sha1.lower():
             raise DownloadError('image %s file checksum (sha1) error: expected "%s", downloaded '
-                                'checksum was "%s"' % (uuid, expected['sha1'].lower(), digest),
+                                'checksum was "%s"' % (uuid, want_sha1.lower(), digest.hexdigest()),
+                                url=client.source.url)
+        if complete and not want_sha1 and digest.digest() != base64.b64decode(want_md5):
+            raise DownloadError('image %s file Content-MD5 error: expected "%s", downloaded checksum was "%s"'
+                                % (uuid, want_md5, base64.b64encode(digest.digest()).decode('ascii')),
                                 url=client.source.url)
         if flow.inflate_error is not None:
-            raise ImageError('image %s file could not be decompressed as %s (%s), although its SHA-1 matches the '
-                             'manifest: the image on %s is damaged'
-                             % (uuid, compression, flow.inflate_error, client.source.url), url=client.source.url)
+            raise ImageError('image %s file could not be decompressed as %s (%s), although its %s matches: the '
+                             'image on %s is damaged' % (uuid, compression, flow.inflate_error,
+                                                         'SHA-1 of the manifest' if want_sha1 else 'Content-MD5',
+                                                         client.source.url), url=client.source.url)
         if rc != 0:
             raise CommandError('zfs receive of image %s into %s failed: %s'
                                % (uuid, target, stderr or 'exit code %d' % rc),
@@ -163,7 +171,7 @@ class ImportPipeline:
                                 % (uuid, total, received), url=client.source.url)
         return received
 
-    def _download(self, client, uuid, stream, total, sha1, flow):
+    def _download(self, client, uuid, stream, total, digest, flow):
         """Read the file, resuming with a Range request when the connection breaks; close every stream."""
         received = 0
         attempts = 0
@@ -188,7 +196,7 @@ class ImportPipeline:
                     self.pause(RESUME_DELAY * attempts)
                     continue
                 received += len(chunk)
-                sha1.update(chunk)
+                digest.update(chunk)
                 _put(flow.chunks, chunk, flow.inflated)
         finally:
             _close(stream)
@@ -216,6 +224,25 @@ class ImportPipeline:
                 raise ConnectionError('the connection closed while skipping to byte %d' % offset)
             skip -= len(data)
         return stream
+
+
+MD5_B64_RE = re.compile(r'^[A-Za-z0-9+/]{22}==\Z')
+
+
+def content_md5(stream, uuid, client):
+    """The Content-MD5 (base64) of a file answer, for a manifest without files[0].sha1. imgadm then installs the
+    file unchecked when the answer has none; we refuse it: only its size would vouch for it (a deliberate
+    difference, docs: guide_imgadm_differences)."""
+    value = getattr(stream, 'content_md5', None)
+    value = value.strip() if isinstance(value, str) else None
+    if value and MD5_B64_RE.match(value):
+        return value
+    stream.close()
+    raise DownloadError('image %s file: its manifest has no files[0].sha1 and the server sent %s, so nothing '
+                        'could check the downloaded bytes; the image was not imported (imgadm would import it '
+                        'unchecked): ask the source to publish files[0].sha1'
+                        % (uuid, 'a malformed Content-MD5 header' if value else 'no Content-MD5 header'),
+                        url=client.source.url)
 
 
 def _scrub(client, text):

@@ -27,21 +27,29 @@ def label(manifest):
     return '%s@%s' % (manifest['name'], manifest.get('version', '-'))
 
 
-def import_problems(manifest, uuid):
-    """What is missing or malformed among the fields an import relies on (empty when fine)."""
+def import_problems(manifest, uuid, from_server=False):
+    """What is missing or malformed among the fields an import relies on (empty when fine).
+
+    from_server: the rules of imgadm import (reference 3.3-3.5), which needs no type (only "docker" changes
+    the install) and no files[0].sha1 (the answer's Content-MD5 then checks the file, see _importer); a local
+    install keeps both required, as imgadm install's validation requires type."""
     if not isinstance(manifest, dict):
         return ['the manifest is a JSON %s, not an object' % json_type(manifest)]
     problems = []
     if manifest.get('uuid') != uuid:
         problems.append('uuid is %r, not %r' % (manifest.get('uuid'), uuid))
-    if not isinstance(manifest.get('type'), str) or not manifest.get('type'):
-        problems.append('type is missing')
+    if from_server and manifest.get('type') is None:
+        pass
+    elif not isinstance(manifest.get('type'), str) or not manifest.get('type'):
+        problems.append('type is missing' if manifest.get('type') in (None, '') else 'type is not a string')
     files = manifest.get('files')
     if not isinstance(files, list) or not files or not isinstance(files[0], dict):
         problems.append('files[0] is missing')
         return problems
     entry = files[0]
-    if not isinstance(entry.get('sha1'), str) or not SHA1_RE.match(entry['sha1']):
+    if from_server and entry.get('sha1') is None:
+        pass
+    elif not isinstance(entry.get('sha1'), str) or not SHA1_RE.match(entry['sha1']):
         problems.append('files[0].sha1 is missing or not 40 hex digits')
     size = entry.get('size')
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
@@ -56,11 +64,16 @@ def import_problems(manifest, uuid):
 
 
 def check_importable(manifest, uuid, source_url):
-    """Raise SourceError naming every unusable field of a manifest that an import needs."""
-    problems = import_problems(manifest, uuid)
+    """Raise SourceError naming every unusable field of a manifest that an import from a server needs."""
+    problems = import_problems(manifest, uuid, from_server=True)
     if problems:
         raise SourceError('the manifest of image %s from %s cannot be imported: %s'
                           % (uuid, source_url, '; '.join(problems)), url=source_url)
+
+
+def is_active(manifest):
+    """imgadm imports only a manifest whose state is "active": one without a state is not (reference 3.2)."""
+    return isinstance(manifest, dict) and manifest.get('state') == 'active'
 
 
 class ManifestError(ValueError):

@@ -10,7 +10,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
 from ansible_collections.smartos.images.plugins.module_utils._filters import newest
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource, client_from_params
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
-    ManifestError, check_importable, is_uuid, upgrade_manifest,
+    ManifestError, check_importable, is_active, is_uuid, upgrade_manifest,
 )
 from ansible_collections.smartos.images.plugins.module_utils._sources import host_sources
 
@@ -91,7 +91,7 @@ class ImageResolver:
                                                                ''.join('; ' + a for a in inactive + answers)),
                               sources=[s.url for s in sources])
         if inactive:
-            raise ImageError('image "%s" is not active on any source (%s); only active images can be '
+            raise ImageError('an active image "%s" was not found in image sources (%s); only active images can be '
                              'imported' % (uuid, '; '.join(inactive + answers)))
         raise ImageNotFound('an active image "%s" was not found in image sources: %s; add a source '
                             'that has it, or check the UUID' % (uuid, '; '.join(answers)),
@@ -118,8 +118,11 @@ class ImageResolver:
         if manifest.get('type') == 'docker':
             raise UnsupportedImage('image %s from %s is a docker image; importing docker images '
                                    'is not supported yet' % (uuid, source.url))
-        if active_only and manifest.get('state', 'active') != 'active':
-            inactive.append('%s: state "%s"' % (source.url, manifest.get('state')))
+        if active_only and not is_active(manifest):
+            # imgadm imports only state "active": a manifest without a state is not (reference 3.2)
+            state = manifest.get('state')
+            inactive.append('%s: %s' % (source.url, 'state "%s"' % state[:40] if isinstance(state, str)
+                                        else 'no "state" in its manifest'))
             return None
         try:
             check_importable(manifest, uuid, source.url)
@@ -148,7 +151,7 @@ class ImageResolver:
             except SourceError as e:
                 answers.append('%s: %s' % (source.url, e.msg))
                 continue
-            found = [m for m in self.listing(source, raw) if m.get('state', 'active') == 'active' and wanted.matches(m)]
+            found = [m for m in self.listing(source, raw) if is_active(m) and wanted.matches(m)]
             answers.append('%s: %d match(es)' % (source.url, len(found)))
             hits.extend(found)
         best = newest(hits)

@@ -17,6 +17,12 @@ from ansible_collections.smartos.images.plugins.module_utils._imgapi import (  #
 SOURCE_TYPES = ('imgapi', 'dsapi', 'docker')
 # imgadm common.DEFAULT_SOURCE: used while imgadm.conf has no "sources" key.
 DEFAULT_SOURCE = {'type': 'imgapi', 'url': 'https://images.smartos.org'}
+# imgadm configuration.js DEFAULT_CONFIG (written out on every save) and the version its upgraders reach.
+DEFAULT_CONFIG = {'dockerImportSkipUuids': True}
+UPGRADED_TO = '3.0.0'
+# imgadm v1's default sources.list line; imgadm's upgrade compares with the renamed server only (reference 1.3,
+# "as written"), which no v1 host has: both names are taken as the old default here.
+OLD_DEFAULT_SOURCES = ('https://datasets.joyent.com/datasets', 'https://datasets.tritondatacenter.com/datasets')
 _SCHEME_RE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
 _BLANK_RE = re.compile(r'[\s\x00-\x1f\x7f]')
 # imgadm.conf and sources.list hold a few lines; a bigger file is not one imgadm wrote, and is not read whole.
@@ -88,7 +94,8 @@ def _kind(value):
 class SourceEntry:
     """One configured source: {type, url, insecure}, as imgadm stores it."""
 
-    def __init__(self, url, type='imgapi', insecure=False, extra=None, strict=False, scheme_required=False):
+    def __init__(self, url, type='imgapi', insecure=False, extra=None, strict=False, scheme_required=False,
+                 dsapi_url_checked=True):
         if not isinstance(url, str) or not url.strip():
             raise InvalidParameter('a source url must be a non-empty string')
         if type not in SOURCE_TYPES:
@@ -106,7 +113,9 @@ class SourceEntry:
             problem = 'is not an http:// or https:// URL'
         if problem:
             raise InvalidParameter('source url "%s" %s' % (safe_url(self.url), problem))
-        if type == 'dsapi' and not normalize_url(self.url).split('?')[0].endswith('/datasets'):
+        # imgadm checks a dsapi URL only when the source is used: an entry read from the host's files is kept,
+        # and its client fails with this message (see for_import); a task's new entry is refused at once
+        if dsapi_url_checked and self.dsapi_url_problem():
             raise InvalidParameter('"dsapi" source URL does not end with "/datasets": "%s"' % safe_url(self.url))
 
     @classmethod
@@ -134,9 +143,13 @@ class SourceEntry:
             # imgadm's upgradeTo300 gives a typeless source "dsapi" when its URL ends in /datasets
             kind = 'dsapi' if re.search(r'/datasets/?$', item['url'].strip()) else 'imgapi'
         try:
-            return cls(item['url'], kind, item.get('insecure', False), extra, strict=True)
+            return cls(item['url'], kind, item.get('insecure', False), extra, strict=True, dsapi_url_checked=False)
         except InvalidParameter as e:
             raise ImageError('%s: %s%s' % (what, e.msg, fix), path=where)
+
+    def dsapi_url_problem(self):
+        """True when this is a dsapi source whose URL does not end in /datasets (imgadm DsapiSource)."""
+        return self.type == 'dsapi' and not normalize_url(self.url).split('?')[0].endswith('/datasets')
 
     @property
     def channel(self):
@@ -171,7 +184,11 @@ class SourceEntry:
     def for_import(self):
         """The ImageSource an import or a ping talks to."""
         url = self.url if _SCHEME_RE.match(self.url) else 'http://' + self.url
-        return ImageSource(url, type=self.type, insecure=self.insecure)
+        source = ImageSource(url, type=self.type, insecure=self.insecure)
+        if isinstance(self.extra.get('channel'), str) and self.extra['channel']:
+            # imgadm: a source's "channel" key is sent, and wins over a ?channel= in its URL (reference 3.9)
+            source.channel = self.extra['channel']
+        return source
 
 
 def read_source_file(path, cap=MAX_SOURCE_FILE):
@@ -255,55 +272,124 @@ class _SourceFile:
 
 
 class ModernSources(_SourceFile):
-    """/var/imgadm/imgadm.conf: JSON, unknown keys kept, 2-space indent, no trailing newline."""
+    """/var/imgadm/imgadm.conf: JSON, unknown keys kept, 2-space indent, no trailing newline.
+
+    Read as imgadm reads it after its own upgrade (reference 1.3): while the file has no "sources" and was never
+    upgraded to 2.0.0, a leftover /var/db/imgadm/sources.list naming mirrors adds them, as DSAPI sources, after
+    the default source. Nothing is written for that: the next write (ours or imgadm's) records it."""
 
     layout = 'modern'
 
     def __init__(self, paths):
         super().__init__(paths.config)
+        self.paths = paths
         self.config = {}
+        self.migrated = None    # the sources imgadm's upgrade would import from sources.list, or None
 
     def parse(self, raw):
+        self.migrated = None
         if raw is None:
             self.config = {}
-            return
+        else:
+            try:
+                config = json.loads(_text(raw))
+            except (ValueError, RecursionError) as e:
+                # the parser's message quotes no file content, only a position
+                reason = e.__class__.__name__ if isinstance(e, RecursionError) else str(e)[:200]
+                raise ImageError('config file "%s" is not valid JSON (%s); fix or remove it, it was left unchanged'
+                                 % (self.path, reason), path=self.path)
+            if not isinstance(config, dict):
+                raise ImageError('config file "%s" must hold a JSON object, not %s; it was left unchanged'
+                                 % (self.path, _kind(config)), path=self.path)
+            if 'sources' in config and not isinstance(config['sources'], list):
+                raise ImageError('config file "%s": "sources" must be a list, not %s; it was left unchanged'
+                                 % (self.path, _kind(config['sources'])), path=self.path)
+            self.config = config
+        if 'sources' not in self.config and upgraded_to(self.config) < (2, 0, 0):
+            self.migrated = self._sources_list()
+
+    def _sources_list(self):
+        """imgadm upgradeTo200: the default source, then each sources.list line as a DSAPI source; None when
+        the file is absent or names only the old default (imgadm then keeps its implicit default)."""
+        raw = read_source_file(self.paths.sources_list)
+        if raw is None:
+            return None
         try:
-            config = json.loads(_text(raw))
-        except (ValueError, RecursionError) as e:
-            # the parser's message quotes no file content, only a position
-            reason = e.__class__.__name__ if isinstance(e, RecursionError) else str(e)[:200]
-            raise ImageError('config file "%s" is not valid JSON (%s); fix or remove it, it was left unchanged'
-                             % (self.path, reason), path=self.path)
-        if not isinstance(config, dict):
-            raise ImageError('config file "%s" must hold a JSON object, not %s; it was left unchanged'
-                             % (self.path, _kind(config)), path=self.path)
-        if 'sources' in config and not isinstance(config['sources'], list):
-            raise ImageError('config file "%s": "sources" must be a list, not %s; it was left unchanged'
-                             % (self.path, _kind(config['sources'])), path=self.path)
-        self.config = config
+            lines = _text(raw).splitlines()
+        except UnicodeDecodeError as e:
+            self.warnings.append('%s is not UTF-8 text (byte %d); its sources were not imported'
+                                 % (self.paths.sources_list, e.start))
+            return None
+        urls = []
+        for number, line in enumerate(lines, 1):
+            # imgadm keeps a line's text after a "#" and its inner spaces in the URL: we take the URL alone
+            url = line.split('#')[0].strip()
+            if url:
+                urls.append((number, url))
+        if len(urls) == 1 and _is_old_default(urls[0][1]):
+            return None
+        found = [SourceEntry(DEFAULT_SOURCE['url'], DEFAULT_SOURCE['type'])]
+        for number, url in urls:
+            try:
+                entry = (SourceEntry(DEFAULT_SOURCE['url'], DEFAULT_SOURCE['type']) if _is_old_default(url) else
+                         SourceEntry(url, 'dsapi', strict=True, dsapi_url_checked=False))
+            except InvalidParameter as e:
+                self.warnings.append('%s line %d not imported: %s' % (self.paths.sources_list, number, e.msg))
+                continue
+            if entry.identity not in {f.identity for f in found}:
+                found.append(entry)
+        return found
 
     @property
     def implicit(self):
         """True while the "sources" key is absent and imgadm uses its default source."""
-        return 'sources' not in self.config
+        return 'sources' not in self.config and self.migrated is None
 
     def secrets(self):
         found = set()
         for item in self.config.get('sources') or []:
             if isinstance(item, dict):
                 found.update(url_secrets(item.get('url')))
+        for entry in self.migrated or []:
+            found.update(entry.secrets)
         return found
 
     def entries(self):
+        if self.migrated is not None:
+            return list(self.migrated)
         if self.implicit:
             return [SourceEntry(DEFAULT_SOURCE['url'], DEFAULT_SOURCE['type'])]
         return [SourceEntry.from_config(item, self.path, n) for n, item in enumerate(self.config['sources'], 1)]
 
     def render(self, entries):
-        """The file content with these sources (other keys as they were)."""
-        config = dict(self.config)
+        """The file content with these sources, as imgadm would save it: its defaults first, the other keys as
+        they were, and the upgrade marked done unless imgadm still has original image records to upgrade."""
+        config = dict(DEFAULT_CONFIG)
+        config.update(self.config)
+        if upgraded_to(config) < (3, 0, 0) and (upgraded_to(config) >= (2, 0, 0)
+                                                or not self.paths.original_records()):
+            if self.migrated is not None:
+                config['sources'] = []   # imgadm's upgrade writes the imported list before its version
+            config['upgradedToVer'] = UPGRADED_TO
         config['sources'] = [e.to_config() for e in entries]
         return json.dumps(config, indent=2, ensure_ascii=False).encode('utf-8')
+
+
+def upgraded_to(config):
+    """imgadm.conf's "upgradedToVer" as a tuple of numbers ('1.0.0' when absent or unreadable, as imgadm takes it)."""
+    value = config.get('upgradedToVer')
+    try:
+        return tuple(int(part) for part in value.split('.'))
+    except (AttributeError, ValueError):
+        return (1, 0, 0)
+
+
+def _is_old_default(url):
+    """The DSAPI default source of imgadm v1 (in either of the names imgadm's upgrade has known it by)."""
+    try:
+        return normalize_url(url) in OLD_DEFAULT_SOURCES
+    except InvalidParameter:
+        return False
 
 
 class OriginalSources(_SourceFile):

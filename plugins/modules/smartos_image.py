@@ -21,7 +21,10 @@ description:
     ancestors of an incremental image are imported first, base to top; independent images download
     in parallel.
   - Each image is received as C(<pool>/<uuid>-partial) and renamed to C(<pool>/<uuid>) only after
-    its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded. On any
+    its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded (a manifest
+    without C(files[0].sha1) is checked with the server's C(Content-MD5) instead, as imgadm does, and
+    refused when the server sends none). Only images whose manifest says C(state) C(active) are
+    imported, as in imgadm. On any
     failure the partial dataset is destroyed and no manifest is cached, so the host is as before.
     A partial dataset left by a killed run is cleaned up by the next run.
   - Deleting refuses, naming them, while any dataset (a VM, a VM disk, a child image) is a clone of

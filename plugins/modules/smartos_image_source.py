@@ -16,7 +16,11 @@ description:
     then keeps the default first, and removing the default leaves an empty list, as imgadm does.
     Other keys of the file are kept; it is written atomically (2-space JSON, file mode kept) under a
     lock (C(imgadm.conf.lock), waited for up to 120 seconds), so two runs adding different sources at
-    once both land.
+    once both land. Each write also records C(dockerImportSkipUuids) and C(upgradedToVer), as imgadm's
+    saves do.
+  - A leftover C(/var/db/imgadm/sources.list) on such a host counts as imgadm's upgrade reads it. While
+    C(imgadm.conf) has no C(sources) key and was never upgraded, the default source comes first and each
+    URL of that file follows as a DSAPI source; the first write records that list.
   - On a host with the original layout described by the SmartOS wiki the list lives in
     C(/var/db/imgadm/sources.list), one DSAPI URL a line; comments and blank lines are kept.
     O(update_cache=true) then refreshes C(/var/db/imgadm/imgcache.json) as C(imgadm update) did there.

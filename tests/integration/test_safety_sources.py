@@ -209,7 +209,8 @@ def test_symlinked_config_is_written_through_to_its_target(play, host_root):
     os.symlink(target, conf_path(host_root))
     result = play(src_task(host_root, url='http://127.0.0.1:9', ping=False))
     assert result['changed'] and os.path.islink(conf_path(host_root))
-    assert json.loads(read(target)) == {'sources': [{'type': 'imgapi', 'url': 'http://127.0.0.1:9'}], 'keep': 1}
+    assert json.loads(read(target)) == {'sources': [{'type': 'imgapi', 'url': 'http://127.0.0.1:9'}], 'keep': 1,
+                                        'dockerImportSkipUuids': True, 'upgradedToVer': '3.0.0'}
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
     assert sorted(os.listdir(os.path.dirname(target))) == ['imgadm.conf']  # no temporary file left
 

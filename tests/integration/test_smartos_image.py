@@ -242,7 +242,9 @@ def test_inactive_and_docker_images_are_refused(play, images, server, host_root,
     manifest = dict(images('inactive'), state='disabled', disabled=True)
     images.republish(manifest, 'inactive')
     result = play(task(manifest['uuid'], host_root, server.url))
-    assert result['failed'] and 'not active' in result['msg'] and 'disabled' in result['msg']
+    # imgadm's words for an image that is not active
+    assert result['failed'] and 'an active image "%s" was not found' % manifest['uuid'] in result['msg']
+    assert 'state "disabled"' in result['msg']
     docker = dict(images('docker'), type='docker')
     images.republish(docker, 'docker')
     result = play(task(docker['uuid'], host_root, server.url))

@@ -67,7 +67,9 @@ def test_add_to_implicit_default_four_runs(play, server, host_root):
 def test_removing_the_implicit_default_leaves_an_empty_list(play, host_root):
     result = play(src_task(host_root, url='https://images.smartos.org/', state='absent'))
     assert result['changed'] and result['sources'] == []
-    assert json.loads(read(conf_path(host_root))) == {'sources': []}
+    # imgadm sources -d on a fresh host: its defaults and upgrade version are written too
+    assert json.loads(read(conf_path(host_root))) == {'dockerImportSkipUuids': True, 'upgradedToVer': '3.0.0',
+                                                      'sources': []}
     assert not play(src_task(host_root, url='https://images.smartos.org', state='absent'))['changed']
 
 

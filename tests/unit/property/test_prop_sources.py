@@ -25,6 +25,10 @@ class Paths:
     config = '/nonexistent/var/imgadm/imgadm.conf'
     sources_list = '/nonexistent/var/db/imgadm/sources.list'
 
+    @staticmethod
+    def original_records():
+        return []
+
 
 urls = st.one_of(credential_urls(), st.text(max_size=40), st.sampled_from(
     ['http://[::1', 'https://[::1]:443/', 'img.example.com', 'https://img.example.com:99999', 'http://:80',

@@ -343,3 +343,14 @@ def test_cache_record_is_a_pending_file(tmp_path):
     assert record.tmp and os.path.exists(record.tmp)
     record.abort()
     assert record.tmp is None and os.listdir(str(tmp_path)) == []
+
+
+def test_original_records_are_the_v1_manifest_files_only(tmp_path):
+    paths = _host.HostPaths(str(tmp_path))
+    assert paths.original_records() == []   # no /var/db/imgadm at all
+    db = tmp_path / 'var' / 'db' / 'imgadm'
+    db.mkdir(parents=True)
+    for name in ('11111111-2222-4333-8444-555555555555.json', 'imgcache.json', 'sources.list',
+                 '11111111-2222-4333-8444-55555555555A.json', '11111111-2222-4333-8444-555555555555.json.tmp'):
+        (db / name).write_text('{}')
+    assert paths.original_records() == ['11111111-2222-4333-8444-555555555555']

@@ -656,7 +656,8 @@ def test_dsapi_root(url, root):
 @pytest.mark.parametrize('url', ['https://datasets.example.com', 'https://datasets.example.com/images',
                                  'https://datasets.example.com/datasets/x', 'https://bob:pw@example.com/dataset'])
 def test_dsapi_refuses_a_url_not_ending_in_datasets(url):
-    with pytest.raises(InvalidParameter) as exc:
+    # a source error (that source cannot be asked), so that an import goes on to the next source
+    with pytest.raises(SourceError) as exc:
         _imgapi.DsapiClient(ImageSource(url, type='dsapi'))
     assert exc.value.msg.startswith('"dsapi" source URL does not end with "/datasets": "')
     assert 'pw' not in exc.value.msg

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import bz2
 import gzip
 import hashlib
@@ -206,6 +207,7 @@ class FakeClient:
             status, start = 200, 0
         length = conn.get('content_length', len(self.data) - start)
         stream = FakeStream(self.data, start, status, length, conn.get('drop_at'), conn.get('drop', ConnectionResetError))
+        stream.content_md5 = conn.get('content_md5')
         self.streams.append(stream)
         return stream
 
@@ -353,6 +355,45 @@ def test_receive_sha1_mismatch():
     assert exc.value.msg == ('image %s file checksum (sha1) error: expected "%s", downloaded checksum was "%s"'
                              % (U, wrong, actual))
     assert exc.value.evidence == {'url': SOURCE_URL}
+
+
+def md5_b64(data):
+    return base64.b64encode(hashlib.md5(data).digest()).decode('ascii')
+
+
+def test_receive_without_sha1_checks_the_content_md5_as_imgadm():
+    data = gzip.compress(payload(30000))
+    zfs = FakeReceiveZfs()
+    manifest = manifest_for(data, sha1=None)
+    del manifest['files'][0]['sha1']
+    # resumed after a break: the MD5 of the whole file still covers every byte
+    client = FakeClient(data, {'content_md5': md5_b64(data), 'drop_at': len(data) // 2}, {})
+    result, dummy = run_receive(zfs, client, manifest)
+    assert result == len(data) and zfs.received[0][1].stdin.buffer.getvalue() == payload(30000)
+
+
+def test_receive_without_sha1_refuses_a_content_md5_mismatch():
+    data = gzip.compress(payload(20000))
+    manifest = manifest_for(data)
+    del manifest['files'][0]['sha1']
+    wrong = md5_b64(b'other')
+    with pytest.raises(DownloadError) as exc:
+        run_receive(FakeReceiveZfs(), FakeClient(data, {'content_md5': wrong}), manifest)
+    assert exc.value.msg == ('image %s file Content-MD5 error: expected "%s", downloaded checksum was "%s"'
+                             % (U, wrong, md5_b64(data)))
+
+
+@pytest.mark.parametrize('header', [None, '', 'not-base64', 'AAAA'])
+def test_receive_without_sha1_or_content_md5_is_refused_before_receiving(header):
+    data = gzip.compress(payload(1000))
+    manifest = manifest_for(data)
+    del manifest['files'][0]['sha1']
+    zfs = FakeReceiveZfs()
+    client = FakeClient(data, {'content_md5': header})
+    with pytest.raises(DownloadError) as exc:
+        run_receive(zfs, client, manifest)
+    assert 'has no files[0].sha1' in exc.value.msg and 'Content-MD5' in exc.value.msg
+    assert zfs.received == [] and client.streams[0].closed
 
 
 @pytest.mark.parametrize('content_length', [999, 1001])

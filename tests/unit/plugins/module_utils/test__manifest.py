@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
-    check_importable, import_problems, is_uuid, label, minimal_problems,
+    check_importable, import_problems, is_active, is_uuid, label, minimal_problems,
 )
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
@@ -56,7 +56,7 @@ def test_importable(manifest):
     (changed(uuid=U.upper()), ["uuid is '%s', not '%s'" % (U.upper(), U)]),
     (changed(type=None), ['type is missing']),
     (changed(type=''), ['type is missing']),
-    (changed(type=5), ['type is missing']),
+    (changed(type=5), ['type is not a string']),
     (changed(files=None), ['files[0] is missing']),
     (changed(files=[]), ['files[0] is missing']),
     (changed(files=['x']), ['files[0] is missing']),
@@ -86,9 +86,9 @@ def test_import_problems(manifest, problems):
 
 def test_check_importable_names_image_source_and_every_problem():
     with pytest.raises(SourceError) as exc:
-        check_importable(changed(type=None, file_size=0), U, 'https://***@img.example.com')
+        check_importable(changed(type=5, file_size=0), U, 'https://***@img.example.com')
     assert exc.value.msg == ('the manifest of image %s from https://***@img.example.com cannot be imported: '
-                             'type is missing; files[0].size is missing or not a positive integer' % U)
+                             'type is not a string; files[0].size is missing or not a positive integer' % U)
     assert exc.value.evidence == {'url': 'https://***@img.example.com'}
 
 
@@ -125,6 +125,29 @@ def test_is_uuid(value, ok):
 @pytest.mark.parametrize('value', [U + '\n', ORIGIN + '\n'])
 def test_is_uuid_rejects_a_trailing_newline(value):
     assert is_uuid(value) is False
+
+
+@pytest.mark.parametrize('manifest', [changed(type=None), changed(file_sha1=None), changed(type=None, file_sha1=None)])
+def test_server_import_needs_neither_type_nor_sha1_as_imgadm_import(manifest):
+    # imgadm import: no type installs as ZFS (only "docker" differs); no sha1: the answer's Content-MD5 checks the file
+    assert import_problems(manifest, U, from_server=True) == []
+    check_importable(manifest, U, 'http://img')  # does not raise
+    assert import_problems(manifest, U) != []    # a local install still needs both
+
+
+@pytest.mark.parametrize('manifest, problem', [
+    (changed(type=''), 'type is missing'), (changed(type=5), 'type is not a string'),
+    (changed(file_sha1='g' * 40), 'files[0].sha1 is missing or not 40 hex digits'),
+])
+def test_server_import_still_refuses_a_malformed_type_or_sha1(manifest, problem):
+    assert import_problems(manifest, U, from_server=True) == [problem]
+
+
+@pytest.mark.parametrize('manifest, active', [
+    (changed(state='active'), True), (changed(state='disabled'), False), ({'uuid': U}, False), (None, False),
+])
+def test_is_active_needs_the_state_active(manifest, active):
+    assert is_active(manifest) is active
 
 
 def test_sha1_with_trailing_newline_is_a_problem():

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _sources
+from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _sources
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
 from ansible_collections.smartos.images.plugins.module_utils._sources import (
@@ -83,13 +83,14 @@ def test_modern_absent_file_is_the_implicit_default(tmp_path):
 
 
 def test_modern_round_trip_keeps_unknown_keys_and_order(tmp_path):
-    text = json.dumps({'upgradedToVer': '3.0.0', 'sources': [{'type': 'imgapi', 'url': 'https://a'}],
-                       'zzz': {'nested': [1]}}, indent=2)
+    text = json.dumps({'dockerImportSkipUuids': False, 'upgradedToVer': '3.0.0',
+                       'sources': [{'type': 'imgapi', 'url': 'https://a'}], 'zzz': {'nested': [1]}}, indent=2)
     store = modern(tmp_path, text)
     assert not store.implicit
     assert store.render(store.entries()).decode() == text
     out = json.loads(store.render(store.entries() + [SourceEntry('https://b', 'imgapi', True)]))
-    assert list(out) == ['upgradedToVer', 'sources', 'zzz'] and out['zzz'] == {'nested': [1]}
+    assert list(out) == ['dockerImportSkipUuids', 'upgradedToVer', 'sources', 'zzz'] and out['zzz'] == {'nested': [1]}
+    assert out['dockerImportSkipUuids'] is False
     assert out['sources'][1] == {'type': 'imgapi', 'url': 'https://b', 'insecure': True}
 
 
@@ -399,3 +400,100 @@ def test_parse_takes_text_too(tmp_path):
 def test_typeless_entry_gets_the_type_imgadm_upgrade_gives_it(url, kind):
     assert SourceEntry.from_config({'url': url}, 'f', 1).type == kind
     assert SourceEntry.from_config({'url': url, 'type': None}, 'f', 1).type == kind
+
+
+# ---- imgadm's upgrade of a leftover sources.list, and what its saves write (reference 1.1.1, 1.3) ----
+
+def leftover(tmp_path, lines):
+    path = tmp_path / 'var' / 'db' / 'imgadm' / 'sources.list'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(lines)
+
+
+MIRROR = 'https://mirror.example/datasets'
+
+
+@pytest.mark.parametrize('config', [None, '{}', '{"userAgentExtra": "x"}', '{"upgradedToVer": "1.0.0"}'])
+def test_leftover_sources_list_adds_its_mirrors_after_the_default(tmp_path, config):
+    leftover(tmp_path, '# mirrors\n\n%s  # ours\nhttp://other.example/datasets/\n' % MIRROR)
+    store = modern(tmp_path, config)
+    assert not store.implicit
+    assert [(e.url, e.type) for e in store.entries()] == [
+        ('https://images.smartos.org', 'imgapi'), (MIRROR, 'dsapi'), ('http://other.example/datasets/', 'dsapi')]
+
+
+@pytest.mark.parametrize('config', ['{"sources": []}', '{"upgradedToVer": "2.0.0"}', '{"upgradedToVer": "3.0.0"}'])
+def test_leftover_sources_list_is_ignored_once_configured_or_upgraded(tmp_path, config):
+    leftover(tmp_path, MIRROR + '\n')
+    assert MIRROR not in [e.url for e in modern(tmp_path, config).entries()]
+
+
+@pytest.mark.parametrize('old', ['https://datasets.joyent.com/datasets/', 'https://datasets.joyent.com/datasets',
+                                 'https://datasets.tritondatacenter.com/datasets/'])
+def test_leftover_old_default_alone_keeps_the_implicit_default(tmp_path, old):
+    leftover(tmp_path, old + '\n')
+    store = modern(tmp_path)
+    assert store.implicit and [e.url for e in store.entries()] == ['https://images.smartos.org']
+    leftover(tmp_path, '%s\n%s\n' % (MIRROR, old))   # beside a mirror it is the default again, listed once
+    assert [e.url for e in modern(tmp_path).entries()] == ['https://images.smartos.org', MIRROR]
+
+
+def test_leftover_url_without_datasets_is_kept_and_fails_only_when_used(tmp_path):
+    leftover(tmp_path, 'https://mirror.example/images\nnot a url\n')
+    store = modern(tmp_path)
+    entries = store.entries()
+    assert [(e.url, e.type) for e in entries][1:] == [('https://mirror.example/images', 'dsapi')]
+    assert len(store.warnings) == 1 and 'line 2 not imported' in store.warnings[0]
+    with pytest.raises(ImageError, match='does not end with "/datasets"'):
+        _imgapi.client_for(entries[1].for_import())
+
+
+def test_config_dsapi_entry_without_datasets_is_read_but_a_new_one_is_refused(tmp_path):
+    store = modern(tmp_path, json.dumps({'sources': [{'type': 'dsapi', 'url': 'https://m.example/x'}]}))
+    assert [e.type for e in store.entries()] == ['dsapi']
+    with pytest.raises(InvalidParameter, match='does not end with "/datasets"'):
+        SourceEntry.from_argument('https://m.example/x', 'dsapi')
+
+
+def test_typeless_config_source_is_dsapi_when_its_url_ends_in_datasets(tmp_path):
+    store = modern(tmp_path, json.dumps({'sources': [{'url': MIRROR + '/'}, {'url': 'https://i.example'}]}))
+    assert [e.type for e in store.entries()] == ['dsapi', 'imgapi']
+
+
+def test_save_on_a_fresh_host_writes_imgadm_defaults_first(tmp_path):
+    store = modern(tmp_path)
+    out = json.loads(store.render(store.entries() + [SourceEntry('https://b.example')]))
+    assert list(out) == ['dockerImportSkipUuids', 'upgradedToVer', 'sources']
+    assert out['dockerImportSkipUuids'] is True and out['upgradedToVer'] == '3.0.0'
+
+
+def test_save_after_a_migration_writes_sources_before_the_version(tmp_path):
+    leftover(tmp_path, MIRROR + '\n')
+    store = modern(tmp_path, '{}')
+    out = json.loads(store.render(store.entries()))
+    assert list(out) == ['dockerImportSkipUuids', 'sources', 'upgradedToVer']
+    assert out['sources'] == [{'type': 'imgapi', 'url': 'https://images.smartos.org'}, {'type': 'dsapi', 'url': MIRROR}]
+
+
+def test_save_leaves_the_upgrade_to_imgadm_while_original_image_records_wait(tmp_path):
+    leftover(tmp_path, MIRROR + '\n')
+    (tmp_path / 'var' / 'db' / 'imgadm' / '11111111-2222-4333-8444-555555555555.json').write_text('{}')
+    store = modern(tmp_path, '{}')
+    out = json.loads(store.render(store.entries()))
+    assert 'upgradedToVer' not in out and [s['url'] for s in out['sources']][1:] == [MIRROR]
+
+
+def test_channel_key_is_sent_and_wins_over_the_url(tmp_path):
+    store = modern(tmp_path, json.dumps({'sources': [
+        {'type': 'imgapi', 'url': 'https://i.example?channel=dev', 'channel': 'staging'},
+        {'type': 'imgapi', 'url': 'https://j.example?channel=dev'}]}))
+    first, second = [e.for_import() for e in store.entries()]
+    assert first.channel == 'staging' and second.channel == 'dev'
+    assert _imgapi.ImageServerClient(first)._url('/images/x').endswith('?channel=staging')
+
+
+def test_leftover_sources_list_passwords_are_secrets(tmp_path):
+    leftover(tmp_path, 'https://bob:s3cret@mirror.example/datasets\n')
+    store = modern(tmp_path)
+    assert 's3cret' in store.secrets()
+    assert all('s3cret' not in str(e.shown()) for e in store.entries())

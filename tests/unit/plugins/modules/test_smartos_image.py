@@ -383,10 +383,21 @@ def test_inactive_image(run, servers):
     host = image_host([POOL])
     result = run(host, uuid=U, source=[SRC])
     assert result['failed'] is True
-    assert result['msg'] == ('image "%s" is not active on any source (%s: state "disabled"); only active images can be '
+    assert result['msg'] == ('an active image "%s" was not found in image sources (%s: state "disabled"); only active images can be '
                              'imported' % (U, SRC))
     assert servers.file_requests() == []
     assert host.mutations() == []
+
+
+def test_manifest_without_state_is_not_imported(run, servers):
+    # imgadm: only state "active" is imported; a v2 manifest without a state is "an active image ... was not found"
+    servers.image(SRC, {k: v for k, v in MANIFEST.items() if k != 'state'})
+    host = FakeHost([POOL])
+    result = run(host, uuid=U, source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'].startswith('an active image "%s" was not found in image sources (%s: no "state" in its manifest)'
+                                    % (U, SRC))
+    assert servers.file_requests() == [] and host.mutations() == []
 
 
 def test_inactive_on_one_source_active_on_the_next(run, servers):
