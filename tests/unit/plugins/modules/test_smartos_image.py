@@ -391,8 +391,8 @@ def test_inactive_image(run, servers):
 
 def test_manifest_without_state_is_not_imported(run, servers):
     # imgadm: only state "active" is imported; a v2 manifest without a state is "an active image ... was not found"
-    servers.image(SRC, {k: v for k, v in MANIFEST.items() if k != 'state'})
-    host = FakeHost([POOL])
+    offer(servers, SRC, {k: v for k, v in MANIFEST.items() if k != 'state'})
+    host = image_host([POOL])
     result = run(host, uuid=U, source=[SRC])
     assert result['failed'] is True
     assert result['msg'].startswith('an active image "%s" was not found in image sources (%s: no "state" in its manifest)'
