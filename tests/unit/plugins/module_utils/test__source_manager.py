@@ -12,35 +12,7 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager
-
-
-class FakeClient:
-    def __init__(self, factory, source):
-        self.factory = factory
-        self.source = source
-
-    def ping(self):
-        self.factory.pinged.append(self.source.base)
-        if self.factory.ping_error:
-            raise SourceError(self.factory.ping_error)
-        return True
-
-    def list_raw(self):
-        return self.factory.listing
-
-
-class FakeFactory:
-    """Stands in for client_for: records what would be asked."""
-
-    def __init__(self, listing=None, ping_error=None):
-        self.pinged = []
-        self.made = []
-        self.listing = listing or []
-        self.ping_error = ping_error
-
-    def __call__(self, source, **kw):
-        self.made.append(source)
-        return FakeClient(self, source)
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeClients
 
 
 def params(root, **kw):
@@ -65,7 +37,7 @@ def conf(root):
     {'sources': [{'url': 'https://a'}, {'url': 'b.example'}]},
 ])
 def test_url_without_scheme_is_refused_before_ping_or_write(tmp_path, args):
-    factory = FakeFactory()
+    factory = FakeClients()
     with pytest.raises(InvalidParameter) as err:
         SourceManager(params(tmp_path, **args), client_factory=factory).run()
     assert 'has no scheme: write https://' in err.value.msg
@@ -75,7 +47,7 @@ def test_url_without_scheme_is_refused_before_ping_or_write(tmp_path, args):
 @pytest.mark.parametrize('args', [{'url': 'https://a.example'}, {'url': 'https://a.example', 'ping': False},
                                   {'sources': [{'url': 'https://a.example'}]}, {}])
 def test_update_cache_on_a_modern_host_fails_before_anything(tmp_path, args):
-    factory = FakeFactory()
+    factory = FakeClients()
     with pytest.raises(InvalidParameter, match='only hosts with the original imgadm layout have.*nothing was changed'):
         SourceManager(params(tmp_path, update_cache=True, **args), client_factory=factory).run()
     assert factory.made == [] and tree(tmp_path) == []
@@ -86,7 +58,7 @@ def test_argument_passwords_are_registered_before_anything_fails(tmp_path, passw
     secrets = set()
     url = 'https://admin:%s@images.example' % password
     try:
-        SourceManager(params(tmp_path, url=url, ping=False), client_factory=FakeFactory(), secrets=secrets).run()
+        SourceManager(params(tmp_path, url=url, ping=False), client_factory=FakeClients(), secrets=secrets).run()
     except ImageError as e:
         assert password not in e.msg
     assert password in secrets
@@ -104,7 +76,7 @@ def test_file_passwords_are_registered_even_when_the_file_is_bad(tmp_path):
 
 
 def test_ping_error_hides_a_raw_password(tmp_path):
-    factory = FakeFactory(ping_error='connection refused')
+    factory = FakeClients(ping_error='connection refused')
     with pytest.raises(SourceError) as err:
         SourceManager(params(tmp_path, url='https://admin:p@ss@a.example'), client_factory=factory).run()
     assert 'p@ss' not in err.value.msg and 'p@ss' not in json.dumps(err.value.evidence)
@@ -157,7 +129,7 @@ def original_root(root, text):
 
 def test_update_cache_skips_what_is_not_a_manifest_and_leaves_credentials_out(tmp_path):
     original_root(tmp_path, 'https://u:pw@d.example/datasets\nnot a url\n')
-    factory = FakeFactory(listing=[{'uuid': 'u1', 'name': 'a'}, 'junk', None, ['x']])
+    factory = FakeClients(default=[{'uuid': 'u1', 'name': 'a'}, 'junk', None, ['x']])
     manager = SourceManager(params(tmp_path, update_cache=True), client_factory=factory)
     result = manager.run()
     assert result['cache_updated'] and result['changed']
