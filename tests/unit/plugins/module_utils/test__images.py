@@ -9,43 +9,27 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
+from ansible_collections.smartos.images.tests.unit.fakehost import ScriptedRunner
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
 
 
-# ---- an ImageManager over a stub runner ----
-
-class StubRunner:
-    def which(self, name, required=True):
-        return None
-
-    def run(self, argv):
-        raise AssertionError('no command may run: %r' % (argv,))
-
-
-def params(tmp_path, **kw):
-    p = dict(host_root=str(tmp_path), pool='zones', layout='auto', source=['http://img.example.com'],
-             validate_certs=True, ca_path=None, timeout=30, retries=0, state='present', images=None, uuid=None,
-             name=None, version=None, filters=None, manifest=None, file=None, keep=[], prune_unused=None,
-             update_manifests=None, lock_timeout=3600)
-    p.update(kw)
-    return p
-
+# ---- an ImageManager over a runner that runs nothing (ScriptedRunner) and the image_params fixture ----
 
 @pytest.mark.parametrize('kw', [dict(), dict(prune_unused=False), dict(images=[]), dict(update_manifests=False)])
-def test_a_task_that_asks_for_nothing_is_refused(tmp_path, kw):
+def test_a_task_that_asks_for_nothing_is_refused(image_params, kw):
     with pytest.raises(InvalidParameter, match='^nothing to do: '):
-        ImageManager(params(tmp_path, **kw), StubRunner())
+        ImageManager(image_params(**kw), ScriptedRunner(paths={}))
 
 
 @pytest.mark.parametrize('kw', [dict(prune_unused=True), dict(update_manifests=True), dict(uuid=U),
                                 dict(images=[{'uuid': U}])])
-def test_a_task_that_asks_for_something_is_accepted(tmp_path, kw):
-    ImageManager(params(tmp_path, **kw), StubRunner())
+def test_a_task_that_asks_for_something_is_accepted(image_params, kw):
+    ImageManager(image_params(**kw), ScriptedRunner(paths={}))
 
 
 @pytest.mark.parametrize('value', [-1, True, '10', 1.5])
-def test_lock_timeout_is_checked(tmp_path, value):
+def test_lock_timeout_is_checked(image_params, value):
     with pytest.raises(InvalidParameter, match='^lock_timeout must be 0 or more seconds'):
-        ImageManager(params(tmp_path, uuid=U, lock_timeout=value), StubRunner())
+        ImageManager(image_params(uuid=U, lock_timeout=value), ScriptedRunner(paths={}))
