@@ -13,6 +13,7 @@ FakeHost(datasets=(), zone_roots=None, vms=None, sysinfo=None, streams=None, ori
     - streams: uuid -> the send stream `zfs receive -u <pool>/<uuid>[-partial]` accepts (anything else is a bad
       stream); origins: uuid -> the origin uuid that stream is incremental from (the origin's @final must exist, and
       the received dataset becomes its clone).
+    FakeHost.from_rows(rows, **kw): a host whose datasets are add() rows (name, kind, origin, volsize).
     .datasets: name -> {'type', 'origin', 'mountpoint', 'ignore', 'guid', 'volsize', 'props'} (the state).
     .add(name, kind=None, origin=None, volsize=None, mountpoint='/<name>', ignore=None, guid=None) -> its guid.
     .calls: every argv (run, popen, popen_out), in order; .mutations(): those of them that change the host.
@@ -169,6 +170,14 @@ class FakeHost:
         self.calls, self.sends = [], []
         self.send_rc, self.send_err, self.destroy_fails = 0, '', ''
         self.lock = threading.RLock()       # imports run in threads
+
+    @classmethod
+    def from_rows(cls, rows, **kw):
+        """A host whose datasets are add() rows: a name, or (name, kind, origin, volsize); kw as FakeHost takes."""
+        host = cls(**kw)
+        for row in rows:
+            host.add(*((row,) if isinstance(row, str) else tuple(row)))
+        return host
 
     @classmethod
     def recorded(cls, zfs_list, zoneadm=None):

@@ -37,6 +37,14 @@ def test_list_below_roots_and_everything():
         zfs.list('nopool')
 
 
+def test_rows_given_to_add_make_filesystems_volumes_and_snapshots():
+    made = FakeHost.from_rows(['zones', ('zones/v', 'volume', None, '1024'), ('zones/c', None, 'zones/v@s')],
+                              vms={U: zone_vm(U)})
+    assert made.datasets['zones']['mountpoint'] == '/zones'
+    assert (made.datasets['zones/v']['type'], made.datasets['zones/v']['volsize']) == ('volume', '1024')
+    assert made.datasets['zones/c']['origin'] == 'zones/v@s' and made.which('vmadm') == '/usr/sbin/vmadm'
+
+
 def test_exists_snapshots_guid_properties():
     fake = host()
     zfs = Zfs(fake)

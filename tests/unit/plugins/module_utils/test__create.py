@@ -23,7 +23,7 @@ from ansible_collections.smartos.images.plugins.module_utils._create_source impo
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._manifest import upgrade_manifest
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import derive_uuid, manifest_problems
-from ansible_collections.smartos.images.tests.unit.plugins.module_utils.create_fakes import (
+from ansible_collections.smartos.images.tests.unit.fakehost import (
     FakeHost, bhyve_vm, stream_of, zone_vm,
 )
 
@@ -49,7 +49,7 @@ def create(host, tmp_path, check=False, **kw):
 
 
 def pool_host(*extra, **kw):
-    return FakeHost([('zones',), (SRC,)] + list(extra), **kw)
+    return FakeHost.from_rows([('zones',), (SRC,)] + list(extra), **kw)
 
 
 def listing(tmp_path):
@@ -193,7 +193,7 @@ def test_missing_sources(tmp_path, kw, words):
 # ---- volumes ----
 
 def test_volume_makes_a_zvol_image(tmp_path):
-    host = FakeHost([('zones',), ('zones/vol', 'volume', None, str(10 << 30))])
+    host = FakeHost.from_rows([('zones',), ('zones/vol', 'volume', None, str(10 << 30))])
     result = create(host, tmp_path, dataset='zones/vol', compression='bzip2')
     assert result['file_path'].endswith('/img-1.0.0.zvol.bz2')
     m = result['manifest']
@@ -203,7 +203,7 @@ def test_volume_makes_a_zvol_image(tmp_path):
 
 
 def test_volume_fields_can_be_given(tmp_path):
-    host = FakeHost([('zones',), ('zones/vol', 'volume', None, str(1 << 30))])
+    host = FakeHost.from_rows([('zones',), ('zones/vol', 'volume', None, str(1 << 30))])
     result = create(host, tmp_path, dataset='zones/vol', fields={'cpu_type': 'host', 'image_size': 20480})
     assert result['manifest']['cpu_type'] == 'host' and result['manifest']['image_size'] == 20480
 
@@ -211,7 +211,7 @@ def test_volume_fields_can_be_given(tmp_path):
 @pytest.mark.parametrize('dataset, image_type', [('zones/src', 'zvol'), ('zones/vol', 'zone-dataset'),
                                                  ('zones/vol', 'lx-dataset')])
 def test_type_must_fit_the_dataset(tmp_path, dataset, image_type):
-    host = FakeHost([('zones',), ('zones/src',), ('zones/vol', 'volume', None, str(1 << 30))])
+    host = FakeHost.from_rows([('zones',), ('zones/src',), ('zones/vol', 'volume', None, str(1 << 30))])
     with pytest.raises(InvalidParameter, match='does not fit'):
         create(host, tmp_path, dataset=dataset, type=image_type)
     assert host.mutations() == []
@@ -261,7 +261,7 @@ def test_running_vm_with_its_image_already_made_needs_no_stop(tmp_path):
 
 
 def test_bhyve_vm_image_is_its_boot_disk(tmp_path):
-    host = FakeHost([('zones',), ('zones/' + VM,), ('zones/%s/disk0' % VM, 'volume', None, str(10 << 30))],
+    host = FakeHost.from_rows([('zones',), ('zones/' + VM,), ('zones/%s/disk0' % VM, 'volume', None, str(10 << 30))],
                     vms={VM: bhyve_vm(VM)})
     result = create(host, tmp_path, vm=VM)
     m = result['manifest']
@@ -282,7 +282,7 @@ def test_vm_unknown_to_vmadm(tmp_path):
     ([('zones/' + VM,), ('zones/%s/disk0' % VM, 'volume', None, str(1 << 30))], 'zones/%s/disk0' % VM),
 ])
 def test_vm_without_vmadm_is_found_by_its_dataset_names(tmp_path, datasets, expected):
-    host = FakeHost([('zones',)] + datasets)
+    host = FakeHost.from_rows([('zones',)] + datasets)
     result = create(host, tmp_path, check=True, vm=VM, stop_vm=True)
     assert result['dataset'] == expected and not [c for c in host.calls if c[0] == 'vmadm']
 
@@ -296,7 +296,7 @@ def test_vm_without_vmadm_and_without_datasets(tmp_path):
 
 def origin_host(tmp_path, clone_of='zones/%s@final' % ORIGIN, cached=True):
     """An installed origin image with its @final, a clone of it (the VM), and imgadm's cache of its manifest."""
-    host = FakeHost([('zones',), ('zones/' + ORIGIN,), ('zones/%s@final' % ORIGIN,), ('zones/other',),
+    host = FakeHost.from_rows([('zones',), ('zones/' + ORIGIN,), ('zones/%s@final' % ORIGIN,), ('zones/other',),
                      ('zones/other@s',), ('zones/child', None, clone_of)])
     if cached:
         path = tmp_path / 'root' / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)

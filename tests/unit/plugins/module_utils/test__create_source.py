@@ -16,7 +16,7 @@ from ansible_collections.smartos.images.plugins.module_utils._host import HostPa
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
 from ansible_collections.smartos.images.plugins.module_utils._vmadm import Vmadm
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset, Zfs
-from ansible_collections.smartos.images.tests.unit.plugins.module_utils.create_fakes import FakeHost, zone_vm
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, zone_vm
 
 VM = '79ae2d1c-5e48-4ae4-9c2f-f9e4d6b7cf0d'
 ORIGIN = 'c58161c0-2547-11e2-a75e-9fdca1940570'
@@ -44,7 +44,7 @@ def test_descends_from():
 
 
 def test_a_dataset_gets_the_modules_own_snapshot(tmp_path):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost.from_rows([('zones',), ('zones/src',)])
     source = finder(host, tmp_path, dataset='zones/src').find()
     assert (source.dataset, source.kind, source.own, source.guid) == ('zones/src', 'filesystem', True, None)
     assert source.snapshot == snapshot_name('zones/src', 'img', '1.0.0')
@@ -53,7 +53,7 @@ def test_a_dataset_gets_the_modules_own_snapshot(tmp_path):
 
 
 def test_a_users_snapshot_is_sent_as_it_is_and_never_owned(tmp_path):
-    host = FakeHost([('zones',), ('zones/src',), ('zones/src@mine',)])
+    host = FakeHost.from_rows([('zones',), ('zones/src',), ('zones/src@mine',)])
     source = finder(host, tmp_path, snapshot='zones/src@mine').find()
     assert (source.snapshot, source.own, source.guid) == ('zones/src@mine', False, host.guid('zones/src@mine'))
 
@@ -66,26 +66,26 @@ def test_a_users_snapshot_is_sent_as_it_is_and_never_owned(tmp_path):
     ({'vm': VM}, ImageError, 'has no dataset on pool zones'),
 ])
 def test_what_cannot_be_a_source_is_refused(tmp_path, params, error, words):
-    host = FakeHost([('zones',), ('zones/src',)])
+    host = FakeHost.from_rows([('zones',), ('zones/src',)])
     with pytest.raises(error, match=words):
         finder(host, tmp_path, **params).find()
     assert host.mutations() == []
 
 
 def test_a_vm_from_vmadm_brings_its_state(tmp_path):
-    host = FakeHost([('zones',), ('zones/' + VM,)], vms={VM: zone_vm(VM, state='running')})
+    host = FakeHost.from_rows([('zones',), ('zones/' + VM,)], vms={VM: zone_vm(VM, state='running')})
     source = finder(host, tmp_path, vm=VM).find()
     assert (source.dataset, source.vm, source.vm_state) == ('zones/' + VM, VM, 'running')
 
 
 def test_a_vm_without_vmadm_is_found_by_its_disk_first(tmp_path):
-    host = FakeHost([('zones',), ('zones/' + VM,), ('zones/%s-disk0' % VM, 'volume', None, 1 << 30)])
+    host = FakeHost.from_rows([('zones',), ('zones/' + VM,), ('zones/%s-disk0' % VM, 'volume', None, 1 << 30)])
     source = finder(host, tmp_path, vm=VM).find()
     assert (source.dataset, source.kind, source.vm) == ('zones/%s-disk0' % VM, 'volume', VM)
 
 
 def origin_host(clone_of='zones/%s@final' % ORIGIN):
-    return FakeHost([('zones',), ('zones/' + ORIGIN,), ('zones/%s@final' % ORIGIN,), ('zones/child', None, clone_of)])
+    return FakeHost.from_rows([('zones',), ('zones/' + ORIGIN,), ('zones/%s@final' % ORIGIN,), ('zones/child', None, clone_of)])
 
 
 def test_the_origin_is_checked_and_its_cached_manifest_read(tmp_path):
