@@ -16,8 +16,9 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 from ansible_collections.smartos.images.plugins.module_utils._facts import FactsGatherer, subsets
 from ansible_collections.smartos.images.plugins.module_utils._sources import SourceEntry
 from ansible_collections.smartos.images.plugins.module_utils._zfs import LIST_COLUMNS
-from ansible_collections.smartos.images.tests.unit.plugins.module_utils.test__inventory import (
-    BASE, BHYVE_VM, COPY, FakeRunner, IGN_FALSE, IGN_GARBAGE, INCR, KVM_IMG, KVM_VM, NO_FINAL, SNAP_CLONE, VM, fixture,
+from ansible_collections.smartos.images.tests.unit.fakehost import (
+    BASE, BHYVE_VM, COPY, IGN_FALSE, IGN_GARBAGE, INCR, KVM_IMG, KVM_VM, NO_FINAL, SNAP_CLONE, VM, FakeClients, FakeHost,
+    fixture, smartos_host,
 )
 
 SRC1 = 'http://img1.example.com'
@@ -36,16 +37,6 @@ def params(root, **kw):
                 validate_certs=True, ca_path=None, timeout=30, retries=3)
     base.update(kw)
     return base
-
-
-def smartos_host(with_zoneadm=True):
-    """A Runner for the recorded SmartOS host (pools zones and zones2)."""
-    paths = {'zfs': '/usr/sbin/zfs'}
-    answers = {'zfs': (0, fixture('zfs_list_smartos.txt'), '')}
-    if with_zoneadm:
-        paths['zoneadm'] = '/usr/sbin/zoneadm'
-        answers['zoneadm'] = (0, fixture('zoneadm_list_pc_smartos.txt'), '')
-    return FakeRunner(paths, answers)
 
 
 def write(root, relpath, content):
@@ -201,11 +192,10 @@ def test_installed_without_zoneadm_counts_kvm_and_bhyve_vms_as_images(tmp_path):
     assert KVM_VM in images and BHYVE_VM in images
     assert VM not in images
     assert runner.calls == [ZFS_LIST]
-    assert runner.which_calls == [('zoneadm', False)]
 
 
 def test_installed_on_the_zfs_fuse_listing(tmp_path):
-    runner = FakeRunner({'zfs': '/usr/sbin/zfs'}, {'zfs': (0, fixture('zfs_list_zfs_fuse.txt'), '')})
+    runner = FakeHost.recorded(fixture('zfs_list_zfs_fuse.txt'))
     images = FactsGatherer(params(tmp_path, pools=['tank1']), runner).installed()
     assert sorted(images) == sorted([BASE, INCR, COPY])
     assert images[BASE]['clones'] == ['tank1/' + INCR]       # the clone of its child's snapshot is the child's
@@ -222,6 +212,7 @@ def test_installed_on_the_zfs_fuse_listing(tmp_path):
 ])
 def test_pools_are_listed_in_one_zfs_call(tmp_path, pools, tail):
     runner = smartos_host()
+    runner.add('data.1')
     FactsGatherer(params(tmp_path, pools=pools), runner).installed()
     assert runner.calls == [['zoneadm', 'list', '-pc'], ZFS_LIST + tail]
 
@@ -249,8 +240,7 @@ def test_one_zfs_call_for_a_thousand_images(tmp_path):
     listing, uuids = many_images(1000)
     for i, u in enumerate(uuids[:500]):
         write_cache(tmp_path, 'zones', u, {'v': 2, 'uuid': u, 'name': 'img-%d' % (i % 7), 'version': str(i)})
-    runner = FakeRunner({'zfs': '/usr/sbin/zfs', 'zoneadm': '/usr/sbin/zoneadm'},
-                        {'zfs': (0, listing, ''), 'zoneadm': (0, fixture('zoneadm_list_pc_smartos.txt'), '')})
+    runner = FakeHost.recorded(listing, zoneadm=fixture('zoneadm_list_pc_smartos.txt'))
     images = FactsGatherer(params(tmp_path, pools=['zones']), runner).installed()
     assert sorted(images) == uuids
     assert sum(e['manifest_cached'] for e in images.values()) == 500
@@ -260,7 +250,7 @@ def test_one_zfs_call_for_a_thousand_images(tmp_path):
 
 
 def test_zfs_failure_is_a_command_error(tmp_path):
-    runner = FakeRunner({'zfs': '/usr/sbin/zfs'}, {'zfs': (1, '', "cannot open 'nopool': dataset does not exist\n")})
+    runner = FakeHost()
     with pytest.raises(ImageError) as exc:
         FactsGatherer(params(tmp_path, pools=['nopool']), runner).installed()
     assert exc.value.msg.startswith('zfs pool or dataset "nopool" does not exist')
@@ -384,13 +374,11 @@ def test_original_layout_v1_record_without_creator_is_reported(tmp_path):
 
 # ---- available ----
 
-class FakeClient:
-    """list_raw() answers a list or raises; before= waits for an event, after= sets one."""
+class EventClient:
+    """A client of the test's own for FakeClients: list_raw() waits for the event before, then sets the event after."""
 
     def __init__(self, answer, before=None, after=None):
-        self.answer = answer
-        self.before = before
-        self.after = after
+        self.answer, self.before, self.after = answer, before, after
 
     def list_raw(self):
         if self.before is not None:
@@ -404,17 +392,9 @@ class FakeClient:
                 self.after.set()
 
 
-class FakeFactory:
-    """Stands in for client_for: a FakeClient per source base URL; records what it was asked for."""
-
-    def __init__(self, clients):
-        self.clients = clients
-        self.made = []
-
-    def __call__(self, source, **kw):
-        self.made.append((source.base, source.type, kw))
-        client = self.clients[source.base]
-        return client if isinstance(client, FakeClient) else FakeClient(client)
+def made(factory):
+    """(base URL, type, keyword arguments) of every client FakeClients made."""
+    return [(source.base, source.type, kw) for source, kw in factory.made]
 
 
 def v2(uuid, name, published_at, **extra):
@@ -426,7 +406,7 @@ def gatherer(root, factory, **kw):
 
 
 def available(root, clients, entries, **kw):
-    factory = FakeFactory(clients)
+    factory = FakeClients(clients)
     merged, errors = gatherer(root, factory, **kw).available(entries)
     return merged, errors, factory
 
@@ -439,17 +419,17 @@ def test_available_merges_by_uuid_in_source_order(tmp_path):
     # the first source answers last: its copy of U1 still wins
     second_done = threading.Event()
     clients = {
-        SRC1: FakeClient([v2(U1, 'one-from-1', '2024-01-01T00:00:00Z'), v2(U2, 'two', '2023-01-01T00:00:00Z')],
+        SRC1: EventClient([v2(U1, 'one-from-1', '2024-01-01T00:00:00Z'), v2(U2, 'two', '2023-01-01T00:00:00Z')],
                          before=second_done),
-        SRC2: FakeClient([v2(U3, 'three', '2022-01-01T00:00:00Z'), v2(U1, 'one-from-2', '2024-01-01T00:00:00Z')],
+        SRC2: EventClient([v2(U3, 'three', '2022-01-01T00:00:00Z'), v2(U1, 'one-from-2', '2024-01-01T00:00:00Z')],
                          after=second_done),
     }
     merged, errors, factory = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
     assert errors == []
     # oldest first
     assert listed(merged) == [(U3, 'three', SRC2), (U2, 'two', SRC1), (U1, 'one-from-1', SRC1)]
-    assert factory.made == [(SRC1, 'imgapi', {'validate_certs': True, 'ca_path': None, 'timeout': 30, 'retries': 3}),
-                            (SRC2, 'imgapi', {'validate_certs': True, 'ca_path': None, 'timeout': 30, 'retries': 3})]
+    assert made(factory) == [(SRC1, 'imgapi', {'validate_certs': True, 'ca_path': None, 'timeout': 30, 'retries': 3}),
+                             (SRC2, 'imgapi', {'validate_certs': True, 'ca_path': None, 'timeout': 30, 'retries': 3})]
 
 
 def test_available_sorted_by_published_at_then_name(tmp_path):
@@ -462,13 +442,13 @@ def test_available_sorted_by_published_at_then_name(tmp_path):
 def test_available_passes_the_server_options(tmp_path):
     dummy, dummy2, factory = available(tmp_path, {SRC1: []}, [SourceEntry(SRC1)], validate_certs=False,
                                        ca_path='/etc/ca.pem', timeout=7, retries=0)
-    assert factory.made == [(SRC1, 'imgapi', {'validate_certs': False, 'ca_path': '/etc/ca.pem', 'timeout': 7, 'retries': 0})]
+    assert made(factory) == [(SRC1, 'imgapi', {'validate_certs': False, 'ca_path': '/etc/ca.pem', 'timeout': 7, 'retries': 0})]
 
 
 def test_available_skips_docker_sources(tmp_path):
     entries = [SourceEntry('https://docker.io', 'docker'), SourceEntry(SRC1)]
     merged, errors, factory = available(tmp_path, {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z')]}, entries)
-    assert [base for base, dummy, dummy2 in factory.made] == [SRC1]
+    assert [base for base, dummy, dummy2 in made(factory)] == [SRC1]
     assert listed(merged) == [(U1, 'one', SRC1)]
     assert errors == []
 
@@ -480,7 +460,7 @@ def test_available_with_only_docker_sources_is_empty(tmp_path):
 
 def skipped_by(root, clients, entries):
     """(merged, errors, the warnings about skipped list entries)."""
-    g = gatherer(root, FakeFactory(clients))
+    g = gatherer(root, FakeClients(clients))
     merged, errors = g.available(entries)
     return merged, errors, g.skipped
 
@@ -530,7 +510,7 @@ def test_available_names_at_most_three_skipped_entries(tmp_path):
 
 @pytest.mark.parametrize('answer', [{'images': []}, 'text', None, 7])
 def test_available_a_list_that_is_not_a_list_is_a_per_source_error(tmp_path, answer):
-    clients = {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z')], SRC2: FakeClient(answer)}
+    clients = {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z')], SRC2: answer}
     merged, errors, dummy = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
     assert listed(merged) == [(U1, 'one', SRC1)]
     assert errors == [{'source': SRC2, 'error': 'the image list is not a list'}]
@@ -538,7 +518,7 @@ def test_available_a_list_that_is_not_a_list_is_a_per_source_error(tmp_path, ans
 
 def test_available_an_unexpected_error_is_a_per_source_error_without_its_text(tmp_path):
     clients = {SRC1: [v2(U1, 'one', '2024-01-01T00:00:00Z')],
-               SRC2: FakeClient(KeyError('http://bob:s3cret@img2.example.com'))}
+               SRC2: KeyError('http://bob:s3cret@img2.example.com')}
     merged, errors, dummy = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
     assert listed(merged) == [(U1, 'one', SRC1)]
     assert errors == [{'source': SRC2, 'error': 'listing failed unexpectedly (KeyError)'}]
@@ -546,7 +526,7 @@ def test_available_an_unexpected_error_is_a_per_source_error_without_its_text(tm
 
 def test_available_all_sources_failing_raises(tmp_path):
     clients = {SRC1: SourceError('http://img1.example.com/images answered HTTP 500: InternalError: oops'),
-               SRC2: FakeClient({'not': 'a list'}),
+               SRC2: {'not': 'a list'},
                'http://img3.example.com': []}
     with pytest.raises(SourceError) as exc:
         available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
@@ -564,7 +544,7 @@ def test_available_upgrades_dsapi_manifests(tmp_path):
                                                         'url': ds + '/%s/base64.zfs.bz2' % U1}]}
     merged, errors, factory = available(tmp_path, {ds: [v1]}, [SourceEntry(ds, 'dsapi')])
     assert errors == []
-    assert factory.made[0][:2] == (ds, 'dsapi')
+    assert made(factory)[0][:2] == (ds, 'dsapi')
     manifest = merged[0]['manifest']
     assert merged[0]['source'] == ds
     assert manifest['v'] == 2 and manifest['owner'] == OWNER and manifest['published_at'] == '2012-11-27T21:08:00Z'
@@ -650,7 +630,7 @@ def test_run_gathers_everything(tmp_path):
         {'type': 'imgapi', 'url': SRC2, 'insecure': True},
         {'type': 'docker', 'url': 'https://docker.io'}]})
     write_cache(tmp_path, 'zones', BASE, {'v': 2, 'uuid': BASE, 'name': 'base-64'})
-    factory = FakeFactory({'https://img1.example.com': [v2(U1, 'one', '2024-01-01T00:00:00Z')],
+    factory = FakeClients({'https://img1.example.com': [v2(U1, 'one', '2024-01-01T00:00:00Z')],
                            SRC2: SourceError('http://img2.example.com/images answered HTTP 503: try later')})
     runner = smartos_host()
     result = FactsGatherer(params(tmp_path, gather_subset=['all']), runner, client_factory=factory).run()
@@ -678,7 +658,7 @@ def test_run_gathers_everything(tmp_path):
 ])
 def test_run_gathers_only_what_was_asked(tmp_path, gather_subset, keys):
     runner = smartos_host()
-    result = FactsGatherer(params(tmp_path, gather_subset=gather_subset), runner, client_factory=FakeFactory({})).run()
+    result = FactsGatherer(params(tmp_path, gather_subset=gather_subset), runner, client_factory=FakeClients()).run()
     assert sorted(result['ansible_facts']) == keys
     assert result['warnings'] == []
     assert bool(runner.calls) is ('smartos_images' in keys)
