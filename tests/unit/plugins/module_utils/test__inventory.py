@@ -177,13 +177,6 @@ def test_parse_zone_roots(text, roots):
     assert parse_zone_roots(text) == roots
 
 
-class FakeRunner(ScriptedRunner):
-    """A scripted runner built as (paths, answers by command)."""
-
-    def __init__(self, paths, answers):
-        super().__init__(answers, paths=paths)
-
-
 def test_load_inventory_asks_zoneadm_where_it_exists():
     host = smartos_host()
     inv = load_inventory(Zfs(host), host, 'zones')
@@ -202,8 +195,8 @@ def test_load_inventory_without_zoneadm_runs_only_zfs():
 
 
 def test_load_inventory_zoneadm_failure():
-    runner = FakeRunner({'zoneadm': '/usr/sbin/zoneadm'},
-                        {'zoneadm': (1, '', 'zoneadm: failed to get zone list\n'), 'zfs': (0, '', '')})
+    runner = ScriptedRunner({'zoneadm': (1, '', 'zoneadm: failed to get zone list\n'), 'zfs': (0, '', '')},
+                            paths={'zoneadm': '/usr/sbin/zoneadm'})
     with pytest.raises(CommandError) as exc:
         load_inventory(Zfs(runner), runner, 'zones')
     assert exc.value.msg == 'zoneadm list -pc failed: zoneadm: failed to get zone list'
