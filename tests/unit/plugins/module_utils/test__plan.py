@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 
 import pytest
 
@@ -16,10 +15,9 @@ from ansible_collections.smartos.images.plugins.module_utils._plan import (
     check_is_image, check_partial, clones_of_tree, deletion_order, diff_after, foreign_partial, unused_images,
 )
 from ansible_collections.smartos.images.plugins.module_utils._resolver import Found
-from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset
-from ansible_collections.smartos.images.plugins.module_utils._zfs import parse_list
-
-FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
+from ansible_collections.smartos.images.plugins.module_utils._zfs import Dataset, parse_list
+from ansible_collections.smartos.images.tests.unit import fakehost
+from ansible_collections.smartos.images.tests.unit.fakehost import fixture
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
@@ -318,17 +316,10 @@ def test_unused_images_leaves_other_pools_alone(pool, unused):
     assert unused_images(inv, pool, set()) == unused
 
 
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as f:
-        return f.read()
-
-
 @pytest.mark.parametrize('pool, unused', [
     # the images nothing clones from; the base stays for its OS VM and the copy, the zvol image for its KVM and bhyve disks
-    ('zones', ['10000000-0000-4000-8000-000000000009', '10000000-0000-4000-8000-00000000000a',
-               '10000000-0000-4000-8000-00000000000c', '10000000-0000-4000-8000-00000000000d',
-               'b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702']),
-    ('zones2', ['b7c1d2e3-4f50-4a61-8b72-93a4b5c6d702', 'a3e0a1c8-2d6b-4c57-9f2e-1a2b3c4d5e01']),
+    ('zones', [fakehost.IGN_FALSE, fakehost.IGN_GARBAGE, fakehost.SNAP_CLONE, fakehost.NO_FINAL, fakehost.INCR]),
+    ('zones2', [fakehost.INCR, fakehost.BASE]),
 ])
 def test_unused_images_on_the_recorded_smartos_listing(pool, unused):
     inv = Inventory(parse_list(fixture('zfs_list_smartos.txt')), parse_zone_roots(fixture('zoneadm_list_pc_smartos.txt')))
