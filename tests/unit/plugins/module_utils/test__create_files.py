@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -71,6 +73,21 @@ def test_orphaned_temps_are_those_of_gone_processes(tmp_path):
     assert orphaned_temps(str(tmp_path / 'img-1')) == [str(orphan)]
     assert orphaned_temps(str(tmp_path / 'missing' / 'img-1')) == []
     assert process_exists(os.getpid()) and not process_exists(dead.pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='zombies are read from Linux /proc')
+def test_a_zombie_is_no_running_process():
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    try:
+        for dummy in range(200):       # exited, not reaped: a zombie
+            with open('/proc/%d/stat' % proc.pid, 'rb') as f:
+                if f.read().rsplit(b')', 1)[1].split()[0] == b'Z':
+                    break
+            threading.Event().wait(0.05)
+        assert not process_exists(proc.pid)
+    finally:
+        proc.wait(timeout=10)
+    assert process_exists(os.getpid())
 
 
 def test_read_json_file(tmp_path):

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -307,6 +308,31 @@ def test_read_json_nested_too_deeply_is_a_value_error(tmp_path):
     path.write_bytes(b'[' * 200000 + b']' * 200000)
     with pytest.raises(ValueError):
         _host.read_json(str(path))
+
+
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path):
+    path = str(tmp_path / 'fifo')
+    os.mkfifo(path)
+    box = []
+    worker = threading.Thread(target=lambda: box.append(pytest.raises(ImageError, _host.read_json, path)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), 'read_json waits on a FIFO'
+    assert 'not a regular file (a FIFO)' in box[0].value.msg
+
+
+def test_a_directory_reads_as_imgadm_says_it(tmp_path):
+    with pytest.raises(ImageError, match='^cannot read .*: Is a directory$'):
+        _host.read_bytes(str(tmp_path))
+
+
+def test_a_regular_file_and_a_missing_one(tmp_path):
+    path = tmp_path / 'f.json'
+    assert _host.read_json(str(path)) is None
+    path.write_text('{"a": 1}')
+    assert _host.read_json(str(path), 100) == {'a': 1}
+    with pytest.raises(ValueError, match='larger than 3 bytes'):
+        _host.read_json(str(path), 3)
 
 
 def test_pending_file_prepare_then_commit(tmp_path):

@@ -29,6 +29,40 @@ def test_a_task_that_asks_for_something_is_accepted(image_params, kw):
     ImageManager(image_params(**kw), ScriptedRunner(paths={}))
 
 
+@pytest.mark.parametrize('entry, words', [
+    (U.upper(), 'is not a lower-case UUID: write it as "%s"' % U),
+    ("{'uuid': '%s'}" % U, 'is not a UUID, name or name@version'),
+    ("['base-64']", 'is not a UUID, name or name@version'),
+    ('  ', 'is not a UUID, name or name@version'),
+])
+def test_keep_entries_that_cannot_be_names_are_refused(image_params, entry, words):
+    with pytest.raises(InvalidParameter, match='^keep entry ') as e:
+        ImageManager(image_params(keep=['base-64', entry], prune_unused=True), ScriptedRunner(paths={}))
+    assert words in e.value.msg
+
+
+@pytest.mark.parametrize('entry', [U, 'base-64', 'base-64@24.4.1', 'my image/x'])
+def test_keep_entries_that_can_be_names_are_accepted(image_params, entry):
+    ImageManager(image_params(keep=[entry], prune_unused=True), ScriptedRunner(paths={}))
+
+
+@pytest.mark.parametrize('version, words', [
+    (1.1, 'version 1.1 is a number'),
+    (True, 'version must be a string, not True'),
+    (['1'], "version must be a string, not ['1']"),
+])
+def test_a_version_that_is_no_string_is_refused(image_params, version, words):
+    for kw in (dict(name='base', version=version), dict(images=[{'name': 'base', 'version': version}])):
+        with pytest.raises(InvalidParameter) as e:
+            ImageManager(image_params(**kw), ScriptedRunner(paths={}))
+        assert words in e.value.msg
+
+
+def test_a_whole_number_version_is_its_digits(image_params):
+    manager = ImageManager(image_params(name='base', version=2), ScriptedRunner(paths={}))
+    assert manager.wanted[0].version == '2'
+
+
 @pytest.mark.parametrize('value', [-1, True, '10', 1.5])
 def test_lock_timeout_is_checked(image_params, value):
     with pytest.raises(InvalidParameter, match='^lock_timeout must be 0 or more seconds'):
