@@ -888,6 +888,107 @@ def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
         ImageServerClient(ImageSource('https://img.example.com'), ca_path=str(junk))
 
 
+# ---- a hostile server: lying Content-Length, deep nesting, credentials echoed back ----
+
+PASSWORD = 'p#ss/w?rd@x:y'
+ECHO_URL = 'http://alice:%s@img.example.com' % urllib.parse.quote(PASSWORD, safe='')
+ECHO_SECRETS = (PASSWORD, urllib.parse.quote(PASSWORD, safe=''), base64.b64encode(('alice:' + PASSWORD).encode()).decode())
+
+
+def message_of(*pairs):
+    """Headers as an email message: a header may repeat."""
+    message = email.message.Message()
+    for key, value in pairs:
+        message[key] = value
+    return message
+
+
+@pytest.mark.parametrize('values, expected', [
+    (['123'], 123), ([' 7 '], 7), (['0'], 0), (['5', '5'], 5),
+    ([], None), (['\xb2'], None), (['9' * 5000], None), (['9' * 21], None), (['-5'], None), (['0x10'], None),
+    (['1e3'], None), (['abc'], None), ([''], None), (['5', '6'], None), (['\u0663'], None),
+])
+def test_content_length_is_short_ascii_digits_given_once(values, expected):
+    assert _imgapi.content_length(message_of(*[('Content-Length', v) for v in values])) == expected
+
+
+def test_content_length_of_nothing():
+    assert _imgapi.content_length(None) is None
+
+
+def test_file_stream_keeps_a_short_raw_length_and_the_content_range():
+    answer = FakeResponse(b'', 206, {'Content-Length': '9' * 5000, 'Content-Range': 'bytes 5-9/10'})
+    stream = FileStream(answer, 5)
+    assert stream.content_length is None and stream.raw_content_length == '9' * 40
+    assert stream.content_range == 'bytes 5-9/10'
+
+
+@pytest.mark.parametrize('body', [b'[' * 60000, b'{"message": ' + b'[' * 60000 + b']' * 60000 + b'}'])
+def test_error_message_of_deep_nesting_is_text(body):
+    assert error_message(body).startswith(body[:1].decode())
+
+
+def echo_client(answer, retries=0):
+    """A client whose server raises what answer(url, request headers) makes."""
+    c, request, dummy = client(lambda url: answer(url, request.calls[-1]['headers']), url=ECHO_URL, retries=retries)
+    return c
+
+
+def echo_text(request_headers):
+    auth = request_headers['Authorization']
+    auth = auth.decode() if isinstance(auth, bytes) else auth
+    return '%s %s %s %s' % (auth, base64.b64decode(auth.split()[-1]).decode(), PASSWORD,
+                            urllib.parse.quote(PASSWORD, safe=''))
+
+
+def assert_clean(message):
+    for secret in ECHO_SECRETS:
+        assert secret not in message
+
+
+def test_an_error_body_echoing_the_credentials_is_scrubbed():
+    def answer(url, h):
+        body = ('{"code": "Denied", "message": "%s"}' % echo_text(h)).encode()
+        raise HTTPError(url, 401, echo_text(h), email.message.Message(), io.BytesIO(body))
+    with pytest.raises(SourceError) as e:
+        echo_client(answer).get_image(U)
+    assert 'HTTP 401: Denied: ***' in e.value.msg
+    assert_clean(e.value.msg)
+
+
+def test_an_error_reason_echoing_the_credentials_is_scrubbed():
+    def answer(url, h):
+        raise HTTPError(url, 403, echo_text(h), email.message.Message(), io.BytesIO(b''))
+    with pytest.raises(SourceError) as e:
+        echo_client(answer).get_image(U)
+    assert 'HTTP 403' in e.value.msg
+    assert_clean(e.value.msg)
+
+
+def test_a_status_line_echoing_the_credentials_is_scrubbed():
+    def answer(url, h):
+        raise http.client.BadStatusLine('HTTP/1.0 2OO ' + echo_text(h))
+    with pytest.raises(SourceError) as e:
+        echo_client(answer, retries=1).get_image(U)
+    assert 'could not be reached after 2 attempt(s)' in e.value.msg
+    assert_clean(e.value.msg)
+
+
+def test_a_location_echoing_the_credentials_is_scrubbed():
+    def answer(url, h):
+        location = message_of(('Location', 'ftp://x.invalid/' + echo_text(h).replace(' ', '/')))
+        raise HTTPError(url, 302, 'Found', location, io.BytesIO(b''))
+    with pytest.raises(SourceError) as e:
+        echo_client(answer).get_image(U)
+    assert 'not an http:// or https:// URL' in e.value.msg
+    assert_clean(e.value.msg)
+
+
+def test_a_source_without_a_password_scrubs_nothing():
+    c = ImageServerClient(ImageSource('http://img.example.com'))
+    assert c.scrub('Basic abc p#ss') == 'Basic abc p#ss'
+
+
 # ---- issue 10: slow servers end ----
 
 class Clock:

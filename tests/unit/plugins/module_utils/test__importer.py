@@ -445,6 +445,36 @@ def test_receive_resume_from_a_server_that_ignores_range():
     assert received_bytes(zfs) == stream
 
 
+def range_client(start, content_range):
+    """A client whose server answers a resume with a 206 from start, with this Content-Range (a password in it)."""
+    data = bytes(range(256)) * 8
+
+    def open_file(uuid, offset):
+        stream = FakeStream(data, start, 206, len(data) - start)
+        stream.content_range = content_range
+        return stream
+    return types.SimpleNamespace(open_file=open_file, scrub=lambda text: str(text).replace(RANGE_SECRET, '***')), data
+
+
+RANGE_SECRET = 'p#ss/w?rd@x:y'
+
+
+@pytest.mark.parametrize('start, content_range', [(0, 'bytes 0-2047/2048'), (100, 'bytes 100-2047/2048'),
+                                                  (500, None), (500, 'bytes 500-2047/*')])
+def test_a_206_continues_at_the_offset(start, content_range):
+    client, data = range_client(start, content_range)
+    stream = ImportPipeline._resume(client, 'u', 500)
+    assert stream.read(10) == data[500:510]
+
+
+@pytest.mark.parametrize('content_range', ['bytes 600-2047/2048', 'bytes 500-2047/2048 ' + RANGE_SECRET, 'nonsense'])
+def test_a_206_past_the_offset_or_unreadable_is_a_transient_error(content_range):
+    client, dummy = range_client(600, content_range)
+    with pytest.raises(ConnectionError) as e:
+        ImportPipeline._resume(client, 'u', 500)
+    assert 'Content-Range' in str(e.value) and RANGE_SECRET not in str(e.value)
+
+
 def test_receive_resume_attempts_exhausted():
     data = gzip.compress(payload(60000))
     zfs = FakeReceiveZfs()
