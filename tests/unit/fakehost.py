@@ -18,7 +18,10 @@ FakeHost(datasets=(), zone_roots=None, vms=None, sysinfo=None, streams=None, ori
     .add(name, kind=None, origin=None, volsize=None, mountpoint='/<name>', ignore=None, guid=None) -> its guid.
     .calls: every argv (run, popen, popen_out), in order; .mutations(): those of them that change the host.
     .sends: (incremental_from, snapshot) of every `zfs send` started.
-    Failure switches: send_rc and send_err (how `zfs send` ends), destroy_fails (the stderr of a failing destroy).
+    .processes: every command started (popen, popen_out): .argv, .stdin (.closed, getvalue()), .waited, .killed.
+    Failure switches: send_rc and send_err (how `zfs send` ends), destroy_fails (the stderr of a failing destroy),
+    receive_rc and receive_err (how `zfs receive` ends, whatever its stream, when receive_rc is not 0),
+    receive_accept (the bytes `zfs receive` reads before its stdin pipe breaks; None: all).
     It answers the command lines the collection runs: zfs list (the inventory's columns, a name, the snapshots of
     a dataset), zfs get (guid, property lists), snapshot, send [-i], receive -u, rename, set, destroy [-r] (refused
     while clones depend), zoneadm list -pc, vmadm get/stop, sysinfo; any other argv fails the test.
@@ -131,16 +134,38 @@ def _missing(name):
     return 1, '', "cannot open '%s': dataset does not exist\n" % name
 
 
+class _Stdin:
+    """A command's stdin: keeps what is written (getvalue()) after it is closed; its pipe breaks after accept bytes."""
+
+    def __init__(self, accept=None):
+        self.data, self.accept, self.closed = bytearray(), accept, False
+
+    def write(self, data):
+        if self.closed:
+            raise ValueError('write to closed file')
+        if self.accept is not None and len(self.data) + len(data) > self.accept:
+            raise BrokenPipeError(32, 'Broken pipe')
+        self.data += data
+        return len(data)
+
+    def close(self):
+        self.closed = True
+
+    def getvalue(self):
+        return bytes(self.data)
+
+
 class _Process:
     """A started command: `zfs receive` (stdin collects the stream) or `zfs send` (stdout gives it)."""
 
-    def __init__(self, stderr, finish, stdout=b''):
-        self.stdin = io.BytesIO()
-        self.stdin.close = lambda: None     # keep the bytes readable after the pipeline closes stdin
+    def __init__(self, argv, stderr, finish, stdout=b'', accept=None):
+        self.argv = list(argv)
+        self.stdin = _Stdin(accept)
         self.stdout = io.BufferedReader(io.BytesIO(stdout))
-        self.stderr, self.finish, self.killed = stderr, finish, False
+        self.stderr, self.finish, self.killed, self.waited = stderr, finish, False, False
 
     def wait(self):
+        self.waited = True
         if self.finish is not None:
             self.rc, err = self.finish(self)
             self.finish = None
@@ -167,8 +192,9 @@ class FakeHost:
         self.streams = streams or {}
         self.origins = origins or {}
         self.stop_works = stop_works
-        self.calls, self.sends = [], []
+        self.calls, self.sends, self.processes = [], [], []
         self.send_rc, self.send_err, self.destroy_fails = 0, '', ''
+        self.receive_rc, self.receive_err, self.receive_accept = 0, '', None
         self.lock = threading.RLock()       # imports run in threads
 
     @classmethod
@@ -320,13 +346,17 @@ class FakeHost:
         with self.lock:
             self.calls.append(list(argv))
         assert argv[:3] == ['zfs', 'receive', '-u'] and len(argv) == 4, argv
-        return _Process(stderr, lambda proc: self._receive(argv[3], proc))
+        proc = _Process(argv, stderr, lambda proc: self._receive(argv[3], proc), accept=self.receive_accept)
+        self.processes.append(proc)
+        return proc
 
     def _receive(self, target, proc):
         uuid = target.split('/')[-1].replace('-partial', '')
         origin = self.origins.get(uuid)
         origin = '%s/%s@final' % (target.split('/')[0], origin) if origin else None
         with self.lock:
+            if self.receive_rc:
+                return self.receive_rc, self.receive_err
             if target in self.datasets:
                 return 1, "cannot receive new filesystem stream: destination '%s' exists\n" % target
             if proc.killed or proc.stdin.getvalue() != self.streams.get(uuid):
@@ -345,9 +375,12 @@ class FakeHost:
         incremental_from = argv[3] if argv[2] == '-i' else None
         snapshot = argv[-1]
         if snapshot not in self.datasets:
-            return _Process(stderr, lambda proc: (1, "cannot open '%s': dataset does not exist\n" % snapshot))
-        self.sends.append((incremental_from, snapshot))
-        return _Process(stderr, lambda proc: (self.send_rc, self.send_err), stream_of(snapshot, incremental_from))
+            proc = _Process(argv, stderr, lambda proc: (1, "cannot open '%s': dataset does not exist\n" % snapshot))
+        else:
+            self.sends.append((incremental_from, snapshot))
+            proc = _Process(argv, stderr, lambda proc: (self.send_rc, self.send_err), stream_of(snapshot, incremental_from))
+        self.processes.append(proc)
+        return proc
 
     # -- zoneadm, vmadm, sysinfo --
 
