@@ -26,6 +26,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
     CommandError, DownloadError, ImageError, SourceError,
 )
 from ansible_collections.smartos.images.plugins.module_utils._importer import ImportPipeline, Inflater, install
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 POOL = 'zones'
@@ -152,7 +153,7 @@ def test_inflater_unknown_compression():
         Inflater('zstd')
 
 
-# ---- ImportPipeline.receive over a fake client and a fake zfs ----
+# ---- ImportPipeline.receive over a fake client and the fake host ----
 
 class FakeStream:
     """An open GetImageFile response: .status, .content_length, .raw_content_length, read(n), close()."""
@@ -212,56 +213,9 @@ class FakeClient:
         return stream
 
 
-class FakeStdin:
-
-    def __init__(self, accept=None):
-        self.buffer = io.BytesIO()
-        self.accept = accept  # bytes accepted before the pipe breaks (None: all)
-        self.closed = False
-
-    def write(self, data):
-        if self.closed:
-            raise ValueError('write to closed file')
-        if self.accept is not None and self.buffer.tell() + len(data) > self.accept:
-            raise BrokenPipeError(32, 'Broken pipe')
-        self.buffer.write(data)
-        return len(data)
-
-    def close(self):
-        self.closed = True
-
-
-class FakeProc:
-    """A Popen-like `zfs receive`: collects stdin, writes its stderr into the given file when waited for."""
-
-    def __init__(self, stderr, rc=0, err=b'', accept=None):
-        self.stdin = FakeStdin(accept)
-        self.stderr = stderr
-        self.rc = rc
-        self.err = err
-        self.killed = False
-        self.waited = False
-
-    def wait(self):
-        self.waited = True
-        self.stderr.write(self.err)
-        self.stderr.flush()
-        return self.rc
-
-    def kill(self):
-        self.killed = True
-
-
-class FakeReceiveZfs:
-
-    def __init__(self, rc=0, err=b'', accept=None):
-        self.rc, self.err, self.accept = rc, err, accept
-        self.received = []   # (target, proc)
-
-    def receive(self, name, stderr):
-        proc = FakeProc(stderr, self.rc, self.err, self.accept)
-        self.received.append((name, proc))
-        return proc
+def receive_host(stream=None):
+    """A host with the pool, whose `zfs receive` of the image takes this stream (None: no stream is right)."""
+    return FakeHost([POOL], streams=None if stream is None else {U: stream})
 
 
 def manifest_for(data, compression='gzip', **file_fields):
@@ -270,10 +224,10 @@ def manifest_for(data, compression='gzip', **file_fields):
     return {'v': 2, 'uuid': U, 'name': 'base', 'version': '1.0', 'type': 'zone-dataset', 'files': [entry]}
 
 
-def run_receive(zfs, client, manifest, retries=3, timeout=20):
+def run_receive(host, client, manifest, retries=3, timeout=20):
     """pipeline.receive in a thread; fail the test (instead of hanging the suite) if it does not return."""
     sleeps = []
-    pipeline = ImportPipeline(zfs, retries=retries, sleep=sleeps.append)
+    pipeline = ImportPipeline(_zfs.Zfs(host), retries=retries, sleep=sleeps.append)
     outcome = {}
 
     def target():
@@ -314,12 +268,10 @@ def small_chunks(monkeypatch):
     ABORT.clear()
 
 
-def received_bytes(zfs):
-    assert len(zfs.received) == 1
-    target, proc = zfs.received[0]
-    assert target == PARTIAL
-    assert proc.stdin.closed
-    return proc.stdin.buffer.getvalue()
+def received_bytes(host):
+    assert [proc.argv for proc in host.processes] == [['zfs', 'receive', '-u', PARTIAL]]
+    assert host.processes[0].stdin.closed
+    return host.processes[0].stdin.getvalue()
 
 
 @pytest.mark.parametrize('compression', ['gzip', 'bzip2', 'xz', 'none'])
@@ -327,30 +279,30 @@ def received_bytes(zfs):
 def test_receive_success(compression, size):
     stream = payload(size)
     data = COMPRESS[compression](stream)
-    zfs, client = FakeReceiveZfs(), FakeClient(data)
-    result, sleeps = run_receive(zfs, client, manifest_for(data, compression))
+    host, client = receive_host(stream), FakeClient(data)
+    result, sleeps = run_receive(host, client, manifest_for(data, compression))
     assert result == len(data)
-    assert received_bytes(zfs) == stream
+    assert received_bytes(host) == stream
     assert client.offsets == [0]
     assert all(s.closed for s in client.streams)
     assert sleeps == []
-    proc = zfs.received[0][1]
+    proc = host.processes[0]
     assert proc.waited and not proc.killed
 
 
 def test_receive_sha1_compared_case_insensitively():
     data = gzip.compress(payload(1000))
-    zfs = FakeReceiveZfs()
-    result, dummy = run_receive(zfs, FakeClient(data), manifest_for(data, sha1=hashlib.sha1(data).hexdigest().upper()))
+    host = receive_host(payload(1000))
+    result, dummy = run_receive(host, FakeClient(data), manifest_for(data, sha1=hashlib.sha1(data).hexdigest().upper()))
     assert result == len(data)
 
 
 def test_receive_sha1_mismatch():
     data = gzip.compress(payload(20000))
     wrong = hashlib.sha1(b'something else').hexdigest()
-    zfs = FakeReceiveZfs()
+    host = receive_host(payload(20000))
     with pytest.raises(DownloadError) as exc:
-        run_receive(zfs, FakeClient(data), manifest_for(data, sha1=wrong))
+        run_receive(host, FakeClient(data), manifest_for(data, sha1=wrong))
     actual = hashlib.sha1(data).hexdigest()
     assert exc.value.msg == ('image %s file checksum (sha1) error: expected "%s", downloaded checksum was "%s"'
                              % (U, wrong, actual))
@@ -363,13 +315,13 @@ def md5_b64(data):
 
 def test_receive_without_sha1_checks_the_content_md5_as_imgadm():
     data = gzip.compress(payload(30000))
-    zfs = FakeReceiveZfs()
+    host = receive_host(payload(30000))
     manifest = manifest_for(data, sha1=None)
     del manifest['files'][0]['sha1']
     # resumed after a break: the MD5 of the whole file still covers every byte
     client = FakeClient(data, {'content_md5': md5_b64(data), 'drop_at': len(data) // 2}, {})
-    result, dummy = run_receive(zfs, client, manifest)
-    assert result == len(data) and zfs.received[0][1].stdin.buffer.getvalue() == payload(30000)
+    result, dummy = run_receive(host, client, manifest)
+    assert result == len(data) and host.processes[0].stdin.getvalue() == payload(30000)
 
 
 def test_receive_without_sha1_refuses_a_content_md5_mismatch():
@@ -378,7 +330,7 @@ def test_receive_without_sha1_refuses_a_content_md5_mismatch():
     del manifest['files'][0]['sha1']
     wrong = md5_b64(b'other')
     with pytest.raises(DownloadError) as exc:
-        run_receive(FakeReceiveZfs(), FakeClient(data, {'content_md5': wrong}), manifest)
+        run_receive(receive_host(payload(20000)), FakeClient(data, {'content_md5': wrong}), manifest)
     assert exc.value.msg == ('image %s file Content-MD5 error: expected "%s", downloaded checksum was "%s"'
                              % (U, wrong, md5_b64(data)))
 
@@ -388,33 +340,33 @@ def test_receive_without_sha1_or_content_md5_is_refused_before_receiving(header)
     data = gzip.compress(payload(1000))
     manifest = manifest_for(data)
     del manifest['files'][0]['sha1']
-    zfs = FakeReceiveZfs()
+    host = receive_host(payload(1000))
     client = FakeClient(data, {'content_md5': header})
     with pytest.raises(DownloadError) as exc:
-        run_receive(zfs, client, manifest)
+        run_receive(host, client, manifest)
     assert 'has no files[0].sha1' in exc.value.msg and 'Content-MD5' in exc.value.msg
-    assert zfs.received == [] and client.streams[0].closed
+    assert host.processes == [] and client.streams[0].closed
 
 
 @pytest.mark.parametrize('content_length', [999, 1001])
 def test_receive_content_length_differs_from_manifest(content_length):
     data = payload(1000)
-    zfs, client = FakeReceiveZfs(), FakeClient(data, {'content_length': content_length})
+    host, client = receive_host(data), FakeClient(data, {'content_length': content_length})
     with pytest.raises(DownloadError) as exc:
-        run_receive(zfs, client, manifest_for(data, 'none'))
+        run_receive(host, client, manifest_for(data, 'none'))
     assert exc.value.msg == ('image %s file: the manifest says 1000 bytes but the server sends Content-Length %d'
                              % (U, content_length))
-    assert zfs.received == []          # nothing was received
+    assert host.processes == []          # nothing was received
     assert client.streams[0].closed
 
 
 def test_receive_missing_content_length():
     data = payload(1000)
-    zfs, client = FakeReceiveZfs(), FakeClient(data, {'content_length': None})
+    host, client = receive_host(data), FakeClient(data, {'content_length': None})
     with pytest.raises(DownloadError) as exc:
-        run_receive(zfs, client, manifest_for(data, 'none'))
+        run_receive(host, client, manifest_for(data, 'none'))
     assert exc.value.msg == 'image %s file: unexpected missing or invalid Content-Length header: None' % U
-    assert zfs.received == []
+    assert host.processes == []
     assert client.streams[0].closed
 
 
@@ -422,11 +374,11 @@ def test_receive_missing_content_length():
 def test_receive_resumes_with_range(drop):
     stream = payload(60000)
     data = gzip.compress(stream)
-    zfs = FakeReceiveZfs()
+    host = receive_host(stream)
     client = FakeClient(data, {'drop_at': 10000, 'drop': drop}, {'drop_at': 30001, 'drop': drop}, {})
-    result, sleeps = run_receive(zfs, client, manifest_for(data))
+    result, sleeps = run_receive(host, client, manifest_for(data))
     assert result == len(data)
-    assert received_bytes(zfs) == stream
+    assert received_bytes(host) == stream
     assert client.offsets == [0, 10000, 30001]
     assert [s.status for s in client.streams] == [200, 206, 206]
     assert sleeps == [_importer.RESUME_DELAY, _importer.RESUME_DELAY * 2]
@@ -435,14 +387,14 @@ def test_receive_resumes_with_range(drop):
 def test_receive_resume_from_a_server_that_ignores_range():
     stream = payload(60000)
     data = gzip.compress(stream)
-    zfs = FakeReceiveZfs()
+    host = receive_host(stream)
     client = FakeClient(data, {'drop_at': 25000}, {'honour_range': False})
-    result, dummy = run_receive(zfs, client, manifest_for(data))
+    result, dummy = run_receive(host, client, manifest_for(data))
     assert result == len(data)
     assert client.offsets == [0, 25000]
     assert client.streams[1].status == 200
     # the bytes already received were skipped, not received twice
-    assert received_bytes(zfs) == stream
+    assert received_bytes(host) == stream
 
 
 def range_client(start, content_range):
@@ -477,50 +429,50 @@ def test_a_206_past_the_offset_or_unreadable_is_a_transient_error(content_range)
 
 def test_receive_resume_attempts_exhausted():
     data = gzip.compress(payload(60000))
-    zfs = FakeReceiveZfs()
+    host = receive_host(payload(60000))
     client = FakeClient(data, {'drop_at': 10000}, {'drop_at': 12000}, {'drop_at': 12000}, {'drop_at': 12000}, {})
     with pytest.raises(DownloadError) as exc:
-        run_receive(zfs, client, manifest_for(data), retries=3)
+        run_receive(host, client, manifest_for(data), retries=3)
     assert exc.value.msg == ('image %s file: the download broke off after 12000 of %d bytes and 3 resume attempt(s) '
                              'failed: [Errno 104] Connection reset by peer' % (U, len(data)))
     assert exc.value.evidence == {'url': SOURCE_URL}
     assert client.offsets == [0, 10000, 12000, 12000]
-    assert zfs.received[0][1].killed
+    assert host.processes[0].killed
 
 
 def test_receive_without_retries_does_not_resume():
     data = gzip.compress(payload(60000))
-    zfs = FakeReceiveZfs()
+    host = receive_host(payload(60000))
     client = FakeClient(data, {'drop_at': 10000}, {})
     with pytest.raises(DownloadError):
-        run_receive(zfs, client, manifest_for(data), retries=0)
+        run_receive(host, client, manifest_for(data), retries=0)
     assert client.offsets == [0]
 
 
 def test_receive_resume_that_cannot_reopen_is_an_image_error():
     data = gzip.compress(payload(60000))
-    zfs = FakeReceiveZfs()
+    host = receive_host(payload(60000))
     client = FakeClient(data, {'drop_at': 10000}, {'error': SourceError('http://img.example.com/images/x/file answered HTTP 404: gone')})
     with pytest.raises(ImageError):
-        run_receive(zfs, client, manifest_for(data))
-    assert zfs.received[0][1].killed
+        run_receive(host, client, manifest_for(data))
+    assert host.processes[0].killed
 
 
 def test_receive_drop_while_skipping_is_retried():
     stream = payload(60000)
     data = gzip.compress(stream)
-    zfs = FakeReceiveZfs()
+    host = receive_host(stream)
     client = FakeClient(data, {'drop_at': 30000}, {'honour_range': False, 'drop_at': 20000, 'drop': None},
                         {'honour_range': False})
-    result, dummy = run_receive(zfs, client, manifest_for(data))
+    result, dummy = run_receive(host, client, manifest_for(data))
     assert result == len(data)
-    assert received_bytes(zfs) == stream
+    assert received_bytes(host) == stream
 
 
 def test_receive_closes_every_stream_it_opened():
     data = gzip.compress(payload(60000))
     client = FakeClient(data, {'drop_at': 10000}, {})
-    run_receive(FakeReceiveZfs(), client, manifest_for(data))
+    run_receive(receive_host(payload(60000)), client, manifest_for(data))
     assert [s.closed for s in client.streams] == [True, True]
 
 
@@ -533,9 +485,8 @@ def test_receive_closes_every_stream_it_opened():
 def test_receive_corrupt_file_in_one_chunk(compression, corrupt):
     data = corrupt(COMPRESS[compression](payload(3000)))
     assert len(data) <= _importer.CHUNK
-    zfs = FakeReceiveZfs()
     with pytest.raises(ImageError) as exc:
-        run_receive(zfs, FakeClient(data), manifest_for(data, compression))
+        run_receive(receive_host(payload(3000)), FakeClient(data), manifest_for(data, compression))
     assert not isinstance(exc.value, DownloadError)
     assert 'file could not be decompressed as %s (' % compression in exc.value.msg and 'is damaged' in exc.value.msg
 
@@ -543,7 +494,7 @@ def test_receive_corrupt_file_in_one_chunk(compression, corrupt):
 def test_receive_corrupt_gzip_across_many_chunks():
     data = b'not gzip at all' + gzip.compress(payload(200000))
     with pytest.raises(ImageError) as exc:
-        run_receive(FakeReceiveZfs(), FakeClient(data), manifest_for(data, 'gzip'))
+        run_receive(receive_host(payload(200000)), FakeClient(data), manifest_for(data, 'gzip'))
     assert 'file could not be decompressed as gzip (' in exc.value.msg
 
 
@@ -551,43 +502,52 @@ def test_receive_corrupt_gzip_across_many_chunks():
 def test_receive_corrupt_xz_across_many_chunks():
     data = b'not xz at all' + lzma.compress(payload(200000))
     with pytest.raises(ImageError) as exc:
-        run_receive(FakeReceiveZfs(), FakeClient(data), manifest_for(data, 'xz'), timeout=2)
+        run_receive(receive_host(payload(200000)), FakeClient(data), manifest_for(data, 'xz'), timeout=2)
     assert 'file could not be decompressed as xz (' in exc.value.msg
 
 
 def test_receive_zfs_receive_fails():
     stream = payload(3000)
     data = gzip.compress(stream)
-    zfs = FakeReceiveZfs(rc=1, err=b"cannot receive new filesystem stream: destination 'zones/x-partial' exists\n")
+    host = receive_host(stream)
+    host.add(PARTIAL)
     with pytest.raises(CommandError) as exc:
-        run_receive(zfs, FakeClient(data), manifest_for(data))
+        run_receive(host, FakeClient(data), manifest_for(data))
     assert exc.value.msg == ("zfs receive of image %s into %s failed: cannot receive new filesystem stream: "
-                             "destination 'zones/x-partial' exists" % (U, PARTIAL))
+                             "destination '%s' exists" % (U, PARTIAL, PARTIAL))
     assert exc.value.evidence == {'cmd': 'zfs receive -u ' + PARTIAL, 'rc': 1,
-                                  'stderr': "cannot receive new filesystem stream: destination 'zones/x-partial' exists"}
+                                  'stderr': "cannot receive new filesystem stream: destination '%s' exists" % PARTIAL}
 
 
 def test_receive_zfs_receive_fails_silently():
     data = gzip.compress(payload(3000))
-    zfs = FakeReceiveZfs(rc=1)
+    host = receive_host(payload(3000))
+    host.receive_rc = 1
     with pytest.raises(CommandError) as exc:
-        run_receive(zfs, FakeClient(data), manifest_for(data))
+        run_receive(host, FakeClient(data), manifest_for(data))
     assert exc.value.msg.endswith('failed: exit code 1')
+
+
+def out_of_space(stream):
+    """A host whose `zfs receive` reads 100 bytes of the stream, then fails for want of space."""
+    host = receive_host(stream)
+    host.receive_rc, host.receive_err, host.receive_accept = 1, 'cannot receive: out of space\n', 100
+    return host
 
 
 def test_receive_zfs_receive_stops_reading_in_one_chunk():
     data = gzip.compress(payload(3000))
-    zfs = FakeReceiveZfs(rc=1, err=b'cannot receive: out of space\n', accept=100)
+    host = out_of_space(payload(3000))
     with pytest.raises(CommandError) as exc:
-        run_receive(zfs, FakeClient(data), manifest_for(data))
+        run_receive(host, FakeClient(data), manifest_for(data))
     assert exc.value.evidence['stderr'] == 'cannot receive: out of space'
 
 
 def test_receive_zfs_receive_stops_reading_across_many_chunks():
     data = gzip.compress(payload(200000))
-    zfs = FakeReceiveZfs(rc=1, err=b'cannot receive: out of space\n', accept=100)
+    host = out_of_space(payload(200000))
     with pytest.raises(CommandError) as exc:
-        run_receive(zfs, FakeClient(data), manifest_for(data))
+        run_receive(host, FakeClient(data), manifest_for(data))
     assert exc.value.evidence['stderr'] == 'cannot receive: out of space'
 
 
