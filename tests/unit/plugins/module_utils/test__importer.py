@@ -551,62 +551,65 @@ def test_receive_zfs_receive_stops_reading_across_many_chunks():
     assert exc.value.evidence['stderr'] == 'cannot receive: out of space'
 
 
-# ---- install() over a fake zfs and a fake pipeline ----
+# ---- install() over the fake host and a fake pipeline ----
 
-class FakeZfs:
-    """The Zfs methods install() uses, over a set of dataset and snapshot names; fails where told to."""
+class InstallZfs(_zfs.Zfs):
+    """Zfs over a fake host (.host) that raises where told: fail maps a method name, or (old, new) of a rename, to the
+    exception to raise; on_rename(old, new) is called at each rename."""
 
-    def __init__(self, names=(), fail=None, on_rename=None):
-        self.names = set(names)
-        self.calls = []
-        self.fail = fail or {}     # method name -> exception (for rename: (old, new) -> exception)
+    def __init__(self, datasets=(), fail=None, on_rename=None):
+        self.host = FakeHost(datasets)
+        super().__init__(self.host)
+        self.fail = fail or {}
         self.on_rename = on_rename
-        self.origins = {}          # dataset -> the snapshot it is a clone of
 
     def _maybe_fail(self, key):
         if key in self.fail:
             raise self.fail[key]
 
-    def exists(self, name):
-        self.calls.append(('exists', name))
-        self._maybe_fail('exists')
-        return name in self.names
-
     def snapshots(self, name):
-        self.calls.append(('snapshots', name))
         self._maybe_fail('snapshots')
-        return sorted(n for n in self.names if n.startswith(name + '@'))
+        return super().snapshots(name)
 
     def rename(self, old, new):
-        self.calls.append(('rename', old, new))
         if self.on_rename:
             self.on_rename(old, new)
         self._maybe_fail((old, new))
-        for name in sorted(self.names):
-            if name == old or name.startswith(old + '@') or name.startswith(old + '/'):
-                self.names.remove(name)
-                self.names.add(new + name[len(old):])
-
-    def list(self, root):
-        self.calls.append(('list', root))
-        return [_zfs.Dataset(n, self.origins.get(n), None, None) for n in sorted(self.names)
-                if n == root or n.startswith(root + '/')]
+        super().rename(old, new)
 
     def set_property(self, name, prop, value):
-        self.calls.append(('set_property', name, prop, value))
         self._maybe_fail('set_property')
+        super().set_property(name, prop, value)
 
     def destroy_recursive(self, name):
-        self.calls.append(('destroy_recursive', name))
         self._maybe_fail('destroy_recursive')
-        self.names = {n for n in self.names if not (n == name or n.startswith(name + '@') or n.startswith(name + '/'))}
+        super().destroy_recursive(name)
+
+
+def ops(zfs):
+    """The zfs commands the host ran, as (Zfs method, arguments)."""
+    done = []
+    for argv in zfs.host.calls:
+        verb, args = argv[1], argv[2:]
+        if verb == 'list':
+            kind = 'snapshots' if 'snapshot' in args else 'exists' if args[2] == 'name' else 'list'
+            done.append((kind, args[-1]))
+        elif verb == 'set':
+            done.append(('set_property', args[1]) + tuple(args[0].split('=', 1)))
+        else:
+            done.append(({'destroy': 'destroy_recursive'}.get(verb, verb),) + tuple(a for a in args if a[0] != '-'))
+    return done
+
+
+def names(zfs):
+    return set(zfs.host.datasets)
 
 
 class FakePipeline:
-    """Creates the received dataset with the given snapshots, or fails."""
+    """Receives the dataset with the given snapshots on the fake host, or fails (after zfs made the dataset)."""
 
     def __init__(self, zfs, snapshots=('final',), error=None, received=1234):
-        self.zfs = zfs
+        self.host = zfs.host
         self.snapshots = snapshots
         self.error = error
         self.received = received
@@ -614,11 +617,12 @@ class FakePipeline:
 
     def receive(self, client, manifest, target):
         self.calls.append((client, manifest['uuid'], target))
-        self.zfs.calls.append(('receive', target))
-        self.zfs.names.add(target)   # zfs creates the dataset before it fails, too
+        self.host.calls.append(['zfs', 'receive', '-u', target])
+        self.host.add(target)   # zfs creates the dataset before it fails, too
         if self.error:
             raise self.error
-        self.zfs.names.update('%s@%s' % (target, s) for s in self.snapshots)
+        for snapshot in self.snapshots:
+            self.host.add('%s@%s' % (target, snapshot))
         return self.received
 
 
@@ -654,13 +658,13 @@ def test_install_success(paths):
     def on_rename(old, new):
         seen_at_rename.append(cache_dir_files(paths))
 
-    zfs = FakeZfs([POOL], on_rename=on_rename)
+    zfs = InstallZfs([POOL], on_rename=on_rename)
     pipeline = FakePipeline(zfs)
     client = object()
     assert install(zfs, pipeline, client, MANIFEST, POOL, record(paths)) == 1234
-    assert zfs.calls == [('exists', PARTIAL), ('receive', PARTIAL), ('snapshots', PARTIAL), ('rename', PARTIAL, FINAL)]
+    assert ops(zfs) == [('exists', PARTIAL), ('receive', PARTIAL), ('snapshots', PARTIAL), ('rename', PARTIAL, FINAL)]
     assert pipeline.calls == [(client, U, PARTIAL)]
-    assert zfs.names == {POOL, FINAL, FINAL + '@final'}
+    assert names(zfs) == {POOL, FINAL, FINAL + '@final'}
     with open(paths.image_cache(POOL, U)) as f:
         assert f.read() == expected_cache()
     assert cache_dir_files(paths) == ['%s-%s.json' % (POOL, U)]
@@ -673,10 +677,10 @@ def test_install_success(paths):
 @pytest.mark.parametrize('left', [[], ['@final'], ['@2024-01-01']])
 def test_install_destroys_a_stale_partial_first(paths, left):
     """What a killed receive or a run killed before its rename leaves: at most one snapshot."""
-    zfs = FakeZfs([POOL, PARTIAL] + [PARTIAL + s for s in left])
+    zfs = InstallZfs([POOL, PARTIAL] + [PARTIAL + s for s in left])
     install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, record(paths))
-    assert zfs.calls[:4] == [('exists', PARTIAL), ('list', POOL), ('destroy_recursive', PARTIAL), ('receive', PARTIAL)]
-    assert zfs.names == {POOL, FINAL, FINAL + '@final'}
+    assert ops(zfs)[:4] == [('exists', PARTIAL), ('list', POOL), ('destroy_recursive', PARTIAL), ('receive', PARTIAL)]
+    assert names(zfs) == {POOL, FINAL, FINAL + '@final'}
 
 
 @pytest.mark.parametrize('extra, origins, why', [
@@ -685,33 +689,32 @@ def test_install_destroys_a_stale_partial_first(paths, left):
     (['@final'], {'zones/vm': PARTIAL + '@final'}, 'clone(s) zones/vm'),
 ])
 def test_install_refuses_a_partial_it_did_not_make(paths, extra, origins, why):
-    names = [POOL, PARTIAL] + [PARTIAL + e for e in extra] + list(origins)
-    zfs = FakeZfs(names)
-    zfs.origins = origins
+    before = [POOL, PARTIAL] + [PARTIAL + e for e in extra] + list(origins)
+    zfs = InstallZfs([(name, origins.get(name)) for name in before])
     with pytest.raises(ImageError) as exc:
         install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, record(paths))
     assert exc.value.msg == ('dataset %s is in the way of the import of image %s and is not what an interrupted '
                              'import leaves (it has %s); refusing to destroy it: look at it, then destroy or rename '
                              'it yourself' % (PARTIAL, U, why))
     assert exc.value.evidence == {'dataset': PARTIAL}
-    assert zfs.names == set(names)      # nothing destroyed, nothing received
-    assert not [c for c in zfs.calls if c[0] in ('destroy_recursive', 'receive', 'rename')]
+    assert names(zfs) == set(before)     # nothing destroyed, nothing received
+    assert not [c for c in ops(zfs) if c[0] in ('destroy_recursive', 'receive', 'rename')]
     assert cache_dir_files(paths) == []
 
 
 def test_install_renames_the_one_snapshot_to_final(paths):
-    zfs = FakeZfs([POOL])
+    zfs = InstallZfs([POOL])
     install(zfs, FakePipeline(zfs, snapshots=('2024-01-01',)), None, MANIFEST, POOL, record(paths))
-    assert zfs.calls[2:] == [('snapshots', PARTIAL), ('rename', PARTIAL + '@2024-01-01', PARTIAL + '@final'),
+    assert ops(zfs)[2:] == [('snapshots', PARTIAL), ('rename', PARTIAL + '@2024-01-01', PARTIAL + '@final'),
                              ('rename', PARTIAL, FINAL)]
-    assert zfs.names == {POOL, FINAL, FINAL + '@final'}
+    assert names(zfs) == {POOL, FINAL, FINAL + '@final'}
 
 
 def test_install_overwrites_an_old_cache_file(paths):
     os.makedirs(cache_dir(paths))
     with open(paths.image_cache(POOL, U), 'w') as f:
         f.write('{"manifest": {"uuid": "%s"}, "zpool": "zones"}\n' % U)
-    zfs = FakeZfs([POOL])
+    zfs = InstallZfs([POOL])
     install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, record(paths))
     with open(paths.image_cache(POOL, U)) as f:
         assert f.read() == expected_cache()
@@ -723,12 +726,12 @@ def test_install_overwrites_an_old_cache_file(paths):
     (('s1', 's2', 's3'), 's1, s2, s3'),
 ])
 def test_install_unexpected_number_of_snapshots(paths, snapshots, listed):
-    zfs = FakeZfs([POOL])
+    zfs = InstallZfs([POOL])
     with pytest.raises(ImageError) as exc:
         install(zfs, FakePipeline(zfs, snapshots=snapshots), None, MANIFEST, POOL, record(paths))
     assert exc.value.msg == 'image "%s" has an unexpected number of snapshots (%d): %s' % (U, len(snapshots), listed)
-    assert ('destroy_recursive', PARTIAL) in zfs.calls
-    assert zfs.names == {POOL}
+    assert ('destroy_recursive', PARTIAL) in ops(zfs)
+    assert names(zfs) == {POOL}
     assert cache_dir_files(paths) == []
 
 
@@ -743,14 +746,14 @@ BOOM = CommandError('boom')
     ('rename dataset', {'fail': {(PARTIAL, FINAL): BOOM}}, {}),
 ])
 def test_install_failure_cleans_up(paths, step, fake_kwargs, pipeline_kwargs):
-    zfs = FakeZfs([POOL], **fake_kwargs)
+    zfs = InstallZfs([POOL], **fake_kwargs)
     pipeline = FakePipeline(zfs, **pipeline_kwargs)
     expected = pipeline_kwargs.get('error') or BOOM
     with pytest.raises(type(expected)) as exc:
         install(zfs, pipeline, None, MANIFEST, POOL, record(paths))
     assert exc.value is expected
-    assert zfs.calls[-2:] == [('exists', PARTIAL), ('destroy_recursive', PARTIAL)]
-    assert zfs.names == {POOL}
+    assert ops(zfs)[-2:] == [('exists', PARTIAL), ('destroy_recursive', PARTIAL)]
+    assert names(zfs) == {POOL}
     assert cache_dir_files(paths) == []   # no cache file, no temp file
 
 
@@ -758,16 +761,16 @@ def test_install_failure_to_prepare_the_cache_file_cleans_up(paths):
     os.makedirs(os.path.dirname(cache_dir(paths)))
     with open(cache_dir(paths), 'w') as f:   # /var/imgadm/images is a file: the cache cannot be written
         f.write('in the way')
-    zfs = FakeZfs([POOL])
+    zfs = InstallZfs([POOL])
     with pytest.raises(ImageError, match='cannot write'):
         install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, record(paths))
-    assert ('rename', PARTIAL, FINAL) not in zfs.calls
-    assert zfs.calls[-2:] == [('exists', PARTIAL), ('destroy_recursive', PARTIAL)]
-    assert zfs.names == {POOL}
+    assert ('rename', PARTIAL, FINAL) not in ops(zfs)
+    assert ops(zfs)[-2:] == [('exists', PARTIAL), ('destroy_recursive', PARTIAL)]
+    assert names(zfs) == {POOL}
 
 
 def test_install_cleanup_failure_does_not_hide_the_first_error(paths):
-    zfs = FakeZfs([POOL], fail={'destroy_recursive': CommandError('destroying: dataset is busy')})
+    zfs = InstallZfs([POOL], fail={'destroy_recursive': CommandError('destroying: dataset is busy')})
     first = DownloadError('the real reason')
     with pytest.raises(DownloadError) as exc:
         install(zfs, FakePipeline(zfs, error=first), None, MANIFEST, POOL, record(paths))
@@ -783,22 +786,22 @@ def failing_commit(tmp, path):
 def test_install_failure_at_commit_leaves_the_host_as_before(paths, monkeypatch, layout):
     if layout == 'modern':
         monkeypatch.setattr(_host, 'commit_atomic', failing_commit)
-        zfs = FakeZfs([POOL])
+        zfs = InstallZfs([POOL])
         rec = record(paths)
     else:
-        zfs = FakeZfs([POOL], fail={'set_property': CommandError('setting imgadm:uuid failed: permission denied')})
+        zfs = InstallZfs([POOL], fail={'set_property': CommandError('setting imgadm:uuid failed: permission denied')})
         rec = _host.OriginalRecord(paths, MANIFEST)
     with pytest.raises((OSError, ImageError)):
         install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, rec)
     assert cache_dir_files(paths) == []
     assert not os.path.exists(paths.original_manifest(U))
-    assert zfs.names == {POOL}
+    assert names(zfs) == {POOL}
 
 
 def test_install_original_layout_record(paths):
-    zfs = FakeZfs([POOL])
+    zfs = InstallZfs([POOL])
     install(zfs, FakePipeline(zfs), None, MANIFEST, POOL, _host.OriginalRecord(paths, MANIFEST))
-    assert zfs.calls[-2:] == [('rename', PARTIAL, FINAL), ('set_property', FINAL, 'imgadm:uuid', U)]
+    assert ops(zfs)[-2:] == [('rename', PARTIAL, FINAL), ('set_property', FINAL, 'imgadm:uuid', U)]
     with open(paths.original_manifest(U)) as f:
         assert f.read() == json.dumps(MANIFEST, indent=2)   # imgadm v1: no trailing newline
     assert not os.path.exists(paths.image_cache(POOL, U))
