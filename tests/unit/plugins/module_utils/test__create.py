@@ -262,7 +262,7 @@ def test_running_vm_with_its_image_already_made_needs_no_stop(tmp_path):
 
 def test_bhyve_vm_image_is_its_boot_disk(tmp_path):
     host = FakeHost.from_rows([('zones',), ('zones/' + VM,), ('zones/%s/disk0' % VM, 'volume', None, str(10 << 30))],
-                    vms={VM: bhyve_vm(VM)})
+                              vms={VM: bhyve_vm(VM)})
     result = create(host, tmp_path, vm=VM)
     m = result['manifest']
     assert result['dataset'] == 'zones/%s/disk0' % VM and result['file_path'].endswith('.zvol.gz')
@@ -297,7 +297,7 @@ def test_vm_without_vmadm_and_without_datasets(tmp_path):
 def origin_host(tmp_path, clone_of='zones/%s@final' % ORIGIN, cached=True):
     """An installed origin image with its @final, a clone of it (the VM), and imgadm's cache of its manifest."""
     host = FakeHost.from_rows([('zones',), ('zones/' + ORIGIN,), ('zones/%s@final' % ORIGIN,), ('zones/other',),
-                     ('zones/other@s',), ('zones/child', None, clone_of)])
+                               ('zones/other@s',), ('zones/child', None, clone_of)])
     if cached:
         path = tmp_path / 'root' / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % ORIGIN)
         path.parent.mkdir(parents=True)

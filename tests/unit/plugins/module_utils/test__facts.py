@@ -420,9 +420,9 @@ def test_available_merges_by_uuid_in_source_order(tmp_path):
     second_done = threading.Event()
     clients = {
         SRC1: EventClient([v2(U1, 'one-from-1', '2024-01-01T00:00:00Z'), v2(U2, 'two', '2023-01-01T00:00:00Z')],
-                         before=second_done),
+                          before=second_done),
         SRC2: EventClient([v2(U3, 'three', '2022-01-01T00:00:00Z'), v2(U1, 'one-from-2', '2024-01-01T00:00:00Z')],
-                         after=second_done),
+                          after=second_done),
     }
     merged, errors, factory = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)])
     assert errors == []

@@ -8,7 +8,6 @@ import base64
 import bz2
 import gzip
 import hashlib
-import io
 import json
 import lzma
 import os
@@ -706,7 +705,7 @@ def test_install_renames_the_one_snapshot_to_final(paths):
     zfs = InstallZfs([POOL])
     install(zfs, FakePipeline(zfs, snapshots=('2024-01-01',)), None, MANIFEST, POOL, record(paths))
     assert ops(zfs)[2:] == [('snapshots', PARTIAL), ('rename', PARTIAL + '@2024-01-01', PARTIAL + '@final'),
-                             ('rename', PARTIAL, FINAL)]
+                            ('rename', PARTIAL, FINAL)]
     assert names(zfs) == {POOL, FINAL, FINAL + '@final'}
 
 
