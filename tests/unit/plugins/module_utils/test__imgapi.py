@@ -928,60 +928,37 @@ def test_error_message_of_deep_nesting_is_text(body):
     assert error_message(body).startswith(body[:1].decode())
 
 
-def echo_client(answer, retries=0):
-    """A client whose server raises what answer(url, request headers) makes."""
-    c, request, dummy = client(lambda url: answer(url, request.calls[-1]['headers']), url=ECHO_URL, retries=retries)
-    return c
-
-
 def echo_text(request_headers):
+    """The credentials of a request, as a server that echoes them back would put them."""
     auth = request_headers['Authorization']
     auth = auth.decode() if isinstance(auth, bytes) else auth
     return '%s %s %s %s' % (auth, base64.b64decode(auth.split()[-1]).decode(), PASSWORD,
                             urllib.parse.quote(PASSWORD, safe=''))
 
 
-def assert_clean(message):
+# what the server raises with the echoed text in it, the retries, what the error says
+ECHOES = {
+    'error body': (lambda url, text: HTTPError(url, 401, text, email.message.Message(), io.BytesIO(
+        ('{"code": "Denied", "message": "%s"}' % text).encode())), 0, 'HTTP 401: Denied: ***'),
+    'error reason': (lambda url, text: HTTPError(url, 403, text, email.message.Message(), io.BytesIO(b'')), 0,
+                     'HTTP 403'),
+    'status line': (lambda url, text: http.client.BadStatusLine('HTTP/1.0 2OO ' + text), 1,
+                    'could not be reached after 2 attempt(s)'),
+    'location': (lambda url, text: HTTPError(url, 302, 'Found', message_of(
+        ('Location', 'ftp://x.invalid/' + text.replace(' ', '/'))), io.BytesIO(b'')), 0, 'not an http:// or https:// URL'),
+}
+
+
+@pytest.mark.parametrize('error_of, retries, shown', list(ECHOES.values()), ids=list(ECHOES))
+def test_credentials_echoed_back_are_scrubbed(error_of, retries, shown):
+    def answer(url):
+        raise error_of(url, echo_text(request.calls[-1]['headers']))
+    c, request, dummy = client(answer, url=ECHO_URL, retries=retries)
+    with pytest.raises(SourceError) as e:
+        c.get_image(U)
+    assert shown in e.value.msg
     for secret in ECHO_SECRETS:
-        assert secret not in message
-
-
-def test_an_error_body_echoing_the_credentials_is_scrubbed():
-    def answer(url, h):
-        body = ('{"code": "Denied", "message": "%s"}' % echo_text(h)).encode()
-        raise HTTPError(url, 401, echo_text(h), email.message.Message(), io.BytesIO(body))
-    with pytest.raises(SourceError) as e:
-        echo_client(answer).get_image(U)
-    assert 'HTTP 401: Denied: ***' in e.value.msg
-    assert_clean(e.value.msg)
-
-
-def test_an_error_reason_echoing_the_credentials_is_scrubbed():
-    def answer(url, h):
-        raise HTTPError(url, 403, echo_text(h), email.message.Message(), io.BytesIO(b''))
-    with pytest.raises(SourceError) as e:
-        echo_client(answer).get_image(U)
-    assert 'HTTP 403' in e.value.msg
-    assert_clean(e.value.msg)
-
-
-def test_a_status_line_echoing_the_credentials_is_scrubbed():
-    def answer(url, h):
-        raise http.client.BadStatusLine('HTTP/1.0 2OO ' + echo_text(h))
-    with pytest.raises(SourceError) as e:
-        echo_client(answer, retries=1).get_image(U)
-    assert 'could not be reached after 2 attempt(s)' in e.value.msg
-    assert_clean(e.value.msg)
-
-
-def test_a_location_echoing_the_credentials_is_scrubbed():
-    def answer(url, h):
-        location = message_of(('Location', 'ftp://x.invalid/' + echo_text(h).replace(' ', '/')))
-        raise HTTPError(url, 302, 'Found', location, io.BytesIO(b''))
-    with pytest.raises(SourceError) as e:
-        echo_client(answer).get_image(U)
-    assert 'not an http:// or https:// URL' in e.value.msg
-    assert_clean(e.value.msg)
+        assert secret not in e.value.msg
 
 
 def test_a_source_without_a_password_scrubs_nothing():
