@@ -527,24 +527,11 @@ def test_receive_zfs_receive_fails_silently():
     assert exc.value.msg.endswith('failed: exit code 1')
 
 
-def out_of_space(stream):
-    """A host whose `zfs receive` reads 100 bytes of the stream, then fails for want of space."""
-    host = receive_host(stream)
+@pytest.mark.parametrize('size', [3000, 200000])    # the file in one chunk, across many
+def test_receive_zfs_receive_stops_reading(size):
+    data = gzip.compress(payload(size))
+    host = receive_host(payload(size))     # it reads 100 bytes, then fails for want of space
     host.receive_rc, host.receive_err, host.receive_accept = 1, 'cannot receive: out of space\n', 100
-    return host
-
-
-def test_receive_zfs_receive_stops_reading_in_one_chunk():
-    data = gzip.compress(payload(3000))
-    host = out_of_space(payload(3000))
-    with pytest.raises(CommandError) as exc:
-        run_receive(host, FakeClient(data), manifest_for(data))
-    assert exc.value.evidence['stderr'] == 'cannot receive: out of space'
-
-
-def test_receive_zfs_receive_stops_reading_across_many_chunks():
-    data = gzip.compress(payload(200000))
-    host = out_of_space(payload(200000))
     with pytest.raises(CommandError) as exc:
         run_receive(host, FakeClient(data), manifest_for(data))
     assert exc.value.evidence['stderr'] == 'cannot receive: out of space'
