@@ -290,7 +290,11 @@ class FileStream:
         length = response.headers.get('Content-Length')
         self.raw_content_length = None if length is None else length[:40]
         self.content_range = response.headers.get('Content-Range')
-        self.content_md5 = response.headers.get('Content-MD5')
+        # repeated with other values: joined (as node joins them for imgadm), so no single digest is picked
+        md5s = response.headers.get_all('Content-MD5') if hasattr(response.headers, 'get_all') else \
+            [response.headers.get('Content-MD5')]
+        md5s = sorted(set(m for m in md5s or () if m is not None))
+        self.content_md5 = ', '.join(md5s) if md5s else None
         self._meter = _SpeedMeter(timeout, 'the image file')
 
     def read(self, size):
