@@ -6,13 +6,17 @@ the sources.list migration, a source's channel)."""
 from __future__ import annotations
 
 import email.message
+import os
 import types
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _importer
+from ansible_collections.smartos.images.plugins.module_utils import _host, _importer
 from ansible_collections.smartos.images.plugins.module_utils._errors import DownloadError
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import FileStream
+from ansible_collections.smartos.images.plugins.module_utils._resolver import ImageResolver
+from ansible_collections.smartos.images.plugins.modules import smartos_image_facts
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, warnings_of
 
 RIGHT = '1B2M2Y8AsgTpgAmY7PhCfg=='   # MD5 of no bytes
 OTHER = 'DMF1ucDxtqgxw5niaXcmYQ=='   # MD5 of b'a'
@@ -43,3 +47,43 @@ def test_a_content_md5_repeated_with_other_values_is_not_one_digest(values, expe
         with pytest.raises(DownloadError) as e:
             _importer.content_md5(stream, 'u', client)
         assert 'malformed Content-MD5' in e.value.msg
+
+
+# ---- warnings of the host's source file reach every module ----
+
+def _leftover(root, data, modern=True):
+    if modern:
+        os.makedirs(os.path.join(str(root), 'var', 'imgadm'), exist_ok=True)
+    path = os.path.join(str(root), 'var', 'db', 'imgadm', 'sources.list')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
+BAD_LINES = [
+    (True, b'# caf\xe9\nhttp://mirror.example/datasets\n', 'is not UTF-8 text'),
+    (True, b'http://mirror.example/datasets\nftp://old.example/datasets\n', 'line 2 not imported'),
+    (False, b'http://mirror.example/datasets\nftp://old.example/datasets\n', 'line 2 skipped'),
+]
+
+
+@pytest.mark.parametrize('modern, data, words', BAD_LINES)
+def test_facts_warn_of_the_lines_of_a_source_file_they_skip(run_module, tmp_path, modern, data, words):
+    """Defect: the warnings of the host's source file (a leftover sources.list that is not UTF-8, lines skipped
+    from it) reached smartos_image_source only; smartos_image_facts listed fewer sources in silence."""
+    _leftover(tmp_path, data, modern)
+    result = run_module(smartos_image_facts, FakeHost(), gather_subset=['sources'])
+    assert not result.get('failed'), result.get('msg')
+    assert [w for w in warnings_of(result) if words in w], warnings_of(result)
+
+
+@pytest.mark.parametrize('modern, data, words', BAD_LINES)
+def test_imports_warn_of_the_lines_of_a_source_file_they_skip(tmp_path, modern, data, words):
+    """Defect: the same warnings were lost by smartos_image (the resolver read the host's sources without them)."""
+    _leftover(tmp_path, data, modern)
+    warned = []
+    paths = _host.HostPaths(str(tmp_path))
+    resolver = ImageResolver({'source': None}, paths, _host.detect_layout(paths), warn=lambda text, key=None:
+                             warned.append(text))
+    assert resolver.sources('an image')
+    assert [w for w in warned if words in w], warned
