@@ -1,0 +1,280 @@
+"""Hostile servers and careless users against the fidelity rules (issue 16): imports checked by Content-MD5,
+manifests without type or state, the sources.list migration and a source's channel key. Real ansible-playbook
+runs on the zfs-fuse pool, with the project's image server or a small hostile one on 127.0.0.1."""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import http.server
+import json
+import os
+import threading
+
+import pytest
+
+from tests.integration.conftest import POOL, tree_state
+from tests.lib.zfspool import retry_busy
+
+pytestmark = pytest.mark.usefixtures('collection_built')
+
+DEFAULT = {'type': 'imgapi', 'url': 'https://images.smartos.org'}
+QUICK = {'timeout': 5, 'retries': 0}
+
+
+def image_task(host_root, **args):
+    return {'name': 'image', 'smartos.images.smartos_image': dict(pool=POOL, host_root=host_root, **args)}
+
+
+def facts_task(host_root, subset=('sources',)):
+    args = dict(host_root=host_root, pools=[POOL], gather_subset=list(subset))
+    return {'name': 'facts', 'smartos.images.smartos_image_facts': args}
+
+
+def installed(pool_obj, uuid):
+    return '%s/%s' % (POOL, uuid) in [line.split('\t')[0] for line in pool_obj.datasets()]
+
+
+def destroy(uuid):
+    retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
+
+
+def files_of(host_root):
+    """tree_state without the lock files an import leaves in /var/run, as imgadm's do."""
+    return {k: v for k, v in tree_state(host_root).items() if not k.startswith('var/run') and k != 'var/'}
+
+
+def b64md5(data):
+    return base64.b64encode(hashlib.md5(data).digest()).decode('ascii')
+
+
+def without_sha1(manifest):
+    return dict(manifest, files=[{k: v for k, v in manifest['files'][0].items() if k != 'sha1'}])
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """One image's manifest and file, the file sent with the headers and body a test chooses."""
+
+    manifest = None
+    body = b''
+    headers_out = ()
+
+    def do_GET(self):   # noqa: N802 (http.server's name)
+        if self.path.split('?')[0].endswith('/file'):
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/octet-stream')
+            for name, value in self.headers_out:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(self.body)
+            return
+        body = json.dumps(self.manifest).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_hostile(play, task_of, manifest, body, headers):
+    handler = type('Handler', (_Hostile,), {'manifest': manifest, 'body': body, 'headers_out': tuple(headers)})
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        return play(task_of('http://127.0.0.1:%d' % httpd.server_port))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def _md5_lies(data):
+    length = ('Content-Length', str(len(data)))
+    inflated = gzip.decompress(data)
+    return {
+        # (headers, body, words of the refusal or None when the import must succeed)
+        'garbage': ([length, ('Content-MD5', '!!not*base64!!')], data, 'malformed Content-MD5'),
+        'hex-digest': ([length, ('Content-MD5', hashlib.md5(data).hexdigest())], data, 'malformed Content-MD5'),
+        'of-the-inflated-bytes': ([length, ('Content-MD5', b64md5(inflated))], data, 'Content-MD5 error'),
+        'empty': ([length, ('Content-MD5', '')], data, 'no Content-MD5 header'),
+        'repeated-same': ([length, ('Content-MD5', b64md5(data)), ('Content-MD5', b64md5(data))], data, None),
+        'repeated-differing-right-first': (
+            [length, ('Content-MD5', b64md5(data)), ('Content-MD5', b64md5(b'x'))], data, 'Content-MD5'),
+        'repeated-differing-wrong-first': (
+            [length, ('Content-MD5', b64md5(b'x')), ('Content-MD5', b64md5(data))], data, 'Content-MD5'),
+        'longer-file-with-its-md5': (
+            [('Content-Length', str(len(data) + 7)), ('Content-MD5', b64md5(data + b'\0' * 7))],
+            data + b'\0' * 7, 'Content-Length'),
+        'shorter-file-with-its-md5': (
+            [('Content-Length', str(len(data) - 7)), ('Content-MD5', b64md5(data[:-7]))], data[:-7],
+            'Content-Length'),
+        'right': ([length, ('Content-MD5', ' %s ' % b64md5(data))], data, None),
+    }
+
+
+@pytest.mark.parametrize('lie', sorted(_md5_lies(gzip.compress(b'x'))))
+def test_content_md5_lies_are_refused_and_leave_nothing(play, images, host_root, pool, lie):
+    """imgadm (3.4 step 5): without files[0].sha1 the answer's Content-MD5 checks the downloaded (compressed) bytes.
+    A Content-MD5 that is garbage, hex, of the inflated bytes, repeated with two values (node joins them, so imgadm
+    fails), or a file of another length with its own matching MD5: refused, nothing on the pool or the host."""
+    manifest = images('att-md5', publish_it=False)
+    bare = without_sha1(manifest)
+    with open(images.path('att-md5'), 'rb') as f:
+        data = f.read()
+    headers, body, words = _md5_lies(data)[lie]
+    before = files_of(host_root)
+    result = serve_hostile(play, lambda url: image_task(host_root, uuid=manifest['uuid'], source=[url], **QUICK),
+                           bare, body, headers)
+    try:
+        if words is None:
+            assert result['changed'] and not result['failed'], result.get('msg')
+            assert installed(pool, manifest['uuid'])
+        else:
+            assert result['failed'] and words in result['msg'], result.get('msg')
+            assert 'Traceback' not in result['_stdout'] + result['_stderr']
+            assert not installed(pool, manifest['uuid']) and files_of(host_root) == before
+    finally:
+        if installed(pool, manifest['uuid']):
+            destroy(manifest['uuid'])
+
+
+def test_a_resumed_download_without_content_md5_is_checked_by_the_first_answers(play, images, server, host_root,
+                                                                                 pool):
+    """The Content-MD5 comes with the whole file (200) only; a 206 resume carries none. The first answer's MD5
+    checks the bytes of every answer together: the import completes after a drop, and a drop followed by a
+    flipped byte in the resumed part is refused."""
+    manifest = images('att-resume')
+    images.republish(without_sha1(manifest), 'att-resume')
+    uuid = manifest['uuid']
+    task = image_task(host_root, uuid=uuid, source=[server.url], timeout=10, retries=2)
+    size = manifest['files'][0]['size']
+    server.add_fault('short_body', uuid=uuid, times=1, arg=size // 3)
+    server.add_fault('wrong_bytes', uuid=uuid, times=2, arg=size - 10)
+    broken = play(task)
+    assert broken['failed'] and 'Content-MD5 error' in broken['msg'], broken.get('msg')
+    assert not installed(pool, uuid)
+    server.clear_faults()
+    server.clear_requests()
+    server.add_fault('short_body', uuid=uuid, times=1, arg=size // 3)
+    try:
+        result = play(task)
+        assert result['changed'] and not result['failed'], result.get('msg')
+        ranges = [r for r in server.requests() if r['path'].endswith('/file') and (r.get('headers') or {}).get(
+            'range')]
+        assert ranges, server.requests()
+    finally:
+        if installed(pool, uuid):
+            destroy(uuid)
+
+
+def test_check_mode_of_a_manifest_without_sha1_or_type_fetches_no_file(play, images, server, host_root, pool):
+    """Check mode and diff on an image checked by Content-MD5: changed, nothing fetched or written."""
+    manifest = images('att-check')
+    bare = without_sha1(manifest)
+    del bare['type']
+    images.republish(bare, 'att-check')
+    before = tree_state(host_root)
+    result = play(image_task(host_root, uuid=manifest['uuid'], source=[server.url]), check=True)
+    assert result['changed'] and not result['failed'], result.get('msg')
+    assert not [r for r in server.requests() if r['path'].endswith('/file')]
+    assert tree_state(host_root) == before and not installed(pool, manifest['uuid'])
+
+
+@pytest.mark.parametrize('state', [None, 'ACTIVE', 'active ', 1, True, ['active'], {'active': True}, 'unactivated'])
+def test_a_manifest_with_an_odd_state_is_not_imported(play, images, server, host_root, pool, state):
+    """imgadm (3.2): only state == "active" imports. Every odd state: imgadm's words, no file fetched."""
+    manifest = images('att-state')
+    odd = {k: v for k, v in manifest.items() if k != 'state'}
+    if state is not None:
+        odd['state'] = state
+    images.republish(odd, 'att-state')
+    try:
+        result = play(image_task(host_root, uuid=manifest['uuid'], source=[server.url]))
+    finally:
+        images.republish(manifest, 'att-state')
+    assert result['failed'] and 'an active image "%s" was not found' % manifest['uuid'] in result['msg']
+    assert 'Traceback' not in result['_stdout'] + result['_stderr']
+    assert not [r for r in server.requests() if r['path'].endswith('/file')] and not installed(pool, manifest['uuid'])
+
+
+# ---- a leftover sources.list on a modern host (reference 1.3) ----
+
+def _leftover(host_root, data):
+    os.makedirs(os.path.join(host_root, 'var', 'imgadm'), exist_ok=True)
+    path = os.path.join(host_root, 'var', 'db', 'imgadm', 'sources.list')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return path
+
+
+MIRROR = 'http://127.0.0.1:9/datasets'
+
+
+@pytest.mark.parametrize('data', [
+    b'# mirrors\r\n\r\n' + MIRROR.encode() + b'\r\n' + MIRROR.encode() + b'/\r\n   \r\n',
+    b'\n\n  ' + MIRROR.encode() + b'  # the mirror\n# ' + b'x' * 10000 + b'\n' + MIRROR.encode(),
+])
+def test_a_leftover_sources_list_with_comments_blanks_crlf_and_duplicates(play, host_root, data):
+    """Comments, blank lines, CRLF and the same mirror twice: the default, then the mirror once; nothing written."""
+    _leftover(host_root, data)
+    before = tree_state(host_root)
+    for check in (True, False):
+        facts = play(facts_task(host_root), check=check)
+        assert not facts['failed'], facts.get('msg')
+        assert [(s['url'], s['type']) for s in facts['ansible_facts']['smartos_image_sources']] == [
+            (DEFAULT['url'], 'imgapi'), (MIRROR, 'dsapi')]
+    assert tree_state(host_root) == before
+
+
+@pytest.mark.parametrize('kind', ['directory', 'fifo', 'huge', 'latin-1'])
+def test_an_odd_leftover_sources_list_is_a_clear_answer(play, host_root, kind):
+    """A leftover sources.list that is a directory, a FIFO, over a MiB or not UTF-8: a clear error or a warning,
+    never a hang or a traceback, and nothing written."""
+    path = _leftover(host_root, b'')
+    if kind in ('directory', 'fifo'):
+        os.unlink(path)
+        os.mkdir(path) if kind == 'directory' else os.mkfifo(path)
+    elif kind == 'huge':
+        with open(path, 'wb') as f:
+            f.write((MIRROR + '\n').encode() * (2 * 1024 * 1024 // len(MIRROR)))
+    else:
+        with open(path, 'wb') as f:
+            f.write(b'# caf\xe9\n' + MIRROR.encode() + b'\n')
+    before = tree_state(host_root) if kind != 'fifo' else None
+    facts = play(facts_task(host_root))
+    assert 'Traceback' not in facts['_stdout'] + facts['_stderr']
+    if kind == 'latin-1':
+        warned = [w if isinstance(w, str) else w['event']['msg'] for w in facts.get('warnings', [])]
+        assert not facts['failed'] and 'not UTF-8' in ' '.join(warned), facts
+    else:
+        assert facts['failed'] and 'sources.list' in facts['msg'], facts.get('msg')
+    if before is not None:
+        assert tree_state(host_root) == before
+
+
+@pytest.mark.parametrize('channel, sent', [('dev', 'dev'), ('a b&c=d', 'a b&c=d'), ('', None)])
+def test_a_channel_key_is_sent_encoded(play, images, server, host_root, pool, channel, sent):
+    """imgadm (3.9): a source's "channel" key is sent as ?channel=; odd characters stay one value, an empty one
+    is not sent. The server answers an unknown channel with an error: the import fails, nothing installed."""
+    manifest = images('att-channel')
+    conf = os.path.join(host_root, 'var', 'imgadm', 'imgadm.conf')
+    os.makedirs(os.path.dirname(conf))
+    with open(conf, 'w', encoding='utf-8') as f:
+        json.dump({'sources': [{'type': 'imgapi', 'url': server.url, 'channel': channel}]}, f)
+    try:
+        play(image_task(host_root, uuid=manifest['uuid'], **QUICK))
+        asked = [r for r in server.requests() if r['path'].startswith('/images/' + manifest['uuid'])]
+        assert asked
+        for request in asked:
+            query = request.get('query') or {}
+            got = query.get('channel')
+            got = got[0] if isinstance(got, list) else got
+            assert got == sent, request
+    finally:
+        if installed(pool, manifest['uuid']):
+            destroy(manifest['uuid'])
