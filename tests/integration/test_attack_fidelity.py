@@ -278,3 +278,46 @@ def test_a_channel_key_is_sent_encoded(play, images, server, host_root, pool, ch
     finally:
         if installed(pool, manifest['uuid']):
             destroy(manifest['uuid'])
+
+
+# ---- one credential rule: a user-only token ----
+
+TOKEN = 'T0kenOnly'
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """A server that answers every GET with a 401 echoing the Authorization header and what it decodes to."""
+
+    def do_GET(self):   # noqa: N802 (http.server's name)
+        auth = self.headers.get('Authorization') or ''
+        decoded = base64.b64decode(auth.split(' ')[-1]).decode() if auth else ''
+        body = json.dumps({'code': 'Denied', 'message': 'you sent %s (%s) as %s' % (auth, decoded,
+                                                                                      decoded.rstrip(':'))}).encode()
+        self.send_response(401, 'Denied %s' % auth)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize('userinfo', [TOKEN, TOKEN + ':'])
+def test_an_echoed_user_only_token_is_shown_nowhere(play, host_root, pool, userinfo):
+    """A source URL whose only credential is a token (http://TOKEN@host or http://TOKEN:@host), on a server that
+    echoes the Authorization header and the token: neither the token nor its Basic value is in any output."""
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Echo)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    source = 'http://%s@127.0.0.1:%d' % (userinfo, httpd.server_port)
+    try:
+        result = play(image_task(host_root, uuid='0e3a9c7a-52a1-4d0c-9d1c-3a0a4c1a7b01', source=[source], **QUICK))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+    assert result['failed'] and 'Denied' in result['msg'], result.get('msg')
+    basic = base64.b64encode((TOKEN + ':').encode()).decode()
+    everything = json.dumps(result)
+    assert TOKEN not in everything and basic not in everything

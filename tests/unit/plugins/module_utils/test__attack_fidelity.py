@@ -5,15 +5,19 @@ the sources.list migration, a source's channel)."""
 
 from __future__ import annotations
 
+import base64
 import email.message
 import os
 import types
+from urllib.parse import quote, unquote
 
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils import _host, _importer
 from ansible_collections.smartos.images.plugins.module_utils._errors import DownloadError
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import FileStream
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
+    FileStream, ImageServerClient, ImageSource, url_secrets,
+)
 from ansible_collections.smartos.images.plugins.module_utils._resolver import ImageResolver
 from ansible_collections.smartos.images.plugins.modules import smartos_image_facts
 from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, warnings_of
@@ -87,3 +91,24 @@ def test_imports_warn_of_the_lines_of_a_source_file_they_skip(tmp_path, modern, 
                              warned.append(text))
     assert resolver.sources('an image')
     assert [w for w in warned if words in w], warned
+
+
+# ---- one credential rule: a user-only token is a secret everywhere ----
+
+@pytest.mark.parametrize('url', ['http://T0kenValue@img.example', 'http://T0kenValue:@img.example',
+                                 'http://T0ken%2FValue:@img.example'])
+def test_a_user_only_token_is_a_secret_of_the_url_and_of_the_client(url):
+    """Defect: url_secrets missed a token written "token:" (an empty password), and the client's own scrub hid a
+    password only, so an error echoing a user-only token or its Basic header showed it."""
+    token = unquote(url.split('//')[1].split('@')[0].rstrip(':'))
+    assert token in url_secrets(url)
+    client = ImageServerClient(ImageSource(url), retries=0)
+    basic = base64.b64encode(('%s:' % token).encode()).decode()
+    shown = client.scrub('you sent Basic %s (%s:) as %s' % (basic, token, quote(token, safe='')))
+    assert token not in shown and basic not in shown and quote(token, safe='') not in shown, shown
+
+
+def test_a_password_is_still_the_only_secret_beside_a_user_name():
+    client = ImageServerClient(ImageSource('http://alice:pw@img.example'), retries=0)
+    assert url_secrets('http://alice:pw@img.example') == {'pw'}
+    assert client.scrub('alice pw') == 'alice ***'
