@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
 import threading
 
 import pytest
@@ -321,3 +322,71 @@ def test_an_echoed_user_only_token_is_shown_nowhere(play, host_root, pool, useri
     basic = base64.b64encode((TOKEN + ':').encode()).decode()
     everything = json.dumps(result)
     assert TOKEN not in everything and basic not in everything
+
+
+def source_task(host_root, **args):
+    return {'name': 'sources', 'smartos.images.smartos_image_source': dict(host_root=host_root, ping=False, **args)}
+
+
+def test_check_diff_then_real_removal_of_a_migrated_mirror(play, host_root):
+    """A mirror imgadm's upgrade would import from a leftover sources.list, removed: check mode and diff say so and
+    write nothing; the real run writes imgadm.conf without it (and the upgrade marked done); a rerun changes nothing."""
+    _leftover(host_root, (MIRROR + '\n').encode())
+    before = tree_state(host_root)
+    task = source_task(host_root, url=MIRROR, type='dsapi', state='absent')
+    checked = play(task, check=True)
+    assert checked['changed'] and not checked['failed'], checked.get('msg')
+    assert MIRROR in json.dumps(checked.get('diff')), checked.get('diff')
+    assert tree_state(host_root) == before
+    real = play(task)
+    assert real['changed'] and not real['failed'], real.get('msg')
+    with open(os.path.join(host_root, 'var', 'imgadm', 'imgadm.conf'), encoding='utf-8') as f:
+        assert json.load(f) == {'dockerImportSkipUuids': True, 'sources': [DEFAULT], 'upgradedToVer': '3.0.0'}
+    again = play(task)
+    assert not again['changed'] and not again['failed']
+    facts = play(facts_task(host_root))
+    assert [s['url'] for s in facts['ansible_facts']['smartos_image_sources']] == [DEFAULT['url']]
+
+
+def test_two_source_writes_at_once_on_a_migrated_host_keep_both(play, host_root):
+    """Two runs adding a source at once to a host whose sources come from a leftover sources.list: both end up
+    in imgadm.conf after the migrated ones, neither lost (the lock, and the reread under it)."""
+    _leftover(host_root, (MIRROR + '\n').encode())
+    procs = []
+    for n in (1, 2):
+        argv, env, dummy = play.command(source_task(host_root, url='https://img%d.example' % n))
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0
+    with open(os.path.join(host_root, 'var', 'imgadm', 'imgadm.conf'), encoding='utf-8') as f:
+        sources = json.load(f)['sources']
+    assert sources[:2] == [DEFAULT, {'type': 'dsapi', 'url': MIRROR}]
+    assert sorted(s['url'] for s in sources[2:]) == ['https://img1.example', 'https://img2.example']
+
+
+# ---- the images worker: parallel imports and a partial failure ----
+
+def test_parallel_imports_with_one_broken_file_report_what_was_done(play, images, server, host_root, pool):
+    """Three images at once, the second's file damaged on every try: the others are imported (running imports
+    finish), the task fails naming the damaged one, says it changed and which images it imported, and leaves no
+    partial dataset; the rerun imports only the one missing."""
+    found = [images('att-par%d' % n) for n in range(3)]
+    uuids = [m['uuid'] for m in found]
+    server.add_fault('wrong_bytes', uuid=uuids[1])
+    task = image_task(host_root, images=[{'uuid': u} for u in uuids], source=[server.url], retries=0)
+    try:
+        result = play(task)
+        assert result['failed'] and uuids[1] in result['msg'], result.get('msg')
+        assert result['changed'] is True
+        assert sorted(result.get('imported', [])) == sorted([uuids[0], uuids[2]]), result
+        names = [line.split('\t')[0] for line in pool.datasets()]
+        assert not [n for n in names if 'partial' in n]
+        assert [installed(pool, u) for u in uuids] == [True, False, True]
+        server.clear_faults()
+        again = play(task)
+        assert again['changed'] and not again['failed'], again.get('msg')
+        assert [installed(pool, u) for u in uuids] == [True, True, True]
+    finally:
+        for uuid in uuids:
+            if installed(pool, uuid):
+                destroy(uuid)
