@@ -390,3 +390,15 @@ def test_parallel_imports_with_one_broken_file_report_what_was_done(play, images
         for uuid in uuids:
             if installed(pool, uuid):
                 destroy(uuid)
+
+
+# ---- the lookup: a careless user's keywords ----
+
+def test_the_lookup_refuses_a_misspelt_keyword_before_asking_anything(play):
+    """lookup('smartos.images.image', 'base', verison='1.0'): an error naming the keyword and the options (the
+    server named is never reached: port 9 on 127.0.0.1), not the newest image of any version."""
+    task = {'name': 'lookup', 'ansible.builtin.debug': {
+        'msg': "{{ lookup('smartos.images.image', 'base', source='http://127.0.0.1:9', verison='1.0', newest=true) }}"}}
+    result = play(task)
+    assert result['failed'] and 'unknown option(s) verison' in result['msg'], result.get('msg')
+    assert 'could not be reached' not in result['msg']
