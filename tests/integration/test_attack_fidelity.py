@@ -402,3 +402,30 @@ def test_the_lookup_refuses_a_misspelt_keyword_before_asking_anything(play):
     result = play(task)
     assert result['failed'] and 'unknown option(s) verison' in result['msg'], result.get('msg')
     assert 'could not be reached' not in result['msg']
+
+
+def test_kill_9_at_any_point_of_a_config_save_leaves_a_whole_file(play, host_root):
+    """kill -9 of the whole run at growing delays while it adds a source to a migrated host: imgadm.conf is at every
+    point absent (nothing written yet) or whole JSON with the migrated sources in front; the last run completes."""
+    _leftover(host_root, (MIRROR + '\n').encode())
+    conf = os.path.join(host_root, 'var', 'imgadm', 'imgadm.conf')
+    for step in range(8):
+        argv, env, dummy = play.command(source_task(host_root, url='https://img%d.example' % step))
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=0.4 * (step + 1))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=60)
+        if os.path.exists(conf):
+            with open(conf, encoding='utf-8') as f:
+                sources = json.load(f)['sources']
+            assert sources[:2] == [DEFAULT, {'type': 'dsapi', 'url': MIRROR}]
+    final = play(source_task(host_root, url='https://last.example'))
+    assert not final['failed'] and final['changed'], final.get('msg')
+    with open(conf, encoding='utf-8') as f:
+        config = json.load(f)
+    assert config['sources'][:2] == [DEFAULT, {'type': 'dsapi', 'url': MIRROR}]
+    assert config['sources'][-1] == {'type': 'imgapi', 'url': 'https://last.example'}
+    assert config['upgradedToVer'] == '3.0.0'
