@@ -143,8 +143,8 @@ def test_content_md5_lies_are_refused_and_leave_nothing(play, images, host_root,
             destroy(manifest['uuid'])
 
 
-def test_a_resumed_download_without_content_md5_is_checked_by_the_first_answers(play, images, server, host_root,
-                                                                                 pool):
+def test_a_resumed_download_without_content_md5_is_checked_by_the_first_answers(
+        play, images, server, host_root, pool):
     """The Content-MD5 comes with the whole file (200) only; a 206 resume carries none. The first answer's MD5
     checks the bytes of every answer together: the import completes after a drop, and a drop followed by a
     flipped byte in the resumed part is refused."""
@@ -292,8 +292,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
     def do_GET(self):   # noqa: N802 (http.server's name)
         auth = self.headers.get('Authorization') or ''
         decoded = base64.b64decode(auth.split(' ')[-1]).decode() if auth else ''
-        body = json.dumps({'code': 'Denied', 'message': 'you sent %s (%s) as %s' % (auth, decoded,
-                                                                                      decoded.rstrip(':'))}).encode()
+        message = 'you sent %s (%s) as %s' % (auth, decoded, decoded.rstrip(':'))
+        body = json.dumps({'code': 'Denied', 'message': message}).encode()
         self.send_response(401, 'Denied %s' % auth)
         self.send_header('Content-Type', 'application/json')
         self.send_header('Content-Length', str(len(body)))

@@ -589,5 +589,6 @@ def test_every_documented_keyword_and_the_alias_are_known(session, lookup):
     session.images = [manifest(1)]
     assert lookup('base-64-lts', server=SERVER) == [manifest(1)['uuid']]
     plugin = lookup_loader.get('smartos.images.image')
-    assert plugin.run(['base-64-lts'], variables={}, source=SERVER, version=manifest(1)['version'], os='smartos', newest=True,
-                  result='uuid', validate_certs=True, timeout=5, listing_timeout=60) == [manifest(1)['uuid']]
+    options = dict(source=SERVER, version=manifest(1)['version'], os='smartos', newest=True, result='uuid',
+                   validate_certs=True, timeout=5, listing_timeout=60)
+    assert plugin.run(['base-64-lts'], variables={}, **options) == [manifest(1)['uuid']]
