@@ -4,6 +4,7 @@ runs on the zfs-fuse pool, with the project's image server or a small hostile on
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -53,24 +54,12 @@ def without_sha1(manifest):
     return dict(manifest, files=[{k: v for k, v in manifest['files'][0].items() if k != 'sha1'}])
 
 
-class _Hostile(http.server.BaseHTTPRequestHandler):
-    """One image's manifest and file, the file sent with the headers and body a test chooses."""
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    """A handler that logs nothing and answers JSON."""
 
-    manifest = None
-    body = b''
-    headers_out = ()
-
-    def do_GET(self):   # noqa: N802 (http.server's name)
-        if self.path.split('?')[0].endswith('/file'):
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/octet-stream')
-            for name, value in self.headers_out:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(self.body)
-            return
-        body = json.dumps(self.manifest).encode()
-        self.send_response(200)
+    def send_json(self, status, obj, reason=None):
+        body = json.dumps(obj).encode()
+        self.send_response(status, reason)
         self.send_header('Content-Type', 'application/json')
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
@@ -80,17 +69,43 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def serve_hostile(play, task_of, manifest, body, headers):
-    handler = type('Handler', (_Hostile,), {'manifest': manifest, 'body': body, 'headers_out': tuple(headers)})
+@contextlib.contextmanager
+def serving(handler):
+    """A server on 127.0.0.1 for the length of the block: its base URL."""
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        return play(task_of('http://127.0.0.1:%d' % httpd.server_port))
+        yield 'http://127.0.0.1:%d' % httpd.server_port
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+class _Hostile(_Quiet):
+    """One image's manifest and file, the file sent with the headers and body a test chooses."""
+
+    manifest = None
+    body = b''
+    headers_out = ()
+
+    def do_GET(self):   # noqa: N802 (http.server's name)
+        if not self.path.split('?')[0].endswith('/file'):
+            return self.send_json(200, self.manifest)
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/octet-stream')
+        for name, value in self.headers_out:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(self.body)
+        return None
+
+
+def serve_hostile(play, task_of, manifest, body, headers):
+    handler = type('Handler', (_Hostile,), {'manifest': manifest, 'body': body, 'headers_out': tuple(headers)})
+    with serving(handler) as url:
+        return play(task_of(url))
 
 
 def _md5_lies(data):
@@ -286,38 +301,23 @@ def test_a_channel_key_is_sent_encoded(play, images, server, host_root, pool, ch
 TOKEN = 'T0kenOnly'
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
+class _Echo(_Quiet):
     """A server that answers every GET with a 401 echoing the Authorization header and what it decodes to."""
 
     def do_GET(self):   # noqa: N802 (http.server's name)
         auth = self.headers.get('Authorization') or ''
         decoded = base64.b64decode(auth.split(' ')[-1]).decode() if auth else ''
         message = 'you sent %s (%s) as %s' % (auth, decoded, decoded.rstrip(':'))
-        body = json.dumps({'code': 'Denied', 'message': message}).encode()
-        self.send_response(401, 'Denied %s' % auth)
-        self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(401, {'code': 'Denied', 'message': message}, 'Denied %s' % auth)
 
 
 @pytest.mark.parametrize('userinfo', [TOKEN, TOKEN + ':'])
 def test_an_echoed_user_only_token_is_shown_nowhere(play, host_root, pool, userinfo):
     """A source URL whose only credential is a token (http://TOKEN@host or http://TOKEN:@host), on a server that
     echoes the Authorization header and the token: neither the token nor its Basic value is in any output."""
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Echo)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    source = 'http://%s@127.0.0.1:%d' % (userinfo, httpd.server_port)
-    try:
+    with serving(_Echo) as url:
+        source = url.replace('://', '://%s@' % userinfo)
         result = play(image_task(host_root, uuid='0e3a9c7a-52a1-4d0c-9d1c-3a0a4c1a7b01', source=[source], **QUICK))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
     assert result['failed'] and 'Denied' in result['msg'], result.get('msg')
     basic = base64.b64encode((TOKEN + ':').encode()).decode()
     everything = json.dumps(result)
