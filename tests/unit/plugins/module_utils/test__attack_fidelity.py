@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _host, _importer
+from ansible_collections.smartos.images.plugins.module_utils import _host, _importer, _sources
 from ansible_collections.smartos.images.plugins.module_utils._errors import DownloadError
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
     FileStream, ImageServerClient, ImageSource, url_secrets,
@@ -112,3 +112,48 @@ def test_a_password_is_still_the_only_secret_beside_a_user_name():
     client = ImageServerClient(ImageSource('http://alice:pw@img.example'), retries=0)
     assert url_secrets('http://alice:pw@img.example') == {'pw'}
     assert client.scrub('alice pw') == 'alice ***'
+
+
+# ---- a huge source file: work that grows with its lines, not their square ----
+
+MANY = 2000
+
+
+def test_a_leftover_sources_list_of_many_lines_is_read_in_linear_work(tmp_path, monkeypatch):
+    """Defect: each migrated line was compared with every line kept before it (a set rebuilt per line), so a
+    sources.list of 30,000 mirrors under the 1 MiB cap took hours. Counted: URL normalizations per line."""
+    _leftover(tmp_path, ''.join('http://m%d.example/datasets\n' % i for i in range(MANY)).encode())
+    calls = []
+    real = _sources.normalize_url
+    monkeypatch.setattr(_sources, 'normalize_url', lambda url: calls.append(url) or real(url))
+    store = _sources.ModernSources(_host.HostPaths(str(tmp_path))).load()
+    assert len(store.entries()) == MANY + 1
+    assert len(calls) < 10 * MANY
+
+
+class _CountingUrl(str):
+    """A URL that counts how often it is compared."""
+
+    compared = [0]
+
+    def __eq__(self, other):
+        self.compared[0] += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_a_sources_list_of_many_lines_is_written_in_linear_work(tmp_path):
+    """Defect: the original layout's render looked each line up in lists of every URL, so adding one source to a
+    sources.list of 30,000 lines took minutes. Counted: comparisons of URLs; the lines are kept as they were."""
+    _leftover(tmp_path, b'# mirrors\n' + ''.join('http://m%d.example/datasets\n' % i for i in range(MANY)).encode(),
+              modern=False)
+    store = _sources.OriginalSources(_host.HostPaths(str(tmp_path))).load()
+    entries = store.entries()
+    for entry in entries:
+        entry.url = _CountingUrl(entry.url)
+    _CountingUrl.compared[0] = 0
+    new = _sources.SourceEntry('http://new.example/datasets', 'dsapi')
+    text = store.render(entries + [new]).decode()
+    assert text.splitlines() == ['# mirrors'] + ['http://m%d.example/datasets' % i for i in range(MANY)] + [new.url]
+    assert _CountingUrl.compared[0] < 10 * MANY
