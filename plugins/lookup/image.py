@@ -126,6 +126,7 @@ import os
 import time
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
+from ansible import constants as C
 from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.lookup import LookupBase
@@ -385,6 +386,7 @@ class LookupModule(LookupBase):
             server = self.get_option('source')
             if isinstance(server, str):
                 secrets = secret_forms(server)
+            self._refuse_unknown(kwargs)
             return self._run(terms, server)
         except AnsibleError as e:
             message = to_text(e.message)
@@ -394,6 +396,17 @@ class LookupModule(LookupBase):
         except Exception as e:  # pylint: disable=broad-except  # a bug; its text may hold the URL, so scrub it too
             raise AnsibleLookupError(scrub_secrets('smartos.images.image failed unexpectedly (%s: %s)'
                                                    % (type(e).__name__, to_text(e)), secrets)) from None
+
+    def _refuse_unknown(self, kwargs):
+        """A misspelt keyword (verison=) is an error, as a module's unknown argument is, not a filter left out."""
+        options = C.config.get_configuration_definitions('lookup', self._load_name) or {}
+        known = set(options)
+        for option in options.values():
+            known.update(option.get('aliases') or ())
+        unknown = sorted(k for k in kwargs if k not in known)
+        if options and unknown:
+            raise AnsibleLookupError('smartos.images.image: unknown option(s) %s; the options are %s'
+                                     % (', '.join(unknown), ', '.join(sorted(k for k in options if k != '_terms'))))
 
     def _run(self, terms, server):
         names = list(terms) or [self.get_option('name')]

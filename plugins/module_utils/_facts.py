@@ -94,6 +94,8 @@ class FactsGatherer:
             warnings.extend('%s: %s' % (e['source'], e['error']) for e in errors)
             warnings.extend(self.skipped)
         facts['smartos_images_layout'] = self.layout
+        if store is not None:   # lines of the source file that were skipped
+            warnings.extend(w for w in store.warnings if w not in warnings)
         return dict(changed=False, ansible_facts=facts, warnings=warnings)
 
     def installed(self):

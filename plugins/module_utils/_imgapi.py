@@ -133,11 +133,11 @@ def url_secrets(url):
     span = _userinfo_span(url)
     rest = url.partition('://')[2] or url
     for userinfo in ([url[span[0]:span[1]]] if span else []) + ([rest.rpartition('@')[0]] if '@' in rest else []):
-        user, colon, password = userinfo.partition(':')
-        found.add(password if colon else user)
+        user, dummy, password = userinfo.partition(':')
+        found.add(password or user)   # a token written as "token:" (an empty password) is a secret too
     try:
         parts = urlsplit(url)
-        found.update((parts.password, parts.username if parts.password is None else None))
+        found.update((parts.password, None if parts.password else parts.username))
     except ValueError:
         pass
     found.update([unquote(s) for s in found if s])
@@ -290,7 +290,11 @@ class FileStream:
         length = response.headers.get('Content-Length')
         self.raw_content_length = None if length is None else length[:40]
         self.content_range = response.headers.get('Content-Range')
-        self.content_md5 = response.headers.get('Content-MD5')
+        # repeated with other values: joined (as node joins them for imgadm), so no single digest is picked
+        md5s = response.headers.get_all('Content-MD5') if hasattr(response.headers, 'get_all') else \
+            [response.headers.get('Content-MD5')]
+        md5s = sorted(set(m for m in md5s or () if m is not None))
+        self.content_md5 = ', '.join(md5s) if md5s else None
         self._meter = _SpeedMeter(timeout, 'the image file')
 
     def read(self, size):
@@ -308,11 +312,12 @@ def _close(response):
 
 
 def _credential_forms(source, auth):
-    """Every form in which a server may echo a source's credentials back: the password raw, decoded, percent-encoded,
-    and the Basic header with its base64 value. Longest first, so that a longer form is hidden whole."""
-    if source.password is None:
+    """Every form in which a server may echo a source's credentials back: the password (or a user-only token) raw,
+    decoded, percent-encoded, and the Basic header with its base64 value. Longest first, so that a longer form is hidden whole."""
+    secret = source.password or source.username   # without a password the user is the secret (url_secrets' rule)
+    if not secret:
         return []
-    forms = {source.password, quote(source.password, safe=''), quote(source.password)}
+    forms = {secret, quote(secret, safe=''), quote(secret)}
     if auth:
         auth = auth.decode('ascii') if isinstance(auth, bytes) else auth
         forms.update((auth, auth.split(' ', 1)[-1]))

@@ -12,7 +12,7 @@ from ansible_collections.smartos.images.plugins.module_utils._imgapi import Imag
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, check_importable, is_active, is_uuid, upgrade_manifest,
 )
-from ansible_collections.smartos.images.plugins.module_utils._sources import host_sources
+from ansible_collections.smartos.images.plugins.module_utils._sources import source_store
 
 MAX_CHAIN = 64         # origins followed from one image before giving up
 
@@ -50,7 +50,11 @@ class ImageResolver:
         """The sources to try, in order, read once; InvalidParameter when there is none to import what from."""
         if self._sources is None:
             where = self.paths.sources_list if self.layout == 'original' else self.paths.config
-            self._sources = ([e.for_import() for e in host_sources(self.paths, self.layout)], where)
+            store = source_store(self.paths, self.layout).load()
+            entries = store.entries()
+            for text in store.warnings:   # lines of a source file that were skipped, said once per run
+                self.warn(text)
+            self._sources = ([e.for_import() for e in entries], where)
         sources, where = self._sources
         if not sources:
             raise InvalidParameter('no image source to import %s from (%s has none): set source to one or more '

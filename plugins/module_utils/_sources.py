@@ -329,6 +329,7 @@ class ModernSources(_SourceFile):
         if len(urls) == 1 and _is_old_default(urls[0][1]):
             return None
         found = [SourceEntry(DEFAULT_SOURCE['url'], DEFAULT_SOURCE['type'])]
+        seen = {found[0].identity}   # a set: a file of many lines must not take a time that grows with its square
         for number, url in urls:
             try:
                 entry = (SourceEntry(DEFAULT_SOURCE['url'], DEFAULT_SOURCE['type']) if _is_old_default(url) else
@@ -336,7 +337,8 @@ class ModernSources(_SourceFile):
             except InvalidParameter as e:
                 self.warnings.append('%s line %d not imported: %s' % (self.paths.sources_list, number, e.msg))
                 continue
-            if entry.identity not in {f.identity for f in found}:
+            if entry.identity not in seen:
+                seen.add(entry.identity)
                 found.append(entry)
         return found
 
@@ -444,13 +446,15 @@ class OriginalSources(_SourceFile):
         order), removed ones go, new ones are appended."""
         wanted = [e.url for e in entries]
         parsed = self._parsed()
-        current = [line.strip() for line, entry in parsed if entry is not None]
+        # sets: a file of many lines must not take a time that grows with its square
+        current = {line.strip() for line, entry in parsed if entry is not None}
+        wanted_set = set(wanted)
         slots = iter([u for u in wanted if u in current])
         out, seen = [], set()
         for line, entry in parsed:
             if entry is None:
                 out.append(line)
-            elif line.strip() in wanted and line.strip() not in seen:
+            elif line.strip() in wanted_set and line.strip() not in seen:
                 seen.add(line.strip())
                 out.append(next(slots))
         out.extend(u for u in wanted if u not in current)

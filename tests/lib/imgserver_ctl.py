@@ -37,6 +37,8 @@ def publish(images_dir, manifest, file_path, dsmanifest=None):
     except OSError:
         shutil.copyfile(file_path, tmp)  # other filesystem, or links not allowed
     os.replace(tmp, os.path.join(image_dir, "file"))
+    if os.path.lexists(tmp):   # rename(2) between two links to one file does nothing: a republish left tmp
+        os.unlink(tmp)
     if dsmanifest is not None:
         _write_json(os.path.join(image_dir, "dsmanifest.json"), dsmanifest)
     # The manifest goes last: once it exists the image is listed, so everything else must be there.

@@ -573,3 +573,22 @@ def test_listed_manifests_with_fields_of_the_wrong_type_are_skipped_with_a_warni
     session.answer = lambda url, params: FakeResponse(url, body=[manifest(1), odd])
     assert lookup('base-64-lts') == [manifest(1)['uuid']]
     assert len(warned) == 1 and 'its version is 7, not a string' in warned[0]
+
+
+@pytest.mark.parametrize('options', [{'verison': '1.0'}, {'sever': 'http://img.example.com'}, {'newst': True}])
+def test_a_misspelt_keyword_is_an_error_not_a_filter_left_out(session, lookup, options):
+    """Defect: an unknown keyword was ignored, so verison='1.0' asked for every version (and newest=true took one)."""
+    session.images = [manifest(1), manifest(2)]
+    with pytest.raises(AnsibleLookupError) as e:
+        lookup('base-64-lts', newest=True, **options)
+    assert 'unknown option(s) %s' % list(options)[0] in str(e.value) and 'version' in str(e.value)
+    assert session.calls == []
+
+
+def test_every_documented_keyword_and_the_alias_are_known(session, lookup):
+    session.images = [manifest(1)]
+    assert lookup('base-64-lts', server=SERVER) == [manifest(1)['uuid']]
+    plugin = lookup_loader.get('smartos.images.image')
+    options = dict(source=SERVER, version=manifest(1)['version'], os='smartos', newest=True, result='uuid',
+                   validate_certs=True, timeout=5, listing_timeout=60)
+    assert plugin.run(['base-64-lts'], variables={}, **options) == [manifest(1)['uuid']]

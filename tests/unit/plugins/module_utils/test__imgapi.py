@@ -1193,7 +1193,7 @@ def test_a_gzip_bomb_manifest_is_read_only_to_the_cap(monkeypatch):
     # not a scheme before '://': hide from the start; 'z', a user without password after '://', may be a token
     ('x:pw@y://z@h', '***@h', {'pw@y://z', 'z'}),
     ('https://a:b@c:d@h/', 'https://***@h/', {'b@c:d'}),
-    ('https://a:@h/', 'https://***@h/', set()),
+    ('https://a:@h/', 'https://***@h/', {'a'}),   # an empty password: the user is the secret (a token)
 ])
 def test_redact_hides_what_url_secrets_finds(url, shown, secrets):
     """One rule (the stricter of the two the collection had): what redact hides covers every secret found."""
