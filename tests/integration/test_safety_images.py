@@ -36,6 +36,20 @@ def lock_file(host_root, uuid):
     return os.path.join(host_root, 'var', 'run', 'img.%s.import.lock' % uuid)
 
 
+def settled_rename(pool, dataset, seconds=10):
+    """Whether the killed run's rename landed. zfs-fuse may finish a rename whose `zfs` client was killed a moment
+    later, so the answer counts only once two looks a second apart agree (bounded)."""
+    seen = dataset in datasets(pool)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = dataset in datasets(pool)
+        if now == seen:
+            return now
+        seen = now
+    return seen
+
+
 def datasets(pool):
     return {line.split('\t')[0] for line in pool.datasets()}
 
@@ -227,7 +241,7 @@ def test_kill_at_the_cache_commit_then_the_next_run_repairs(play, images, server
         assert left
         for path in left:
             os.utime(path, (time.time() - 600,) * 2)      # as the next run an hour later finds it
-        renamed = '%s/%s' % (POOL, uuid) in datasets(pool)
+        renamed = settled_rename(pool, '%s/%s' % (POOL, uuid))
         task = img(host_root, server, uuid=uuid)
         check = play(task, check=True)
         real = play(task)
