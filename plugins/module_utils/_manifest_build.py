@@ -77,7 +77,8 @@ def desired_fields(task, origin_manifest=None, defaults=None):
         if task.get(key) is not None:
             fields[key] = task[key]
     for key in INHERITED:
-        if key not in fields and origin_manifest and origin_manifest.get(key) is not None:
+        # imgadm create (reference 4.7) does not carry an origin's empty arrays (billing_tags: []) over
+        if key not in fields and origin_manifest and origin_manifest.get(key) not in (None, []):
             fields[key] = origin_manifest[key]
     for key, value in (defaults or {}).items():
         if key not in fields and value is not None:

@@ -1365,3 +1365,14 @@ def test_name_filters_on_pub_and_size_match_as_imgadm_avail(run, servers):
     for filters, found in (({'pub': '2024-12-05'}, True), ({'size': len(IMAGE_FILE)}, True), ({'pub': '2023'}, False)):
         result = run(host, check=True, name='base-64-lts', filters=filters, source=[SRC])
         assert bool(result.get('failed')) is not found, result
+
+
+def test_a_listing_entry_without_v_is_skipped_not_the_whole_source(run, servers):
+    """imgadm avail lists what the server sent; one entry without "v" must not hide the source's other images."""
+    good = Image(N1, 'base-64-lts', '24.4.1', published_at='2024-11-01T00:00:00Z').offer(servers, SRC)
+    newer = {k: v for k, v in dict(good.manifest, uuid=N2, published_at='2025-11-01T00:00:00Z').items() if k != 'v'}
+    servers.serve(SRC + '/images', [newer, good.manifest])
+    result = run(host_for([good]), check=True, name='base-64-lts', source=[SRC])
+    assert 'failed' not in result and result['uuid'] == N1
+    assert any(w.startswith(SRC + ': skipped 1 bad image(s) in its listing: entry 0') and 'does not have a "v"' in w
+               for w in warnings_of(result))
