@@ -4,9 +4,23 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The notes of smartos_image (kept here so that the module stays short)."""
+    """smartos_image's update_manifests option and its notes (kept here so that the module stays short)."""
 
     DOCUMENTATION = r'''
+options:
+  update_manifests:
+    description:
+      - Back-fill and refresh the cached manifests of the images on O(pool) from the sources
+        (C(imgadm update)), and give an image that lost its C(@final) snapshot one back, found by
+        the C(dataset_guid) of its manifest. Nothing is renamed in check mode (imgadm renames even
+        with C(-n)).
+      - As in imgadm, an image that no source has, or whose source manifest has no C(dataset_guid), is a
+        warning and the run goes on; so is one with no snapshot left, where C(imgadm update) stops. RV(updates)
+        says what happened to each image.
+      - "To fail on one: C(failed_when: result.updates | selectattr('result', 'eq', 'failed') | list)."
+      - When not set, nothing is refreshed (an image the task declares present that has no cached
+        manifest at all is recorded in any case, see the notes).
+    type: bool
 notes:
   - Images are received with C(zfs receive -u) and stay unmounted; VMs are clones of their
     C(@final) snapshot and never use the mountpoint.
@@ -28,7 +42,7 @@ notes:
   - A run that fails part-way reports C(changed), and RV(imported) and RV(removed) name what it had
     already done.
   - O(state=present) of an image whose dataset C(<pool>/<uuid>) exists but is not listed by imgadm's rules
-    (C(imgadm:ignore) set, the root of a zone, a clone without its own C(@final)) does what C(imgadm import) does:
+    (C(imgadm:ignore) set, the root of a zone, a clone without its own C(@final)) does what C(imgadm import) does -
     the image counts as already installed, nothing is imported, and the task warns, naming why imgadm's list
     hides it. Deleting such a dataset is refused (it is no image).
   - O(filters) take the fields of C(imgadm avail) filters, dotted for sub-fields, and its computed C(pub),

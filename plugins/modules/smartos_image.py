@@ -153,19 +153,6 @@ options:
     type: list
     elements: str
     default: []
-  update_manifests:
-    description:
-      - Back-fill and refresh the cached manifests of the images on O(pool) from the sources
-        (C(imgadm update)), and give an image that lost its C(@final) snapshot one back, found by
-        the C(dataset_guid) of its manifest. Nothing is renamed in check mode (imgadm renames even
-        with C(-n)).
-      - As in imgadm, one image's problem (in no source, no C(dataset_guid), no snapshot left) is a warning
-        and the run goes on; unlike C(imgadm update), which stops there, so are the images after it. RV(updates)
-        says what happened to each image; to fail on one, use
-        C(failed_when: result.updates | selectattr('result', 'eq', 'failed') | list).
-      - When not set, nothing is refreshed (an image the task declares present that has no cached
-        manifest at all is recorded in any case, see the notes).
-    type: bool
   lock_timeout:
     description:
       - Seconds to wait for the per-image import lock (C(/var/run/img.<uuid>.import.lock)) that C(imgadm)

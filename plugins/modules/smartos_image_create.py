@@ -154,8 +154,8 @@ options:
         is. The manifest gets C(origin), and the fields the reference lists as inherited (C(type), C(os),
         C(requirements), C(users), C(billing_tags), C(traits), C(generate_passwords),
         C(inherited_directories), C(nic_driver), C(disk_driver), C(cpu_type), C(image_size)) come from the
-        origin's cached manifest unless given; an empty array there (C(billing_tags: [])) is not inherited, as in
-        C(imgadm create).
+        origin's cached manifest unless given; an empty array there (such as an empty C(billing_tags)) is not
+        inherited, as in C(imgadm create).
     type: str
   owner:
     description:
