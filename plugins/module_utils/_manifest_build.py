@@ -278,6 +278,11 @@ def _value_problem(key, value, manifest):
     if key == 'published_at':
         return None if isinstance(value, str) and PUBLISHED_AT_RE.match(value) else \
             'must be YYYY-MM-DDTHH:MM:SS(.mmm)Z'
+    return _typed_problem(key, value, manifest)
+
+
+def _typed_problem(key, value, manifest):
+    """_value_problem for the fields whose rule depends on the type (or state) or that hold arrays and objects."""
     if key in ('type', 'os'):
         allowed = TYPES if key == 'type' else OSES
         if value == 'null' and manifest.get('state') in ('creating', 'failed'):
