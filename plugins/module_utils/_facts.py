@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._common import check_pool, check_server_params
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter, SourceError
-from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches, newest_per_name
+from ansible_collections.smartos.images.plugins.module_utils._filters import (
+    INSTALLED, check_filters, matches, newest_per_name, row,
+)
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_from_params, redact
 from ansible_collections.smartos.images.plugins.module_utils._inventory import CachedManifests, load_inventory
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
@@ -71,7 +73,8 @@ class FactsGatherer:
         self.paths = _host.HostPaths(params['host_root'])
         self.layout = _host.detect_layout(self.paths, params['layout'])
         self.subsets = subsets(params['gather_subset'])
-        self.filters = check_filters(params['filters'])
+        # imgadm's computed fields (reference 4.5); as in imgadm avail, clones and zpool match no available image
+        self.filters = check_filters(params['filters'], INSTALLED)
         for pool in params['pools'] or []:
             check_pool(pool)
         check_server_params(params)
@@ -113,7 +116,8 @@ class FactsGatherer:
                 entry['source'] = redact(source)
             if problem:
                 entry['error'] = problem
-            if self.filters and not matches(dict(entry['manifest'], zpool=pool), self.filters):
+            where = dict(zpool=pool, clones=len(entry['clones']), source=entry.get('source'))
+            if self.filters and not matches(row(entry['manifest'], **where), self.filters):
                 continue
             if uuid in images:
                 images[uuid].setdefault('also_on', []).append(pool)
@@ -152,7 +156,7 @@ class FactsGatherer:
                 skipped.append('%s: skipped %d image(s) of its list: %s%s'
                                % (url, len(bad), '; '.join(bad[:3]), '; ...' if len(bad) > 3 else ''))
             for m in manifests:
-                if m.get('uuid') not in seen and matches(m, self.filters):
+                if m.get('uuid') not in seen and matches(row(m, source=url), self.filters):
                     seen.add(m.get('uuid'))
                     merged.append({'manifest': m, 'source': url})
         if usable and len(errors) == len(usable):

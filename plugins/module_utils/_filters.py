@@ -2,13 +2,53 @@
 # imgadm list/avail filters (field=value, ~substring, booleans, dotted fields) and "newest of each name".
 from __future__ import annotations
 
+import re
+
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._manifest_build import FIELDS
 
 _MISSING = object()
+# imgadm list/avail's computed row fields (reference 4.5): from the manifest, and from where the image is
+FROM_MANIFEST = ('pub', 'published', 'published_date', 'size')
+INSTALLED = FROM_MANIFEST + ('clones', 'zpool', 'source')
+_FRACTION_RE = re.compile(r'\.[0-9]+Z\Z')
 
 
-def check_filters(filters):
-    """Raise InvalidParameter for a filter imgadm could not express; return the filters."""
+def check_fields(filters, computed, where='here'):
+    """Raise InvalidParameter for a field that is neither a manifest field nor one of these computed fields."""
+    for field in filters:
+        top = field.split('.')[0]
+        if top in FIELDS or field in computed:
+            continue
+        why = ('is not a field of the images %s' % where if top in INSTALLED
+               else 'is a docker field (docker images are not supported)' if top.startswith('docker_')
+               else 'is not an image field imgadm knows')
+        raise InvalidParameter('filter field "%s" %s: use a manifest field (%s; dotted for a sub-field, such as '
+                               'requirements.brand)%s' % (field, why, ', '.join(sorted(FIELDS)),
+                                                          ' or one of %s' % ', '.join(computed) if computed else ''))
+
+
+def row(manifest, **where):
+    """A manifest with imgadm's computed row fields (pub, published, published_date, size, and the given
+    zpool, source or clones count) for filtering; the manifest itself is left as it is."""
+    record = dict(manifest)
+    published = manifest.get('published_at')
+    if isinstance(published, str) and published:
+        record.update(pub=published[:10], published_date=published[:10],
+                      published=_FRACTION_RE.sub('Z', published))
+    files = manifest.get('files')
+    if isinstance(files, list) and files and isinstance(files[0], dict) and 'size' in files[0]:
+        record['size'] = files[0]['size']
+    record.update((k, v) for k, v in where.items() if v is not None)
+    return record
+
+
+def check_filters(filters, computed=None, where='here'):
+    """Raise InvalidParameter for a filter imgadm could not express; return the filters.
+
+    computed: the computed fields allowed besides the manifest's (where: whose fields, for the message); None
+    checks the form only.
+    """
     if filters is not None and not isinstance(filters, dict):
         raise InvalidParameter('filters must be a dictionary of field: value, not %r' % (filters,))
     for field, value in (filters or {}).items():
@@ -20,6 +60,8 @@ def check_filters(filters):
                                    % (field, value))
         if value == '~':
             raise InvalidParameter('filter %s="~": a substring filter needs text after "~"' % field)
+    if computed is not None:
+        check_fields(filters or {}, computed, where)
     return filters or {}
 
 

@@ -58,6 +58,7 @@ class ImageManager:
         self.executor = ImageExecutor(self.zfs, self.paths, self.layout, self.pool, lock_timeout, params['retries'])
         self.cache = CachedManifests(self.paths, self.layout)
         self.refreshed = {}
+        self.updates = []
         self.recorded = {}
         self._sysinfo = None
         self._sysinfo_read = False
@@ -137,6 +138,8 @@ class ImageManager:
         manifest = load_local_manifest(wanted.manifest_path)
         uuid = manifest['uuid']
         entry.update(uuid=uuid, image=manifest)
+        if self.hidden(inventory, uuid, entry):
+            return entry
         local = LocalClient(wanted.file_path)
         if inventory.is_image(self.pool, uuid) and self.cache_missing(uuid):
             # installed by a run killed before its commit: the local manifest is the one to record
@@ -168,7 +171,8 @@ class ImageManager:
             uuid = wanted.uuid
         entry['uuid'] = uuid
         plan.present.add(uuid)
-        _plan.check_is_image(self.pool, uuid, inventory, 'present')
+        if self.hidden(inventory, uuid, entry):
+            return entry
         if inventory.is_image(self.pool, uuid) and uuid not in self.recorded and self.cache_missing(uuid):
             self.plan_record(uuid, plan)
         if inventory.is_image(self.pool, uuid) or uuid in plan.import_uuids():
@@ -188,6 +192,18 @@ class ImageManager:
         entry.update(changed=True, image=found.manifest, source=found.source.url,
                      imported=[link.uuid for link in chain])
         return entry
+
+    def hidden(self, inventory, uuid, entry):
+        """imgadm import/install (reference 2.2, 3.1 step 3, 4.4 step 3): a dataset <pool>/<uuid> that its list
+        hides (imgadm:ignore, a zone root, a clone without @final) counts as "already installed": nothing to do."""
+        dataset = '%s/%s' % (self.pool, uuid)
+        if dataset not in inventory.not_images:
+            return False
+        self.warn('image %s: dataset %s exists but imgadm\'s list hides it (%s); as imgadm does, it counts as '
+                  'already installed and nothing is imported' % (uuid, dataset, inventory.not_images[dataset]))
+        entry.update(hidden=inventory.not_images[dataset])
+        entry.setdefault('image', {'uuid': uuid})
+        return True
 
     def plan_record(self, uuid, plan):
         """An installed image without a cache file (an import killed between its rename and its commit):
@@ -219,29 +235,50 @@ class ImageManager:
         return _plan.unused_images(inventory, self.pool, keep, going=deletes)
 
     def plan_refresh(self, inventory, skip=()):
-        """Manifests to back-fill or refresh from the sources, and @final snapshots to repair."""
+        """imgadm update (reference 4.3): manifests to back-fill or refresh, @final snapshots to repair.
+
+        One image's problem (no source has it, a refused manifest, no way to find its original snapshot) is a
+        warning and its entry in self.updates, never the end of the run: the other images are still updated.
+        """
         actions = []
         for uuid in inventory.images_on(self.pool):
-            if uuid in skip:
-                continue
-            try:
-                found = self.resolver.find(uuid, active_only=False)
-            except (ImageNotFound, UnsupportedImage):
-                continue  # imgadm: "Could not find image in image sources (skipping)"
-            except SourceError as e:
-                # a source sent a manifest for it that we refuse: keep what the host has, and say why
-                self.warn('image %s on pool %s is not refreshed: %s' % (uuid, self.pool, e.msg))
-                continue
-            cached = self.cached(uuid) or {}
-            fields = sorted(k for k in set(found.manifest) | set(cached) if cached.get(k) != found.manifest.get(k))
-            if fields:
-                self.refreshed[uuid] = found
-                actions.append({'action': 'refresh', 'uuid': uuid, 'fields': fields})
-            dataset = '%s/%s' % (self.pool, uuid)
-            if '%s@final' % dataset not in inventory.datasets:
-                snap = self.snapshot_by_guid(inventory, dataset, found.manifest)
-                actions.append({'action': 'repair', 'uuid': uuid, 'snapshot': snap, 'dataset': dataset})
+            if uuid not in skip:
+                outcome, steps = self._refresh_one(inventory, uuid)
+                self.updates.append(outcome)
+                actions.extend(steps)
         return actions
+
+    def _refresh_one(self, inventory, uuid):
+        """(this image's entry in updates, its actions)."""
+        try:
+            found = self.resolver.find(uuid, active_only=False)
+        except ImageNotFound:
+            self.warn('Could not find image %s in image sources (skipping)' % uuid)  # imgadm's words
+            return {'uuid': uuid, 'result': 'not found'}, []
+        except UnsupportedImage as e:
+            return {'uuid': uuid, 'result': 'not found', 'msg': e.msg}, []
+        except SourceError as e:
+            # a source sent a manifest for it that we refuse: keep what the host has, and say why
+            self.warn('image %s on pool %s is not refreshed: %s' % (uuid, self.pool, e.msg))
+            return {'uuid': uuid, 'result': 'failed', 'msg': e.msg}, []
+        entry, actions = {'uuid': uuid, 'result': 'unchanged', 'source': found.source.url}, []
+        cached = self.cached(uuid) or {}
+        fields = sorted(k for k in set(found.manifest) | set(cached) if cached.get(k) != found.manifest.get(k))
+        if fields:
+            self.refreshed[uuid] = found
+            actions.append({'action': 'refresh', 'uuid': uuid, 'fields': fields})
+            entry.update(result='refreshed', fields=fields)
+        dataset = '%s/%s' % (self.pool, uuid)
+        if '%s@final' % dataset not in inventory.datasets:
+            try:
+                snap = self.snapshot_by_guid(inventory, dataset, found.manifest)
+            except ImageError as e:
+                self.warn('image %s on pool %s: its @final snapshot is not repaired: %s' % (uuid, self.pool, e.msg))
+                entry.update(result='failed', msg=e.msg)
+                return entry, actions
+            actions.append({'action': 'repair', 'uuid': uuid, 'snapshot': snap, 'dataset': dataset})
+            entry.update(result='repaired' if not fields else 'refreshed', repaired=snap)
+        return entry, actions
 
     def snapshot_by_guid(self, inventory, dataset, manifest):
         """imgadm update: the snapshot whose guid is files[0].dataset_guid becomes @final."""
@@ -305,6 +342,8 @@ class ImageManager:
                       removed=deletes, downloaded_bytes=0, seconds=0.0, warnings=self.warnings)
         if unused or self.params.get('prune_unused'):
             result['unused'] = unused
+        if self.params.get('update_manifests'):
+            result['updates'] = self.updates
         self._shape(result, entries)
         if diff:
             result['diff'] = self.diff(inventory, plan, actions)

@@ -77,7 +77,8 @@ def desired_fields(task, origin_manifest=None, defaults=None):
         if task.get(key) is not None:
             fields[key] = task[key]
     for key in INHERITED:
-        if key not in fields and origin_manifest and origin_manifest.get(key) is not None:
+        # imgadm create (reference 4.7) does not carry an origin's empty arrays (billing_tags: []) over
+        if key not in fields and origin_manifest and origin_manifest.get(key) not in (None, []):
             fields[key] = origin_manifest[key]
     for key, value in (defaults or {}).items():
         if key not in fields and value is not None:
@@ -277,6 +278,11 @@ def _value_problem(key, value, manifest):
     if key == 'published_at':
         return None if isinstance(value, str) and PUBLISHED_AT_RE.match(value) else \
             'must be YYYY-MM-DDTHH:MM:SS(.mmm)Z'
+    return _typed_problem(key, value, manifest)
+
+
+def _typed_problem(key, value, manifest):
+    """_value_problem for the fields whose rule depends on the type (or state) or that hold arrays and objects."""
     if key in ('type', 'os'):
         allowed = TYPES if key == 'type' else OSES
         if value == 'null' and manifest.get('state') in ('creating', 'failed'):

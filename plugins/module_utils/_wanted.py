@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._filters import check_filters, matches
+from ansible_collections.smartos.images.plugins.module_utils._filters import FROM_MANIFEST, check_filters, matches, row
 from ansible_collections.smartos.images.plugins.module_utils._manifest import is_uuid
 from ansible_collections.smartos.images.plugins.module_utils._resolver import short
 
@@ -17,7 +17,7 @@ class Wanted:
         self.uuid = item.get('uuid')
         self.name = item.get('name')
         self.version = _version_text(item.get('version'))
-        self.filters = check_filters(item.get('filters') or {})
+        self.filters = check_filters(item.get('filters') or {}, FROM_MANIFEST, 'a name matches')
         self.state = item.get('state') or default_state
         self.manifest_path = item.get('manifest')
         self.file_path = item.get('file')
@@ -46,7 +46,7 @@ class Wanted:
     def matches(self, manifest):
         """True when an installed image's manifest is this name (and version), within the filters."""
         return (manifest.get('name') == self.name and (not self.version or manifest.get('version') == self.version)
-                and matches(manifest, self.filters))
+                and matches(row(manifest), self.filters))
 
 
 def _version_text(value):

@@ -37,6 +37,7 @@ extends_documentation_fragment:
   - smartos.images.common.server
   - smartos.images.common.source
   - smartos.images.common.attributes
+  - smartos.images.image
 attributes:
   check_mode:
     support: full
@@ -152,41 +153,12 @@ options:
     type: list
     elements: str
     default: []
-  update_manifests:
-    description:
-      - Back-fill and refresh the cached manifests of the images on O(pool) from the sources
-        (C(imgadm update)), and give an image that lost its C(@final) snapshot one back, found by
-        the C(dataset_guid) of its manifest. Nothing is renamed in check mode (imgadm renames even
-        with C(-n)).
-      - When not set, nothing is refreshed (an image the task declares present that has no cached
-        manifest at all is recorded in any case, see the notes).
-    type: bool
   lock_timeout:
     description:
       - Seconds to wait for the per-image import lock (C(/var/run/img.<uuid>.import.lock)) that C(imgadm)
         or another run holds while it imports the same image; then the task fails, naming it. V(0) does not wait.
     type: int
     default: 3600
-notes:
-  - Images are received with C(zfs receive -u) and stay unmounted; VMs are clones of their
-    C(@final) snapshot and never use the mountpoint.
-  - Where C(sysinfo) exists, an image whose C(requirements.min_platform) or C(max_platform) the
-    platform does not meet is refused with imgadm's message.
-  - Docker-type images are not supported yet and are refused with a clear error.
-  - On a host with the original layout, an import also records what imgadm v1 recorded
-    (C(/var/db/imgadm/<uuid>.json) and the C(imgadm:uuid) property); a delete removes that file too.
-  - A run killed after an image's rename and before its cached manifest landed leaves the image without
-    one. An image the task declares present that has no cached manifest gets it from the sources
-    (action C(record), with C(changed)); when no source has it, the task warns. Temporary cache files
-    (C(.<pool>-<uuid>.json.XXXXXXXX), and C(.<uuid>.json.XXXXXXXX) in the original layout) older than
-    a minute, of an image no process holds the import lock of, are removed (action C(cleanup)).
-  - A cached manifest whose C(uuid) is not its image's, or whose fields have the wrong type, is never
-    used, neither to match a name (to delete, prune or keep) nor as the image's manifest; the task warns.
-  - A C(<pool>/<uuid>-partial) dataset left by an interrupted import is destroyed before the import.
-    One that holds more than an interrupted import leaves (a child dataset, a clone, more than one
-    snapshot) is refused, naming it, where C(imgadm) would destroy it.
-  - A run that fails part-way reports C(changed), and RV(imported) and RV(removed) name what it had
-    already done.
 seealso:
   - module: smartos.images.smartos_image_source
   - module: smartos.images.smartos_image_facts
@@ -283,6 +255,15 @@ source:
   returned: when the one image the task names is to be imported from a source
   type: str
   sample: https://images.smartos.org
+updates:
+  description: One entry per image on O(pool) that O(update_manifests) looked at, with C(uuid), C(result)
+    (V(refreshed), V(repaired), V(unchanged), V(not found) or V(failed)), and where they apply C(source),
+    C(fields) (those refreshed), C(repaired) (the snapshot made C(@final)) and C(msg) (why it failed).
+  returned: when O(update_manifests) is set
+  type: list
+  elements: dict
+  sample: [{"uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271", "result": "failed",
+            "msg": "image \"2f1dc911-6401-4fa4-8e9d-67ea2e39c271\" is missing its original snapshot"}]
 results:
   description: One entry per image of O(images), in order.
   returned: when O(images) is given

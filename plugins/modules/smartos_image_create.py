@@ -142,6 +142,8 @@ options:
     description:
       - How the send stream is compressed. V(gzip) (level 6) is the fastest; V(bzip2) (level 9) and V(xz)
         (preset 3) give smaller files; V(none) writes the stream as is.
+      - C(imgadm create) writes V(none) by default; V(gzip) is the default here on purpose, as the file is made
+        to be copied and served.
     type: str
     choices: [gzip, bzip2, xz, none]
     default: gzip
@@ -152,7 +154,8 @@ options:
         is. The manifest gets C(origin), and the fields the reference lists as inherited (C(type), C(os),
         C(requirements), C(users), C(billing_tags), C(traits), C(generate_passwords),
         C(inherited_directories), C(nic_driver), C(disk_driver), C(cpu_type), C(image_size)) come from the
-        origin's cached manifest unless given.
+        origin's cached manifest unless given; an empty array there (such as an empty C(billing_tags)) is not
+        inherited, as in C(imgadm create).
     type: str
   owner:
     description:

@@ -61,8 +61,12 @@ options:
   filters:
     description:
       - Keep only images whose manifest matches every filter, as C(imgadm list FIELD=VALUE) does.
-      - A key is a manifest field, dotted for nested ones (C(requirements.brand)); installed images
-        also have C(zpool).
+      - A key is a manifest field, dotted for nested ones (C(requirements.brand)), or one of the fields
+        C(imgadm list) and C(imgadm avail) compute, with their meaning - C(pub) and C(published_date) (the
+        date of C(published_at)), C(published) (C(published_at) without fractions of a second), C(size)
+        (C(files[0].size)), C(source), and, for installed images only, C(zpool) and C(clones) (a count of
+        clones; V(0) finds the images nothing uses, although the facts list the clones' names).
+      - Any other key is refused, naming the fields there are.
       - A value V(true) or V(false) matches booleans only; a text starting with C(~) matches as a
         substring; any other value matches when the field, written as text, equals it.
       - An image without the field never matches.

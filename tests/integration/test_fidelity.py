@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tests.integration.conftest import POOL, tree_state
-from tests.lib.imagebuilder import build_chain
+from tests.lib.imagebuilder import build_chain, fill
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.zfspool import retry_busy
 
@@ -335,3 +335,150 @@ def test_missing_origin_is_fetched_from_any_source(play, pool, host_root, tmp_pa
             assert installed(pool, base['uuid']) and installed(pool, top['uuid'])
         finally:
             destroy(top['uuid'], base['uuid'])
+
+
+# ---- the rest of issue 16 ----
+
+def warnings_of(result):
+    return [w if isinstance(w, str) else w['event']['msg'] for w in result.get('warnings') or []]
+
+
+def import_all(play, host_root, server, *manifests):
+    for m in manifests:
+        result = play(image_task(host_root, uuid=m['uuid'], source=[server.url]))
+        assert not result['failed'], result.get('msg')
+
+
+def filtered(play, host_root, filters, subset='installed'):
+    task = facts_task(host_root, [subset])
+    task['smartos.images.smartos_image_facts'].update(filters=filters, retries=0)
+    return play(task)
+
+
+def test_filters_on_imgadms_computed_fields(play, images, server, host_root, pool):
+    """imgadm (4.5): list and avail filter on the row fields they compute: clones (a count, so clones=0 lists the
+    unused images), zpool, source, pub and published_date (published_at's date), published (without the fraction),
+    size (files[0].size); a field no image has matches nothing. Ours: each with imgadm's meaning, clones counting
+    although the facts list the clones' names; a field that is no manifest or computed field is refused, naming the
+    fields (a deliberate difference: a misspelt field is not "no image")."""
+    used, unused = images('fid-used'), images('fid-unused')
+    vm = '%s/fid-vm' % POOL
+    write(conf(host_root), json.dumps({'sources': [{'type': 'imgapi', 'url': server.url}]}))
+    try:
+        import_all(play, host_root, server, used, unused)
+        retry_busy('zfs', 'clone', '%s/%s@final' % (POOL, used['uuid']), vm)
+        found = filtered(play, host_root, {'clones': 0})['ansible_facts']['smartos_images']
+        assert unused['uuid'] in found and used['uuid'] not in found
+        found = filtered(play, host_root, {'clones': 1, 'zpool': POOL, 'source': server.url})
+        assert list(found['ansible_facts']['smartos_images']) == [used['uuid']]
+        found = filtered(play, host_root, {'size': unused['files'][0]['size'], 'pub': unused['published_at'][:10],
+                                           'published': unused['published_at'][:-5] + 'Z'}, 'available')
+        assert [e['manifest']['uuid'] for e in found['ansible_facts']['smartos_images_available']] == [unused['uuid']]
+        refused = filtered(play, host_root, {'clone': 0})
+        assert refused['failed'] and refused['msg'].startswith('filter field "clone" is not an image field imgadm')
+    finally:
+        retry_busy('zfs', 'destroy', vm)
+        destroy(used['uuid'], unused['uuid'])
+
+
+def serve_manifest(images_dir, manifest):
+    """Change the manifest the server sends for an image it serves already (its file stays)."""
+    path = os.path.join(images_dir, manifest['uuid'], 'manifest.json')
+    write(path + '.new', json.dumps(manifest))
+    os.replace(path + '.new', path)
+
+
+def test_update_manifests_goes_on_past_an_image_it_cannot_repair(play, images, images_dir, server, host_root, pool):
+    """imgadm (4.3): update warns "cannot determine original snapshot ... (source info has no dataset_guid)" for an
+    image that lost @final and goes on; "Could not find image ... (skipping)" for one no source has; one with no
+    snapshot at all stops the run. Ours: each is a warning and an entry of updates, and the run goes on (a
+    deliberate difference for the last); the task fails only where a failed_when asks it to."""
+    lost, other = images('fid-upd-lost'), images('fid-upd-other')
+    try:
+        import_all(play, host_root, server, lost, other)
+        retry_busy('zfs', 'rename', '%s/%s@final' % (POOL, lost['uuid']), '%s/%s@moved' % (POOL, lost['uuid']))
+        serve_manifest(images_dir, dict(lost, files=[{k: v for k, v in lost['files'][0].items()
+                                                      if k != 'dataset_guid'}]))
+        serve_manifest(images_dir, dict(other, description='refreshed'))
+        result = play(image_task(host_root, update_manifests=True, source=[server.url]))
+        assert not result['failed'] and result['changed'], result.get('msg')
+        updates = {e['uuid']: e for e in result['updates']}
+        assert updates[lost['uuid']]['result'] == 'failed' and 'dataset_guid' in updates[lost['uuid']]['msg']
+        assert updates[other['uuid']]['result'] == 'refreshed' and updates[other['uuid']]['fields'] == ['description']
+        assert cached(host_root, other['uuid'])['manifest']['description'] == 'refreshed'
+        assert any('its @final snapshot is not repaired' in w for w in warnings_of(result))
+        strict = dict(image_task(host_root, update_manifests=True, source=[server.url]), register='result',
+                      failed_when="result.updates | selectattr('result', 'eq', 'failed') | list")
+        assert play(strict)['failed']
+    finally:
+        serve_manifest(images_dir, lost)
+        serve_manifest(images_dir, other)
+        destroy(lost['uuid'], other['uuid'])
+
+
+def test_present_on_a_dataset_imgadms_list_hides_is_already_installed(play, images, server, host_root, pool):
+    """imgadm (2.2, 3.1 step 3): import asks `zfs list <pool>/<uuid>` only, so a dataset its list hides
+    (imgadm:ignore=true, a zone root) is "already installed" and the import exits 0. Ours: the same (nothing
+    imported, changed false) with a warning naming why the list hides it; deleting it is still refused."""
+    manifest = images('fid-hidden')
+    dataset = '%s/%s' % (POOL, manifest['uuid'])
+    try:
+        import_all(play, host_root, server, manifest)
+        retry_busy('zfs', 'set', 'imgadm:ignore=true', dataset)
+        server.clear_requests()
+        for check in (True, False):
+            result = play(image_task(host_root, uuid=manifest['uuid'], source=[server.url]), check=check)
+            assert not result['failed'] and not result['changed'], result.get('msg')
+            assert any('exists but imgadm\'s list hides it (its imgadm:ignore property is set)' in w
+                       for w in warnings_of(result))
+        assert not [r for r in server.requests() if r['path'].endswith('/file')]
+        refused = play(image_task(host_root, uuid=manifest['uuid'], state='absent'))
+        assert refused['failed'] and 'refusing to delete' in refused['msg']
+    finally:
+        destroy(manifest['uuid'])
+
+
+def test_one_listing_entry_without_v_does_not_hide_the_source(play, images, images_dir, server, host_root, pool):
+    """imgadm (4.5, avail): lists the manifests as the server sent them, one entry's fault hiding nothing else.
+    Ours: that entry is skipped with a warning naming it; the source's other images are listed and found by
+    name (facts' available listing and smartos_image's name lookup alike)."""
+    good = images('fid-listed')
+    bad = images('fid-listed-bad', publish_it=False)
+    publish(images_dir, {k: v for k, v in dict(bad, name=good['name']).items() if k != 'v'},
+            images.path('fid-listed-bad'))
+    write(conf(host_root), json.dumps({'sources': [{'type': 'imgapi', 'url': server.url}]}))
+    try:
+        facts = filtered(play, host_root, {'name': good['name']}, 'available')
+        assert [e['manifest']['uuid'] for e in facts['ansible_facts']['smartos_images_available']] == [good['uuid']]
+        assert any('skipped 1' in w and 'does not have a "v"' in w for w in warnings_of(facts))
+        result = play(image_task(host_root, name=good['name'], source=[server.url]), check=True)
+        assert not result['failed'] and result['uuid'] == good['uuid'], result.get('msg')
+        assert any('skipped 1 bad image(s)' in w and 'does not have a "v"' in w for w in warnings_of(result))
+    finally:
+        shutil.rmtree(os.path.join(images_dir, bad['uuid']))
+
+
+def test_create_defaults_gzip_and_drops_an_origins_empty_arrays(play, images, server, host_root, pool, tmp_path):
+    """imgadm (4.7): create inherits the origin's type, os, requirements, users, billing_tags, traits, ... but not
+    its empty arrays (billing_tags: []), and writes an uncompressed stream unless told. Ours: the same inheritance;
+    gzip by default (a deliberate difference: the file is made to be copied and served; compression: none writes
+    what imgadm writes)."""
+    base = images('fid-create-base', billing_tags=[], users=[], traits={'ssd': True})
+    child = '%s/fid-create-child' % POOL
+    try:
+        import_all(play, host_root, server, base)
+        retry_busy('zfs', 'clone', '%s/%s@final' % (POOL, base['uuid']), child)
+        fill('/' + child, {'etc/child': 'the child layer\n'}, random_mb=1)
+        task = {'name': 'create', 'smartos.images.smartos_image_create': dict(
+            output_dir=str(tmp_path / 'out'), dataset=child, origin=base['uuid'], name='fid-child', version='1.0.0',
+            host_root=host_root)}
+        result = play(task)
+        assert not result['failed'], result.get('msg')
+        assert result["uuid"]
+        with open(result['manifest_path'], encoding='utf-8') as f:
+            manifest = json.load(f)
+        assert 'billing_tags' not in manifest and 'users' not in manifest and manifest['traits'] == {'ssd': True}
+        assert manifest['files'][0]['compression'] == 'gzip' and result['file_path'].endswith('.gz')
+    finally:
+        retry_busy('zfs', 'destroy', '-r', child)
+        destroy(base['uuid'])

@@ -272,3 +272,54 @@ def test_check_filters_refuses_what_is_not_a_dict(filters):
 def test_newest_is_one_rule(manifests, winner):
     best = _filters.newest(manifests)
     assert (best or {}).get('uuid') == winner
+
+
+# ---- imgadm's computed row fields (reference 4.5) and the fields a filter may name ----
+
+def test_row_adds_imgadms_computed_fields_and_leaves_the_manifest_alone():
+    manifest = dict(MANIFEST, published_at='2024-12-05T09:54:41.123Z', files=[{'size': 1234}])
+    record = _filters.row(manifest, zpool='zones', clones=0, source=None)
+    assert record['pub'] == record['published_date'] == '2024-12-05'
+    assert record['published'] == '2024-12-05T09:54:41Z'       # imgadm drops the fraction of a second
+    assert record['size'] == 1234 and record['zpool'] == 'zones' and record['clones'] == 0
+    assert 'source' not in record and 'pub' not in manifest
+
+
+@pytest.mark.parametrize('manifest', [{'name': 'x'}, {'published_at': 7, 'files': 'x'}, {'files': [{}]}])
+def test_row_without_the_manifest_fields_has_no_computed_fields(manifest):
+    # a missing field never matches (imgadm): no pub without published_at, no size without files[0].size
+    assert _filters.row(manifest) == manifest
+    assert not matches(_filters.row(manifest), {'pub': '~2'}) and not matches(_filters.row(manifest), {'size': '~1'})
+
+
+@pytest.mark.parametrize('filters, expected', [
+    ({'clones': 0}, True), ({'clones': '0'}, True), ({'clones': 1}, False),
+    ({'pub': '2024-12-05'}, True), ({'pub': '~2024-12'}, True), ({'published': '2024-12-05T09:54:41Z'}, True),
+    ({'size': 1234}, True), ({'size': '1234'}, True), ({'size': 12}, False),
+    ({'zpool': 'zones'}, True), ({'source': '~img1'}, True), ({'source': 'http://img2.example.com'}, False),
+])
+def test_computed_fields_filter_with_imgadms_meaning(filters, expected):
+    record = _filters.row(dict(MANIFEST, files=[{'size': 1234}]), zpool='zones', clones=0,
+                          source='http://img1.example.com')
+    assert matches(record, check_filters(filters, _filters.INSTALLED)) is expected
+
+
+@pytest.mark.parametrize('field, words', [
+    ('colour', 'filter field "colour" is not an image field imgadm knows'),
+    ('docker_repo', 'filter field "docker_repo" is a docker field (docker images are not supported)'),
+    ('clones.x', 'filter field "clones.x" is not a field of the images here'),
+])
+def test_an_unknown_filter_field_is_an_error_naming_the_fields_there_are(field, words):
+    with pytest.raises(InvalidParameter) as exc:
+        check_filters({field: 'x'}, _filters.INSTALLED)
+    assert exc.value.msg.startswith(words)
+    assert 'requirements.brand' in exc.value.msg and 'published_at' in exc.value.msg
+    assert exc.value.msg.endswith(' or one of pub, published, published_date, size, clones, zpool, source')
+
+
+@pytest.mark.parametrize('field', ['clones', 'zpool', 'source'])
+def test_a_name_lookup_refuses_fields_of_where_an_image_is(field):
+    with pytest.raises(InvalidParameter) as exc:
+        check_filters({field: 'x'}, _filters.FROM_MANIFEST, 'a name matches')
+    assert exc.value.msg.startswith('filter field "%s" is not a field of the images a name matches' % field)
+    assert check_filters({'pub': '2024-12-05', 'requirements.brand': 'lx'}, _filters.FROM_MANIFEST)

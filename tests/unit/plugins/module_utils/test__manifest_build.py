@@ -265,3 +265,14 @@ def test_node_imgmanifest_rejects_an_icon_object():
 def test_a_manifest_without_v_is_not_upgraded():
     with pytest.raises(ManifestError, match='does not have a "v" field'):
         upgrade_manifest(load('sdc-imgapi__docs-getimage-smartos-1.6.3.json'))
+
+
+def test_an_origins_empty_arrays_are_not_inherited_as_imgadm_create_drops_them():
+    origin = {'uuid': ORIGIN, 'type': 'zone-dataset', 'os': 'smartos', 'billing_tags': [], 'users': [],
+              'inherited_directories': [], 'traits': {}, 'requirements': {'brand': 'joyent'}}
+    fields = desired_fields(task(origin=ORIGIN), origin, {'type': 'zone-dataset', 'os': 'smartos'})
+    for key in ('billing_tags', 'users', 'inherited_directories'):
+        assert key not in fields, key
+    assert fields['traits'] == {} and fields['requirements'] == {'brand': 'joyent'}     # not an array: kept
+    given = desired_fields(task(origin=ORIGIN, fields={'billing_tags': []}), origin)
+    assert given['billing_tags'] == []                                                   # the task's own: kept

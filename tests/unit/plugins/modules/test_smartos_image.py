@@ -1290,3 +1290,89 @@ def test_original_layout_manifest_of_another_image_is_not_used(run, servers, tmp
     result = run(host, name='base-64-lts', state='absent')
     assert result['changed'] is False and host.mutations() == []
     assert [w for w in warnings_of(result) if str(db / ('%s.json' % U)) in w and 'another image' in w]
+
+
+# ---- update_manifests goes on past one image (imgadm update, reference 4.3) ----
+
+THIRD = 'aaaa0000-1111-4222-8333-444455556666'
+
+
+def test_update_manifests_goes_on_past_an_image_it_cannot_repair(run, servers, tmp_path):
+    """U lost @final and its source manifest has no dataset_guid (as a DSAPI one never has): imgadm warns and goes
+    on; so do we, refreshing OTHER after it, and saying per image what happened; THIRD is in no source."""
+    offer(servers, SRC)                                          # U's manifest: no files[0].dataset_guid
+    other = dict(MANIFEST, uuid=OTHER, name='minimal-64', version='1.0')
+    servers.serve('%s/images/%s' % (SRC, OTHER), other)
+    write_cache(tmp_path, OTHER_CACHE, OTHER)
+    host = update_host()
+    host.add('zones/' + THIRD)
+    host.add('zones/%s@final' % THIRD)
+    result = run(host, update_manifests=True, source=[SRC])
+    assert not result.get('failed') and result['changed']
+    by_uuid = {e['uuid']: e for e in result['updates']}
+    assert by_uuid[U]['result'] == 'failed'
+    assert 'its manifest has no files[0].dataset_guid' in by_uuid[U]['msg']
+    assert by_uuid[OTHER]['result'] == 'refreshed' and by_uuid[OTHER]['source'] == SRC
+    assert by_uuid[THIRD] == {'uuid': THIRD, 'result': 'not found'}
+    warnings = warnings_of(result)
+    assert 'Could not find image %s in image sources (skipping)' % THIRD in warnings
+    assert any(w.startswith('image %s on pool zones: its @final snapshot is not repaired' % U) for w in warnings)
+    assert DS + '@final' not in host.datasets
+    with open(cache_path(tmp_path, OTHER)) as f:
+        assert json.load(f)['manifest'] == other
+    assert [a['action'] for a in result['actions']] == ['refresh', 'refresh']   # U's manifest is back-filled too
+
+
+def test_update_manifests_without_snapshots_is_reported_not_fatal(run, servers, tmp_path):
+    offer(servers, SRC, dict(MANIFEST, files=[dict(MANIFEST['files'][0], dataset_guid=GUID)]))
+    host = image_host(pool_with_other_image() + [(DS, None, '/' + DS)])
+    result = run(host, check=True, update_manifests=True, source=[SRC])
+    entry = [e for e in result['updates'] if e['uuid'] == U][0]
+    assert not result.get('failed')
+    assert entry['result'] == 'failed' and entry['msg'] == 'image "%s" is missing its original snapshot' % U
+
+
+# ---- state present on a dataset imgadm's list hides (reference 2.2, 3.1 step 3) ----
+
+@pytest.mark.parametrize('row, zone_roots, why', [
+    ((DS, None, '/' + DS, 'true'), None, 'its imgadm:ignore property is set'),
+    ((DS, None, '/' + DS), '1:z:running:/%s:%s:joyent:excl:1\n' % (DS, U), 'it is the root of a zone (a VM)'),
+])
+def test_present_on_a_hidden_dataset_is_already_installed_as_imgadm_says(run, servers, row, zone_roots, why):
+    offer(servers, SRC)
+    host = image_host(pool_with_other_image() + [row, (DS + '@final',)], zone_roots=zone_roots)
+    for check in (True, False):
+        result = run(host, check=check, uuid=U, source=[SRC])
+        assert not result.get('failed') and result['changed'] is False and result['imported'] == []
+        assert result['uuid'] == U
+        assert any(w.startswith('image %s: dataset %s exists but imgadm\'s list hides it (%s' % (U, DS, why))
+                   for w in warnings_of(result))
+    assert host.mutations() == [] and servers.requests == []
+    refused = run(host, uuid=U, state='absent')
+    assert refused['failed'] and 'exists but is not an image' in refused['msg'] and 'refusing to delete' in refused['msg']
+
+
+def test_name_filters_refuse_fields_of_where_an_image_is(run, servers):
+    host = installed_host()
+    result = run(host, name='base-64-lts', filters={'clones': 0}, source=[SRC])
+    assert result['failed'] and host.calls == [] and servers.requests == []
+    assert result['msg'].startswith('filter field "clones" is not a field of the images a name matches')
+
+
+def test_name_filters_on_pub_and_size_match_as_imgadm_avail(run, servers):
+    servers.serve(SRC + '/images', [dict(MANIFEST, published_at='2024-12-05T09:54:41Z')])
+    host = installed_host()
+    for filters, found in (({'pub': '2024-12-05'}, True), ({'size': len(IMAGE_FILE)}, True), ({'pub': '2023'}, False)):
+        result = run(host, check=True, name='base-64-lts', filters=filters, source=[SRC])
+        assert bool(result.get('failed')) is not found, result
+
+
+def test_a_listing_entry_without_v_is_skipped_not_the_whole_source(run, servers):
+    """imgadm avail lists what the server sent; one entry without "v" must not hide the source's other images."""
+    good = Image(N1, 'base-64-lts', '24.4.1', published_at='2024-11-01T00:00:00Z').offer(servers, SRC)
+    newer = {k: v for k, v in dict(good.manifest, uuid=N2, published_at='2025-11-01T00:00:00Z').items() if k != 'v'}
+    servers.serve(SRC + '/images', [newer, good.manifest])
+    result = run(host_for([good]), check=True, name='base-64-lts', source=[SRC])
+    assert 'failed' not in result and result['uuid'] == N1
+    assert any(w.startswith(SRC + ': skipped 1 bad image(s) in its listing: entry 0') and 'does not have a "v"' in w
+               for w in warnings_of(result))

@@ -204,3 +204,44 @@ def test_return_samples_match_their_documentation(name):
     entries = list(sample.values()) if name == 'smartos_images' else sample if isinstance(sample, list) else []
     for entry in entries:
         check_against(doc['contains'], entry, '%s sample' % name)
+
+
+# ---- filters on imgadm's computed fields (reference 4.5) ----
+
+def test_clones_filter_counts_the_clones_as_imgadm_list_does(run, servers, host_root):
+    """imgadm list clones=0 lists the unused images; here clones is a list of names, and the filter still counts."""
+    everything = run(smartos_host(), pools=['zones'])['ansible_facts']['smartos_images']
+    unused = {u for u, e in everything.items() if not e['clones']}
+    assert unused and unused != set(everything)
+    result = run(smartos_host(), pools=['zones'], filters={'clones': 0})
+    assert set(result['ansible_facts']['smartos_images']) == unused
+    count = max(len(e['clones']) for e in everything.values())
+    used = {u for u, e in everything.items() if len(e['clones']) == count}
+    assert set(run(smartos_host(), pools=['zones'], filters={'clones': str(count)})['ansible_facts']
+               ['smartos_images']) == used
+
+
+def test_pub_size_and_source_filter_installed_and_available_images(run, servers, host_root):
+    servers.serve(SRC1 + '/images', [dict(AVAILABLE[0], files=[{'size': 42}]), AVAILABLE[1]])
+    servers.serve(SRC2 + '/images', [])
+    args = dict(gather_subset=['installed', 'available'])
+    result = run(smartos_host(), filters={'pub': '2023-01-01'}, **args)['ansible_facts']
+    assert list(result['smartos_images']) == [BASE]                       # its cached manifest's published_at
+    assert [e['manifest']['uuid'] for e in result['smartos_images_available']] == [BASE]
+    result = run(smartos_host(), filters={'size': 42}, **args)['ansible_facts']
+    assert result['smartos_images'] == {}
+    assert [e['manifest']['uuid'] for e in result['smartos_images_available']] == [AVAILABLE[0]['uuid']]
+    result = run(smartos_host(), filters={'source': SRC2}, **args)['ansible_facts']
+    assert result['smartos_images'] == {} and result['smartos_images_available'] == []
+    result = run(smartos_host(), filters={'source': '~img1.example.com'}, **args)['ansible_facts']
+    assert list(result['smartos_images']) == [BASE]
+    assert len(result['smartos_images_available']) == 2
+    assert 'pub' not in result['smartos_images_available'][0]['manifest']   # the facts keep the manifest as sent
+
+
+def test_an_unknown_filter_field_fails_before_anything_runs(run, servers, host_root):
+    host = smartos_host()
+    result = run(host, filters={'clone': 0})
+    assert result['failed']
+    assert result['msg'].startswith('filter field "clone" is not an image field imgadm knows: use a manifest field (')
+    assert host.calls == []
