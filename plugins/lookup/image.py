@@ -87,9 +87,11 @@ options:
     default: 300
 notes:
   - Only active images are listed, as imgadm lists them.
-  - Listings are bounded. At most 100 pages and 100,000 images are read for one term, each answer at most 64 MiB,
-    with at most 5 redirects per request; a server that answers with images it already listed (it ignores
-    C(marker)) is an error naming the server, not an endless listing.
+  - Listings are read page by page by the same rule and within the same bounds as the modules. At most 50 pages
+    (50,000 images) are read for one term, each answer at most 8 MiB, with at most 5 redirects per request. Images
+    listed again (IMGAPI repeats the C(marker) image and those published at the same time) are listed once; a full
+    page that cannot lead further (its last image has no UUID, or was listed before, as when the server ignores C(marker))
+    is an error naming the server, never an endless or cut-short listing.
   - A redirect from C(https) to plain C(http) is refused, as M(smartos.images.smartos_image) refuses it.
 seealso:
   - module: smartos.images.smartos_image
@@ -131,8 +133,10 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
+from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._filters import newest
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact, scrub_secrets, secret_forms, url_origin
+from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES, read_listing
 from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
 
 try:
@@ -144,13 +148,10 @@ try:
 except ImportError:  # pragma: no cover - reported when the lookup runs
     jsonschema = None
 
-PAGE = 1000  # IMGAPI ListImages: default and maximum limit
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'schemas', 'imgmanifest-v2.json')
 FILTERS = ('name', 'version', 'os', 'type')
-# the bounds DOCUMENTATION states: pages and images per listing, bytes per answer, redirects per request
-MAX_PAGES = 100
-MAX_IMAGES = 100000
-MAX_BODY = 64 << 20
+# the bounds DOCUMENTATION states: bytes per answer (a ListImages page, as in the modules), redirects per request
+MAX_BODY = PAGE_MAX_BYTES
 MAX_REDIRECTS = 5
 CHUNK = 64 << 10
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -312,41 +313,17 @@ class ImageServerLookup:
         return [m for m in page if isinstance(m, dict)]
 
     def list_images(self, filters):
-        """Every image matching filters: the first request as is, then limit/marker pages (imgadm listAllImages)."""
+        """Every image matching filters, page by page by the collection's one paging rule (imgadm listAllImages)."""
         self.deadline = time.monotonic() + self.listing_timeout
         params = {k: v for k, v in filters.items() if v}
         if self.channel:
             params['channel'] = self.channel
-        what = urlencode(sorted(params.items()))
-        page = self._get(params)
-        images = self._usable(page)
-        seen = {m.get('uuid') for m in images if isinstance(m.get('uuid'), str)}
-        pages, full = 1, len(page) >= PAGE
-        while full:
-            marker = page[-1].get('uuid') if isinstance(page[-1], dict) else None
-            if not isinstance(marker, str) or not marker:
-                self._fail('listed a full page whose last image has no uuid: the next page cannot be asked for')
-            if pages >= MAX_PAGES:
-                self._fail('listed more than %d pages (%d images) for %s; narrow the filters (version, os, type)'
-                           % (MAX_PAGES, len(images), what))
-            page = self._get(dict(params, limit=PAGE, marker=marker))
-            pages += 1
-            full = len(page) >= PAGE   # counted before the repeated marker image is dropped
-            usable = self._usable(page)
-            if usable and usable[0].get('uuid') == marker:
-                usable = usable[1:]  # IMGAPI includes the marker image again
-            again = [m.get('uuid') for m in usable if m.get('uuid') in seen]
-            if again:
-                self._fail('answered the page after marker=%s with images it had already listed (%s): it ignores '
-                           'marker, and the listing would never end' % (marker, to_text(again[0])[:80]))
-            seen.update(m.get('uuid') for m in usable if isinstance(m.get('uuid'), str))
-            images.extend(usable)
-            if len(images) > MAX_IMAGES:
-                self._fail('listed more than %d images for %s; narrow the filters (version, os, type)'
-                           % (MAX_IMAGES, what))
-            if not page:
-                break
-        return images
+        try:
+            listed = read_listing(lambda paging: self._get(dict(params, **paging)), 'image server ' + self.display,
+                                  seconds=self.listing_timeout)
+        except SourceError as e:
+            raise AnsibleLookupError(e.msg) from None
+        return self._usable(listed)
 
 
 def _matches(manifest, filters):
