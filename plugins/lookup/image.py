@@ -135,7 +135,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._filters import newest
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact, scrub_secrets, secret_forms, url_origin
+from ansible_collections.smartos.images.plugins.module_utils._urls import redact, scrub_secrets, secret_forms, url_origin
 from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES, read_listing
 from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
 

@@ -16,7 +16,7 @@ import zlib
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
     CommandError, DownloadError, ImageError,
 )
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import TRANSIENT_ERRORS
+from ansible_collections.smartos.images.plugins.module_utils._http_body import TRANSIENT_ERRORS
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
 from ansible_collections.smartos.images.plugins.module_utils._plan import check_partial
 

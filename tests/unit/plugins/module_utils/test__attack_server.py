@@ -16,9 +16,9 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils import _importer
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
-    FileStream, ImageServerClient, ImageSource, content_length, error_message,
-)
+from ansible_collections.smartos.images.plugins.module_utils._http_body import FileStream, content_length, error_message
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageServerClient
+from ansible_collections.smartos.images.plugins.module_utils._urls import ImageSource
 
 PASSWORD = 'p#ss/w?rd@x:y'
 URL = 'http://alice:%s@img.example.com' % quote(PASSWORD, safe='')
