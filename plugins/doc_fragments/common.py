@@ -8,7 +8,10 @@ from __future__ import annotations
 class ModuleDocFragment:
     """host files (DOCUMENTATION), pool (POOL), image server options (SERVER), sources to use (SOURCE), attributes."""
 
+    # every module's: its attributes (each module adds the details) and its authors
     ATTRIBUTES = r'''
+author:
+  - smartos.images contributors (@smartos-images)
 attributes:
   check_mode:
     description: Can run in check mode and predict what would change without changing the host.

@@ -87,11 +87,10 @@ options:
     default: 300
 notes:
   - Only active images are listed, as imgadm lists them.
-  - Listings are read page by page by the same rule and within the same bounds as the modules. At most 50 pages
-    (50,000 images) are read for one term, each answer at most 8 MiB, with at most 5 redirects per request. Images
-    listed again (IMGAPI repeats the C(marker) image and those published at the same time) are listed once; a full
-    page that cannot lead further (its last image has no UUID, or was listed before, as when the server ignores C(marker))
-    is an error naming the server, never an endless or cut-short listing.
+  - Listings are read page by page by the modules' rule and bounds. At most 50 pages (50,000 images) are read for
+    one term, each answer at most 8 MiB, with at most 5 redirects per request. Images listed again (IMGAPI repeats
+    the C(marker) image and those published at the same time) are listed once; a full page that cannot lead on (its
+    last image has no UUID, or was listed before) is an error naming the server, never an endless or short list.
   - A redirect from C(https) to plain C(http) is refused, as M(smartos.images.smartos_image) refuses it.
 seealso:
   - module: smartos.images.smartos_image
@@ -135,35 +134,29 @@ from ansible.utils.display import Display
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._filters import newest
+from ansible_collections.smartos.images.plugins.module_utils._http_body import READ_PIECE
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import MAX_REDIRECTS, REDIRECT_STATUS
 from ansible_collections.smartos.images.plugins.module_utils._urls import redact, scrub_secrets, secret_forms, url_origin
 from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES, read_listing
 from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
 
 try:
-    import requests
-except ImportError:  # pragma: no cover - reported when the lookup runs
-    requests = None
-try:
     import jsonschema
-except ImportError:  # pragma: no cover - reported when the lookup runs
-    jsonschema = None
+    import requests
+except ImportError:  # pragma: no cover - reported when the lookup runs: it needs both
+    jsonschema = requests = None
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'schemas', 'imgmanifest-v2.json')
 FILTERS = ('name', 'version', 'os', 'type')
-# the bounds DOCUMENTATION states: bytes per answer (a ListImages page, as in the modules), redirects per request
-MAX_BODY = PAGE_MAX_BYTES
-MAX_REDIRECTS = 5
-CHUNK = 64 << 10
-REDIRECTS = (301, 302, 303, 307, 308)
+MAX_BODY = PAGE_MAX_BYTES  # the bounds DOCUMENTATION states, the modules' own: bytes per answer, redirects per request
+display = Display()
 
 
 def split_server(server):
     """(scheme, URL without credentials, (user, password) or None, what may be shown of the URL)."""
     # Credentials are cut out by position, not by URL parsing, so that no character in a password can defeat it.
     scheme, sep, rest = server.partition('://')
-    userinfo = None
-    if sep and '@' in rest:
-        userinfo, rest = rest.rsplit('@', 1)
+    userinfo, rest = rest.rsplit('@', 1) if sep and '@' in rest else (None, rest)
     if userinfo:
         user, colon, password = userinfo.partition(':')
         shown = '%s://%s@%s' % (scheme, '%s:***' % user if colon and user not in password else '***', rest)
@@ -171,9 +164,6 @@ def split_server(server):
     else:
         shown, credentials = server, None
     return scheme.lower(), '%s://%s' % (scheme, rest) if sep else server, credentials, shown
-
-
-display = Display()
 
 
 class BasicAuth:
@@ -230,7 +220,7 @@ class ImageServerLookup:
                 self._fail('TLS failed for GET %s (%s); give ca_path, or check the URL' % (shown, e))
             except requests.exceptions.RequestException as e:
                 self._fail('could not be reached for GET %s (%s); check the URL and that the server runs' % (shown, e))
-            if response.status_code not in REDIRECTS:
+            if response.status_code not in REDIRECT_STATUS:
                 return response
             location = response.headers.get('Location')
             response.close()
@@ -258,14 +248,14 @@ class ImageServerLookup:
     def _body(self, response, shown):
         """The whole body, read as it arrives (read1), checking the deadline and the size between reads."""
         raw = response.raw
-        read = getattr(raw, 'read1', None) or raw.read    # read1 returns what has arrived; read waits for CHUNK bytes
+        read = getattr(raw, 'read1', None) or raw.read    # read1 returns what has arrived; read waits for all
         raw.decode_content = True
         chunks, size = [], 0
         try:
             while True:
                 self._check_time(shown)
                 try:
-                    chunk = read(CHUNK)
+                    chunk = read(READ_PIECE)
                 except Exception as e:  # pylint: disable=broad-except  # urllib3's, the socket's, the decoder's
                     self._fail('broke off its answer to GET %s (%s: %s)' % (shown, type(e).__name__, e))
                 if not chunk:
@@ -298,19 +288,9 @@ class ImageServerLookup:
         if not json_ok:
             self._fail('answered GET %s with something that is not JSON (%r...); is %s an IMGAPI server?'
                        % (shown, text[:80], self.display))
-        if not isinstance(data, list):
-            self._fail('answered GET %s with %s, not a list of image manifests; is it an IMGAPI server?'
-                       % (shown, type(data).__name__))
-        return data
-
-    def _usable(self, page):
-        """The manifests of a listed page; entries that are not objects are skipped with a warning."""
-        bad = [m for m in page if not isinstance(m, dict)]
-        if bad:
-            display.warning('image server %s listed %d entr%s that %s not an image manifest (%s); skipped'
-                            % (self.display, len(bad), 'y' if len(bad) == 1 else 'ies',
-                               'is' if len(bad) == 1 else 'are', to_text(repr(bad[0]))[:60]))
-        return [m for m in page if isinstance(m, dict)]
+        if data is None:
+            self._fail('answered GET %s with JSON null, not a list of image manifests' % shown)
+        return data  # read_listing refuses any other answer that is not a list
 
     def list_images(self, filters):
         """Every image matching filters, page by page by the collection's one paging rule (imgadm listAllImages)."""
@@ -323,7 +303,12 @@ class ImageServerLookup:
                                   seconds=self.listing_timeout)
         except SourceError as e:
             raise AnsibleLookupError(e.msg) from None
-        return self._usable(listed)
+        bad = [m for m in listed if not isinstance(m, dict)]
+        if bad:
+            display.warning('image server %s listed %d entr%s that %s not an image manifest (%s); skipped'
+                            % (self.display, len(bad), 'y' if len(bad) == 1 else 'ies',
+                               'is' if len(bad) == 1 else 'are', to_text(repr(bad[0]))[:60]))
+        return [m for m in listed if isinstance(m, dict)]
 
 
 def _matches(manifest, filters):

@@ -141,25 +141,26 @@ def prepare_atomic(path, data, mode=None):
         fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
     except OSError as e:
         raise host_error('cannot write', path, e)
-    try:
+    with _discarded_on_error(tmp, path):
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-    except OSError as e:
-        _discard_quietly(tmp)
-        raise host_error('cannot write', path, e)
-    except BaseException:
-        _discard_quietly(tmp)
-        raise
     return tmp
 
 
 def commit_atomic(tmp, path):
     """Move a prepared temp file into place; on failure the temp file is removed."""
-    try:
+    with _discarded_on_error(tmp, path):
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _discarded_on_error(tmp, path):
+    """On any error in the block the temp file goes; an OSError becomes 'cannot write path'."""
+    try:
+        yield
     except OSError as e:
         _discard_quietly(tmp)
         raise host_error('cannot write', path, e)

@@ -243,10 +243,11 @@ def test_invalid_json(session, lookup):
         lookup('base-64-lts')
 
 
-@pytest.mark.parametrize('body, kind', [({'images': []}, 'dict'), ('text', 'str'), (None, 'NoneType')])
+@pytest.mark.parametrize('body, kind', [({'images': []}, 'a dict'), ('text', 'a str'), (None, 'JSON null')])
 def test_not_a_list_of_manifests(session, lookup, body, kind):
     session.answer = lambda url, params: FakeResponse(url, body=body)
-    with pytest.raises(AnsibleLookupError, match='answered GET .* with %s, not a list of image manifests' % kind):
+    # the one paging rule's message (was the lookup's own "answered GET ... not a list of image manifests")
+    with pytest.raises(AnsibleLookupError, match='https://images.example.org.* with %s, not a list of image' % kind):
         lookup('base-64-lts')
 
 
