@@ -254,7 +254,7 @@ def read_regular_file(path, limit=None):
             raise NotRegularFile('cannot read %s: Is a directory' % path, path=path)
         if not stat.S_ISREG(mode):
             raise NotRegularFile('cannot read %s: not a regular file (%s)'
-                             % (path, 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'), path=path)
+                                 % (path, 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'), path=path)
         with os.fdopen(fd, 'rb') as f:
             fd = None
             data = f.read() if limit is None else f.read(limit + 1)

@@ -122,7 +122,6 @@ def _close(response):
         pass
 
 
-
 def read_body(response, limit, what, timeout, scrub, shown=None, truncate=False):
     """A whole body of at most limit bytes, read in pieces under the low-speed rule and the JSON deadline;
     scrub(text) hides credentials in server-given text."""

@@ -1,5 +1,5 @@
 # Private to the smartos.images collection: not a public API.
-# The image server HTTP seam: IMGAPI requests, file streams, retries, TLS, redirects, redaction, limits.
+# The image server clients (IMGAPI, DSAPI, docker): GET requests, retries, TLS, redirects, credentials per origin.
 from __future__ import annotations
 
 import json
@@ -17,15 +17,15 @@ from ansible_collections.smartos.images.plugins.module_utils import _http_body
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
     InvalidParameter, SourceError, UnsupportedImage,
 )
-from ansible_collections.smartos.images.plugins.module_utils._http_body import (  # noqa: F401  # also used from here
+from ansible_collections.smartos.images.plugins.module_utils._http_body import (
     JSON_TIME_FACTOR, TRANSIENT_ERRORS, FileStream, LowSpeedError, _close, _json_cost, error_message, read_body,
 )
-from ansible_collections.smartos.images.plugins.module_utils._paging import (  # noqa: F401  # also used from here
-    LIST_MAX_PAGES, LIST_MAX_SECONDS, PAGE_MAX_BYTES, PAGE_SIZE, read_listing,
+from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES, read_listing
+from ansible_collections.smartos.images.plugins.module_utils._urls import (
+    credential_forms, redact, scrub_secrets, url_origin, without_userinfo,
 )
-from ansible_collections.smartos.images.plugins.module_utils._urls import (  # noqa: F401  # also used from here
-    ImageSource, credential_forms, has_credentials, redact, safe_url, scrub_secrets, secret_forms, url_origin,
-    url_secrets, without_credentials, without_userinfo,
+from ansible_collections.smartos.images.plugins.module_utils._urls import (  # pylint: disable=unused-import
+    ImageSource, url_secrets,  # where the modules' other helpers take them from
 )
 
 USER_AGENT = 'smartos.images (ansible collection)'
@@ -106,7 +106,7 @@ class ImageServerClient:
             return None
         try:
             target = without_userinfo(quote(urljoin(url, location.strip()), encoding='iso-8859-1',
-                                             safe=string.punctuation))
+                                            safe=string.punctuation))
         except ValueError:  # urljoin cannot read it (a broken IPv6 address)
             target = None
         if target is None:

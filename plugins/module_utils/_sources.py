@@ -7,9 +7,7 @@ import os
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
-from ansible_collections.smartos.images.plugins.module_utils._source_entry import (  # noqa: F401  # also from here
-    SOURCE_TYPES, SourceEntry, _kind, normalize_url, url_problem,
-)
+from ansible_collections.smartos.images.plugins.module_utils._source_entry import SourceEntry, _kind, normalize_url
 from ansible_collections.smartos.images.plugins.module_utils._urls import has_credentials, url_secrets
 
 # imgadm common.DEFAULT_SOURCE: used while imgadm.conf has no "sources" key.

@@ -176,4 +176,3 @@ def credential_forms(source, auth):
         auth = auth.decode('ascii') if isinstance(auth, bytes) else auth
         forms.update((auth, auth.split(' ', 1)[-1]))
     return sorted((f for f in forms if f), key=len, reverse=True)
-

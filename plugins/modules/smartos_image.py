@@ -33,7 +33,6 @@ extends_documentation_fragment:
   - smartos.images.common.pool
   - smartos.images.common.server
   - smartos.images.common.source
-  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full

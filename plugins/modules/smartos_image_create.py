@@ -44,7 +44,6 @@ description:
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.pool
-  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full

@@ -28,7 +28,6 @@ description:
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.server
-  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full
