@@ -6,21 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """host files (DOCUMENTATION), pool (POOL), image server options (SERVER), sources to use (SOURCE), attributes."""
-
-    ATTRIBUTES = r'''
-attributes:
-  check_mode:
-    description: Can run in check mode and predict what would change without changing the host.
-  diff_mode:
-    description: Returns what changed (or would change in check mode) when run with C(--diff).
-  idempotent:
-    description: Run again with the same options, it changes nothing and reports no change.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: [smartos, illumos, linux]
-'''
+    """authors, attributes and host files (DOCUMENTATION), pool (POOL), image server options (SERVER), sources (SOURCE)."""
 
     POOL = r'''
 options:
@@ -50,7 +36,21 @@ options:
     elements: str
 '''
 
+    # every module's: its authors, its attributes (each module adds the details) and where imgadm's files are
     DOCUMENTATION = r'''
+author:
+  - smartos.images contributors (@smartos-images)
+attributes:
+  check_mode:
+    description: Can run in check mode and predict what would change without changing the host.
+  diff_mode:
+    description: Returns what changed (or would change in check mode) when run with C(--diff).
+  idempotent:
+    description: Run again with the same options, it changes nothing and reports no change.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: [smartos, illumos, linux]
 options:
   layout:
     description:

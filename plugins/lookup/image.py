@@ -87,9 +87,10 @@ options:
     default: 300
 notes:
   - Only active images are listed, as imgadm lists them.
-  - Listings are bounded. At most 100 pages and 100,000 images are read for one term, each answer at most 64 MiB,
-    with at most 5 redirects per request; a server that answers with images it already listed (it ignores
-    C(marker)) is an error naming the server, not an endless listing.
+  - Listings are read page by page by the modules' rule and bounds. At most 50 pages (50,000 images) are read for
+    one term, each answer at most 8 MiB, with at most 5 redirects per request. Images listed again (IMGAPI repeats
+    the C(marker) image and those published at the same time) are listed once; a full page that cannot lead on (its
+    last image has no UUID, or was listed before) is an error naming the server, never an endless or short list.
   - A redirect from C(https) to plain C(http) is refused, as M(smartos.images.smartos_image) refuses it.
 seealso:
   - module: smartos.images.smartos_image
@@ -132,38 +133,31 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
+from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._filters import newest
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import redact, scrub_secrets, secret_forms, url_origin
+from ansible_collections.smartos.images.plugins.module_utils._http_body import READ_PIECE
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import MAX_REDIRECTS, REDIRECT_STATUS
+from ansible_collections.smartos.images.plugins.module_utils._urls import redact, scrub_secrets, secret_forms, url_origin
+from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES, read_listing
 from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
 
 try:
-    import requests
-except ImportError:  # pragma: no cover - reported when the lookup runs
-    requests = None
-try:
     import jsonschema
-except ImportError:  # pragma: no cover - reported when the lookup runs
-    jsonschema = None
+    import requests
+except ImportError:  # pragma: no cover - reported when the lookup runs: it needs both
+    jsonschema = requests = None
 
-PAGE = 1000  # IMGAPI ListImages: default and maximum limit
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'schemas', 'imgmanifest-v2.json')
 FILTERS = ('name', 'version', 'os', 'type')
-# the bounds DOCUMENTATION states: pages and images per listing, bytes per answer, redirects per request
-MAX_PAGES = 100
-MAX_IMAGES = 100000
-MAX_BODY = 64 << 20
-MAX_REDIRECTS = 5
-CHUNK = 64 << 10
-REDIRECTS = (301, 302, 303, 307, 308)
+MAX_BODY = PAGE_MAX_BYTES  # the bounds DOCUMENTATION states, the modules' own: bytes per answer, redirects per request
+display = Display()
 
 
 def split_server(server):
     """(scheme, URL without credentials, (user, password) or None, what may be shown of the URL)."""
     # Credentials are cut out by position, not by URL parsing, so that no character in a password can defeat it.
     scheme, sep, rest = server.partition('://')
-    userinfo = None
-    if sep and '@' in rest:
-        userinfo, rest = rest.rsplit('@', 1)
+    userinfo, rest = rest.rsplit('@', 1) if sep and '@' in rest else (None, rest)
     if userinfo:
         user, colon, password = userinfo.partition(':')
         shown = '%s://%s@%s' % (scheme, '%s:***' % user if colon and user not in password else '***', rest)
@@ -171,9 +165,6 @@ def split_server(server):
     else:
         shown, credentials = server, None
     return scheme.lower(), '%s://%s' % (scheme, rest) if sep else server, credentials, shown
-
-
-display = Display()
 
 
 class BasicAuth:
@@ -230,7 +221,7 @@ class ImageServerLookup:
                 self._fail('TLS failed for GET %s (%s); give ca_path, or check the URL' % (shown, e))
             except requests.exceptions.RequestException as e:
                 self._fail('could not be reached for GET %s (%s); check the URL and that the server runs' % (shown, e))
-            if response.status_code not in REDIRECTS:
+            if response.status_code not in REDIRECT_STATUS:
                 return response
             location = response.headers.get('Location')
             response.close()
@@ -258,14 +249,14 @@ class ImageServerLookup:
     def _body(self, response, shown):
         """The whole body, read as it arrives (read1), checking the deadline and the size between reads."""
         raw = response.raw
-        read = getattr(raw, 'read1', None) or raw.read    # read1 returns what has arrived; read waits for CHUNK bytes
+        read = getattr(raw, 'read1', None) or raw.read    # read1 returns what has arrived; read waits for all
         raw.decode_content = True
         chunks, size = [], 0
         try:
             while True:
                 self._check_time(shown)
                 try:
-                    chunk = read(CHUNK)
+                    chunk = read(READ_PIECE)
                 except Exception as e:  # pylint: disable=broad-except  # urllib3's, the socket's, the decoder's
                     self._fail('broke off its answer to GET %s (%s: %s)' % (shown, type(e).__name__, e))
                 if not chunk:
@@ -298,56 +289,27 @@ class ImageServerLookup:
         if not json_ok:
             self._fail('answered GET %s with something that is not JSON (%r...); is %s an IMGAPI server?'
                        % (shown, text[:80], self.display))
-        if not isinstance(data, list):
-            self._fail('answered GET %s with %s, not a list of image manifests; is it an IMGAPI server?'
-                       % (shown, type(data).__name__))
-        return data
-
-    def _usable(self, page):
-        """The manifests of a listed page; entries that are not objects are skipped with a warning."""
-        bad = [m for m in page if not isinstance(m, dict)]
-        if bad:
-            display.warning('image server %s listed %d entr%s that %s not an image manifest (%s); skipped'
-                            % (self.display, len(bad), 'y' if len(bad) == 1 else 'ies',
-                               'is' if len(bad) == 1 else 'are', to_text(repr(bad[0]))[:60]))
-        return [m for m in page if isinstance(m, dict)]
+        if data is None:
+            self._fail('answered GET %s with JSON null, not a list of image manifests' % shown)
+        return data  # read_listing refuses any other answer that is not a list
 
     def list_images(self, filters):
-        """Every image matching filters: the first request as is, then limit/marker pages (imgadm listAllImages)."""
+        """Every image matching filters, page by page by the collection's one paging rule (imgadm listAllImages)."""
         self.deadline = time.monotonic() + self.listing_timeout
         params = {k: v for k, v in filters.items() if v}
         if self.channel:
             params['channel'] = self.channel
-        what = urlencode(sorted(params.items()))
-        page = self._get(params)
-        images = self._usable(page)
-        seen = {m.get('uuid') for m in images if isinstance(m.get('uuid'), str)}
-        pages, full = 1, len(page) >= PAGE
-        while full:
-            marker = page[-1].get('uuid') if isinstance(page[-1], dict) else None
-            if not isinstance(marker, str) or not marker:
-                self._fail('listed a full page whose last image has no uuid: the next page cannot be asked for')
-            if pages >= MAX_PAGES:
-                self._fail('listed more than %d pages (%d images) for %s; narrow the filters (version, os, type)'
-                           % (MAX_PAGES, len(images), what))
-            page = self._get(dict(params, limit=PAGE, marker=marker))
-            pages += 1
-            full = len(page) >= PAGE   # counted before the repeated marker image is dropped
-            usable = self._usable(page)
-            if usable and usable[0].get('uuid') == marker:
-                usable = usable[1:]  # IMGAPI includes the marker image again
-            again = [m.get('uuid') for m in usable if m.get('uuid') in seen]
-            if again:
-                self._fail('answered the page after marker=%s with images it had already listed (%s): it ignores '
-                           'marker, and the listing would never end' % (marker, to_text(again[0])[:80]))
-            seen.update(m.get('uuid') for m in usable if isinstance(m.get('uuid'), str))
-            images.extend(usable)
-            if len(images) > MAX_IMAGES:
-                self._fail('listed more than %d images for %s; narrow the filters (version, os, type)'
-                           % (MAX_IMAGES, what))
-            if not page:
-                break
-        return images
+        try:
+            listed = read_listing(lambda paging: self._get(dict(params, **paging)), 'image server ' + self.display,
+                                  seconds=self.listing_timeout)
+        except SourceError as e:
+            raise AnsibleLookupError(e.msg) from None
+        bad = [m for m in listed if not isinstance(m, dict)]
+        if bad:
+            display.warning('image server %s listed %d entr%s that %s not an image manifest (%s); skipped'
+                            % (self.display, len(bad), 'y' if len(bad) == 1 else 'ies',
+                               'is' if len(bad) == 1 else 'are', to_text(repr(bad[0]))[:60]))
+        return [m for m in listed if isinstance(m, dict)]
 
 
 def _matches(manifest, filters):

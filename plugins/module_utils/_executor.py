@@ -23,7 +23,7 @@ class ImageExecutor:
 
     def _locked(self, uuid, wait_max=None):
         """imgadm's import lock of an image (/var/run/img.<uuid>.import.lock)."""
-        return _host.import_lock(self.paths.import_lock(uuid), self.lock_timeout if wait_max is None else wait_max)
+        return _host.hold_import_lock(self.paths.import_lock_path(uuid), self.lock_timeout if wait_max is None else wait_max)
 
     # ---- imports ----
 

@@ -42,7 +42,7 @@ class HostPaths:
         """imgadm: /var/imgadm/images/<zpool>-<uuid>.json."""
         return self._path('var', 'imgadm', 'images', '%s-%s.json' % (pool, uuid))
 
-    def import_lock(self, uuid):
+    def import_lock_path(self, uuid):
         """imgadm: /var/run/img.<uuid>.import.lock."""
         return self._path('var', 'run', 'img.%s.import.lock' % uuid)
 
@@ -116,8 +116,8 @@ def file_lock(path, wait_max=LOCK_WAIT_MAX, what='lock'):
         os.close(fd)  # closing the fd drops the lock; imgadm never removes its lock files either
 
 
-def import_lock(path, wait_max=LOCK_WAIT_MAX):
-    """imgadm's per-image import lock."""
+def hold_import_lock(path, wait_max=LOCK_WAIT_MAX):
+    """imgadm's per-image import lock, held for the with block."""
     return file_lock(path, wait_max, 'import lock')
 
 
@@ -141,25 +141,26 @@ def prepare_atomic(path, data, mode=None):
         fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
     except OSError as e:
         raise host_error('cannot write', path, e)
-    try:
+    with _discarded_on_error(tmp, path):
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-    except OSError as e:
-        _discard_quietly(tmp)
-        raise host_error('cannot write', path, e)
-    except BaseException:
-        _discard_quietly(tmp)
-        raise
     return tmp
 
 
 def commit_atomic(tmp, path):
     """Move a prepared temp file into place; on failure the temp file is removed."""
-    try:
+    with _discarded_on_error(tmp, path):
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _discarded_on_error(tmp, path):
+    """On any error in the block the temp file goes; an OSError becomes 'cannot write path'."""
+    try:
+        yield
     except OSError as e:
         _discard_quietly(tmp)
         raise host_error('cannot write', path, e)
@@ -233,9 +234,13 @@ def discard(path):
         raise host_error('cannot remove', path, e)
 
 
-def read_bytes(path, limit=None):
+class NotRegularFile(ImageError):
+    """A directory, FIFO, device or socket where a regular file is read."""
+
+
+def read_regular_file(path, limit=None):
     """A regular file's bytes; None when it does not exist. ValueError when it holds more than limit bytes;
-    ImageError when it is no regular file (a FIFO in a cache file's place would block the run for ever)."""
+    NotRegularFile when it is no regular file (a FIFO in a cache file's place would block the run for ever)."""
     try:
         # O_NONBLOCK: a FIFO opens at once (and is refused) instead of waiting for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
@@ -246,10 +251,10 @@ def read_bytes(path, limit=None):
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise ImageError('cannot read %s: Is a directory' % path, path=path)
+            raise NotRegularFile('cannot read %s: Is a directory' % path, path=path)
         if not stat.S_ISREG(mode):
-            raise ImageError('cannot read %s: not a regular file (%s)'
-                             % (path, 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'), path=path)
+            raise NotRegularFile('cannot read %s: not a regular file (%s)'
+                                 % (path, 'a FIFO' if stat.S_ISFIFO(mode) else 'a device or socket'), path=path)
         with os.fdopen(fd, 'rb') as f:
             fd = None
             data = f.read() if limit is None else f.read(limit + 1)
@@ -265,7 +270,7 @@ def read_bytes(path, limit=None):
 
 def read_json(path, limit=None):
     """Parse a JSON file (of at most limit bytes); None when it does not exist."""
-    data = read_bytes(path, limit)
+    data = read_regular_file(path, limit)
     if data is None:
         return None
     try:

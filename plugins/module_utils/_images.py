@@ -304,7 +304,7 @@ class ImageManager:
         actions = []
         for directory, pattern in patterns:
             for path, uuid in _host.stale_temp_files(directory, pattern, STALE_TEMP_SECONDS):
-                if _host.lock_is_free(self.paths.import_lock(uuid)):
+                if _host.lock_is_free(self.paths.import_lock_path(uuid)):
                     actions.append({'action': 'cleanup', 'uuid': uuid, 'path': path,
                                     'reason': 'temporary cache file left by an interrupted run'})
         return actions

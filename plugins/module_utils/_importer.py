@@ -16,7 +16,7 @@ import zlib
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
     CommandError, DownloadError, ImageError,
 )
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import TRANSIENT_ERRORS
+from ansible_collections.smartos.images.plugins.module_utils._http_body import TRANSIENT_ERRORS
 from ansible_collections.smartos.images.plugins.module_utils._inventory import Inventory
 from ansible_collections.smartos.images.plugins.module_utils._plan import check_partial
 
@@ -109,45 +109,16 @@ class ImportPipeline:
         """Stream the image file of manifest into `zfs receive target`; return bytes downloaded."""
         uuid = manifest['uuid']
         expected = manifest['files'][0]
-        stream = client.open_file(uuid)
+        stream = _open_sized(client, uuid, expected['size'])
         total = stream.content_length
-        if total is None:
-            stream.close()
-            raise DownloadError('image %s file: unexpected missing or invalid Content-Length header: %s'
-                                % (uuid, stream.raw_content_length), url=client.source.url)
-        if total != expected['size']:
-            stream.close()
-            raise DownloadError('image %s file: the manifest says %d bytes but the server sends '
-                                'Content-Length %d' % (uuid, expected['size'], total),
-                                url=client.source.url)
         want_sha1 = expected.get('sha1')
         want_md5 = None if want_sha1 else content_md5(stream, uuid, client)
         compression = expected['compression']
-        inflater = Inflater(compression) if compression != 'none' else None
         flow = _Flow()
         # imgadm: the manifest's SHA-1 when it has one, else the answer's Content-MD5 (reference 3.4)
         digest = hashlib.sha1() if want_sha1 else hashlib.md5()
-        with tempfile.TemporaryFile() as errfile:
-            proc = self.zfs.receive(target, stderr=errfile)
-            # inflating and writing each get a thread: zlib and pipe writes release the GIL, so
-            # download + SHA-1, inflate and zfs receive all run at once
-            workers = [threading.Thread(target=_inflate, name='inflate', args=(flow, inflater)),
-                       threading.Thread(target=_write, name='write', args=(flow, proc.stdin))]
-            for worker in workers:
-                worker.daemon = True
-                worker.start()
-            try:
-                received = self._download(client, uuid, stream, total, digest, flow)
-            except BaseException:
-                proc.kill()  # nothing good can come of the rest of the stream
-                raise
-            finally:
-                _put(flow.chunks, _DONE, flow.inflated)
-                for worker in workers:
-                    worker.join()
-            rc = proc.wait()
-            errfile.seek(0)
-            stderr = errfile.read().decode('utf-8', 'replace').strip()
+        received, rc, stderr = self._pump(client, uuid, stream, target, digest, flow,
+                                          Inflater(compression) if compression != 'none' else None)
         complete = received == total
         if complete and want_sha1 and digest.hexdigest() != want_sha1.lower():
             raise DownloadError('image %s file checksum (sha1) error: expected "%s", downloaded '
@@ -170,6 +141,30 @@ class ImportPipeline:
             raise DownloadError('image %s file size error: expected %d bytes, downloaded %d bytes'
                                 % (uuid, total, received), url=client.source.url)
         return received
+
+    def _pump(self, client, uuid, stream, target, digest, flow, inflater):
+        """Download, hash, inflate and zfs receive at once: (bytes received, zfs receive's rc, its stderr)."""
+        with tempfile.TemporaryFile() as errfile:
+            proc = self.zfs.receive(target, stderr=errfile)
+            # inflating and writing each get a thread: zlib and pipe writes release the GIL, so
+            # download + SHA-1, inflate and zfs receive all run at once
+            workers = [threading.Thread(target=_inflate, name='inflate', args=(flow, inflater)),
+                       threading.Thread(target=_write, name='write', args=(flow, proc.stdin))]
+            for worker in workers:
+                worker.daemon = True
+                worker.start()
+            try:
+                received = self._download(client, uuid, stream, stream.content_length, digest, flow)
+            except BaseException:
+                proc.kill()  # nothing good can come of the rest of the stream
+                raise
+            finally:
+                _put(flow.chunks, _DONE, flow.inflated)
+                for worker in workers:
+                    worker.join()
+            rc = proc.wait()
+            errfile.seek(0)
+            return received, rc, errfile.read().decode('utf-8', 'replace').strip()
 
     def _download(self, client, uuid, stream, total, digest, flow):
         """Read the file, resuming with a Range request when the connection breaks; close every stream."""
@@ -256,6 +251,30 @@ def _close(stream):
         stream.close()
 
 
+def _open_sized(client, uuid, size):
+    """The image file's stream, once its Content-Length is known and is the manifest's size."""
+    stream = client.open_file(uuid)
+    total = stream.content_length
+    if total is None:
+        stream.close()
+        raise DownloadError('image %s file: unexpected missing or invalid Content-Length header: %s'
+                            % (uuid, stream.raw_content_length), url=client.source.url)
+    if total != size:
+        stream.close()
+        raise DownloadError('image %s file: the manifest says %d bytes but the server sends '
+                            'Content-Length %d' % (uuid, size, total), url=client.source.url)
+    return stream
+
+
+def _until_done(source):
+    """The items of a queue up to _DONE."""
+    while True:
+        item = source.get()
+        if item is _DONE:
+            return
+        yield item
+
+
 def _put(target, item, consumer_ended):
     """Queue an item for the next thread, unless that thread has ended."""
     while not consumer_ended.is_set():
@@ -273,10 +292,7 @@ INFLATE_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
 def _inflate(flow, inflater):
     """Inflate queued chunks into pieces for the write thread until _DONE; record a bad stream."""
     try:
-        while True:
-            item = flow.chunks.get()
-            if item is _DONE:
-                break
+        for item in _until_done(flow.chunks):
             if flow.inflate_error is not None or flow.sink_closed:
                 continue  # drain: the download thread goes on hashing (or stops) on its own
             pieces = iter([item]) if inflater is None else inflater.feed(item)
@@ -302,10 +318,7 @@ def _inflate(flow, inflater):
 def _write(flow, sink):
     """Write inflated pieces into zfs receive until _DONE, then close its stdin."""
     try:
-        while True:
-            item = flow.pieces.get()
-            if item is _DONE:
-                break
+        for item in _until_done(flow.pieces):
             if flow.sink_closed or flow.inflate_error is not None:
                 continue  # drain; a stream that failed to inflate must not reach zfs receive whole
             try:

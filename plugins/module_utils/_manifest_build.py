@@ -288,6 +288,11 @@ def _typed_problem(key, value, manifest):
         if value == 'null' and manifest.get('state') in ('creating', 'failed'):
             return None
         return None if value in allowed else 'must be one of %s' % ', '.join(allowed)
+    return _structure_problem(key, value, manifest)
+
+
+def _structure_problem(key, value, manifest):
+    """node-imgmanifest's validator for the array, object and type-bound fields; None when it passes."""
     if key == 'acl':
         return None if isinstance(value, list) and all(is_uuid(u) for u in value) else 'must be an array of UUIDs'
     if key == 'users':

@@ -35,21 +35,21 @@ class Runner:
     def popen(self, argv, stderr):
         """Start argv with a pipe on stdin, for streaming large inputs."""
         # run_command(data=...) would buffer a whole image in memory; a receive must stream.
-        env = dict(os.environ, **C_LOCALE)
-        argv = [self.which(argv[0])] + list(argv[1:])
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=stderr, env=env, close_fds=True)
-        widen_pipe(proc.stdin)
-        return proc
+        return self._streaming(argv, stderr, feed=True)
 
     def popen_out(self, argv, stderr):
         """Start argv with a pipe on stdout, for streaming large outputs."""
         # run_command would hold a whole send stream in memory; a send must stream.
+        return self._streaming(argv, stderr, feed=False)
+
+    def _streaming(self, argv, stderr, feed):
+        """Start argv (C locale) with a widened pipe on its stdin (feed) or its stdout (not feed)."""
         env = dict(os.environ, **C_LOCALE)
         argv = [self.which(argv[0])] + list(argv[1:])
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL if feed else subprocess.PIPE,
                                 stderr=stderr, env=env, close_fds=True)
-        widen_pipe(proc.stdout)
+        widen_pipe(proc.stdin if feed else proc.stdout)
         return proc
 
 

@@ -9,11 +9,11 @@ import stat
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._common import check_server_params
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter, SourceError
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
-    client_for, has_credentials, safe_url, url_secrets, without_credentials,
-)
-from ansible_collections.smartos.images.plugins.module_utils._sources import (
-    SourceEntry, check_layout_type, normalize_url, source_store,
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import client_from_params
+from ansible_collections.smartos.images.plugins.module_utils._source_entry import SourceEntry, normalize_url
+from ansible_collections.smartos.images.plugins.module_utils._sources import check_layout_type, source_store
+from ansible_collections.smartos.images.plugins.module_utils._urls import (
+    has_credentials, safe_url, url_secrets, without_credentials,
 )
 
 
@@ -46,7 +46,7 @@ class SourceManager:
     in the source file, before anything can fail, so that Ansible masks it wherever it would be shown.
     warnings: what the module should warn about, filled as the run goes."""
 
-    def __init__(self, params, check_mode=False, client_factory=client_for, secrets=None):
+    def __init__(self, params, check_mode=False, client_factory=None, secrets=None):
         self.params = params
         self.check_mode = check_mode
         self.client_factory = client_factory
@@ -86,9 +86,7 @@ class SourceManager:
         return unique, exclusive
 
     def client(self, entry):
-        return self.client_factory(entry.for_import(), validate_certs=self.params['validate_certs'],
-                                   ca_path=self.params['ca_path'], timeout=self.params['timeout'],
-                                   retries=self.params['retries'])
+        return client_from_params(entry.for_import(), self.params, self.client_factory)
 
     def ping(self, entry):
         """Raise unless the source answers its ping (imgadm sources -a does this unless -f)."""
@@ -169,7 +167,7 @@ class SourceManager:
                 # its credentials out (imgadm v1 kept them): only imgadm.conf and sources.list hold passwords
                 cache.append(dict(manifest, _url=without_credentials(entry.url)))
         data = json.dumps(cache, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
-        if _host.read_bytes(self.paths.imgcache) == data:
+        if _host.read_regular_file(self.paths.imgcache) == data:
             return False
         if not self.check_mode:
             _host.write_atomic(self.paths.imgcache, data)

@@ -24,19 +24,15 @@ description:
     its size, C(Content-Length) and SHA-1 match the manifest and C(zfs receive) succeeded (a manifest
     without C(files[0].sha1) is checked with the server's C(Content-MD5) instead, as imgadm does, and
     refused when the server sends none). Only images whose manifest says C(state) C(active) are
-    imported, as in imgadm. On any
-    failure the partial dataset is destroyed and no manifest is cached, so the host is as before.
-    A partial dataset left by a killed run is cleaned up by the next run.
+    imported, as in imgadm. On any failure the partial dataset is destroyed and no manifest is cached,
+    so the host is as before. A partial dataset left by a killed run is cleaned up by the next run.
   - Deleting refuses, naming them, while any dataset (a VM, a VM disk, a child image) is a clone of
     one of the image's snapshots.
-author:
-  - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.pool
   - smartos.images.common.server
   - smartos.images.common.source
-  - smartos.images.common.attributes
   - smartos.images.image
 attributes:
   check_mode:
@@ -104,28 +100,13 @@ options:
     type: list
     elements: dict
     suboptions:
-      uuid:
-        description: As O(uuid).
-        type: str
-      name:
-        description: As O(name).
-        type: str
-      version:
-        description: As O(version); needs C(name).
-        type: raw
-      filters:
-        description: As O(filters); needs C(name).
-        type: dict
-      manifest:
-        description: As O(manifest); needs C(file).
-        type: path
-      file:
-        description: As O(file); needs C(manifest).
-        type: path
-      state:
-        description: The state of this image; O(state) when not given.
-        type: str
-        choices: [present, absent]
+      uuid: {description: "As O(uuid).", type: str}
+      name: {description: "As O(name).", type: str}
+      version: {description: "As O(version); needs C(name).", type: raw}
+      filters: {description: "As O(filters); needs C(name).", type: dict}
+      manifest: {description: "As O(manifest); needs C(file).", type: path}
+      file: {description: "As O(file); needs C(manifest).", type: path}
+      state: {description: "The state of this image; O(state) when not given.", type: str, choices: [present, absent]}
   state:
     description:
       - V(present) imports what is missing; V(absent) deletes what is installed. The default for

@@ -41,12 +41,9 @@ description:
     the right types; otherwise the task fails naming the file, rather than inheriting from it.
   - The manifest validates against the collection's JSON Schema C(schemas/imgmanifest-v2.json) and
     passes node-imgmanifest's rules; bad names, versions or fields are refused before anything runs.
-author:
-  - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.pool
-  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full

@@ -25,12 +25,9 @@ description:
   - A cache file whose manifest is another image's, or whose C(name), C(version), C(published_at) or
     C(source) has the wrong type, is not used; the image is listed with its UUID and the problem.
   - The module never changes the host.
-author:
-  - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.server
-  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full

@@ -29,12 +29,9 @@ description:
   - Everything is checked before the host is touched, namely the URLs and types given, the current source file
     (a broken C(imgadm.conf) fails the task naming the file and the entry, and is left as it was), and
     whether O(update_cache) fits the host. A failed task changes nothing.
-author:
-  - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.server
-  - smartos.images.common.attributes
 attributes:
   check_mode:
     support: full

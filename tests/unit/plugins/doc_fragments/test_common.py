@@ -13,13 +13,16 @@ FRAGMENTS = sorted(name for name in vars(ModuleDocFragment) if name.isupper())
 
 
 def test_there_are_fragments():
-    assert 'DOCUMENTATION' in FRAGMENTS and 'ATTRIBUTES' in FRAGMENTS
+    # every module takes DOCUMENTATION, so it carries the authors and attributes (ATTRIBUTES was its own fragment)
+    assert 'DOCUMENTATION' in FRAGMENTS and 'ATTRIBUTES' not in FRAGMENTS
+    doc = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)
+    assert doc['author'] and set(doc['attributes']) == {'check_mode', 'diff_mode', 'idempotent', 'platform'}
 
 
 @pytest.mark.parametrize('name', FRAGMENTS)
 def test_each_fragment_is_yaml_with_documented_options(name):
     doc = yaml.safe_load(getattr(ModuleDocFragment, name))
-    assert isinstance(doc, dict) and set(doc) <= {'options', 'attributes', 'notes', 'seealso', 'requirements'}
+    assert isinstance(doc, dict) and set(doc) <= {'options', 'attributes', 'author', 'notes', 'seealso', 'requirements'}
     for option, spec in doc.get('options', {}).items():
         assert spec.get('description'), '%s.%s has no description' % (name, option)
         assert 'type' in spec, '%s.%s has no type' % (name, option)

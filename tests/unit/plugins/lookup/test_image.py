@@ -18,6 +18,8 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.loader import lookup_loader
 
 from ansible_collections.smartos.images.plugins.lookup import image as image_lookup
+from ansible_collections.smartos.images.plugins.module_utils import _paging
+from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_SIZE
 
 SERVER = 'https://images.example.org'
 
@@ -79,7 +81,7 @@ class FakeSession:
         if 'marker' in params:
             at = [m['uuid'] for m in found].index(params['marker'])
             found = found[at:]  # IMGAPI includes the marker image again
-        limit = int(params.get('limit', image_lookup.PAGE))
+        limit = int(params.get('limit', PAGE_SIZE))
         return FakeResponse(full, body=found[:limit])
 
 
@@ -163,7 +165,7 @@ def paged_images(count):
 
 
 def test_pagination_with_limit_and_marker(session, lookup):
-    page = image_lookup.PAGE
+    page = PAGE_SIZE
     session.images, listed = paged_images(page + 5)
     assert lookup('base-64-lts') == [manifest(7)['uuid']]
     assert len(session.calls) == 2
@@ -172,7 +174,7 @@ def test_pagination_with_limit_and_marker(session, lookup):
 
 
 def test_pagination_past_the_second_page(session, lookup):
-    page = image_lookup.PAGE
+    page = PAGE_SIZE
     session.images, listed = paged_images(2 * page + 5)
     assert lookup('base-64-lts') == [manifest(7)['uuid']]
     assert len(session.calls) == 3
@@ -180,7 +182,7 @@ def test_pagination_past_the_second_page(session, lookup):
 
 
 def test_pagination_gets_every_image_once(monkeypatch):
-    page = image_lookup.PAGE
+    page = PAGE_SIZE
     fake = FakeSession([manifest(n, published_at='2024-01-01T%02d:%02d:00Z' % divmod(n, 60)) for n in range(page + 3)])
     monkeypatch.setattr(image_lookup.requests, 'Session', lambda: fake)
     images = image_lookup.ImageServerLookup(SERVER).list_images({'name': 'base-64-lts'})
@@ -188,10 +190,11 @@ def test_pagination_gets_every_image_once(monkeypatch):
 
 
 def test_a_server_that_ignores_marker_is_an_error_not_an_endless_listing(session, lookup):
-    same = [manifest(n) for n in range(image_lookup.PAGE)]
+    same = [manifest(n) for n in range(PAGE_SIZE)]
     session.answer = lambda url, params: FakeResponse(url, body=same)
-    with pytest.raises(AnsibleLookupError, match='image server https://images.example.org answered the page after '
-                                                 'marker=%s with images it had already listed .*it ignores marker'
+    # the one paging rule: a full page that ends with an image listed before cannot lead further (was: "ignores marker")
+    with pytest.raises(AnsibleLookupError, match='image server https://images.example.org ignores the ListImages '
+                                                 'marker: page 2 ends with image %s, which it listed before'
                                                  % same[-1]['uuid']):
         lookup('base-64-lts')
     assert len(session.calls) == 2
@@ -240,10 +243,11 @@ def test_invalid_json(session, lookup):
         lookup('base-64-lts')
 
 
-@pytest.mark.parametrize('body, kind', [({'images': []}, 'dict'), ('text', 'str'), (None, 'NoneType')])
+@pytest.mark.parametrize('body, kind', [({'images': []}, 'a dict'), ('text', 'a str'), (None, 'JSON null')])
 def test_not_a_list_of_manifests(session, lookup, body, kind):
     session.answer = lambda url, params: FakeResponse(url, body=body)
-    with pytest.raises(AnsibleLookupError, match='answered GET .* with %s, not a list of image manifests' % kind):
+    # the one paging rule's message (was the lookup's own "answered GET ... not a list of image manifests")
+    with pytest.raises(AnsibleLookupError, match='https://images.example.org.* with %s, not a list of image' % kind):
         lookup('base-64-lts')
 
 
@@ -375,24 +379,21 @@ def test_terms_that_are_not_names_are_refused(session, lookup, term):
 def endless(url, params):
     """A server that answers every page with PAGE new images."""
     start = int(params.get('marker', '0' * 36)[-12:]) + 1 if 'marker' in params else 0
-    return FakeResponse(url, body=[manifest(start + n) for n in range(image_lookup.PAGE)])
+    return FakeResponse(url, body=[manifest(start + n) for n in range(PAGE_SIZE)])
 
 
 def test_pages_are_capped(session, lookup, monkeypatch):
-    monkeypatch.setattr(image_lookup, 'MAX_PAGES', 4)
+    # the modules' page bound (the lookup's own 100 pages and 100,000 images are gone: one set of limits)
+    monkeypatch.setattr(_paging, 'LIST_MAX_PAGES', 4)
     session.answer = endless
-    with pytest.raises(AnsibleLookupError, match=r'image server https://images.example.org listed more than 4 pages '
-                                                 r'\(4000 images\) for name=base-64-lts; narrow the filters'):
+    with pytest.raises(AnsibleLookupError, match=r'image server https://images.example.org: ListImages did not end '
+                                                 r'within 4 pages and 300 s; use filters'):
         lookup('base-64-lts')
     assert len(session.calls) == 4
 
 
-def test_images_are_capped(session, lookup, monkeypatch):
-    monkeypatch.setattr(image_lookup, 'MAX_IMAGES', 2500)
-    session.answer = endless
-    with pytest.raises(AnsibleLookupError, match='listed more than 2500 images for name=base-64-lts'):
-        lookup('base-64-lts')
-    assert len(session.calls) == 3
+def test_the_page_bound_is_the_modules(monkeypatch):
+    assert _paging.LIST_MAX_PAGES == 50 and image_lookup.MAX_BODY == _paging.PAGE_MAX_BYTES == 8 << 20
 
 
 def test_a_listing_is_bounded_in_time(session, lookup, monkeypatch):
@@ -523,10 +524,10 @@ def test_a_redirect_loop_ends(session, lookup):
 
 
 def test_a_bad_uuid_at_the_end_of_a_full_page(session, lookup):
-    page = [manifest(n) for n in range(image_lookup.PAGE)]
+    page = [manifest(n) for n in range(PAGE_SIZE)]
     page[-1]['uuid'] = ['not', 'a', 'string']
     session.answer = lambda url, params: FakeResponse(url, body=page)
-    with pytest.raises(AnsibleLookupError, match='last image has no uuid'):
+    with pytest.raises(AnsibleLookupError, match='listed a full page .page 1. whose last entry has no uuid'):
         lookup('base-64-lts')
 
 

@@ -50,19 +50,19 @@ def test_host_paths(tmp_path):
     assert paths.db_dir == str(tmp_path / 'var' / 'imgadm')
     assert paths.config == str(tmp_path / 'var' / 'imgadm' / 'imgadm.conf')
     assert paths.image_cache('zones', U) == str(tmp_path / 'var' / 'imgadm' / 'images' / ('zones-%s.json' % U))
-    assert paths.import_lock(U) == str(tmp_path / 'var' / 'run' / ('img.%s.import.lock' % U))
+    assert paths.import_lock_path(U) == str(tmp_path / 'var' / 'run' / ('img.%s.import.lock' % U))
 
 
 @pytest.mark.parametrize('root', ['/', '', None])
 def test_host_paths_default_to_the_real_host(root):
     paths = _host.HostPaths(root)
     assert paths.image_cache('zones', U) == '/var/imgadm/images/zones-%s.json' % U
-    assert paths.import_lock(U) == '/var/run/img.%s.import.lock' % U
+    assert paths.import_lock_path(U) == '/var/run/img.%s.import.lock' % U
 
 
 def test_import_lock_excludes_other_processes(tmp_path):
-    path = _host.HostPaths(str(tmp_path)).import_lock(U)
-    with _host.import_lock(path) as waited:  # creates var/run as needed
+    path = _host.HostPaths(str(tmp_path)).import_lock_path(U)
+    with _host.hold_import_lock(path) as waited:  # creates var/run as needed
         assert waited < 1
         assert stat.S_IMODE(os.stat(path).st_mode) & 0o600 == 0o600
         assert try_lock_elsewhere(path) == 'busy'
@@ -73,7 +73,7 @@ def test_import_lock_excludes_other_processes(tmp_path):
 def test_import_lock_is_released_when_the_body_raises(tmp_path):
     path = str(tmp_path / 'run' / 'x.lock')
     with pytest.raises(RuntimeError):
-        with _host.import_lock(path):
+        with _host.hold_import_lock(path):
             raise RuntimeError('boom')
     assert try_lock_elsewhere(path) == 'free'
 
@@ -97,7 +97,7 @@ def test_import_lock_times_out_naming_the_lock(holder, monkeypatch):
     path, dummy = holder
     monkeypatch.setattr(_host, 'LOCK_POLL', 0.01)
     with pytest.raises(ImageError) as exc:
-        with _host.import_lock(path, wait_max=0):
+        with _host.hold_import_lock(path, wait_max=0):
             pytest.fail('got a lock another process holds')
     assert exc.value.msg.startswith('timed out after 0s waiting for the import lock %s held by another ' % path)
 
@@ -116,7 +116,7 @@ def test_import_lock_waits_until_the_other_process_lets_go(holder, monkeypatch):
         real_sleep(seconds)
 
     monkeypatch.setattr(_host.time, 'sleep', sleep)
-    with _host.import_lock(path) as waited:
+    with _host.hold_import_lock(path) as waited:
         assert len(polls) >= 3
         assert waited > 0
         assert try_lock_elsewhere(path) == 'busy'

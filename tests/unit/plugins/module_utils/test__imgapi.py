@@ -17,7 +17,7 @@ from urllib.error import HTTPError, URLError
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _imgapi
+from ansible_collections.smartos.images.plugins.module_utils import _http_body, _imgapi, _paging
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
     FileStream, ImageServerClient, ImageSource, error_message, redact,
@@ -541,25 +541,42 @@ def test_list_raw_refuses_a_server_that_ignores_the_marker():
     with pytest.raises(SourceError) as exc:
         c.list_raw()
     assert len(req.calls) == 2
-    assert exc.value.msg == ('https://***@img.example.com?channel=dev ignores the ListImages marker: page 2 after '
-                             'image %s lists only images it listed before, so its list cannot be read past the '
-                             'first page' % first[-1]['uuid'])
+    assert exc.value.msg == ('https://***@img.example.com?channel=dev ignores the ListImages marker: page 2 ends with '
+                             'image %s, which it listed before, so the rest of its list cannot be read'
+                             % first[-1]['uuid'])
 
 
-def test_list_raw_stops_when_the_marker_does_not_advance():
-    # a full page that ends with the marker itself again: the list is over
+def test_list_raw_refuses_a_full_page_that_ends_with_the_marker_again():
+    # the one paging rule: a full page that cannot lead further is an error, not the end of the list (was: a quiet
+    # stop, as imgadm does when the marker does not advance, which could leave "newest" chosen from part of a list)
     first = manifests(1000)
     c, req, dummy = client(ok(first), ok([first[-1]] + manifests(998, prefix='f') + [first[-1]]))
-    images = c.list_raw()
+    with pytest.raises(SourceError, match='ignores the ListImages marker: page 2 ends with image %s' % first[-1]['uuid']):
+        c.list_raw()
     assert len(req.calls) == 2
-    assert images == first + manifests(998, prefix='f')
 
 
-def test_list_raw_stops_when_a_full_page_ends_with_something_that_is_not_a_manifest():
-    first = manifests(999) + ['junk']
-    c, req, dummy = client(ok(first))
-    assert c.list_raw() == first       # left for the caller to refuse
+@pytest.mark.parametrize('junk', [{'uuid': ['x']}, {'uuid': {'a': 1}}, {'uuid': None}, {'uuid': ''}, 'x', None])
+def test_list_raw_refuses_a_full_page_whose_last_entry_has_no_uuid(junk):
+    # the one paging rule (was: a quiet stop): the next page cannot be asked for, and the list would be cut short
+    c, req, dummy = client(ok(manifests(999) + [junk]))
+    with pytest.raises(SourceError) as exc:
+        c.list_raw()
+    assert exc.value.msg == ('http://img.example.com listed a full page (page 1) whose last entry has no uuid: the next '
+                             'page cannot be asked for, and the list would be cut short')
     assert len(req.calls) == 1
+
+
+def test_list_raw_keeps_an_entry_without_a_uuid_inside_a_page_for_the_caller():
+    listed = manifests(3) + ['junk', {'uuid': 5}] + manifests(2, prefix='f')
+    c, dummy, dummy2 = client(ok(listed))
+    assert c.list_raw() == listed
+
+
+def test_list_raw_lists_an_image_repeated_within_a_page_once():
+    listed = manifests(3)
+    c, dummy, dummy2 = client(ok(listed + [listed[0]]))
+    assert c.list_raw() == listed
 
 
 @pytest.mark.parametrize('url, expected', [
@@ -615,7 +632,7 @@ def test_list_raw_page_errors_are_retried_and_reported():
 
 
 def test_list_raw_is_bounded(monkeypatch):
-    monkeypatch.setattr(_imgapi, 'LIST_MAX_PAGES', 3)
+    monkeypatch.setattr(_paging, 'LIST_MAX_PAGES', 3)
     pages = iter(range(100))
 
     def endless(url):
@@ -996,7 +1013,7 @@ class Trickling(FakeResponse):
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock()
-    monkeypatch.setattr(_imgapi, '_now', fake)
+    monkeypatch.setattr(_http_body, 'now', fake)
     return fake
 
 
@@ -1112,12 +1129,6 @@ def test_a_page_larger_than_the_limit_is_the_whole_list():
     everything = manifests(1500)
     c, req, dummy = client(ok(everything))
     assert c.list_raw() == everything and len(req.calls) == 1
-
-
-@pytest.mark.parametrize('junk', [{'uuid': ['x']}, {'uuid': {'a': 1}}, {'uuid': None}, 'x', None])
-def test_listing_entries_with_odd_uuids_do_not_break_paging(junk):
-    c, dummy, dummy2 = client(ok(manifests(999) + [junk]))
-    assert c.list_raw()[-1] == junk
 
 
 def test_an_error_body_that_never_ends_is_read_only_in_part():

@@ -16,9 +16,9 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _sources
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
-from ansible_collections.smartos.images.plugins.module_utils._sources import (
-    MAX_SOURCE_FILE, ModernSources, OriginalSources, SourceEntry, normalize_url, safe_url, url_secrets,
-)
+from ansible_collections.smartos.images.plugins.module_utils._source_entry import SourceEntry, normalize_url
+from ansible_collections.smartos.images.plugins.module_utils._sources import MAX_SOURCE_FILE, ModernSources, OriginalSources
+from ansible_collections.smartos.images.plugins.module_utils._urls import safe_url, url_secrets
 
 
 @pytest.mark.parametrize('url,expected', [
