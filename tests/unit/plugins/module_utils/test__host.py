@@ -323,7 +323,7 @@ def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path):
 
 def test_a_directory_reads_as_imgadm_says_it(tmp_path):
     with pytest.raises(ImageError, match='^cannot read .*: Is a directory$'):
-        _host.read_bytes(str(tmp_path))
+        _host.read_regular_file(str(tmp_path))
 
 
 def test_a_regular_file_and_a_missing_one(tmp_path):

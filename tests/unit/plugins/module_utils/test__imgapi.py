@@ -926,11 +926,11 @@ def message_of(*pairs):
     (['1e3'], None), (['abc'], None), ([''], None), (['5', '6'], None), (['\u0663'], None),
 ])
 def test_content_length_is_short_ascii_digits_given_once(values, expected):
-    assert _imgapi.content_length(message_of(*[('Content-Length', v) for v in values])) == expected
+    assert _http_body.content_length(message_of(*[('Content-Length', v) for v in values])) == expected
 
 
 def test_content_length_of_nothing():
-    assert _imgapi.content_length(None) is None
+    assert _http_body.content_length(None) is None
 
 
 def test_file_stream_keeps_a_short_raw_length_and_the_content_range():
