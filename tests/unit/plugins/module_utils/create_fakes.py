@@ -65,7 +65,7 @@ class FakeHost:
     def add(self, name, kind=None, origin=None, volsize=None):
         kind = kind or ('snapshot' if '@' in name else 'filesystem')
         self.datasets[name] = {'type': kind, 'guid': str(next(_GUIDS)), 'origin': origin,
-                               'volsize': volsize if kind == 'volume' else None,
+                               'volsize': volsize if kind in ('volume', 'snapshot') else None,
                                'mountpoint': '/' + name if kind == 'filesystem' else None}
         return self.datasets[name]['guid']
 
@@ -116,7 +116,7 @@ class FakeHost:
                 return self._missing(dataset)
             if cmd[1] in self.datasets:
                 return 1, '', "cannot create snapshot '%s': dataset already exists\n" % cmd[1]
-            self.add(cmd[1])
+            self.add(cmd[1], volsize=self.datasets[dataset]['volsize'])  # a volume's snapshot has its volsize
             return 0, '', ''
         if cmd[0] == 'destroy' and len(cmd) == 2:
             if cmd[1] not in self.datasets:
