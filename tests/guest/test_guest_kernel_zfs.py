@@ -121,6 +121,7 @@ def test_create_from_a_vm_disk_and_a_filesystem_round_trip_and_facts(play, guest
         assert from_vm['dataset'] == disk
         manifest = from_vm['manifest']
         assert manifest['type'] == 'zvol' and manifest['origin'] == a and manifest['os'] == 'linux'
+        assert manifest['image_size'] == VOLSIZE_MB
         assert [x['action'] for x in from_vm['actions']][:2] == ['snapshot', 'send']
         assert from_vm['actions'][1]['incremental_from'] == '%s/%s@final' % (POOL, a)
 
