@@ -88,9 +88,9 @@ def guest(tmp_path_factory):
     """The booted guest with a fresh pool on its second disk and the image server on its loopback."""
     given = os.environ.get('SMARTOS_IMAGES_GUEST_RUN')
     rundir = given or os.path.join('/var/tmp', 'smartos-images-guest-run-%d' % os.getpid())
-    if not given:
-        _boot('start', rundir)
     try:
+        if not given:
+            _boot('start', rundir)
         g = Guest(rundir)
         g.copy_tree()
         # SmartOS always has zoneadm; the stand-in lists the zones a test declares (VM roots are no images)
