@@ -84,7 +84,7 @@ def _boot(action, rundir):
 
 
 @pytest.fixture(scope='session')
-def guest(tmp_path_factory):
+def guest():
     """The booted guest with a fresh pool on its second disk and the image server on its loopback."""
     given = os.environ.get('SMARTOS_IMAGES_GUEST_RUN')
     rundir = given or os.path.join('/var/tmp', 'smartos-images-guest-run-%d' % os.getpid())
