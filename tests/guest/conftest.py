@@ -44,8 +44,8 @@ class Guest:
         proc = subprocess.run(['ssh', '-F', self.ssh_config, 'guest', command], input=stdin,
                               capture_output=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
-            raise AssertionError('in the guest, %r failed (%d): %s' % (command, proc.returncode,
-                                                                      proc.stderr.decode(errors='replace')))
+            raise AssertionError('in the guest, %r failed (%d): %s'
+                                 % (command, proc.returncode, proc.stderr.decode(errors='replace')))
         return proc.stdout.decode(errors='replace')
 
     def helper(self, command, timeout=300, **args):
