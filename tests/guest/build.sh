@@ -23,12 +23,34 @@ log() { printf '%s guest-build: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 WORK=""
+ROOT=""
+CHILD=""
 MOUNTS=()
+
+# Runs a long step as a background job and waits for it, so that a TERM or INT (make's timeout, ^C)
+# reaches the trap at once instead of after the step.
+step() {
+  "$@" &
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+
 # Unmounts what the build mounted (in reverse order) and removes its work directory, failure included.
 # shellcheck disable=SC2317  # the EXIT trap calls it
 cleanup() {
-  local i rc=$?
+  local i p rc=$?
   [ -n "$WORK" ] || return 0
+  # What still runs: the step the signal interrupted, and every process inside the chroot.
+  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; fi
+  if [ -n "$ROOT" ] && [ -d "$ROOT" ]; then
+    for p in /proc/[0-9]*; do
+      if [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ]; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
+    done
+    sleep 1
+  fi
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || true
   done
@@ -108,7 +130,7 @@ main() {
   WORK="$(mktemp -d "$CACHE/build.XXXXXX")"
   ROOT="$WORK/root"
   trap cleanup EXIT
-  trap 'exit 130' INT TERM
+  trap 'log "interrupted"; exit 130' INT TERM
 
   if [ -s "$TARBALL" ]; then
     log "unpacking cached $TARBALL"
@@ -116,7 +138,7 @@ main() {
   else
     t0=$SECONDS
     log "building guest $KEY from $MIRROR (about 7 minutes on 2 cores)"
-    timeout 900 debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+    step timeout 900 debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
       { tail -n 20 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
     log "debootstrap done ($((SECONDS - t0)) s)"
 
@@ -137,7 +159,7 @@ main() {
         DEBIAN_FRONTEND=noninteractive "$@"
     }
     apt_in_root() {
-      timeout 1800 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+      step timeout 1800 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
         DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold \
         --no-install-recommends "$@" >>"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get $* failed"; }
     }
@@ -152,7 +174,7 @@ main() {
     # shellcheck disable=SC2086
     apt_in_root install -t "$SUITE-backports" $ZFS_PACKAGES
     if ! in_root modinfo -k "$KVER" zfs >/dev/null 2>&1; then
-      timeout 1800 chroot "$ROOT" dkms install -m zfs -v "$(find "$ROOT/usr/src" -mindepth 1 -maxdepth 1 -name 'zfs-*' -printf '%f\n' | sed 's/^zfs-//' | head -n 1)" \
+      step timeout 1800 chroot "$ROOT" dkms install -m zfs -v "$(find "$ROOT/usr/src" -mindepth 1 -maxdepth 1 -name 'zfs-*' -printf '%f\n' | sed 's/^zfs-//' | head -n 1)" \
         -k "$KVER" >>"$WORK/apt.log" 2>&1 || { tail -n 30 "$WORK/apt.log" >&2; die "dkms install for $KVER failed"; }
     fi
     in_root modinfo -k "$KVER" zfs >/dev/null || die "no zfs module for $KVER"
