@@ -6,6 +6,7 @@ served by the image server on the guest's loopback.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import uuid as uuidlib
@@ -216,3 +217,13 @@ def test_kill_during_a_zvol_receive_leaves_nothing_under_the_final_name(play, gu
     assert not [n for n in found if 'partial' in n]
     assert guest.helper('digest', dataset=final)['sha256'] == level['sha256']
     destroy(guest, final)
+
+
+def test_the_guest_reaches_nothing(guest):
+    """restrict=on: not even the host's end of the SSH forward (10.0.2.2 is the host's loopback to qemu)."""
+    with open(os.path.join(guest.rundir, 'port'), encoding='utf-8') as f:
+        port = int(f.read())
+    probe = ("import socket\ntry:\n    socket.create_connection(('10.0.2.2', %d), timeout=5).close()\n"
+             "    print('connected')\nexcept OSError as e:\n    print('unreachable', e)\n" % port)
+    out = guest.ssh('python3 -c %s' % shlex.quote(probe))
+    assert out.startswith('unreachable'), out
