@@ -14,19 +14,20 @@ PYENV_VERSIONS ?= $(HOME)/.pyenv/versions
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: demo test deps system-deps venv collection sanity units fuzz lint integration bench clean
+.PHONY: demo test deps system-deps venv collection sanity units fuzz lint integration guest integration-guest bench clean
 
 demo: deps collection
 	$(PY) -m tools.demo
 
-test: deps collection sanity units lint integration
+test: deps collection sanity units lint integration integration-guest
 
 deps: system-deps venv
 
 system-deps:
 	@need=""; \
 	for pkg in zfs-fuse:/usr/sbin/zfs-fuse shellcheck:/usr/bin/shellcheck openssl:/usr/bin/openssl gzip:/bin/gzip bzip2:/bin/bzip2 xz-utils:/usr/bin/xz curl:/usr/bin/curl \
-	    openssh-server:/usr/sbin/sshd; do \
+	    openssh-server:/usr/sbin/sshd debootstrap:/usr/sbin/debootstrap qemu-system-x86:/usr/bin/qemu-system-x86_64 \
+	    qemu-utils:/usr/bin/qemu-img zstd:/usr/bin/zstd; do \
 	  [ -x "$${pkg#*:}" ] || need="$$need $${pkg%%:*}"; \
 	done; \
 	if [ -n "$$need" ]; then \
@@ -83,6 +84,16 @@ lint: deps collection
 
 integration: deps collection
 	$(PY) -m pytest -p no:cacheprovider tests/integration -q
+
+# The kernel-ZFS guest (Debian bookworm with OpenZFS from bookworm-backports, built from Debian's packages
+# and cached under /var/cache/smartos-images-guest; a warm cache is reused), and the lane that runs the
+# modules on it over SSH: zvols, VM disks, kill -9 mid-receive. See docs/test-environment.md.
+GUEST_BUILD_TIMEOUT ?= 3600
+guest: system-deps
+	timeout --kill-after=60 $(GUEST_BUILD_TIMEOUT) bash tests/guest/build.sh
+
+integration-guest: deps collection guest
+	$(PY) -m pytest -p no:cacheprovider tests/guest -q
 
 bench: deps collection
 	$(PY) -m benchmarks.import_speed

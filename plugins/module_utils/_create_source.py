@@ -73,12 +73,14 @@ class SourceFinder:
         if not at or not dataset:
             raise InvalidParameter('snapshot "%s" is not a snapshot name (dataset@name); to make an image of a '
                                    'dataset as it is now, use dataset' % snapshot)
-        props = self.zfs.properties(snapshot, ['type', 'guid'])
+        props = self.zfs.properties(snapshot, ['type', 'guid', 'volsize'])
         if props is None:
             raise ImageError('snapshot "%s" does not exist; list them with `zfs list -t snapshot %s`'
                              % (snapshot, dataset), snapshot=snapshot)
         source = self.dataset_source(dataset)
         source.snapshot, source.own, source.guid = snapshot, False, props['guid']
+        # kernel ZFS: a volume's snapshot keeps the volsize it had; the volume may have been resized since
+        source.volsize = props.get('volsize') or source.volsize
         return source
 
     def dataset_source(self, dataset):

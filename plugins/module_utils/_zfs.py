@@ -130,7 +130,8 @@ class Zfs:
             if 'busy' not in err or attempt == BUSY_RETRIES - 1:
                 break
             time.sleep(BUSY_DELAY * (attempt + 1))
-        hint = ' (a process may be using its mountpoint)' if 'busy' in err else ''
+        # kernel ZFS: a volume is busy while its /dev/zvol device is open (a VM, or udev just after it appeared)
+        hint = ' (a process may be using its mountpoint, or its /dev/zvol device if it is a volume)' if 'busy' in err else ''
         raise CommandError('%s failed: %s%s' % (what, err.strip() or 'exit code %d' % rc, hint),
                            cmd=' '.join(['zfs'] + argv), rc=rc, stderr=err)
 

@@ -141,8 +141,7 @@ class Play:
         with open(playbook, 'w', encoding='utf-8') as f:
             yaml.safe_dump([{'hosts': 'all', 'gather_facts': False, 'vars': vars or {},
                              'tasks': task if isinstance(task, list) else [task]}], f)
-        argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,',
-                '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable, playbook]
+        argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')] + self.target_args() + [playbook]
         if check:
             argv.append('--check')
         if diff:
@@ -152,6 +151,10 @@ class Play:
                    ANSIBLE_CALLBACKS_ENABLED='record', ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0',
                    ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_DEPRECATION_WARNINGS='0')
         return argv, env, record
+
+    def target_args(self):
+        """Where the task runs: this machine, with the test Python."""
+        return ['-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable]
 
     @staticmethod
     def results(record):

@@ -216,7 +216,7 @@ class FakeHost:
         if mountpoint is _UNSET:
             mountpoint = '/' + name if kind == 'filesystem' else None
         self.datasets[name] = {'type': kind, 'origin': origin, 'mountpoint': mountpoint, 'ignore': ignore,
-                               'guid': guid or str(next(_GUIDS)), 'volsize': volsize if kind == 'volume' else None,
+                               'guid': guid or str(next(_GUIDS)), 'volsize': volsize if kind in ('volume', 'snapshot') else None,
                                'props': {}}
         return self.datasets[name]['guid']
 
@@ -299,7 +299,7 @@ class FakeHost:
             return _missing(dataset)
         if cmd[1] in self.datasets:
             return 1, '', "cannot create snapshot '%s': dataset already exists\n" % cmd[1]
-        self.add(cmd[1])
+        self.add(cmd[1], volsize=self.datasets[dataset]['volsize'])   # a volume's snapshot keeps its volsize
         return 0, '', ''
 
     def _zfs_rename(self, cmd):

@@ -202,6 +202,14 @@ def test_volume_makes_a_zvol_image(tmp_path):
     assert manifest_problems(m) == []
 
 
+def test_a_volume_snapshot_gives_the_size_it_was_taken_at(tmp_path):
+    """Kernel ZFS: a volume resized after its snapshot; the image (the snapshot's stream) has the snapshot's volsize."""
+    host = FakeHost.from_rows([('zones',), ('zones/vol', 'volume', None, str(20 << 30)),
+                               ('zones/vol@old', 'snapshot', None, str(10 << 30))])
+    result = create(host, tmp_path, snapshot='zones/vol@old')
+    assert result['manifest']['type'] == 'zvol' and result['manifest']['image_size'] == 10240
+
+
 def test_volume_fields_can_be_given(tmp_path):
     host = FakeHost.from_rows([('zones',), ('zones/vol', 'volume', None, str(1 << 30))])
     result = create(host, tmp_path, dataset='zones/vol', fields={'cpu_type': 'host', 'image_size': 20480})

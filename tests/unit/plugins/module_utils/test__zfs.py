@@ -182,6 +182,7 @@ class TestBusyRetry:
         assert len(no_sleep) == _zfs.BUSY_RETRIES - 1
         assert 'dataset is busy' in exc.value.msg
         assert 'a process may be using its mountpoint' in exc.value.msg
+        assert 'its /dev/zvol device if it is a volume' in exc.value.msg
         assert exc.value.evidence == {'cmd': ' '.join(argv), 'rc': 1, 'stderr': BUSY}
 
     def test_other_errors_are_not_retried(self, method, args, argv, no_sleep):
