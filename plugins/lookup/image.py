@@ -195,8 +195,7 @@ class ImageServerLookup:
         self.auth = BasicAuth(*credentials) if credentials else None
         self.channel = dict(p.partition('=')[::2] for p in query.split('&') if p).get('channel') if sep else None
         self.verify = (ca_path or True) if validate_certs else False
-        self.timeout = timeout
-        self.listing_timeout = listing_timeout
+        self.timeout, self.listing_timeout = timeout, listing_timeout
         self.deadline = time.monotonic() + listing_timeout
         self.session = requests.Session()
         self.session.headers.update({'Accept-Version': '~2', 'Accept': 'application/json',
@@ -263,8 +262,7 @@ class ImageServerLookup:
                     break
                 size += len(chunk)
                 if size > MAX_BODY:
-                    self._fail('answered GET %s with more than %d MiB; is it an IMGAPI server?'
-                               % (shown, MAX_BODY >> 20))
+                    self._fail('answered GET %s with more than %d MiB; is it an IMGAPI server?' % (shown, MAX_BODY >> 20))
                 chunks.append(chunk)
         finally:
             response.close()
@@ -281,9 +279,8 @@ class ImageServerLookup:
         except (ValueError, RecursionError):
             data, json_ok = None, False
         if response.status_code != 200:
-            message = None
-            if isinstance(data, dict):
-                message = next((data[k] for k in ('message', 'code') if isinstance(data.get(k), str) and data[k]), None)
+            message = next((data[k] for k in ('message', 'code') if isinstance(data.get(k), str) and data[k]), None) \
+                if isinstance(data, dict) else None
             self._fail('answered HTTP %d to GET %s: %s' % (response.status_code, shown,
                                                            (message or text.strip())[:200] or '(no body)'))
         if not json_ok:
@@ -314,10 +311,7 @@ class ImageServerLookup:
 
 def _matches(manifest, filters):
     """Client-side check of exact filters, in case a server ignores them."""
-    for key, want in filters.items():
-        if want and not want.startswith(('~', '!')) and str(manifest.get(key)) != want:
-            return False
-    return True
+    return all(not want or want.startswith(('~', '!')) or str(manifest.get(key)) == want for key, want in filters.items())
 
 
 def validate_manifest(manifest, where):
@@ -346,8 +340,7 @@ class LookupModule(LookupBase):
                                          'jsonschema on the controller: pip install requests jsonschema')
             self.set_options(var_options=variables, direct=kwargs)
             server = self.get_option('source')
-            if isinstance(server, str):
-                secrets = secret_forms(server)
+            secrets = secret_forms(server) if isinstance(server, str) else []
             self._refuse_unknown(kwargs)
             return self._run(terms, server)
         except AnsibleError as e:
@@ -362,9 +355,7 @@ class LookupModule(LookupBase):
     def _refuse_unknown(self, kwargs):
         """A misspelt keyword (verison=) is an error, as a module's unknown argument is, not a filter left out."""
         options = C.config.get_configuration_definitions('lookup', self._load_name) or {}
-        known = set(options)
-        for option in options.values():
-            known.update(option.get('aliases') or ())
+        known = set(options).union(*(option.get('aliases') or () for option in options.values()))
         unknown = sorted(k for k in kwargs if k not in known)
         if options and unknown:
             raise AnsibleLookupError('smartos.images.image: unknown option(s) %s; the options are %s'
@@ -376,14 +367,12 @@ class LookupModule(LookupBase):
             if not isinstance(name, str) or not name:
                 got = 'an empty name' if isinstance(name, str) else 'no name' if name is None else \
                     'a %s (%s)' % (type(name).__name__, to_text(repr(name))[:60])
-                raise AnsibleLookupError('smartos.images.image: give an image name, as a term or as name=; got %s'
-                                         % got)
+                raise AnsibleLookupError('smartos.images.image: give an image name, as a term or as name=; got %s' % got)
         client = ImageServerLookup(server, self.get_option('validate_certs'), self.get_option('ca_path'),
                                    self.get_option('timeout'), self.get_option('listing_timeout'))
         results = []
         for name in names:
-            filters = {'name': name}
-            filters.update({k: self.get_option(k) for k in FILTERS if k != 'name'})
+            filters = {'name': name, **{k: self.get_option(k) for k in FILTERS if k != 'name'}}
             found = [m for m in self._checked(client, client.list_images(filters)) if _matches(m, filters)]
             wanted = ', '.join('%s=%s' % (k, v) for k, v in filters.items() if v)
             if not found:
