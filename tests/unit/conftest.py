@@ -14,8 +14,8 @@ from ansible.module_utils import _internal
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.smartos.images.plugins.module_utils import _imgapi
-from ansible_collections.smartos.images.tests.unit.fakehost import FakeServers
+from ansible_collections.smartos.images.plugins.module_utils import _http_body, _imgapi
+from ansible_collections.smartos.images.tests.unit.fakehost import Clock, FakeServers
 
 # Tests of plugins that run on the controller (a filter, a lookup): they keep the controller's view.
 CONTROLLER_SIDE = (os.path.join('plugins', 'filter'), os.path.join('plugins', 'lookup'))
@@ -81,3 +81,10 @@ def run_module(monkeypatch, capsys, tmp_path):
         return result
 
     return runner
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(_http_body, 'now', fake)
+    return fake

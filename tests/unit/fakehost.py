@@ -539,3 +539,61 @@ class FakeClients:
         self.made.append((source, kw))
         listing = self.listings.get(source.base, self.default)
         return listing if hasattr(listing, 'list_raw') else FakeClient(self, source, listing)
+
+
+# ---- a fake clock and a server that trickles ----
+
+class Clock:
+    """A clock for _http_body.now that moves only when a test moves it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Trickling(FakeResponse):
+    """Gives step bytes per read, each read taking `seconds` of the fake clock."""
+
+    def __init__(self, body, clock, seconds, step=1, headers=None):
+        super().__init__(body, headers=headers)
+        self.clock, self.seconds, self.step = clock, seconds, step
+        self.reads = 0
+
+    def read1(self, size=-1):
+        self.clock.now += self.seconds
+        self.reads += 1
+        return self._body.read(min(size, self.step))
+
+    def read(self, size=-1):
+        raise AssertionError('a whole read() may block for ever: read1 only')
+
+
+# ---- a leftover sources.list of the original layout ----
+
+def leftover_sources_list(root, data, modern=True):
+    """Write data as the host's sources.list under root (with /var/imgadm too when modern: a host of the new layout)."""
+    if modern:
+        os.makedirs(os.path.join(str(root), 'var', 'imgadm'), exist_ok=True)
+    path = os.path.join(str(root), 'var', 'db', 'imgadm', 'sources.list')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
+BAD_LINES = [
+    (True, b'# caf\xe9\nhttp://mirror.example/datasets\n', 'is not UTF-8 text'),
+    (True, b'http://mirror.example/datasets\nftp://old.example/datasets\n', 'line 2 not imported'),
+    (False, b'http://mirror.example/datasets\nftp://old.example/datasets\n', 'line 2 skipped'),
+]
+
+
+# ---- answer headers ----
+
+def message_of(*pairs):
+    """Headers as an email message: a header may repeat."""
+    message = email.message.Message()
+    for key, value in pairs:
+        message[key] = value
+    return message

@@ -17,11 +17,12 @@ from urllib.error import HTTPError, URLError
 
 import pytest
 
-from ansible_collections.smartos.images.plugins.module_utils import _http_body, _imgapi, _paging
+from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _paging
 from ansible_collections.smartos.images.plugins.module_utils._errors import InvalidParameter, SourceError
-from ansible_collections.smartos.images.plugins.module_utils._imgapi import (
-    FileStream, ImageServerClient, ImageSource, error_message, redact,
-)
+from ansible_collections.smartos.images.plugins.module_utils._http_body import FileStream
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageServerClient
+from ansible_collections.smartos.images.plugins.module_utils._urls import ImageSource
+from ansible_collections.smartos.images.tests.unit.fakehost import Trickling, message_of
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 MANIFEST = {'v': 2, 'uuid': U, 'name': 'base-64-lts', 'version': '24.4.1', 'state': 'active'}
@@ -30,95 +31,6 @@ SECRET_URL = 'https://alice:s3cret@img.example.com/?channel=dev'
 SECRET = 'https://alice:s3cret@img.example.com?channel=dev'
 CERT_FAILED = ssl.SSLCertVerificationError(
     1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate in certificate chain (_ssl.c:1006)')
-
-
-# ---- ImageSource and redact ----
-
-@pytest.mark.parametrize('url, base, shown, channel', [
-    ('http://img.example.com', 'http://img.example.com', 'http://img.example.com', None),
-    ('https://img.example.com/', 'https://img.example.com', 'https://img.example.com/', None),
-    ('  http://127.0.0.1:8080/  ', 'http://127.0.0.1:8080', 'http://127.0.0.1:8080/', None),
-    ('http://img.example.com/api/v2///', 'http://img.example.com/api/v2', 'http://img.example.com/api/v2///', None),
-    ('https://updates.tritondatacenter.com?channel=experimental', 'https://updates.tritondatacenter.com',
-     'https://updates.tritondatacenter.com?channel=experimental', 'experimental'),
-    ('https://img.example.com/?channel=dev&x=1', 'https://img.example.com', 'https://img.example.com/?channel=dev&x=1', 'dev'),
-    ('http://[::1]:8080/', 'http://[::1]:8080', 'http://[::1]:8080/', None),
-    (SECRET_URL, 'https://img.example.com', 'https://***@img.example.com/?channel=dev', 'dev'),
-    ('http://alice@img.example.com:81', 'http://img.example.com:81', 'http://***@img.example.com:81', None),
-])
-def test_source_parsing(url, base, shown, channel):
-    source = ImageSource(url)
-    assert source.base == base
-    assert source.url == shown
-    assert repr(source) == shown
-    assert source.channel == channel
-    assert source.type == 'imgapi'
-
-
-def test_source_credentials_move_out_of_base():
-    source = ImageSource(SECRET_URL)
-    assert (source.username, source.password) == ('alice', 's3cret')
-    assert 'alice' not in source.base and 's3cret' not in source.base
-    assert 'alice' not in source.url and 's3cret' not in source.url
-
-
-@pytest.mark.parametrize('url', [
-    'ftp://img.example.com/', 'file:///var/tmp/images', 'img.example.com', '//img.example.com/', 'http://', 'https:///path',
-    '', '   ', None, 42,
-])
-def test_source_rejects(url):
-    with pytest.raises(InvalidParameter):
-        ImageSource(url)
-
-
-def test_source_rejection_does_not_show_credentials():
-    with pytest.raises(InvalidParameter) as exc:
-        ImageSource('ftp://alice:s3cret@img.example.com/')
-    assert exc.value.msg == 'image source "ftp://***@img.example.com/" is not an http:// or https:// URL'
-
-
-@pytest.mark.parametrize('url', ['http://img.example.com:80a/', 'http://img.example.com:99999/'])
-def test_source_bad_port_is_invalid_parameter(url):
-    with pytest.raises(InvalidParameter):
-        ImageSource(url)
-
-
-def test_source_percent_encoded_credentials_are_decoded():
-    source = ImageSource('https://alice%40corp:p%40ss%3Aw0rd@img.example.com/')
-    assert (source.username, source.password) == ('alice@corp', 'p@ss:w0rd')
-
-
-@pytest.mark.parametrize('url, shown', [
-    ('https://img.example.com/x?channel=a', 'https://img.example.com/x?channel=a'),
-    ('https://alice:s3cret@img.example.com/x?channel=a', 'https://***@img.example.com/x?channel=a'),
-    ('https://alice@img.example.com', 'https://***@img.example.com'),
-    ('https://alice:p@ss@img.example.com:8443/', 'https://***@img.example.com:8443/'),
-    ('not a url', 'not a url'),
-])
-def test_redact(url, shown):
-    assert redact(url) == shown
-
-
-# ---- error bodies ----
-
-@pytest.mark.parametrize('body, message', [
-    (b'{"code": "ResourceNotFound", "message": "image %s not found"}' % U.encode(), 'ResourceNotFound: image %s not found' % U),
-    (b'{"code": "ValidationFailed", "message": "boom", "errors": []}', 'ValidationFailed: boom'),
-    (b'{"message": "no code"}', 'no code'),
-    (b'{"error": {"message": "You do not have permission", "code": 403}}', 'You do not have permission'),   # DSAPI
-    (b'{"error": {"message": "gone", "code": "Gone"}}', 'Gone: gone'),
-    (b'<html><body>502 Bad Gateway</body></html>\n', '<html><body>502 Bad Gateway</body></html>'),
-    (b'x' * 500, 'x' * 200),
-    (b'\xff\xfe broken', '\ufffd\ufffd broken'),
-    (b'', None),
-    (b'  \n', None),
-    (b'[]', None),
-    (b'"a string"', None),
-    (b'{"code": "InternalError"}', None),
-    (b'{"error": "flat string"}', None),
-])
-def test_error_message(body, message):
-    assert error_message(body) == message
 
 
 # ---- the client over a fake Request ----
@@ -837,62 +749,6 @@ def test_dsapi_sends_no_accept_version():
 
 # ---- issue 10: a password is never shown, whatever its characters ----
 
-NASTY = ['p#ss', 'p/ss', 'p?ss', 'p@ss', 'p:ss', '1234/x', '80#', '[::1', 'a b', 'pä55', '%zz', 'p@ss/w#rd?x:y']
-
-
-@pytest.mark.parametrize('password', NASTY)
-@pytest.mark.parametrize('template', ['https://alice:%s@img.example.com/', 'http://alice:%s@[::1]:8080/x?channel=a',
-                                      'https://alice:%s@img.example.com/datasets', 'alice:%s@img.example.com',
-                                      'http://alice:%s@[::1'])
-def test_a_password_never_shows(password, template):
-    url = template % password
-    if password in template.replace('%s', ''):
-        return  # the host itself looks like that password: nothing to tell apart
-    for kind in ('imgapi', 'dsapi'):
-        try:
-            source = ImageSource(url, type=kind)
-            shown = [source.url, repr(source), source.base]
-        except InvalidParameter as e:
-            shown = [e.msg, str(e.evidence)]
-        assert not any(password in text for text in shown), shown
-    assert password not in redact(url)
-    assert password in _imgapi.url_secrets(url)
-
-
-@pytest.mark.parametrize('url', ['http://alice:1234/x@img.example.com/', 'http://alice:80?x@img.example.com/',
-                                 'http://alice:80#x@img.example.com/', 'http://img.example.com/path@x'])
-def test_an_at_sign_after_the_host_is_refused(url):
-    # today's parse would send the request (and the rest of the password) to a host named "alice"
-    with pytest.raises(InvalidParameter) as exc:
-        ImageSource(url)
-    assert 'percent-encode' in exc.value.msg and 'x@' not in exc.value.msg
-
-
-@pytest.mark.parametrize('url, shown', [
-    ('https://alice:p#ss@img.example.com/', 'https://***@img.example.com/'),
-    ('https://alice:p/ss@img.example.com/', 'https://***@img.example.com/'),
-    ('alice:pw@img.example.com', '***@img.example.com'),
-    ('https://img.example.com/a?b=c@d', 'https://***@d'),   # hides more rather than less
-    (None, '(a NoneType, not a URL)'),
-])
-def test_redact_does_not_need_a_url_that_parses(url, shown):
-    assert redact(url) == shown
-
-
-@pytest.mark.parametrize('url', ['http://[::1', 'https://[zz]/', 'http://alice:pw@[::1', 'http://[::1]:99999/'])
-def test_a_malformed_ipv6_url_is_an_invalid_parameter(url):
-    with pytest.raises(InvalidParameter, match='not a valid URL|invalid port') as exc:
-        ImageSource(url)
-    assert 'pw' not in exc.value.msg
-
-
-@pytest.mark.parametrize('url', ['http://img.example.com/a b', 'http://img.example.com/\r\nX: y',
-                                 'http://img.example.com/\u00e4', 'http://\u00e9xample.com/'])
-def test_urls_http_client_would_choke_on_are_refused(url):
-    with pytest.raises(InvalidParameter, match='percent-encode'):
-        ImageSource(url)
-
-
 def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
     with pytest.raises(InvalidParameter) as exc:
         ImageServerClient(ImageSource('https://img.example.com'), ca_path=str(tmp_path / 'nope.pem'))
@@ -910,39 +766,6 @@ def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
 PASSWORD = 'p#ss/w?rd@x:y'
 ECHO_URL = 'http://alice:%s@img.example.com' % urllib.parse.quote(PASSWORD, safe='')
 ECHO_SECRETS = (PASSWORD, urllib.parse.quote(PASSWORD, safe=''), base64.b64encode(('alice:' + PASSWORD).encode()).decode())
-
-
-def message_of(*pairs):
-    """Headers as an email message: a header may repeat."""
-    message = email.message.Message()
-    for key, value in pairs:
-        message[key] = value
-    return message
-
-
-@pytest.mark.parametrize('values, expected', [
-    (['123'], 123), ([' 7 '], 7), (['0'], 0), (['5', '5'], 5),
-    ([], None), (['\xb2'], None), (['9' * 5000], None), (['9' * 21], None), (['-5'], None), (['0x10'], None),
-    (['1e3'], None), (['abc'], None), ([''], None), (['5', '6'], None), (['\u0663'], None),
-])
-def test_content_length_is_short_ascii_digits_given_once(values, expected):
-    assert _http_body.content_length(message_of(*[('Content-Length', v) for v in values])) == expected
-
-
-def test_content_length_of_nothing():
-    assert _http_body.content_length(None) is None
-
-
-def test_file_stream_keeps_a_short_raw_length_and_the_content_range():
-    answer = FakeResponse(b'', 206, {'Content-Length': '9' * 5000, 'Content-Range': 'bytes 5-9/10'})
-    stream = FileStream(answer, 5)
-    assert stream.content_length is None and stream.raw_content_length == '9' * 40
-    assert stream.content_range == 'bytes 5-9/10'
-
-
-@pytest.mark.parametrize('body', [b'[' * 60000, b'{"message": ' + b'[' * 60000 + b']' * 60000 + b'}'])
-def test_error_message_of_deep_nesting_is_text(body):
-    assert error_message(body).startswith(body[:1].decode())
 
 
 def echo_text(request_headers):
@@ -984,63 +807,6 @@ def test_a_source_without_a_password_scrubs_nothing():
 
 
 # ---- issue 10: slow servers end ----
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
-class Trickling(FakeResponse):
-    """Gives step bytes per read, each read taking `seconds` of the fake clock."""
-
-    def __init__(self, body, clock, seconds, step=1, headers=None):
-        super().__init__(body, headers=headers)
-        self.clock, self.seconds, self.step = clock, seconds, step
-        self.reads = 0
-
-    def read1(self, size=-1):
-        self.clock.now += self.seconds
-        self.reads += 1
-        return self._body.read(min(size, self.step))
-
-    def read(self, size=-1):
-        raise AssertionError('a whole read() may block for ever: read1 only')
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(_http_body, 'now', fake)
-    return fake
-
-
-def test_file_stream_low_speed_rule_is_a_transient_timeout(clock):
-    response = Trickling(b'x' * 10000, clock, 1.0)   # 1 byte a second
-    stream = FileStream(response, 0, timeout=5)
-    with pytest.raises(_imgapi.LowSpeedError) as exc:
-        for dummy in range(100):
-            stream.read(1 << 20)
-    assert isinstance(exc.value, socket.timeout) and isinstance(exc.value, _imgapi.TRANSIENT_ERRORS)
-    assert response.reads == 5
-    assert 'low-speed limit of 1024 bytes/s' in str(exc.value)
-
-
-def test_file_stream_at_the_limit_goes_on(clock):
-    response = Trickling(b'x' * 100000, clock, 1.0, step=1024)   # exactly 1 KiB a second
-    stream = FileStream(response, 0, timeout=5)
-    assert sum(len(stream.read(1 << 20)) for dummy in range(50)) == 50 * 1024
-
-
-def test_file_stream_does_not_count_our_own_pauses(clock):
-    response = Trickling(b'x' * 100000, clock, 0.01, step=1024)
-    stream = FileStream(response, 0, timeout=5)
-    for dummy in range(20):
-        stream.read(1 << 20)
-        clock.now += 60   # zfs receive is slow: not the server's fault
-
 
 def test_get_json_that_trickles_fails_within_the_low_speed_rule(clock):
     body = json.dumps(MANIFEST).encode()
@@ -1197,16 +963,3 @@ def test_a_gzip_bomb_manifest_is_read_only_to_the_cap(monkeypatch):
     c = ImageServerClient(ImageSource('http://img.example.com'), sleep=None)
     with pytest.raises(SourceError, match='more than 1048576 bytes for a manifest; refused before parsing'):
         c.get_image(U)
-
-
-@pytest.mark.parametrize('url, shown, secrets', [
-    (':80pw%40@https://', '***@https://', {'80pw%40', '80pw@'}),   # found by fuzzing: '://' after the last '@'
-    # not a scheme before '://': hide from the start; 'z', a user without password after '://', may be a token
-    ('x:pw@y://z@h', '***@h', {'pw@y://z', 'z'}),
-    ('https://a:b@c:d@h/', 'https://***@h/', {'b@c:d'}),
-    ('https://a:@h/', 'https://***@h/', {'a'}),   # an empty password: the user is the secret (a token)
-])
-def test_redact_hides_what_url_secrets_finds(url, shown, secrets):
-    """One rule (the stricter of the two the collection had): what redact hides covers every secret found."""
-    assert redact(url) == shown
-    assert _imgapi.url_secrets(url) == secrets

@@ -9,9 +9,10 @@ import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils import _resolver
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageNotFound
-from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths
+from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
 from ansible_collections.smartos.images.plugins.module_utils._resolver import Found, ImageResolver, listing_problem
 from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
+from ansible_collections.smartos.images.tests.unit.fakehost import BAD_LINES, leftover_sources_list
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
@@ -158,3 +159,17 @@ def test_newest_by_name_not_found_names_each_source(tmp_path):
     resolver, dummy = resolver_over(tmp_path, {})
     with pytest.raises(ImageNotFound, match='http://a.example.com: 0 match'):
         resolver.newest(Wanted({'name': 'base'}, 'present'))
+
+
+# ---- warnings of the host's source file ----
+
+@pytest.mark.parametrize('modern, data, words', BAD_LINES)
+def test_imports_warn_of_the_lines_of_a_source_file_they_skip(tmp_path, modern, data, words):
+    """Defect: the same warnings were lost by smartos_image (the resolver read the host's sources without them)."""
+    leftover_sources_list(tmp_path, data, modern)
+    warned = []
+    paths = HostPaths(str(tmp_path))
+    resolver = ImageResolver({'source': None}, paths, detect_layout(paths), warn=lambda text, key=None:
+                             warned.append(text))
+    assert resolver.sources('an image')
+    assert [w for w in warned if words in w], warned

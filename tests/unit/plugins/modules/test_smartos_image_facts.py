@@ -14,7 +14,7 @@ import yaml
 
 from ansible_collections.smartos.images.plugins.modules import smartos_image_facts
 from ansible_collections.smartos.images.tests.unit.fakehost import (
-    BASE, INCR, KVM_IMG, NO_FINAL, FakeHost, smartos_host, warnings_of,
+    BAD_LINES, BASE, INCR, KVM_IMG, NO_FINAL, FakeHost, leftover_sources_list, smartos_host, warnings_of,
 )
 
 SRC1 = 'http://img1.example.com'
@@ -245,3 +245,15 @@ def test_an_unknown_filter_field_fails_before_anything_runs(run, servers, host_r
     assert result['failed']
     assert result['msg'].startswith('filter field "clone" is not an image field imgadm knows: use a manifest field (')
     assert host.calls == []
+
+
+# ---- warnings of the host's source file ----
+
+@pytest.mark.parametrize('modern, data, words', BAD_LINES)
+def test_facts_warn_of_the_lines_of_a_source_file_they_skip(run_module, tmp_path, modern, data, words):
+    """Defect: the warnings of the host's source file (a leftover sources.list that is not UTF-8, lines skipped
+    from it) reached smartos_image_source only; smartos_image_facts listed fewer sources in silence."""
+    leftover_sources_list(tmp_path, data, modern)
+    result = run_module(smartos_image_facts, FakeHost(), gather_subset=['sources'])
+    assert not result.get('failed'), result.get('msg')
+    assert [w for w in warnings_of(result) if words in w], warnings_of(result)
