@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/_imgapi.py: source URLs, error bodies, and the client over a fake Request."""
+"""Unit tests for plugins/module_utils/_imgapi.py: the client over a fake Request (retries, redirects, listings, DSAPI, caps)."""
 
 from __future__ import annotations
 
@@ -747,7 +747,7 @@ def test_dsapi_sends_no_accept_version():
     assert req.calls[0]['headers'] == {'Accept': 'application/json'}
 
 
-# ---- issue 10: a password is never shown, whatever its characters ----
+# ---- issue 10: a ca_path that is not a CA file ----
 
 def test_a_missing_ca_path_is_an_invalid_parameter(tmp_path):
     with pytest.raises(InvalidParameter) as exc:

@@ -239,6 +239,7 @@ def test_requirements_problems(req, expected):
 
 # ---- the shared real manifests: what node-imgmanifest accepts and rejects (fixtures README) ----
 
+
 @needs_shared
 @pytest.mark.parametrize('name', VALID_V1 + VALID_V2)
 def test_node_imgmanifest_accepts(name):

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/_sources.py: URL identity and both source-list formats."""
+"""Unit tests for plugins/module_utils/_sources.py: both source-list formats and the upgrade of a leftover sources.list."""
 
 from __future__ import annotations
 
