@@ -59,17 +59,21 @@ fixtures: servers (FakeServers patched in), run_module (a module's main() on a f
 from __future__ import annotations
 
 import email.message
+import http.client
 import io
 import itertools
 import json
 import os
 import random
 import threading
+import urllib.parse
 from urllib.error import HTTPError
 
 from ansible_collections.smartos.images.plugins.module_utils import _zfs
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, SourceError
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageServerClient
 from ansible_collections.smartos.images.plugins.module_utils._inventory import parse_zone_roots
+from ansible_collections.smartos.images.plugins.module_utils._urls import ImageSource
 
 MUTATING_ZFS = {'create', 'receive', 'rename', 'destroy', 'set', 'inherit', 'snapshot', 'clone', 'promote', 'rollback'}
 MUTATING_VMADM = {'stop', 'start', 'reboot', 'create', 'delete', 'update'}
@@ -457,18 +461,19 @@ def warnings_of(result):
 class FakeResponse:
     """What Request.open returns: a body to read, a status and headers."""
 
-    def __init__(self, body, status=200, headers=None):
+    def __init__(self, body=b'', status=200, headers=None):
         self._body = io.BytesIO(body)
         self.status = status
         self.headers = email.message.Message()
         for key, value in (headers or {}).items():
             self.headers[key] = value
+        self.closed = False
 
     def read(self, size=-1):
         return self._body.read(size)
 
     def close(self):
-        pass
+        self.closed = True
 
 
 class FakeServers:
@@ -597,3 +602,62 @@ def message_of(*pairs):
     for key, value in pairs:
         message[key] = value
     return message
+
+
+# ---- one ImageServerClient over a scripted Request ----
+
+def ok(body=b'', status=200, headers=None):
+    """An answer of FakeRequest: body (JSON unless bytes) with a status and headers."""
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    return lambda url: FakeResponse(body, status, headers)
+
+
+def http_error(code, body=b''):
+    """An answer of FakeRequest: the HTTPError Request raises for an HTTP error status."""
+    def answer(url):
+        raise HTTPError(url, code, http.client.responses.get(code, 'Error'), email.message.Message(), io.BytesIO(body))
+    return answer
+
+
+class FakeRequest:
+    """Stands in for ansible.module_utils.urls.Request: records open() calls, answers in order (the last repeats)."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def open(self, method, url, headers=None, decompress=True):
+        self.calls.append({'method': method, 'url': url, 'headers': dict(headers or {}), 'decompress': decompress})
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return answer(url)
+
+
+def imgapi_client(*answers, url='http://img.example.com', retries=3):
+    """(an ImageServerClient of url whose Request gives answers, its FakeRequest, the sleeps it asked for)."""
+    sleeps = []
+    c = ImageServerClient(ImageSource(url), retries=retries, sleep=sleeps.append)
+    c._request = FakeRequest(*answers)
+    return c, c._request, sleeps
+
+
+def manifests(count, prefix='0'):
+    """count manifests with distinct, ordered UUIDs."""
+    return [{'v': 2, 'uuid': '%s%07x-0000-4000-8000-%012x' % (prefix, i, i), 'name': 'img%d' % i} for i in range(count)]
+
+
+def paged(images, default_limit=1000):
+    """An IMGAPI ListImages answer: limit (default and maximum 1000) from the marker image, which is included again."""
+    def answer(url):
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        start = 0
+        if 'marker' in query:
+            start = next(i for i, m in enumerate(images) if m['uuid'] == query['marker'])
+        limit = int(query.get('limit', default_limit))
+        return FakeResponse(json.dumps(images[start:start + limit]).encode())
+    return answer
+
+
+def queries(req):
+    """The query strings of the URLs a FakeRequest was asked for."""
+    return [urllib.parse.urlsplit(call['url']).query for call in req.calls]
