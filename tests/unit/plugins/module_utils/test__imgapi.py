@@ -126,7 +126,7 @@ def test_backoff_grows_and_is_capped():
 
 def test_status_retries_exhausted():
     c, req, sleeps = imgapi_client(http_error(503, b'{"code": "ServiceUnavailableError", "message": "try later"}'),
-                            url=SECRET, retries=2)
+                                   url=SECRET, retries=2)
     with pytest.raises(SourceError) as exc:
         c.get_image(U)
     assert len(req.calls) == 3
@@ -477,14 +477,14 @@ def test_redirects_keep_credentials_on_the_origin_only(location, target, sent, c
 
 def test_redirect_keeps_range_and_accept_headers():
     c, req, dummy = imgapi_client(redirect('https://cdn.example.com/f'), ok(b'x', headers={'Content-Length': '1'}),
-                           url='https://alice:s3cret@img.example.com')
+                                  url='https://alice:s3cret@img.example.com')
     c.open_file(U, offset=7)
     assert req.calls[1]['headers'] == {'Accept-Version': '~2', 'Accept': '*/*', 'Range': 'bytes=7-'}
 
 
 def test_redirect_from_https_to_http_is_refused():
     c, req, dummy = imgapi_client(redirect('http://img.example.com/images/' + U), ok(MANIFEST),
-                           url='https://alice:s3cret@img.example.com')
+                                  url='https://alice:s3cret@img.example.com')
     with pytest.raises(SourceError) as exc:
         c.get_image(U)
     assert len(req.calls) == 1
@@ -495,7 +495,7 @@ def test_redirect_from_https_to_http_is_refused():
 
 def test_redirect_from_http_to_https_is_followed_without_credentials():
     c, req, dummy = imgapi_client(redirect('https://img.example.com/images/' + U), ok(MANIFEST),
-                           url='http://alice:s3cret@img.example.com')
+                                  url='http://alice:s3cret@img.example.com')
     assert c.get_image(U) == MANIFEST
     assert [a for dummy, a in auths(req)] == [ALICE, None]  # another scheme is another origin
 

@@ -392,7 +392,7 @@ def test_a_sources_list_of_many_lines_is_written_in_linear_work(tmp_path):
     """Defect: the original layout's render looked each line up in lists of every URL, so adding one source to a
     sources.list of 30,000 lines took minutes. Counted: comparisons of URLs; the lines are kept as they were."""
     leftover_sources_list(tmp_path, b'# mirrors\n' + ''.join('http://m%d.example/datasets\n' % i for i in range(MANY)).encode(),
-              modern=False)
+                          modern=False)
     store = _sources.OriginalSources(HostPaths(str(tmp_path))).load()
     entries = store.entries()
     for entry in entries:
