@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     check_importable, import_problems, is_active, is_uuid, label, minimal_problems,
 )
+from ansible_collections.smartos.images.tests.unit.fakehost import manifest_with
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 ORIGIN = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
@@ -25,14 +24,7 @@ GOOD = {
 
 def changed(**fields):
     """GOOD with top-level fields replaced (None removes) and files[0] fields given as file_<key>."""
-    m = copy.deepcopy(GOOD)
-    for key, value in fields.items():
-        target, key = (m['files'][0], key[5:]) if key.startswith('file_') else (m, key)
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-    return m
+    return manifest_with(GOOD, **fields)
 
 
 @pytest.mark.parametrize('manifest', [
