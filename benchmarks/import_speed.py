@@ -61,6 +61,14 @@ def command_output(argv):
     return text.splitlines()[0] if text else '?'
 
 
+def run_setup(parse_args, argv, *needed):
+    """A benchmark's arguments, the collections directory that holds `needed` (a path in the collection) and what
+    the figures are measured on, taken before anything here loads the machine."""
+    args = parse_args(argv)
+    collections = collections_dir(os.path.join(*needed))
+    return args, collections, machine_info()
+
+
 def machine_info():
     """What the figures were measured on."""
     cpu = '?'
@@ -382,9 +390,7 @@ def serve_and_measure(args, collections, workdir):
 
 def main(argv=None):
     """Set up zfs-fuse and the pool, measure, print and save the figures; clean everything up."""
-    args = parse_args(argv)
-    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
-    machine = machine_info()  # before anything here loads the machine
+    args, collections, machine = run_setup(parse_args, argv, 'plugins', 'modules', 'smartos_image.py')
     with bench_run('import_speed', 'run-', pool=POOL, size=f'{max(4096, 3 * args.mb + 1024)}M') as workdir:
         image, runs, reference = serve_and_measure(args, collections, workdir)
         data = summarise(runs, image, machine, reference, args.rounds)
