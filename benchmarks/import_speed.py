@@ -239,21 +239,20 @@ class Bench:
         """(b) curl -s URL | gzip -dc | zfs receive -u: the shell way to import."""
         dataset = f'{POOL}/bench-curl'
         script = f'curl -sf {shlex.quote(self.file_url)} | gzip -dc | zfs receive -u {dataset}'
-        try:
-            r = timed(['bash', '-o', 'pipefail', '-c', script], env=self.env)
-            if r['rc'] != 0:
-                raise RuntimeError(f"{script} failed (rc {r['rc']}): {r['stderr']}")
-        finally:
-            destroy(dataset)
-        return r
+        return self.timed_receive(dataset, script, ['bash', '-o', 'pipefail', '-c', script])
 
     def raw(self):
         """(c) zfs receive -u < the uncompressed stream: the floor, with no download and no inflate."""
         dataset = f'{POOL}/bench-raw'
+        return self.timed_receive(dataset, f'zfs receive < {self.raw_path}', ['zfs', 'receive', '-u', dataset],
+                                  stdin_path=self.raw_path)
+
+    def timed_receive(self, dataset, what, argv, **kwargs):
+        """One timed command that receives into `dataset`, which is destroyed afterwards; `what` names it in errors."""
         try:
-            r = timed(['zfs', 'receive', '-u', dataset], env=self.env, stdin_path=self.raw_path)
+            r = timed(argv, env=self.env, **kwargs)
             if r['rc'] != 0:
-                raise RuntimeError(f"zfs receive < {self.raw_path} failed (rc {r['rc']}): {r['stderr']}")
+                raise RuntimeError(f"{what} failed (rc {r['rc']}): {r['stderr']}")
         finally:
             destroy(dataset)
         return r
