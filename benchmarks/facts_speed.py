@@ -20,8 +20,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from benchmarks._common import REPO, bench_run, collections_dir, write_results
-from benchmarks.import_speed import machine_info, spread, verdict
+from benchmarks._common import REPO, bench_run, write_results
+from benchmarks.import_speed import run_setup, spread, verdict
 from tests.lib.imgserver_ctl import ImageServer, publish
 
 POOL = 'factsbench'
@@ -353,9 +353,7 @@ def available_phase(args, collections, workdir, root):
 
 def main(argv=None):
     """Set up zfs-fuse, the pool and the server, measure, print and save the figures; clean everything up."""
-    args = parse_args(argv)
-    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image_facts.py'))
-    machine = machine_info()  # before anything here loads the machine
+    args, collections, machine = run_setup(parse_args, argv, 'plugins', 'modules', 'smartos_image_facts.py')
     with bench_run('facts_speed', 'facts-', pool=POOL, size='2G') as workdir:
         root = os.path.join(workdir, 'host')
         # No mounts: 1,000 FUSE mounts would burden the shared machine, and zfs list reads the same properties.

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 
-from benchmarks._common import BENCH_DIR, REPO, bench_run, collections_dir, write_results
+from benchmarks._common import BENCH_DIR, REPO, bench_run, write_results
 from benchmarks.facts_speed import timed
-from benchmarks.import_speed import machine_info, spread
+from benchmarks.import_speed import run_setup, spread
 from benchmarks.many_images import fetch_files, forget_image
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
@@ -309,9 +309,7 @@ def table(data):
 
 def main(argv=None):
     """Set up zfs-fuse, the pools and the server, measure, print and save the figures; clean everything up."""
-    args = parse_args(argv)
-    collections = collections_dir(os.path.join('roles', 'image_host', 'tasks', 'main.yml'))
-    machine = machine_info()  # before anything here loads the machine
+    args, collections, machine = run_setup(parse_args, argv, 'roles', 'image_host', 'tasks', 'main.yml')
     with bench_run('fleet_speed', 'fleet-') as workdir:
         served = os.path.join(workdir, 'served')
         fleet = Fleet(args.hosts, workdir, collections)

@@ -61,6 +61,14 @@ def command_output(argv):
     return text.splitlines()[0] if text else '?'
 
 
+def run_setup(parse_args, argv, *needed):
+    """A benchmark's arguments, the collections directory that holds `needed` (a path in the collection) and what
+    the figures are measured on, taken before anything here loads the machine."""
+    args = parse_args(argv)
+    collections = collections_dir(os.path.join(*needed))
+    return args, collections, machine_info()
+
+
 def machine_info():
     """What the figures were measured on."""
     cpu = '?'
@@ -231,21 +239,20 @@ class Bench:
         """(b) curl -s URL | gzip -dc | zfs receive -u: the shell way to import."""
         dataset = f'{POOL}/bench-curl'
         script = f'curl -sf {shlex.quote(self.file_url)} | gzip -dc | zfs receive -u {dataset}'
-        try:
-            r = timed(['bash', '-o', 'pipefail', '-c', script], env=self.env)
-            if r['rc'] != 0:
-                raise RuntimeError(f"{script} failed (rc {r['rc']}): {r['stderr']}")
-        finally:
-            destroy(dataset)
-        return r
+        return self.timed_receive(dataset, script, ['bash', '-o', 'pipefail', '-c', script])
 
     def raw(self):
         """(c) zfs receive -u < the uncompressed stream: the floor, with no download and no inflate."""
         dataset = f'{POOL}/bench-raw'
+        return self.timed_receive(dataset, f'zfs receive < {self.raw_path}', ['zfs', 'receive', '-u', dataset],
+                                  stdin_path=self.raw_path)
+
+    def timed_receive(self, dataset, what, argv, **kwargs):
+        """One timed command that receives into `dataset`, which is destroyed afterwards; `what` names it in errors."""
         try:
-            r = timed(['zfs', 'receive', '-u', dataset], env=self.env, stdin_path=self.raw_path)
+            r = timed(argv, env=self.env, **kwargs)
             if r['rc'] != 0:
-                raise RuntimeError(f"zfs receive < {self.raw_path} failed (rc {r['rc']}): {r['stderr']}")
+                raise RuntimeError(f"{what} failed (rc {r['rc']}): {r['stderr']}")
         finally:
             destroy(dataset)
         return r
@@ -382,9 +389,7 @@ def serve_and_measure(args, collections, workdir):
 
 def main(argv=None):
     """Set up zfs-fuse and the pool, measure, print and save the figures; clean everything up."""
-    args = parse_args(argv)
-    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
-    machine = machine_info()  # before anything here loads the machine
+    args, collections, machine = run_setup(parse_args, argv, 'plugins', 'modules', 'smartos_image.py')
     with bench_run('import_speed', 'run-', pool=POOL, size=f'{max(4096, 3 * args.mb + 1024)}M') as workdir:
         image, runs, reference = serve_and_measure(args, collections, workdir)
         data = summarise(runs, image, machine, reference, args.rounds)

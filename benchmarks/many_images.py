@@ -15,9 +15,9 @@ import sys
 import time
 import urllib.request
 
-from benchmarks._common import COLLECTION, REPO, bench_run, collections_dir, write_results
+from benchmarks._common import COLLECTION, REPO, bench_run, write_results
 from benchmarks.facts_speed import checked_ping, json_after, timed
-from benchmarks.import_speed import destroy, machine_info, spread
+from benchmarks.import_speed import destroy, run_setup, spread
 from tests.lib.imagebuilder import build_chain, build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 
@@ -404,9 +404,7 @@ def import_part(args, collections, server, groups, workdir):
 
 def main(argv=None):
     """Set up zfs-fuse, the pool and the server, measure, print and save the figures; clean everything up."""
-    args = parse_args(argv)
-    collections = collections_dir(os.path.join('plugins', 'modules', 'smartos_image.py'))
-    machine = machine_info()  # before anything here loads the machine
+    args, collections, machine = run_setup(parse_args, argv, 'plugins', 'modules', 'smartos_image.py')
     with bench_run('many_images', 'many-', pool=POOL, size='2G') as workdir:
         served = os.path.join(workdir, 'served')
         groups = build_all(args.images, os.path.join(workdir, 'built'), served)

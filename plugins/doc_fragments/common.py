@@ -36,17 +36,20 @@ options:
     elements: str
 '''
 
-    # every module's: its authors, its attributes (each module adds the details) and where imgadm's files are
+    # every module's: its authors, its attributes (each module adds the details; every module supports check mode
+    # fully and is idempotent) and where imgadm's files are
     DOCUMENTATION = r'''
 author:
   - smartos.images contributors (@smartos-images)
 attributes:
   check_mode:
     description: Can run in check mode and predict what would change without changing the host.
+    support: full
   diff_mode:
     description: Returns what changed (or would change in check mode) when run with C(--diff).
   idempotent:
     description: Run again with the same options, it changes nothing and reports no change.
+    support: full
   platform:
     description: Target OS/families that can be operated against.
     support: full

@@ -36,7 +36,6 @@ extends_documentation_fragment:
   - smartos.images.image
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode reads the host and the manifests from the sources (and checks a local file's size
         and SHA-1), never downloads an image file, and reports the same actions, C(changed) and diff
@@ -46,7 +45,6 @@ attributes:
     details:
       - The diff is the set of images installed on O(pool) (UUID and name@version), before and after.
   idempotent:
-    support: full
     details:
       - An image named without O(version) is the newest one the sources offer, asked again on every
         run; a newer one published since the last run is imported then. Pin UUIDs for the same

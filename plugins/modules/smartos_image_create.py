@@ -46,7 +46,6 @@ extends_documentation_fragment:
   - smartos.images.common.pool
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode reads the host and the output directory and returns the same RV(actions), C(changed)
         and diff as the real run, and sends nothing. What only the send can tell (RV(sha1), RV(size),
@@ -57,7 +56,6 @@ attributes:
       - The diff shows the output files, the image (name@version) they describe and the module's snapshot,
         before and after.
   idempotent:
-    support: full
     details:
       - An existing manifest is recognised by its C(files[0].dataset_guid) (the guid of the snapshot sent),
         its origin, compression and fields, never by its timestamps; the file must still have its size.

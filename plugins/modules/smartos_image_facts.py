@@ -30,13 +30,10 @@ extends_documentation_fragment:
   - smartos.images.common.server
 attributes:
   check_mode:
-    support: full
     details:
       - It changes nothing, so it runs the same in check mode.
   diff_mode:
     support: none
-  idempotent:
-    support: full
   platform:
     details:
       - Needs the C(zfs) command for O(gather_subset=installed); C(zoneadm) is used where it exists.

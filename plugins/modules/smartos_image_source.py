@@ -34,15 +34,12 @@ extends_documentation_fragment:
   - smartos.images.common.server
 attributes:
   check_mode:
-    support: full
     details:
       - Check mode pings new sources as the real run does, and reports the same list and diff.
   diff_mode:
     support: full
     details:
       - The diff is the ordered list of sources before and after.
-  idempotent:
-    support: full
   platform:
     details:
       - Works on the files only; imgadm itself is not needed.

@@ -11,16 +11,37 @@ import sys
 import pytest
 import yaml
 
-from tests.lib.imagebuilder import build_image
+from tests.lib.imagebuilder import build_image, fill
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.tlsca import make_ca_and_cert
-from tests.lib.zfspool import FilePool, ZfsFuse
+from tests.lib.zfspool import FilePool, ZfsFuse, retry_busy, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get('ANSIBLE_COLLECTIONS_PATH', os.path.join(REPO, 'build')).split(':')[0]
 # Override to run two test sessions side by side (each needs its own pool).
 POOL = os.environ.get('SMARTOS_IMAGES_TEST_POOL', 'sitest')
 WORK = '/var/tmp/smartos-images-tests'
+
+
+def file_pool(name, size):
+    """A fresh file-backed pool under WORK for a fixture to yield from; destroyed when the fixture ends."""
+    p = FilePool(name, os.path.join(WORK, name + '.img'), size=size).create()
+    yield p
+    p.destroy()
+
+
+def filled_dataset(name, motd, random_mb):
+    """A new dataset holding etc/motd and random_mb MiB of random data for a fixture to yield from; destroyed
+    with its snapshots when the fixture ends."""
+    run('zfs', 'create', name)
+    fill('/' + name, {'etc/motd': motd}, random_mb=random_mb)
+    yield name
+    retry_busy('zfs', 'destroy', '-r', name)
+
+
+def create_task(output_dir, **args):
+    """A smartos_image_create task writing into output_dir."""
+    return {'name': 'create', 'smartos.images.smartos_image_create': dict(output_dir=output_dir, **args)}
 
 
 @pytest.fixture(scope='session')
@@ -34,9 +55,7 @@ def zfs_daemon():
 @pytest.fixture(scope='session')
 def pool(zfs_daemon):
     """A fresh file-backed pool for this test session."""
-    p = FilePool(POOL, os.path.join(WORK, POOL + '.img'), size='3G').create()
-    yield p
-    p.destroy()
+    yield from file_pool(POOL, '3G')
 
 
 @pytest.fixture(scope='session')

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import POOL, tree_state
+from tests.integration.conftest import POOL, create_task as create, filled_dataset, tree_state
 from tests.lib.procs import kill_tree
 from tests.lib.zfspool import retry_busy, run
 
@@ -518,15 +518,7 @@ CREATE_SRC = POOL + '/attack-create-src'
 
 @pytest.fixture(scope='module')
 def create_source(pool):
-    from tests.lib.imagebuilder import fill
-    run('zfs', 'create', CREATE_SRC)
-    fill('/' + CREATE_SRC, {'etc/motd': 'made for the careless-user attack\n'}, random_mb=6)
-    yield CREATE_SRC
-    retry_busy('zfs', 'destroy', '-r', CREATE_SRC)
-
-
-def create(output_dir, **args):
-    return {'name': 'create', 'smartos.images.smartos_image_create': dict(output_dir=output_dir, **args)}
+    yield from filled_dataset(CREATE_SRC, 'made for the careless-user attack\n', 6)
 
 
 def snapshots(dataset):

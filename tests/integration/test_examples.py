@@ -13,10 +13,9 @@ import subprocess
 import pytest
 import yaml
 
-from tests.integration.conftest import POOL, REPO, WORK
+from tests.integration.conftest import POOL, REPO, file_pool
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.zfspool import FilePool
 
 EXAMPLE_POOL = POOL + 'ex'  # the examples prune unused images: they get a pool of their own
 
@@ -37,9 +36,7 @@ def examples(module):
 
 @pytest.fixture(scope='module')
 def example_pool(zfs_daemon):
-    p = FilePool(EXAMPLE_POOL, os.path.join(WORK, EXAMPLE_POOL + '.img'), size='1G').create()
-    yield p
-    p.destroy()
+    yield from file_pool(EXAMPLE_POOL, '1G')
 
 
 @pytest.fixture(scope='module')

@@ -17,17 +17,12 @@ import urllib.parse
 
 import pytest
 
-from tests.integration.conftest import POOL
-from tests.lib.imagebuilder import fill
+from tests.integration.conftest import POOL, create_task as create, filled_dataset
 from tests.lib.zfspool import retry_busy, run
 
 pytestmark = pytest.mark.usefixtures('collection_built')
 
 SRC = POOL + '/safety-create-src'
-
-
-def create(output_dir, **args):
-    return {'name': 'create', 'smartos.images.smartos_image_create': dict(output_dir=output_dir, **args)}
 
 
 def snapshots(dataset):
@@ -46,10 +41,7 @@ def every_file(directory):
 @pytest.fixture(scope='module')
 def source(pool):
     """A dataset with 4 MiB of random (incompressible) data: its image does not fit in 2 MiB."""
-    run('zfs', 'create', SRC)
-    fill('/' + SRC, {'etc/motd': 'made for the safety tests\n'}, random_mb=4)
-    yield SRC
-    retry_busy('zfs', 'destroy', '-r', SRC)
+    yield from filled_dataset(SRC, 'made for the safety tests\n', 4)
 
 
 @pytest.mark.parametrize('first, second', [(('a', 'b-1'), ('a-b', '1')), (('a/b', '1'), ('a_b', '1'))])

@@ -231,12 +231,16 @@ def test_a_file_that_always_trickles_fails_in_bounded_time(play, images, server,
     assert not [line for line in pool.datasets() if manifest['uuid'] in line]
 
 
-def test_a_trickling_manifest_ends(play, images, server, host_root):
-    manifest = images('trickle-manifest')
-    server.add_fault('trickle', uuid=manifest['uuid'], on='manifest')
+@pytest.mark.parametrize('image, fault, words', [
+    ('trickle-manifest', 'trickle', 'low-speed limit'),
+    ('slow-headers', 'slow_headers', 'no complete answer headers within 8 s'),
+], ids=['manifest-body', 'answer-headers'])
+def test_a_trickling_manifest_answer_ends(play, images, server, host_root, image, fault, words):
+    manifest = images(image)
+    server.add_fault(fault, uuid=manifest['uuid'], on='manifest')
     started = time.monotonic()
     result = play(image_task(host_root, server.url, uuid=manifest['uuid'], timeout=2, retries=0))
-    assert result['failed'] and 'low-speed limit' in result['msg']
+    assert result['failed'] and words in result['msg']
     assert time.monotonic() - started < 30
     assert tree_state(host_root) == {}
 
@@ -276,16 +280,6 @@ def test_name_resolution_listing_is_bounded(play, server, host_root):
     result = play(image_task(host_root, server.url, name='endless', retries=0))
     assert result['failed']
     assert 'did not end within' in result['msg'] or 'the image list is too large' in result['msg']
-
-
-def test_answer_headers_that_trickle_end(play, images, server, host_root):
-    manifest = images('slow-headers')
-    server.add_fault('slow_headers', uuid=manifest['uuid'], on='manifest')
-    started = time.monotonic()
-    result = play(image_task(host_root, server.url, uuid=manifest['uuid'], timeout=2, retries=0))
-    assert result['failed'] and 'no complete answer headers within 8 s' in result['msg']
-    assert time.monotonic() - started < 30
-    assert tree_state(host_root) == {}
 
 
 def test_https_redirect_to_another_host_name_drops_credentials(play, images, tls_server, tls, host_root):

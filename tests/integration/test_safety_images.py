@@ -129,13 +129,19 @@ def test_malformed_cache_fields_never_crash_and_never_match(play, two, host_root
 
 # ---- 3. the crash window between the rename and the cache commit ----
 
-def test_an_image_without_its_cache_file_is_recorded(play, two, host_root, server):
-    """What a kill between `zfs rename` and the cache commit leaves: <pool>/<uuid>@final and no cache file."""
-    m, dummy = two
-    path = cache_file(host_root, m['uuid'])
+def remove_cache_file(host_root, uuid):
+    """Remove an image's cache file as a crash before its commit would leave it; its path and former text."""
+    path = cache_file(host_root, uuid)
     with open(path, encoding='utf-8') as f:
         expected = f.read()
     os.unlink(path)
+    return path, expected
+
+
+def test_an_image_without_its_cache_file_is_recorded(play, two, host_root, server):
+    """What a kill between `zfs rename` and the cache commit leaves: <pool>/<uuid>@final and no cache file."""
+    m, dummy = two
+    path, expected = remove_cache_file(host_root, m['uuid'])
     task = img(host_root, server, uuid=m['uuid'])
     check = play(task, check=True)
     assert not os.path.exists(path)
@@ -154,10 +160,7 @@ def test_an_image_without_its_cache_file_is_recorded(play, two, host_root, serve
 
 def test_concurrent_runs_record_a_missing_cache_file_once_and_whole(play, two, host_root, server):
     m, dummy = two
-    path = cache_file(host_root, m['uuid'])
-    with open(path, encoding='utf-8') as f:
-        expected = f.read()
-    os.unlink(path)
+    path, expected = remove_cache_file(host_root, m['uuid'])
     procs = []
     for dummy2 in range(3):
         argv, env, record = play.command(img(host_root, server, uuid=m['uuid']))

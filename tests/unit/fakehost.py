@@ -58,6 +58,7 @@ fixtures: servers (FakeServers patched in), run_module (a module's main() on a f
 
 from __future__ import annotations
 
+import copy
 import email.message
 import http.client
 import io
@@ -449,6 +450,19 @@ class ScriptedRunner:
     def popen_out(self, argv, stderr):
         self.calls.append(list(argv))
         return ('popen_out', argv, stderr)
+
+
+def manifest_with(base, **fields):
+    """A deep copy of a manifest with top-level fields replaced (None removes) and files[0] fields given as
+    file_<key>."""
+    m = copy.deepcopy(base)
+    for key, value in fields.items():
+        target, key = (m['files'][0], key[5:]) if key.startswith('file_') else (m, key)
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return m
 
 
 def warnings_of(result):

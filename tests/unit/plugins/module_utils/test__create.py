@@ -487,6 +487,14 @@ def own_snapshots(host):
     return [n for n in host.datasets if '@smartos-images-create-' in n]
 
 
+def assert_create_fails_leaving_nothing(tmp_path, match, host=None, error=ImageError):
+    """The create fails with `error` matching `match`, and leaves no output file and no snapshot of its own."""
+    host = pool_host() if host is None else host
+    with pytest.raises(error, match=match):
+        create(host, tmp_path)
+    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+
+
 @pytest.mark.parametrize('first, second', [
     (('a', 'b-1'), ('a-b', '1')),
     (('a/b', '1'), ('a_b', '1')),
@@ -624,10 +632,7 @@ def test_a_failing_close_is_reported_and_cleaned_up(tmp_path, monkeypatch):
             raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
 
     monkeypatch.setattr(_create.os, 'close', close)
-    host = pool_host()
-    with pytest.raises(ImageError, match='cannot write .*img-1.0.0.zfs.gz: %s' % os.strerror(errno.EDQUOT)):
-        create(host, tmp_path)
-    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert_create_fails_leaving_nothing(tmp_path, 'cannot write .*img-1.0.0.zfs.gz: %s' % os.strerror(errno.EDQUOT))
 
 
 def test_a_failing_fsync_is_reported_and_cleaned_up(tmp_path, monkeypatch):
@@ -637,10 +642,7 @@ def test_a_failing_fsync_is_reported_and_cleaned_up(tmp_path, monkeypatch):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(_create.os, 'fsync', fsync)
-    host = pool_host()
-    with pytest.raises(ImageError, match='cannot write .*img-1.0.0.zfs.gz: %s$' % os.strerror(errno.EIO)):
-        create(host, tmp_path)
-    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert_create_fails_leaving_nothing(tmp_path, 'cannot write .*img-1.0.0.zfs.gz: %s$' % os.strerror(errno.EIO))
 
 
 @pytest.mark.parametrize('error', [lzma.LZMAError('Memory limit reached'), MemoryError(), ValueError('odd block')])
@@ -651,11 +653,8 @@ def test_a_compressor_failure_is_the_modules_error(tmp_path, monkeypatch, error)
         raise error
 
     monkeypatch.setitem(_compress.COMPRESSORS, 'gzip', broken)
-    host = pool_host()
-    with pytest.raises(ImageError, match='compressing the send stream of zones/src@smartos-images-create-.* with '
-                                         'gzip failed: .*' + (type(error).__name__ if not str(error) else '')):
-        create(host, tmp_path)
-    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert_create_fails_leaving_nothing(tmp_path, 'compressing the send stream of zones/src@smartos-images-create-.* with '
+                                        'gzip failed: .*' + (type(error).__name__ if not str(error) else ''))
 
 
 def test_a_failing_read_of_the_send_stream_is_a_command_error(tmp_path, monkeypatch):
@@ -675,9 +674,8 @@ def test_a_failing_read_of_the_send_stream_is_a_command_error(tmp_path, monkeypa
         return proc
 
     host.popen_out = popen_out
-    with pytest.raises(CommandError, match='reading the send stream of zones/src@.* failed: %s' % os.strerror(errno.EIO)):
-        create(host, tmp_path)
-    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert_create_fails_leaving_nothing(tmp_path, 'reading the send stream of zones/src@.* failed: %s' % os.strerror(errno.EIO),
+                                        host=host, error=CommandError)
 
 
 @pytest.mark.parametrize('failing', ['img-1.0.0.zfs.gz', 'img-1.0.0.imgmanifest'])
@@ -691,10 +689,7 @@ def test_a_failing_rename_leaves_nothing(tmp_path, monkeypatch, failing):
         return real(src, dst)
 
     monkeypatch.setattr(_host.os, 'replace', replace)
-    host = pool_host()
-    with pytest.raises(ImageError, match='cannot write .*%s: %s' % (failing, os.strerror(errno.EPERM))):
-        create(host, tmp_path)
-    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert_create_fails_leaving_nothing(tmp_path, 'cannot write .*%s: %s' % (failing, os.strerror(errno.EPERM)))
 
 
 def test_a_failing_dsmanifest_rename_keeps_the_described_image(tmp_path, monkeypatch):
@@ -763,10 +758,7 @@ def test_sigterm_during_the_send_cleans_up_and_restores_the_handler(tmp_path, mo
 
     monkeypatch.setattr(_create, 'compress_stream', interrupted)
     before = signal.getsignal(signal.SIGTERM)
-    host = pool_host()
-    with pytest.raises(ImageError, match='interrupted by signal %d' % signal.SIGTERM):
-        create(host, tmp_path)
-    assert every_file(tmp_path) == {} and own_snapshots(host) == []
+    assert_create_fails_leaving_nothing(tmp_path, 'interrupted by signal %d' % signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) == before
 
 

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -15,6 +14,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 from ansible_collections.smartos.images.plugins.module_utils._local import (
     MAX_MANIFEST_BYTES, LocalClient, LocalFileStream, load_local_manifest, verify_local_file,
 )
+from ansible_collections.smartos.images.tests.unit.fakehost import manifest_with
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OWNER = '352971aa-31ba-496c-9ade-a379feaecd52'
@@ -38,14 +38,7 @@ OSES = 'smartos, linux, windows, bsd, illumos, other'
 
 def changed(**fields):
     """GOOD with top-level fields replaced (None removes) and files[0] fields given as file_<key>."""
-    m = copy.deepcopy(GOOD)
-    for key, value in fields.items():
-        target, key = (m['files'][0], key[5:]) if key.startswith('file_') else (m, key)
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-    return m
+    return manifest_with(GOOD, **fields)
 
 
 def write(tmp_path, content, name='manifest.json'):

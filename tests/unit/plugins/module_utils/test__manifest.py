@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import SourceError
@@ -13,6 +11,7 @@ from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, check_importable, import_problems, is_active, is_uuid, label, manifest_version, minimal_problems,
     upgrade_manifest,
 )
+from ansible_collections.smartos.images.tests.unit.fakehost import manifest_with
 from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, load, needs_shared
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
@@ -27,14 +26,7 @@ GOOD = {
 
 def changed(**fields):
     """GOOD with top-level fields replaced (None removes) and files[0] fields given as file_<key>."""
-    m = copy.deepcopy(GOOD)
-    for key, value in fields.items():
-        target, key = (m['files'][0], key[5:]) if key.startswith('file_') else (m, key)
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-    return m
+    return manifest_with(GOOD, **fields)
 
 
 @pytest.mark.parametrize('manifest', [
