@@ -287,11 +287,6 @@ def source_store(paths, layout):
     return (OriginalSources if layout == 'original' else ModernSources)(paths)
 
 
-def host_sources(paths, layout):
-    """The host's configured sources, in order."""
-    return source_store(paths, layout).load().entries()
-
-
 def check_layout_type(layout, entry):
     """The original layout's sources.list can only name DSAPI sources, without options."""
     if layout == 'original' and (entry.type != 'dsapi' or entry.insecure):
