@@ -98,19 +98,26 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Resolve the newest base-64-lts once; every host imports this same UUID
-  hosts: compute_nodes
-  vars:
+# A lookup runs on the controller, once per task: resolve the UUID in one task (run_once) and every
+# host imports that same UUID, even if a newer image is published while the play runs.
+- name: Resolve the newest base-64-lts once for the whole play
+  ansible.builtin.set_fact:
     base_uuid: "{{ lookup('smartos.images.image', 'base-64-lts', source='https://images.smartos.org', os='smartos') }}"
-  tasks:
-    - name: Import it
-      smartos.images.smartos_image:
-        uuid: "{{ base_uuid }}"
+  run_once: true
+
+- name: Import it on every host
+  smartos.images.smartos_image:
+    uuid: "{{ base_uuid }}"
 
 - name: The whole manifest of one exact version
   ansible.builtin.debug:
-    msg: "{{ lookup('smartos.images.image', name='base-64-lts',
-             version='24.4.1', result='manifest').files[0].size }}"
+    msg: "{{ lookup('smartos.images.image', name='base-64-lts', version='24.4.1', result='manifest').files[0].size }}"
+
+- name: Several names at once, each resolved to its newest UUID, from a mirror with its own CA
+  ansible.builtin.set_fact:
+    pinned: "{{ query('smartos.images.image', 'base-64-lts', 'minimal-64-lts', source='https://images.internal.example',
+                       ca_path='/etc/ssl/mirror-ca.pem') }}"
+  run_once: true
 '''
 
 RETURN = r'''
