@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import tarfile
+import zlib
 
 IMPORTER_SUCCESS = 'Importer processing completed successfully'
 IMPORTER_LEVEL = re.compile(r'^(WARNING|ERROR|CRITICAL): ')
@@ -64,12 +65,19 @@ def _sha256(data):
 def tarball_problems(path):
     """What is wrong with a collection tarball built by ansible-galaxy."""
     try:
-        tar = tarfile.open(path, 'r:gz')
-    except (OSError, tarfile.TarError) as e:
+        members, files, problems = _read_tarball(path)
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
         return ['tarball %s: cannot be read: %s' % (path, e)]
-    with tar:
-        members = {}
-        problems = []
+    problems.extend('%s: not for users' % n for n in sorted(members) if any(p.search(n) for p in FORBIDDEN))
+    problems.extend('%s: missing' % n for n in REQUIRED if n not in files)
+    problems.extend(_manifest_problems(members, files))
+    return problems
+
+
+def _read_tarball(path):
+    """(members by name, contents of the regular files, problems with the members' kinds and paths)."""
+    members, files, problems = {}, {}, []
+    with tarfile.open(path, 'r:gz') as tar:
         for m in tar.getmembers():
             name = m.name[2:] if m.name.startswith('./') else m.name
             if name.startswith('/') or '..' in name.split('/'):
@@ -77,11 +85,9 @@ def tarball_problems(path):
             elif not (m.isfile() or m.isdir()):
                 problems.append('%s: neither a file nor a directory' % name)
             members[name] = m
-        files = {n: tar.extractfile(m).read() for n, m in members.items() if m.isfile()}
-    problems.extend('%s: not for users' % n for n in sorted(members) if any(p.search(n) for p in FORBIDDEN))
-    problems.extend('%s: missing' % n for n in REQUIRED if n not in files)
-    problems.extend(_manifest_problems(members, files))
-    return problems
+            if m.isfile():
+                files[name] = tar.extractfile(m).read()
+    return members, files, problems
 
 
 def _manifest_problems(members, files):

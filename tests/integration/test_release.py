@@ -235,6 +235,46 @@ def test_a_tarball_whose_files_list_lies_is_refused(tarball, tmp_path):
     assert 'README.md: FILES.json gives the wrong checksum' in problems
 
 
+
+def test_a_tarball_with_links_or_paths_outside_is_refused(tarball, tmp_path):
+    bad = str(tmp_path / 'bad.tar.gz')
+    with tarfile.open(tarball) as src, tarfile.open(bad, 'w:gz') as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        link = tarfile.TarInfo('plugins/modules/passwd.py')
+        link.type, link.linkname = tarfile.SYMTYPE, '/etc/passwd'
+        dst.addfile(link)
+        outside = tarfile.TarInfo('../outside.txt')
+        outside.size = 0
+        dst.addfile(outside, io.BytesIO(b''))
+    problems = tarball_problems(bad)
+    assert 'plugins/modules/passwd.py: neither a file nor a directory' in problems
+    assert '../outside.txt: a path outside the collection' in problems
+
+
+@pytest.mark.parametrize('content', [b'', b'not a tarball at all', b'\x1f\x8b\x08\x00truncated'],
+                         ids=['empty', 'text', 'truncated gzip'])
+def test_a_file_that_is_no_tarball_is_refused(tmp_path, content):
+    bad = tmp_path / 'smartos-images-0.1.0.tar.gz'
+    bad.write_bytes(content)
+    problems = tarball_problems(str(bad))
+    assert len(problems) == 1 and 'cannot be read' in problems[0], problems
+
+
+def test_the_check_command_fails_on_problems_and_passes_a_clean_release(tarball, tmp_path):
+    script = os.path.join(REPO, 'tests', 'galaxy', 'check_release.py')
+    log = tmp_path / 'importer.log'
+    log.write_text(CLEAN_IMPORT, encoding='utf-8')
+    ok = subprocess.run([sys.executable, script, tarball, str(log)], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and 'clean' in ok.stdout, ok.stdout + ok.stderr
+    log.write_text(CLEAN_IMPORT.replace('Collection loading', 'WARNING: roles/x.yml:1: name[missing]\nCollection '
+                                        'loading'), encoding='utf-8')
+    bad = subprocess.run([sys.executable, script, tarball, str(log)], capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and 'name[missing]' in bad.stdout, bad.stdout + bad.stderr
+    usage = subprocess.run([sys.executable, script], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and 'Usage' in usage.stderr and not usage.stdout
+
+
 # ---- galaxy-importer's output, as make galaxy judges it ----
 
 CLEAN_IMPORT = '''Importing with galaxy-importer 0.4.44
