@@ -235,7 +235,6 @@ def test_a_tarball_whose_files_list_lies_is_refused(tarball, tmp_path):
     assert 'README.md: FILES.json gives the wrong checksum' in problems
 
 
-
 def test_a_tarball_with_links_or_paths_outside_is_refused(tarball, tmp_path):
     bad = str(tmp_path / 'bad.tar.gz')
     with tarfile.open(tarball) as src, tarfile.open(bad, 'w:gz') as dst:
