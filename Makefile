@@ -85,7 +85,7 @@ lint: deps collection
 # The docs tools (antsibull-docs, antsibull-changelog, Sphinx and the ansible-core they run), pinned in
 # tests/docs/requirements.txt, in their own venv under $(BUILD), out of the collection's tarball.
 DOCS_VENV ?= $(BUILD)/venv-docs
-CHANGELOG_VERSION ?= $(shell sed -n 's/^version: *//p' galaxy.yml)
+CHANGELOG_VERSION ?= $(shell sed -n "s/^version: *['\"]\{0,1\}\([^'\" ]*\).*/\1/p" galaxy.yml)
 
 $(DOCS_VENV)/.installed: tests/docs/requirements.txt
 	$(PYTHON) -m venv $(DOCS_VENV)
