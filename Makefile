@@ -14,12 +14,12 @@ PYENV_VERSIONS ?= $(HOME)/.pyenv/versions
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: demo test deps system-deps venv collection sanity units fuzz lint galaxy integration guest integration-guest bench clean
+.PHONY: demo test deps system-deps venv collection sanity units fuzz lint docs changelog galaxy integration guest integration-guest bench clean
 
 demo: deps collection
 	$(PY) -m tools.demo
 
-test: deps collection sanity units lint galaxy integration integration-guest
+test: deps collection sanity units lint docs changelog galaxy integration integration-guest
 
 deps: system-deps venv
 
@@ -81,6 +81,29 @@ fuzz: deps collection
 # smartos.images.* names resolve.
 lint: deps collection
 	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-lint --offline --profile production roles playbooks
+
+# The docs tools (antsibull-docs, antsibull-changelog, Sphinx and the ansible-core they run), pinned in
+# tests/docs/requirements.txt, in their own venv under $(BUILD), out of the collection's tarball.
+DOCS_VENV ?= $(BUILD)/venv-docs
+CHANGELOG_VERSION ?= $(shell sed -n "s/^version: *['\"]\{0,1\}\([^'\" ]*\).*/\1/p" galaxy.yml)
+
+$(DOCS_VENV)/.installed: tests/docs/requirements.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/docs/requirements.txt
+	touch $@
+
+# docs: antsibull-docs lint-collection-docs --plugin-docs on the laid-out copy, then the docsite (sphinx-init,
+# then its build.sh) in $(BUILD)/docsite, offline (network cut off where the kernel allows; no intersphinx
+# download) and failing on any Sphinx warning or on a module, plugin, role or guide without its page.
+# Open $(BUILD)/docsite/build/html/index.html.
+docs: collection $(DOCS_VENV)/.installed
+	bash tests/docs/docsite.sh $(DOCS_VENV)/bin $(BUILD) $(BUILD)/docsite
+
+# changelog: antsibull-changelog lint, then a dry release of CHANGELOG_VERSION (galaxy.yml's) in a scratch
+# copy, $(BUILD)/changelog, never in the tree; fails unless the notes are valid RST that list each new
+# module, plugin and role once and no fragment announces one again. Read $(BUILD)/changelog/.../CHANGELOG.rst.
+changelog: collection $(DOCS_VENV)/.installed
+	bash tests/docs/changelog.sh $(DOCS_VENV)/bin $(COLLECTION) $(BUILD)/changelog $(CHANGELOG_VERSION)
 
 # The collection as Galaxy takes it: ansible-galaxy builds the tarball from the laid-out copy (so that
 # build_ignore also meets what sanity, units and lint leave there) into $(BUILD)/galaxy, then Galaxy's

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for tests/docs/check_changelog.py: what make changelog refuses in the dry release's notes."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.smartos.images.tests.docs.check_changelog import collection_names, find_problems, main
+
+PRESENT = {'module': ['smartos_image'], 'lookup': ['image'], 'filter': ['fleet_report'], 'role': ['image_host']}
+
+
+def release(changes=None, modules=('smartos_image',), roles=('image_host',)):
+    """One release of changelog.yaml as antsibull-changelog writes it."""
+    return {
+        'changes': changes or {'release_summary': 'First release.', 'minor_changes': ['smartos_image - imports.']},
+        'modules': [{'name': n, 'namespace': '', 'description': 'd'} for n in modules],
+        'plugins': {'lookup': [{'name': 'image', 'namespace': None, 'description': 'd'}],
+                    'filter': [{'name': 'fleet_report', 'namespace': None, 'description': 'd'}]},
+        'objects': {'role': [{'name': n, 'namespace': None, 'description': 'd'} for n in roles]},
+    }
+
+
+def notes(*names):
+    """The new-plugin list lines of CHANGELOG.rst for NAMES."""
+    return '\n'.join(f'- smartos.images.{name} - Something.' for name in names) + '\n'
+
+
+ALL = ('smartos_image', 'image', 'fleet_report', 'image_host')
+
+
+def test_clean_first_release_passes():
+    assert find_problems({'0.1.0': release()}, '0.1.0', notes(*ALL), PRESENT) == []
+
+
+@pytest.mark.parametrize('entry', [
+    'smartos_image_foo - new module that imports images.',
+    'image_host role - New role that converges a host.',
+    'image lookup - new lookup asking a server.',
+    'fleet_report filter - a NEW FILTER for reports.',
+    'two new modules for sources.',
+])
+def test_a_fragment_announcing_a_plugin_is_refused(entry):
+    problems = find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT)
+    assert len(problems) == 1 and 'announces' in problems[0] and entry[:30] in problems[0]
+
+
+@pytest.mark.parametrize('entry', [
+    'smartos_image - the ``lock_timeout`` option bounds the wait.',
+    'smartos_image - a renewed module_utils reader.',
+    'image lookup - news of images is read page by page.',
+])
+def test_plain_feature_notes_pass(entry):
+    assert find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT) == []
+
+
+def test_a_role_without_version_added_is_missing_from_the_first_release():
+    problems = find_problems({'0.1.0': release(roles=())}, '0.1.0', notes(*ALL[:3]), PRESENT)
+    assert problems == ["new roles listed: []; in the collection: ['image_host'] (a missing one lacks version_added)"]
+
+
+def test_a_plugin_listed_twice_is_refused():
+    problems = find_problems({'0.1.0': release(modules=('smartos_image', 'smartos_image'))}, '0.1.0',
+                             notes(*ALL, 'smartos_image'), PRESENT)
+    assert "modules listed twice as new: ['smartos_image', 'smartos_image']" in problems
+    assert 'module smartos_image appears 2 times in the new-module lists of CHANGELOG.rst' in problems
+
+
+def test_a_plugin_missing_from_the_rst_is_refused():
+    problems = find_problems({'0.1.0': release()}, '0.1.0', notes('smartos_image', 'image', 'image_host'), PRESENT)
+    assert problems == ['filter fleet_report appears 0 times in the new-filter lists of CHANGELOG.rst']
+
+
+def test_a_later_release_lists_only_what_is_new_in_it():
+    releases = {'0.1.0': release(), '0.2.0': release(modules=(), roles=())}
+    releases['0.2.0']['plugins'] = {}
+    assert find_problems(releases, '0.2.0', '', PRESENT) == []
+
+
+def test_main_reads_the_copy_and_exits_1_on_a_problem(tmp_path, capsys):
+    (tmp_path / 'changelogs').mkdir()
+    (tmp_path / 'plugins' / 'modules').mkdir(parents=True)
+    (tmp_path / 'plugins' / 'modules' / 'smartos_image.py').write_text('')
+    (tmp_path / 'plugins' / 'modules' / '__init__.py').write_text('')
+    (tmp_path / 'roles' / 'image_host').mkdir(parents=True)
+    (tmp_path / 'changelogs' / 'changelog.yaml').write_text(
+        'releases:\n  0.1.0:\n    changes:\n      minor_changes:\n        - x - new module.\n'
+        '    modules:\n      - {name: smartos_image, namespace: "", description: d}\n')
+    (tmp_path / 'CHANGELOG.rst').write_text(notes('smartos_image'))
+    assert collection_names(str(tmp_path)) == {'module': ['smartos_image'], 'lookup': [], 'filter': [],
+                                               'role': ['image_host']}
+    assert main([str(tmp_path), '0.1.0']) == 1
+    out = capsys.readouterr().out
+    assert 'changelog: new modules 1, lookups 0, filters 0, roles 0; fragments: minor_changes 1' in out
+    assert "new roles listed: []; in the collection: ['image_host']" in out
+    assert 'announces what the new-plugin lists already list: x - new module.' in out
