@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timezone
 
 import pytest
 
@@ -61,6 +62,10 @@ def by_name(report):
     return {h['name']: h for h in report['hosts']}
 
 
+def counts(**given):
+    return dict({'installed': 0, 'missing': 0, 'extra': 0, 'outdated': 0, 'unverified': 0, 'in_use': 0}, **given)
+
+
 @pytest.fixture
 def fleet():
     return {
@@ -79,16 +84,17 @@ def test_cells_installed_missing_extra_absent_unknown(fleet):
         BASE_OLD: {'db1': 'installed', 'web1': 'absent', 'web2': 'absent', 'down': 'unknown', 'broken': 'unknown'},
         BASE: {'db1': 'absent', 'web1': 'installed', 'web2': 'installed', 'down': 'unknown', 'broken': 'unknown'},
         EXTRA: {'db1': 'installed', 'web1': 'absent', 'web2': 'extra', 'down': 'unknown', 'broken': 'unknown'},
-        PG: {'db1': 'installed', 'web1': 'installed', 'web2': 'missing', 'down': 'unknown', 'broken': 'unknown'},
+        # db1 declares postgresql-16 by name only, and its available images were not gathered
+        PG: {'db1': 'unverified', 'web1': 'installed', 'web2': 'missing', 'down': 'unknown', 'broken': 'unknown'},
     }
 
 
 def test_counts_and_in_use(fleet):
     hosts = by_name(fleet_report(fleet))
-    assert hosts['web2']['counts'] == {'installed': 2, 'missing': 1, 'extra': 1, 'in_use': 1}
-    assert hosts['web1']['counts'] == {'installed': 2, 'missing': 0, 'extra': 0, 'in_use': 1}
-    assert hosts['db1']['counts'] == {'installed': 3, 'missing': 0, 'extra': 0, 'in_use': 0}
-    assert hosts['down']['counts'] == {'installed': 0, 'missing': 0, 'extra': 0, 'in_use': 0}
+    assert hosts['web2']['counts'] == counts(installed=2, missing=1, extra=1, in_use=1)
+    assert hosts['web1']['counts'] == counts(installed=2, in_use=1)
+    assert hosts['db1']['counts'] == counts(installed=3, unverified=1)
+    assert hosts['down']['counts'] == counts()
     rows = {row['key']: row for row in fleet_report(fleet)['images']}
     assert rows[BASE]['cells']['web2'] == {'state': 'installed', 'clones': 2}
     assert rows[PG]['cells']['web2'] == {'state': 'missing', 'clones': 0}
@@ -135,9 +141,10 @@ def test_sources_and_layout_per_host():
 def test_summary_counts_and_text(fleet):
     summary = fleet_report(fleet)['summary']
     assert {k: v for k, v in summary.items() if k != 'text'} == {
-        'hosts': 5, 'ok': 3, 'failed': 1, 'unreachable': 1, 'drifted': ['web2'], 'images': 4}
+        'hosts': 5, 'ok': 3, 'failed': 1, 'unreachable': 1, 'drifted': ['web2'], 'unverified': ['db1'], 'images': 4}
     assert summary['text'][0] == '5 hosts: 3 ok, 1 failed, 1 unreachable; 4 images'
     assert 'web2: DRIFT 1 missing, 1 extra' in summary['text'] and 'no drift' not in summary['text']
+    assert 'db1: 1 image(s) declared by name only, unknown whether newest' in summary['text']
 
 
 def test_no_drift_line_only_when_every_host_is_ok_and_in_line():
@@ -158,7 +165,8 @@ def test_undeclared_host_has_no_missing_or_extra():
 def test_declared_absent_but_installed_is_extra_and_absent_entries_are_never_missing():
     report = fleet_report({'h': host(facts(BASE), images=[{'uuid': BASE, 'state': 'absent'}, {'uuid': PG, 'state': 'absent'}])})
     assert cells(report) == {BASE: {'h': 'extra'}}
-    assert report['hosts'][0]['counts'] == {'installed': 1, 'missing': 0, 'extra': 1, 'in_use': 0}
+    assert report['hosts'][0]['counts'] == counts(installed=1, extra=1)
+    assert report['images'][0]['cells']['h']['note'] == 'declared absent'
 
 
 @pytest.mark.parametrize('keep', [[EXTRA], ['nodejs'], ['nodejs@20.1.0']], ids=['uuid', 'name', 'name@version'])
@@ -203,7 +211,7 @@ def test_stable_ordering(fleet):
     fleet['anon'] = host(facts(GONE))
     assert fleet_report(fleet)['images'][-1]['key'] == GONE
     shuffled = dict(reversed(list(fleet.items())))
-    assert fleet_report(shuffled) == fleet_report(fleet)
+    assert fleet_report(shuffled, generated_at='t') == fleet_report(fleet, generated_at='t')
 
 
 def test_row_fields_come_from_any_host_that_has_them():
@@ -232,9 +240,10 @@ def test_rejects_a_non_dict():
 
 
 def test_empty_fleet():
-    assert fleet_report({}) == {'hosts': [], 'images': [], 'summary': {
-        'hosts': 0, 'ok': 0, 'failed': 0, 'unreachable': 0, 'drifted': [], 'images': 0,
-        'text': ['0 hosts: 0 ok, 0 failed, 0 unreachable; 0 images', 'no drift']}}
+    assert fleet_report({}, generated_at='2026-01-31T12:00:00Z') == {
+        'generated_at': '2026-01-31T12:00:00Z', 'hosts': [], 'images': [], 'summary': {
+            'hosts': 0, 'ok': 0, 'failed': 0, 'unreachable': 0, 'drifted': [], 'unverified': [], 'images': 0,
+            'text': ['0 hosts: 0 ok, 0 failed, 0 unreachable; 0 images', 'no drift']}}
 
 
 def test_registered_as_a_filter():
@@ -245,3 +254,187 @@ def test_name_row_for_a_host_that_has_the_image():
     report = fleet_report({'has': host(facts(BASE), images=[{'name': 'base-64-lts'}]),
                            'lacks': host(facts(), images=[{'name': 'base-64-lts'}])})
     assert cells(report)['name:base-64-lts']['has'] != 'absent'
+
+
+# --- generated at ------------------------------------------------------------------------------------
+
+
+def test_generated_at_is_utc_iso_8601_by_default():
+    stamp = fleet_report({})['generated_at']
+    parsed = datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - parsed).total_seconds()) < 3600
+
+
+def test_generated_at_given_is_kept_and_must_be_text():
+    assert fleet_report({}, generated_at='2026-01-31T12:00:00Z')['generated_at'] == '2026-01-31T12:00:00Z'
+    with pytest.raises(AnsibleFilterError, match='generated_at must be a text'):
+        fleet_report({}, generated_at=1700000000)
+
+
+# --- a name declared without a version: the newest, as smartos_image resolves it ---------------------------
+
+
+def avail(*manifests, errors=None):
+    """A registered smartos_image_facts result with gather_subset=available."""
+    return {'changed': False, 'ansible_facts': {
+        'smartos_images_available': [{'manifest': dict(m, state=m.get('state', 'active')), 'source': SOURCE}
+                                     for m in manifests],
+        'smartos_images_available_errors': errors or []}}
+
+
+def looped(*pairs):
+    """The loop result report.yml registers: one smartos_image_facts result per name-only entry."""
+    return {'changed': False, 'results': [dict(result, item=item) for item, result in pairs]}
+
+
+NEWEST_BASE = {'name': 'base-64-lts'}
+
+
+def with_available(result, available):
+    data = host(result, images=[NEWEST_BASE])
+    data['fleet_report_available'] = available
+    return data
+
+
+def test_older_version_of_a_name_declared_newest_is_outdated_and_the_newest_missing():
+    report = fleet_report({'h': with_available(facts(BASE_OLD), avail(MANIFESTS[BASE_OLD], MANIFESTS[BASE]))})
+    assert cells(report) == {BASE_OLD: {'h': 'outdated'}, BASE: {'h': 'missing'}}
+    rows = {row['key']: row for row in report['images']}
+    assert rows[BASE]['name'] == 'base-64-lts' and rows[BASE]['version'] == '24.4.1'
+    assert 'base-64-lts@24.4.1' in rows[BASE_OLD]['cells']['h']['note']
+    h = report['hosts'][0]
+    assert h['counts'] == counts(installed=1, missing=1, outdated=1) and h['drift'] is True
+    assert 'h: DRIFT 1 missing, 0 extra, 1 outdated' in report['summary']['text']
+
+
+def test_newest_installed_is_installed_and_an_older_one_beside_it_outdated_unless_kept():
+    available = avail(MANIFESTS[BASE_OLD], MANIFESTS[BASE])
+    report = fleet_report({'h': with_available(facts(BASE), available), 'g': with_available(facts(BASE, BASE_OLD), available)})
+    assert cells(report) == {BASE: {'h': 'installed', 'g': 'installed'}, BASE_OLD: {'h': 'absent', 'g': 'outdated'}}
+    assert report['summary']['drifted'] == ['g']
+    kept = with_available(facts(BASE, BASE_OLD), available)
+    kept['image_host_keep'] = ['base-64-lts@23.4.0']
+    assert cells(fleet_report({'g': kept}))[BASE_OLD] == {'g': 'installed'}
+
+
+def test_newest_follows_the_one_rule_active_only_and_the_entry_filters():
+    newer_inactive = dict(MANIFESTS[BASE], uuid='5e5e5e5e-4444-4444-8444-444444444444', version='25.1.0',
+                          published_at='2025-06-01T00:00:00Z', state='disabled')
+    other_os = dict(MANIFESTS[BASE], uuid='6f6f6f6f-5555-4555-8555-555555555555', version='25.2.0',
+                    published_at='2025-07-01T00:00:00Z', os='linux')
+    available = avail(MANIFESTS[BASE_OLD], MANIFESTS[BASE], newer_inactive, other_os)
+    data = host(facts(BASE), images=[{'name': 'base-64-lts', 'filters': {'os': 'smartos'}}])
+    data['fleet_report_available'] = available
+    assert cells(fleet_report({'h': data})) == {BASE: {'h': 'installed'}}
+    data['image_host_images'] = [NEWEST_BASE]  # without the filter, the linux one is the newest
+    assert cells(fleet_report({'h': data}))[BASE] == {'h': 'outdated'}
+
+
+def test_without_available_images_a_name_only_match_is_unverified_not_satisfied():
+    report = fleet_report({'h': host(facts(BASE_OLD), images=[NEWEST_BASE])})
+    cell = report['images'][0]['cells']['h']
+    assert cell['state'] == 'unverified' and 'unknown whether newest' in cell['note']
+    assert 'not gathered' in cell['note']
+    assert report['hosts'][0]['drift'] is False and report['summary']['unverified'] == ['h']
+    # a version pins it: installed, nothing to verify
+    report = fleet_report({'h': host(facts(BASE_OLD), images=[{'name': 'base-64-lts', 'version': '23.4.0'}])})
+    assert cells(report) == {BASE_OLD: {'h': 'installed'}}
+
+
+def test_available_from_a_loop_over_the_entries_as_report_yml_registers_it():
+    pg_new = dict(MANIFESTS[PG], uuid='8a8a8a8a-6666-4666-8666-666666666666', version='1.1.0',
+                  published_at='2025-01-01T00:00:00Z')
+    data = host(facts(BASE, PG), images=[NEWEST_BASE, {'name': 'postgresql-16'}])
+    data['fleet_report_available'] = looped(
+        ({'name': 'base-64-lts'}, avail(MANIFESTS[BASE])),
+        ({'name': 'postgresql-16'}, avail(MANIFESTS[PG], pg_new)))
+    report = fleet_report({'h': data})
+    assert cells(report) == {BASE: {'h': 'installed'}, PG: {'h': 'outdated'}, pg_new['uuid']: {'h': 'missing'}}
+    # a loop result for another name tells nothing about this one
+    data['fleet_report_available'] = looped(({'name': 'base-64-lts'}, avail(MANIFESTS[BASE])))
+    assert cells(fleet_report({'h': data}))[PG] == {'h': 'unverified'}
+
+
+def test_available_in_the_facts_result_itself():
+    result = facts(BASE_OLD)
+    result['ansible_facts'].update(avail(MANIFESTS[BASE_OLD], MANIFESTS[BASE])['ansible_facts'])
+    assert cells(fleet_report({'h': host(result, images=[NEWEST_BASE])}))[BASE_OLD] == {'h': 'outdated'}
+
+
+@pytest.mark.parametrize('available, why', [
+    ({'failed': True, 'msg': 'no image source answered: x: timed out'}, 'could not be listed: no image source answered'),
+    ({'changed': False, 'failed_when_result': False, 'msg': 'no image source answered'}, 'could not be listed'),
+    (looped(({'name': 'base-64-lts'}, {'unreachable': True, 'msg': 'gone'})), 'could not be listed: gone'),
+    ({'skipped': True}, 'not gathered'),
+    (avail(), 'no source offers an active image'),
+    ('garbage', 'not gathered'),
+], ids=['failed', 'failed-when-false', 'unreachable-item', 'skipped', 'none-offered', 'not-a-dict'])
+def test_available_that_could_not_be_gathered_is_unverified_with_why(available, why):
+    cell = fleet_report({'h': with_available(facts(BASE_OLD), available)})['images'][0]['cells']['h']
+    assert cell['state'] == 'unverified' and why in cell['note'], cell
+
+
+def test_missing_name_only_without_available_keeps_a_newest_row():
+    report = fleet_report({'h': host(facts(), images=[NEWEST_BASE])})
+    assert [(r['key'], r['version']) for r in report['images']] == [('name:base-64-lts', 'newest')]
+
+
+# --- sources ------------------------------------------------------------------------------------------
+
+
+def src(url, **more):
+    return dict({'url': url, 'type': 'imgapi', 'insecure': False, 'implicit': False}, **more)
+
+
+@pytest.mark.parametrize('have, declared, exclusive, absent, drift', [
+    ([src(SOURCE)], [{'url': SOURCE + '/'}], True, [], []),
+    ([src('HTTPS://Images.Example.org:443')], [{'url': SOURCE}], False, [], []),
+    ([src(SOURCE)], [{'url': 'http://other.example'}], False, [], ['source http://other.example missing']),
+    ([src(SOURCE), src('http://b.example')], [{'url': SOURCE}], False, [], []),
+    ([src(SOURCE), src('http://b.example')], [{'url': SOURCE}], True, [], ['source http://b.example not declared']),
+    ([src('http://b.example'), src(SOURCE)], [{'url': SOURCE}, {'url': 'http://b.example'}], True, [],
+     ['sources in another order than declared']),
+    ([src(SOURCE, type='dsapi')], [{'url': SOURCE}], False, [], ['source %s is dsapi, declared imgapi' % SOURCE]),
+    ([src(SOURCE, insecure=True)], [{'url': SOURCE}], False, [], ['source %s is insecure, declared secure' % SOURCE]),
+    ([src(SOURCE)], [], False, [SOURCE], ['source %s declared absent' % SOURCE]),
+    ([src('https://***@private.example')], [{'url': 'https://user:pw@private.example'}], False, [], []),
+    ([src(SOURCE)], 'not a list', 'yes', [None, 3], []),
+], ids=['same', 'normalized', 'missing', 'more-allowed', 'more-exclusive', 'order', 'type', 'insecure', 'absent',
+        'credentials', 'junk'])
+def test_sources_drift(have, declared, exclusive, absent, drift):
+    data = host(facts(BASE, sources=have), images=[{'uuid': BASE}])
+    data.update(image_host_sources=declared, image_host_sources_exclusive=exclusive, image_host_sources_absent=absent)
+    report = fleet_report({'h': data})
+    h = report['hosts'][0]
+    assert h['sources_drift'] == drift and h['drift'] is bool(drift)
+    assert report['summary']['drifted'] == (['h'] if drift else [])
+    if drift:
+        assert report['summary']['text'][1] == 'h: DRIFT sources: ' + '; '.join(drift)
+
+
+# --- hostile and odd input ----------------------------------------------------------------------------
+
+
+def test_failed_when_false_result_without_facts_is_failed_not_ok():
+    report = fleet_report({'h': host({'changed': False, 'failed_when_result': False, 'msg': 'zfs: command not found'})})
+    assert report['hosts'][0]['status'] == 'failed' and report['hosts'][0]['error'] == 'zfs: command not found'
+
+
+@pytest.mark.parametrize('installed', [
+    {BASE: 'not a dict'}, {BASE: {'manifest': 'not a dict'}}, {BASE: {'manifest': {'name': ['x'], 'version': 3}}},
+    'not a dict'])
+def test_odd_installed_entries_do_not_break_the_report(installed):
+    result = facts()
+    result['ansible_facts']['smartos_images'] = installed
+    report = fleet_report({'h': host(result, images=[NEWEST_BASE, {'uuid': PG}], keep=[None, 3, 'x'])})
+    assert report['hosts'][0]['status'] == 'ok'
+    assert all(isinstance(r['name'], str) for r in report['images'])
+
+
+def test_hostile_names_are_kept_as_text_for_the_template_to_escape():
+    evil = '<script>alert("x")</script></td>\'"&'
+    m = manifest(BASE, evil, evil)
+    result = facts()
+    result['ansible_facts']['smartos_images'] = {BASE: {'manifest': m, 'clones': []}}
+    report = fleet_report({evil: host(result, images=[{'name': evil}])})
+    assert report['hosts'][0]['name'] == evil and report['images'][0]['name'] == evil
