@@ -379,7 +379,7 @@ def _fill_row(row_, out_hosts, installed_on):
             continue
         # a row for a name some host lacks: another host that has an image of that name is not "absent"
         have = [(u, i) for u, i in installed_on[host['name']].items()
-                if entry is not None and _matches(entry, u, _manifest_of(i))]
+                if _matches(entry, u, _manifest_of(i))] if entry is not None else []
         row_['cells'][host['name']] = ({'state': 'installed', 'clones': len(have[0][1].get('clones') or []),
                                         'uuid': have[0][0]} if have else {'state': 'absent', 'clones': 0})
 

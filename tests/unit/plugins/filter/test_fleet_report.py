@@ -5,13 +5,18 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
 from datetime import datetime, timezone
+from html.parser import HTMLParser
+
+import jinja2
 
 import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.smartos.images.plugins.filter.fleet_report import FilterModule, fleet_report
+from ansible_collections.smartos.images.plugins.filter.fleet_report import STATES, FilterModule, fleet_report
 
 BASE = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 BASE_OLD = '1a2b3c4d-0000-4000-8000-000000000001'
@@ -438,3 +443,251 @@ def test_hostile_names_are_kept_as_text_for_the_template_to_escape():
     result['ansible_facts']['smartos_images'] = {BASE: {'manifest': m, 'clones': []}}
     report = fleet_report({evil: host(result, images=[{'name': evil}])})
     assert report['hosts'][0]['name'] == evil and report['images'][0]['name'] == evil
+
+
+# --- the page: playbooks/templates/fleet_report.html.j2 ------------------------------------------------
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), *(['..'] * 4), 'playbooks', 'templates',
+                        'fleet_report.html.j2')
+VOID = {'meta', 'br', 'hr', 'img', 'input', 'link', 'col', 'wbr'}
+
+
+def render(report):
+    """The page as the template module writes it (trim_blocks on, no autoescape)."""
+    with open(TEMPLATE, encoding='utf-8') as f:
+        text = f.read()
+    return jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined).from_string(text).render(
+        fleet_report=report)
+
+
+class Page(HTMLParser):
+    """Checks that tags nest and close, and collects the elements with their attributes and text."""
+
+    def __init__(self, html):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.elements, self.errors, self.scripts = [], [], [], []
+        self.feed(html)
+        self.close()
+        if self.stack:
+            self.errors.append('unclosed: %s' % [e['tag'] for e in self.stack])
+
+    def handle_starttag(self, tag, attrs):
+        element = {'tag': tag, 'attrs': dict(attrs), 'parts': [], 'parents': [e['tag'] for e in self.stack]}
+        self.elements.append(element)
+        if tag not in VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1]['tag'] != tag:
+            self.errors.append('</%s> closes %s' % (tag, self.stack[-1]['tag'] if self.stack else 'nothing'))
+            return
+        self.stack.pop()
+
+    def handle_data(self, data):
+        for e in self.stack:
+            e['parts'].append(data)
+        if self.stack and self.stack[-1]['tag'] == 'script':
+            self.scripts.append(data)
+
+    def all(self, tag, **attrs):
+        found = [e for e in self.elements if e['tag'] == tag and all(e['attrs'].get(k) == v for k, v in attrs.items())]
+        for e in found:
+            e.setdefault('text', ''.join(e['parts']))
+        return found
+
+
+def page_of(report):
+    html = render(report)
+    page = Page(html)
+    assert page.errors == [], page.errors
+    return html, page
+
+
+def test_summary_separator_is_a_middle_dot_not_an_escaped_entity(fleet):
+    html, page = page_of(fleet_report(fleet, generated_at='2026-01-31T12:00:00Z'))
+    assert '&amp;middot;' not in html
+    summary = page.all('p', **{'class': 'sum'})[0]['text']
+    assert summary.startswith('5 hosts: 3 ok, 1 failed, 1 unreachable; 4 images \u00b7 ')
+    assert 'web2: DRIFT 1 missing, 1 extra' in summary.split(' \u00b7 ')
+
+
+def test_generated_at_in_the_page():
+    html, page = page_of(fleet_report({}, generated_at='2026-01-31T12:00:00Z'))
+    time_ = page.all('time')[0]
+    assert time_['attrs']['datetime'] == '2026-01-31T12:00:00Z' and time_['text'] == '2026-01-31T12:00:00Z'
+
+
+def test_tables_have_captions_scoped_headers_and_sort_buttons(fleet):
+    html, page = page_of(fleet_report(fleet))
+    tables = page.all('table')
+    assert [t['attrs']['id'] for t in tables] == ['images', 'hosts']
+    assert len(page.all('caption')) == 2
+    for th in page.all('th'):
+        scope = th['attrs'].get('scope')
+        assert scope == ('col' if 'thead' in th['parents'] else 'row'), th
+    sortable = [th for th in page.all('th') if 'aria-sort' in th['attrs']]
+    assert len(sortable) == 4 + 5 + 8 and all(th['attrs']['aria-sort'] == 'none' for th in sortable)
+    buttons = page.all('button', type='button')
+    assert len(buttons) == len(sortable) and all(b['parents'][-1] == 'th' for b in buttons)
+    assert all(len(page.all('span', **{'class': 'ind', 'aria-hidden': 'true'})) == len(sortable) for dummy in [0])
+    # one row header per image and per host
+    assert len([th for th in page.all('th') if th['attrs'].get('scope') == 'row']) == 4 + 5
+
+
+def test_cells_say_their_state_in_text_not_only_by_colour(fleet):
+    report = fleet_report(fleet)
+    html, page = page_of(report)
+    cells_ = [td for td in page.all('td') if 'data-state' in td['attrs']]
+    assert len(cells_) == 4 * 5
+    for td in cells_:
+        assert td['attrs']['data-state'] in td['text'], td
+    legend = page.all('ul', **{'class': 'legend'})[0]['text']
+    for state in STATES:
+        assert '%s:' % state in legend
+    assert 'installed but not declared' in legend and 'installed but declared absent' in legend
+
+
+def test_drifted_host_is_marked_in_the_hosts_table_in_words(fleet):
+    html, page = page_of(fleet_report(fleet))
+    rows = {tr['attrs']['data-host']: tr for tr in page.all('tr') if 'data-host' in tr['attrs']}
+    assert rows['web2']['attrs'].get('class') == 'drift' and 'drift: 1 missing, 1 extra' in rows['web2']['text']
+    assert 'class' not in rows['web1']['attrs'] and 'in line' in rows['web1']['text']
+    assert 'unknown' in rows['down']['text'] and 'unverified (unknown whether newest)' in rows['db1']['text']
+
+
+def test_sources_drift_is_in_the_hosts_table():
+    data = host(facts(BASE), images=[{'uuid': BASE}])
+    data['image_host_sources'] = [{'url': 'http://<b>wanted</b>.example'}]
+    html, page = page_of(fleet_report({'h': data}))
+    row = [tr for tr in page.all('tr') if tr['attrs'].get('data-host') == 'h'][0]
+    assert row['attrs']['class'] == 'drift' and 'sources: source http://<b>wanted</b>.example missing' in row['text']
+    assert '<b>' not in html
+
+
+EVIL = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "'; alert(1); '", '</td></tr></table>',
+        '{{ 7*7 }}', '&middot;', 'x' * 5000, '\u202eevil\u00e9\U0001f600']
+
+
+@pytest.mark.parametrize('evil', EVIL, ids=['script', 'attribute', 'quote', 'close-tags', 'jinja', 'entity', 'long',
+                                            'unicode'])
+def test_hostile_names_are_escaped_and_the_page_stays_whole(evil):
+    result = facts()
+    result['ansible_facts']['smartos_images'] = {BASE: {'manifest': manifest(BASE, evil, evil, evil), 'clones': [evil]}}
+    result['ansible_facts']['smartos_image_sources'] = [src('http://x.example/' + evil, type=evil)]
+    fleet = {evil: host(result, images=[{'name': evil + 'x'}]),
+             'bad' + evil: host({'failed': True, 'msg': evil}),
+             'ok': host(facts(BASE))}
+    html, page = page_of(fleet_report(fleet, generated_at=evil))
+    assert len(page.all('script')) == 1 and not page.all('img') and len(page.all('table')) == 2
+    assert all('onerror' not in e['attrs'] for e in page.elements)
+    assert evil in [th['text'] for th in page.all('th', scope='row')] and evil in page.all('time')[0]['text']
+    assert '49' not in page.all('p', **{'class': 'sum'})[0]['text']
+    names = [tr['attrs']['data-host'] for tr in page.all('tr') if 'data-host' in tr['attrs']]
+    assert names == sorted(fleet)
+
+
+@pytest.mark.parametrize('size', [0, 1, 60])
+def test_zero_one_and_many_hosts_and_images(size):
+    fleet = {}
+    for n in range(size):
+        result = facts()
+        result['ansible_facts']['smartos_images'] = {
+            '%08d-0000-4000-8000-000000000000' % i: {'manifest': manifest('u', 'img%03d' % i, '1.0'), 'clones': []}
+            for i in range(size)}
+        fleet['host%03d' % n] = host(result)
+    fleet['gone'] = host({'unreachable': True, 'msg': 'down'})
+    html, page = page_of(fleet_report(fleet))
+    assert len([tr for tr in page.all('tr') if 'data-host' in tr['attrs']]) == size + 1
+    assert len(page.all('tr')) == 2 + size + size + 1  # the heading rows, an image row each, a host row each
+    assert len([td for td in page.all('td') if 'data-state' in td['attrs']]) == size * (size + 1)
+    if size == 0:
+        assert 'No host reported any image.' in html
+
+
+def test_empty_report_page_is_whole():
+    html, page = page_of(fleet_report({}))
+    assert 'The report has no hosts.' in html and 'No host reported any image.' in html
+
+
+# --- colour contrast of every text/background pair the page's style sheet uses -------------------------------
+
+CSS_RULE = re.compile(r'([^{}]+)\{([^{}]*)\}')
+HEX = re.compile(r'#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b')
+
+
+def style_rules(html):
+    """(selector, {'color': hex, 'background': hex}) for each rule of the page's <style> that sets a colour."""
+    css = re.search(r'<style>(.*?)</style>', html, re.S).group(1)
+    rules = []
+    for selector, body in CSS_RULE.findall(css):
+        found = {}
+        for decl in body.split(';'):
+            prop, dummy, value = decl.partition(':')
+            prop = prop.strip()
+            if prop in ('color', 'background', 'background-color') and HEX.search(value):
+                found['color' if prop == 'color' else 'background'] = HEX.search(value).group(1)
+        if found:
+            rules.append((selector.strip(), found))
+    return rules
+
+
+def luminance(hex_):
+    """WCAG 2 relative luminance of an sRGB colour."""
+    if len(hex_) == 3:
+        hex_ = ''.join(c * 2 for c in hex_)
+    channels = []
+    for i in (0, 2, 4):
+        c = int(hex_[i:i + 2], 16) / 255
+        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+
+
+def contrast(a, b):
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_pairs(rules):
+    """Every text/background pair the style sheet can make: a rule's own colour on its own background, and a
+    colour set without a background on every background the sheet has (the page's text can sit on any of them)."""
+    backgrounds = {found['background'] for dummy, found in rules if 'background' in found} | {'fff'}
+    body = [found['color'] for selector, found in rules if selector == 'body'][0]
+    pairs = []
+    for selector, found in rules:
+        if 'color' in found and 'background' in found:
+            pairs.append((selector, found['color'], found['background']))
+        elif 'color' in found:
+            pairs.extend((selector, found['color'], bg) for bg in sorted(backgrounds))
+        else:
+            pairs.append((selector + ' (inherited text)', body, found['background']))
+    return pairs
+
+
+@pytest.mark.parametrize('a, b, ratio', [('000', 'fff', 21.0), ('fff', 'fff', 1.0), ('777', 'fff', 4.48),
+                                         ('bbb', 'ffffff', 1.92)])
+def test_contrast_ratio_matches_wcag(a, b, ratio):
+    assert round(contrast(a, b), 2) == ratio
+
+
+def test_every_text_colour_of_the_page_has_contrast_of_at_least_4_5():
+    rules = style_rules(render(fleet_report({})))
+    pairs = text_pairs(rules)
+    assert len(pairs) > 20 and any(sel == '.absent' for sel, dummy, dummy2 in pairs)
+    low = ['%s: #%s on #%s is %.2f:1' % (sel, fg, bg, contrast(fg, bg)) for sel, fg, bg in pairs
+           if contrast(fg, bg) < 4.5]
+    assert low == []
+
+
+def test_the_contrast_check_catches_a_failing_colour():
+    html = render(fleet_report({})).replace('.absent{background:#fff;color:#595959}', '.absent{color:#bbb}')
+    low = [sel for sel, fg, bg in text_pairs(style_rules(html)) if contrast(fg, bg) < 4.5]
+    assert '.absent' in low
+
+
+def test_focus_outline_is_visible_against_every_background():
+    rules = style_rules(render(fleet_report({})))
+    css = re.search(r'<style>(.*?)</style>', render(fleet_report({})), re.S).group(1)
+    outline = re.search(r'focus-visible\{outline:\d+px solid #([0-9a-f]{6})', css).group(1)
+    backgrounds = {found['background'] for dummy, found in rules if 'background' in found}
+    # non-text contrast (WCAG 1.4.11): 3:1
+    assert all(contrast(outline, bg) >= 3 for bg in backgrounds)
