@@ -113,6 +113,7 @@ _value:
       type: dict
 '''
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from ansible.errors import AnsibleFilterError
@@ -135,7 +136,7 @@ def _label(manifest):
 
 def _filters_of(entry):
     filters = entry.get('filters')
-    return filters if isinstance(filters, dict) else {}
+    return filters if isinstance(filters, Mapping) else {}
 
 
 def _name_matches(entry, manifest):
@@ -165,16 +166,16 @@ def _kept(keep, uuid, manifest):
 
 
 def _manifest_of(info):
-    manifest = info.get('manifest') if isinstance(info, dict) else None
-    return manifest if isinstance(manifest, dict) else {}
+    manifest = info.get('manifest') if isinstance(info, Mapping) else None
+    return manifest if isinstance(manifest, Mapping) else {}
 
 
 def _has_facts(result):
-    return isinstance(result.get('ansible_facts'), dict)
+    return isinstance(result.get('ansible_facts'), Mapping)
 
 
 def _host_status(result):
-    if not isinstance(result, dict) or not result:
+    if not isinstance(result, Mapping) or not result:
         return 'unreachable', 'no result: the host was not reached'
     if result.get('unreachable'):
         return 'unreachable', str(result.get('msg') or 'unreachable')
@@ -199,7 +200,7 @@ def _source_id(url):
 def _sources_drift(sources, data, sources_var, exclusive_var, absent_var):
     """How the host's sources differ from the declared ones (the image_host role's variables): texts, or []."""
     declared = data.get(sources_var)
-    declared = [s for s in declared if isinstance(s, dict) and isinstance(s.get('url'), str)] \
+    declared = [s for s in declared if isinstance(s, Mapping) and isinstance(s.get('url'), str)] \
         if isinstance(declared, list) else []
     unwanted = data.get(absent_var)
     unwanted = [u for u in unwanted if isinstance(u, str)] if isinstance(unwanted, list) else []
@@ -231,7 +232,7 @@ def _sources_drift(sources, data, sources_var, exclusive_var, absent_var):
 def _host_row(name, status, error, facts, declared):
     sources = [dict(url=str(s.get('url', '')), type=str(s.get('type', 'imgapi')), insecure=bool(s.get('insecure')),
                     implicit=bool(s.get('implicit')))
-               for s in facts.get('smartos_image_sources') or [] if isinstance(s, dict)]
+               for s in facts.get('smartos_image_sources') or [] if isinstance(s, Mapping)]
     return {'name': name, 'status': status, 'error': error, 'layout': facts.get('smartos_images_layout', ''),
             'sources': sources, 'declared': declared is not None, 'sources_drift': [], 'drift': False,
             'counts': {'installed': 0, 'missing': 0, 'extra': 0, 'outdated': 0, 'unverified': 0, 'in_use': 0}}
@@ -239,7 +240,7 @@ def _host_row(name, status, error, facts, declared):
 
 def _declared(data, images_var):
     declared = data.get(images_var)
-    return [e for e in declared if isinstance(e, dict)] if isinstance(declared, list) else None
+    return [e for e in declared if isinstance(e, Mapping)] if isinstance(declared, list) else None
 
 
 def _available_lists(data, facts, available_var):
@@ -248,14 +249,14 @@ def _available_lists(data, facts, available_var):
     if isinstance(facts.get('smartos_images_available'), list):
         lists.append((None, facts['smartos_images_available'], None))
     gathered = data.get(available_var)
-    results = gathered.get('results') if isinstance(gathered, dict) and isinstance(gathered.get('results'), list) \
-        else [gathered] if isinstance(gathered, dict) else []
+    results = gathered.get('results') if isinstance(gathered, Mapping) and isinstance(gathered.get('results'), list) \
+        else [gathered] if isinstance(gathered, Mapping) else []
     for result in results:
-        if not isinstance(result, dict) or result.get('skipped'):
+        if not isinstance(result, Mapping) or result.get('skipped'):
             continue
-        item = result.get('item') if isinstance(result.get('item'), dict) else None
+        item = result.get('item') if isinstance(result.get('item'), Mapping) else None
         listed = (result.get('ansible_facts') or {}).get('smartos_images_available') \
-            if isinstance(result.get('ansible_facts'), dict) else None
+            if isinstance(result.get('ansible_facts'), Mapping) else None
         if result.get('failed') or result.get('unreachable') or not isinstance(listed, list):
             lists.append((item, None, str(result.get('msg') or 'the available images were not listed')))
         else:
@@ -273,7 +274,7 @@ def _newest_of(entry, lists):
         if error is not None:
             errors.append(error)
             continue
-        hits.extend(e['manifest'] for e in listed if isinstance(e, dict) and isinstance(e.get('manifest'), dict)
+        hits.extend(e['manifest'] for e in listed if isinstance(e, Mapping) and isinstance(e.get('manifest'), Mapping)
                     and is_active(e['manifest']) and _name_matches(entry, e['manifest']))
     best = newest(hits)
     if best is not None:
@@ -325,7 +326,7 @@ def _set_fields(row_, manifest):
 
 def _add_installed(rows, host, installed, plan):
     for uuid, info in installed.items():
-        info = info if isinstance(info, dict) else {}
+        info = info if isinstance(info, Mapping) else {}
         manifest = _manifest_of(info)
         row_ = rows.setdefault(uuid, {'key': uuid, 'uuid': uuid, 'cells': {}})
         _set_fields(row_, manifest)
@@ -428,7 +429,7 @@ def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_
                  sources_exclusive_var='image_host_sources_exclusive', sources_absent_var='image_host_sources_absent',
                  generated_at=None):
     """hosts: {name: hostvars} -> {generated_at, hosts, images, summary}."""
-    if not isinstance(hosts, dict):
+    if not isinstance(hosts, Mapping):
         raise AnsibleFilterError('fleet_report expects a dict by host name, got %s' % type(hosts).__name__)
     if generated_at is not None and not isinstance(generated_at, str):
         raise AnsibleFilterError('fleet_report: generated_at must be a text such as 2026-01-31T12:00:00Z, got %s'
@@ -437,11 +438,11 @@ def fleet_report(hosts, result_var='fleet_report_facts', images_var='image_host_
     out_hosts = []
     installed_on = {}
     for name in sorted(hosts, key=str):
-        data = hosts[name] if isinstance(hosts[name], dict) else {}
+        data = hosts[name] if isinstance(hosts[name], Mapping) else {}
         result = data.get(result_var)
         status, error = _host_status(result)
         facts = result['ansible_facts'] if status == 'ok' else {}
-        installed = facts.get('smartos_images') if isinstance(facts.get('smartos_images'), dict) else {}
+        installed = facts.get('smartos_images') if isinstance(facts.get('smartos_images'), Mapping) else {}
         installed_on[str(name)] = installed
         declared = _declared(data, images_var)
         host = _host_row(str(name), status, error, facts, declared)

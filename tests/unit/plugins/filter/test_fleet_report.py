@@ -9,6 +9,7 @@ import os
 import re
 from datetime import datetime, timezone
 from html.parser import HTMLParser
+from types import MappingProxyType
 
 import jinja2
 
@@ -691,3 +692,13 @@ def test_focus_outline_is_visible_against_every_background():
     backgrounds = {found['background'] for dummy, found in rules if 'background' in found}
     # non-text contrast (WCAG 1.4.11): 3:1
     assert all(contrast(outline, bg) >= 3 for bg in backgrounds)
+
+
+def test_hostvars_that_are_mappings_but_not_dicts():
+    """hostvars[host] is a read-only mapping, not a dict: its variables count all the same."""
+    data = host(facts(BASE_OLD), images=[NEWEST_BASE])
+    data['fleet_report_available'] = MappingProxyType(avail(MANIFESTS[BASE_OLD], MANIFESTS[BASE]))
+    data['fleet_report_facts'] = MappingProxyType(data['fleet_report_facts'])
+    report = fleet_report(MappingProxyType({'h': MappingProxyType(data)}))
+    assert report['hosts'][0]['status'] == 'ok' and report['hosts'][0]['declared'] is True
+    assert cells(report) == {BASE_OLD: {'h': 'outdated'}, BASE: {'h': 'missing'}}
