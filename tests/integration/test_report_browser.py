@@ -35,7 +35,7 @@ class Chromium:
 
     def __init__(self, profile):
         if not os.access(CHROMIUM, os.X_OK):
-            pytest.fail('%s is not installed: this test needs the Debian packages chromium and chromium-driver '
+            pytest.fail('%s is not installed: this test needs the Debian package chromium '
                         '(make system-deps installs them)' % CHROMIUM)
         to_browser, self._out = os.pipe()
         self._in, from_browser = os.pipe()
