@@ -240,7 +240,11 @@ def _host_row(name, status, error, facts, declared):
 
 def _declared(data, images_var):
     declared = data.get(images_var)
-    return [e for e in declared if isinstance(e, Mapping)] if isinstance(declared, list) else None
+    if not isinstance(declared, list):
+        return None
+    # an entry that names no image by a text uuid or name (the role refuses it) declares nothing here
+    return [e for e in declared if isinstance(e, Mapping) and any(
+        isinstance(e.get(k), str) and e.get(k) for k in ('uuid', 'name'))]
 
 
 def _available_lists(data, facts, available_var):

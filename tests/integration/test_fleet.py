@@ -304,17 +304,23 @@ def test_fleet_converge_in_parallel_and_report(tmp_path, images, images_dir, ser
 def test_report_shows_a_host_whose_gathering_failed_as_failed(tmp_path, pool, host_root):
     """failed_when: false keeps the play going but registers failed: false: the report still says failed."""
     inv = inventory({'broken': local_host('nosuchpool%d' % os.getpid(), host_root, image_host_images=[{'name': 'x'}]),
-                     'fine': local_host(POOL, host_root)})
+                     'fine': local_host(POOL, host_root),
+                     # declarations the role would refuse: the report takes them without failing
+                     'junk1': local_host(POOL, host_root, image_host_images='a,b', image_host_sources='x'),
+                     'junk2': local_host(POOL, host_root, image_host_images=[
+                         'text', 5, {'name': 'nothing-here', 'filters': 'junk'}, {'name': ['a']}, {'uuid': None}])})
     out_dir = tmp_path / 'report'
     rep = run_playbook(tmp_path, 'report.yml', inv, extra={'fleet_report_dir': str(out_dir)})
     assert rep.rc == 0, rep.out
     report = json.loads((out_dir / 'report.json').read_text())
     by_host = {h['name']: h for h in report['hosts']}
     assert by_host['broken']['status'] == 'failed' and 'nosuchpool' in by_host['broken']['error'], by_host
-    assert by_host['fine']['status'] == 'ok'
+    assert by_host['fine']['status'] == by_host['junk1']['status'] == by_host['junk2']['status'] == 'ok'
+    assert by_host['junk1']['declared'] is False and by_host['junk2']['declared'] is True
     assert any(line.startswith('broken: FAILED (') for line in report['summary']['text'])
-    # the failed host's name-only entry was not looked up
-    assert not [r for r in rep.records if r['task'].startswith('Gather the newest') and r['status'] != 'skipped']
+    # the failed host's name-only entry was not looked up; junk2's was (no source answers: it has none here)
+    looked = [r['host'] for r in rep.records if r['task'].startswith('Gather the newest') and r['status'] != 'skipped']
+    assert looked == ['junk2'], looked
 
 
 # --- over SSH -------------------------------------------------------------------------------------

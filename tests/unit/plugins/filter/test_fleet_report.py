@@ -702,3 +702,10 @@ def test_hostvars_that_are_mappings_but_not_dicts():
     report = fleet_report(MappingProxyType({'h': MappingProxyType(data)}))
     assert report['hosts'][0]['status'] == 'ok' and report['hosts'][0]['declared'] is True
     assert cells(report) == {BASE_OLD: {'h': 'outdated'}, BASE: {'h': 'missing'}}
+
+
+@pytest.mark.parametrize('entry', [{'name': ['a']}, {'name': 5}, {'uuid': None}, {'uuid': ['x']}, {'name': ''},
+                                   {'version': '1.0'}, {'name': None, 'uuid': None}])
+def test_declared_entries_that_name_no_image_declare_nothing(entry):
+    report = fleet_report({'h': host(facts(BASE), images=[entry, {'uuid': BASE}])})
+    assert cells(report) == {BASE: {'h': 'installed'}} and report['hosts'][0]['counts']['missing'] == 0
