@@ -36,7 +36,7 @@ class Chromium:
     def __init__(self, profile):
         if not os.access(CHROMIUM, os.X_OK):
             pytest.fail('%s is not installed: this test needs the Debian package chromium '
-                        '(make system-deps installs them)' % CHROMIUM)
+                        '(make system-deps installs it)' % CHROMIUM)
         to_browser, self._out = os.pipe()
         self._in, from_browser = os.pipe()
         # above any descriptor the child's 3 and 4 could be, so that neither dup2 overwrites the other
