@@ -57,26 +57,21 @@ options:
         in the O(result_var) result is used as well.
     type: str
     default: fleet_report_available
-    version_added: 0.1.0
   sources_var:
     description: The name of the variable that declares a host's sources (as C(image_host_sources)).
     type: str
     default: image_host_sources
-    version_added: 0.1.0
   sources_exclusive_var:
     description: The name of the variable that, when true, makes the declared sources the whole list, in order.
     type: str
     default: image_host_sources_exclusive
-    version_added: 0.1.0
   sources_absent_var:
     description: The name of the variable that lists source URLs a host must not have.
     type: str
     default: image_host_sources_absent
-    version_added: 0.1.0
   generated_at:
     description: When the report was made, in ISO 8601; the current UTC time (C(YYYY-MM-DDTHH:MM:SSZ)) by default.
     type: str
-    version_added: 0.1.0
 '''
 
 EXAMPLES = r'''
