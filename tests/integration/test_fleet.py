@@ -219,7 +219,7 @@ def fleet_pools(pool):
         p.destroy()
 
 
-def test_fleet_converge_in_parallel_and_report(tmp_path, images, server, fleet_pools):
+def test_fleet_converge_in_parallel_and_report(tmp_path, images, images_dir, server, fleet_pools):
     a, b, c = images('fleet_a'), images('fleet_b'), images('fleet_c')
     hosts = {}
     for i, p in enumerate(fleet_pools):
@@ -246,32 +246,81 @@ def test_fleet_converge_in_parallel_and_report(tmp_path, images, server, fleet_p
     extra = run_playbook(tmp_path, 'converge.yml', inventory({'sim1': dict(
         hosts['sim1'], image_host_images=[{'uuid': c['uuid']}])}))
     assert extra.rc == 0 and c['uuid'] in installed(fleet_pools[1].name), extra.out
-    out_dir = tmp_path / 'report'
-    rep = run_playbook(tmp_path, 'report.yml', inv, forks=10, extra={'fleet_report_dir': str(out_dir)})
-    assert rep.rc == 0 or 'unreachable=1' in rep.out, rep.out
-    report = json.loads((out_dir / 'report.json').read_text())
+    # the report's declarations: sim1 asks for c by name only (the newest), and a newer c is published now;
+    # sim0 declares a source it lacks
+    newer_c = dict(c, uuid=str(uuidlib.uuid4()), version='9.9.9', published_at='2031-06-01T00:00:00Z')
+    publish(images_dir, newer_c, images.path('fleet_c'))
+    report_inv = inventory(dict(hosts, sim1=dict(hosts['sim1'], image_host_images=[
+        {'uuid': a['uuid']}, {'uuid': b['uuid']}, {'name': c['name']}]), sim0=dict(
+        hosts['sim0'], image_host_sources=[{'url': server.url}, {'url': 'http://127.0.0.1:9/'}])))
+    try:
+        out_dir = tmp_path / 'report'
+        rep = run_playbook(tmp_path, 'report.yml', report_inv, forks=10, extra={'fleet_report_dir': str(out_dir)})
+        assert rep.rc == 0 or 'unreachable=1' in rep.out, rep.out
+        report = json.loads((out_dir / 'report.json').read_text())
+        # no name-only lookup without newest: the report says it does not know
+        plain_dir = tmp_path / 'report-plain'
+        plain = run_playbook(tmp_path, 'report.yml', report_inv, forks=10,
+                             extra={'fleet_report_dir': str(plain_dir), 'fleet_report_newest': False})
+        plain_report = json.loads((plain_dir / 'report.json').read_text())
+    finally:
+        shutil.rmtree(os.path.join(images_dir, newer_c['uuid']))
+    assert time.strftime('%Y-%m-%dT', time.gmtime()) in report['generated_at'] and report['generated_at'].endswith('Z')
     status = {h['name']: h['status'] for h in report['hosts']}
-    assert status == {'down': 'unreachable', 'sim0': 'ok', 'sim1': 'ok', 'sim2': 'ok'}
+    assert status == {'down': 'unreachable', 'sim0': 'ok', 'sim1': 'ok', 'sim2': 'ok'}, (report['hosts'], rep.out)
     rows = {row['uuid']: row for row in report['images']}
     assert {row['uuid']: {h: c_['state'] for h, c_ in row['cells'].items()} for row in report['images']} == {
         a['uuid']: {'sim0': 'installed', 'sim1': 'installed', 'sim2': 'installed', 'down': 'unknown'},
         b['uuid']: {'sim0': 'installed', 'sim1': 'installed', 'sim2': 'missing', 'down': 'unknown'},
-        c['uuid']: {'sim0': 'absent', 'sim1': 'extra', 'sim2': 'absent', 'down': 'unknown'},
-    }
+        c['uuid']: {'sim0': 'absent', 'sim1': 'outdated', 'sim2': 'absent', 'down': 'unknown'},
+        newer_c['uuid']: {'sim0': 'absent', 'sim1': 'missing', 'sim2': 'absent', 'down': 'unknown'},
+    }, rep.out
     assert rows[a['uuid']]['name'] == a['name'] and rows[a['uuid']]['version'] == a['version']
+    assert rows[newer_c['uuid']]['version'] == '9.9.9'
     by_host = {h['name']: h for h in report['hosts']}
-    assert by_host['sim1']['counts'] == {'installed': 3, 'missing': 0, 'extra': 1, 'in_use': 0}
+    assert by_host['sim1']['counts'] == {'installed': 3, 'missing': 1, 'extra': 0, 'outdated': 1, 'unverified': 0,
+                                         'in_use': 0}
     assert by_host['sim2']['counts']['missing'] == 1 and [s['url'] for s in by_host['sim0']['sources']] == [server.url]
-    assert report['summary']['drifted'] == ['sim1', 'sim2'] and report['summary']['unreachable'] == 1
+    assert by_host['sim0']['sources_drift'] == ['source http://127.0.0.1:9/ missing']
+    assert report['summary']['drifted'] == ['sim0', 'sim1', 'sim2'] and report['summary']['unreachable'] == 1
+    plain_cells = {row['uuid']: row['cells'] for row in plain_report['images']}
+    assert plain_cells[c['uuid']]['sim1']['state'] == 'unverified' and newer_c['uuid'] not in plain_cells
+    assert 'not gathered' in plain_cells[c['uuid']]['sim1']['note']
     html = (out_dir / 'report.html').read_text()
     assert html.startswith('<!DOCTYPE html>') and '<script>' in html and '<style>' in html
     assert 'src=' not in html and 'href=' not in html  # self-contained: nothing to fetch
-    assert 'data-host="sim2" data-state="missing"' in html and 'data-host="sim1" data-state="extra"' in html
-    assert 'unreachable' in html and server.url in html and len(html) < 30000
+    assert 'data-host="sim2" data-state="missing"' in html and 'data-host="sim1" data-state="outdated"' in html
+    assert '&amp;middot;' not in html and ' &middot; ' in html
+    assert '<time datetime="%s">' % report['generated_at'] in html
+    assert '<tr data-host="sim2" class="drift">' in html and 'sources: source http://127.0.0.1:9/ missing' in html
+    assert 'unreachable' in html and server.url in html and len(html) < 40000
     summary = [x for x in rep.records if x['task'] == 'Summarize the fleet'][0]['result']['msg']
     assert summary[0].startswith('4 hosts: 3 ok, 0 failed, 1 unreachable') and any('down: UNREACHABLE' in s for s in summary)
     assert any('sim2: DRIFT 1 missing, 0 extra' in s for s in summary), summary
+    assert 'sim1: DRIFT 1 missing, 0 extra, 1 outdated' in summary, summary
     print('fleet of 3 converged in %.1f s' % took)
+
+
+def test_report_shows_a_host_whose_gathering_failed_as_failed(tmp_path, pool, host_root):
+    """failed_when: false keeps the play going but registers failed: false: the report still says failed."""
+    inv = inventory({'broken': local_host('nosuchpool%d' % os.getpid(), host_root, image_host_images=[{'name': 'x'}]),
+                     'fine': local_host(POOL, host_root),
+                     # declarations the role would refuse: the report takes them without failing
+                     'junk1': local_host(POOL, host_root, image_host_images='a,b', image_host_sources='x'),
+                     'junk2': local_host(POOL, host_root, image_host_images=[
+                         'text', 5, {'name': 'nothing-here', 'filters': 'junk'}, {'name': ['a']}, {'uuid': None}])})
+    out_dir = tmp_path / 'report'
+    rep = run_playbook(tmp_path, 'report.yml', inv, extra={'fleet_report_dir': str(out_dir)})
+    assert rep.rc == 0, rep.out
+    report = json.loads((out_dir / 'report.json').read_text())
+    by_host = {h['name']: h for h in report['hosts']}
+    assert by_host['broken']['status'] == 'failed' and 'nosuchpool' in by_host['broken']['error'], by_host
+    assert by_host['fine']['status'] == by_host['junk1']['status'] == by_host['junk2']['status'] == 'ok'
+    assert by_host['junk1']['declared'] is False and by_host['junk2']['declared'] is True
+    assert any(line.startswith('broken: FAILED (') for line in report['summary']['text'])
+    # the failed host's name-only entry was not looked up; junk2's was (no source answers: it has none here)
+    looked = [r['host'] for r in rep.records if r['task'].startswith('Gather the newest') and r['status'] != 'skipped']
+    assert looked == ['junk2'], looked
 
 
 # --- over SSH -------------------------------------------------------------------------------------
