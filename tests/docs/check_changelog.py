@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-ANNOUNCEMENT = re.compile(r'\bnew (module|role|lookup|filter|plugin|inventory|callback)s?\b', re.IGNORECASE)
+ANNOUNCEMENT = re.compile(r'\bnew (module|role|lookup|filter|plugin|inventory|callback)s?\b(?!\s+options?\b)', re.IGNORECASE)
 KINDS = ('module', 'lookup', 'filter', 'role')
 
 

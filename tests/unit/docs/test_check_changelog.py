@@ -50,6 +50,8 @@ def test_a_fragment_announcing_a_plugin_is_refused(entry):
     'smartos_image - the ``lock_timeout`` option bounds the wait.',
     'smartos_image - a renewed module_utils reader.',
     'image lookup - news of images is read page by page.',
+    'fleet_report filter - new filter options ``available_var`` and ``generated_at``.',
+    'smartos_image - a new module option ``lock_timeout``.',
 ])
 def test_plain_feature_notes_pass(entry):
     assert find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT) == []
