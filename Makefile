@@ -6,20 +6,39 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD ?= $(CURDIR)/build
 COLLECTION := $(BUILD)/ansible_collections/smartos/images
-# The controller Python runs every sanity test; modules are also compiled and imported on the
-# target Pythons found under pyenv (whose shims refuse to run from ansible-test, hence the links).
-SANITY_PYTHONS ?= 3.11
-TARGET_PYTHONS ?= 3.8 3.9 3.10 3.12 3.13
+# ansible-core versions `make test` covers (meta/runtime.yml promises >=2.19.0), each in its own venv with a
+# controller Python it supports: 2.19 in .venv (requirements-dev.txt: also ansible-lint and the tools, and all
+# `make demo` needs), the others in .venv-<core> (tests/requirements/core-<core>.txt), made with pyenv's Python.
+# Sanity and units run on every core; the zfs-fuse integration suite on the oldest and the newest; the guest
+# lane on the newest. A core's controller Python or one of its target Pythons that is missing fails the run.
+CORES ?= 2.19 2.20 2.21
+BASE_CORE := 2.19
+INTEGRATION_CORES ?= 2.19 2.21
+GUEST_CORE ?= 2.21
+# The controller Python of each core (every sanity test runs on it, units too), and the target Pythons the
+# modules are also compiled and imported on: every one the core supports for modules (3.8 or 3.9 up to its
+# newest) except 3.14, which pyenv here lacks. pyenv's shims refuse to run from ansible-test, hence the links.
+CONTROLLER_2.19 := 3.11
+CONTROLLER_2.20 := 3.12
+CONTROLLER_2.21 := 3.13
+TARGETS_2.19 ?= 3.8 3.9 3.10 3.12 3.13
+TARGETS_2.20 ?= 3.9 3.10 3.11 3.13
+TARGETS_2.21 ?= 3.9 3.10 3.11 3.12
 PYENV_VERSIONS ?= $(HOME)/.pyenv/versions
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
+# The venv of core $(1), and the newest pyenv build of Python $(1) (or nothing).
+core_venv = $(if $(filter $(BASE_CORE),$(1)),$(VENV),$(VENV)-$(1))
+pyenv_python = $(lastword $(sort $(wildcard $(PYENV_VERSIONS)/$(1).*/bin/python$(1))))
+.SECONDEXPANSION:
 
-.PHONY: demo test deps system-deps venv collection sanity units fuzz lint integration guest integration-guest bench clean
+.PHONY: demo test deps system-deps venv venvs collection sanity units fuzz lint integration guest integration-guest bench clean \
+  $(addprefix venv-,$(CORES)) $(addprefix sanity-,$(CORES)) $(addprefix units-,$(CORES)) $(addprefix integration-,$(CORES))
 
 demo: deps collection
 	$(PY) -m tools.demo
 
-test: deps collection sanity units lint integration integration-guest
+test: deps venvs collection sanity units lint integration integration-guest
 
 deps: system-deps venv
 
@@ -42,6 +61,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Every core's venv (make test); make demo needs .venv only.
+venvs: $(addprefix venv-,$(CORES))
+
+$(addprefix venv-,$(CORES)): venv-%: $$(call core_venv,%)/.installed
+
+$(VENV)-%/.installed: requirements.txt tests/requirements/core-%.txt
+	@p="$(call pyenv_python,$(CONTROLLER_$*))"; \
+	if [ -z "$(CONTROLLER_$*)" ]; then echo "ansible-core $*: no controller Python set (CONTROLLER_$* in the Makefile)" >&2; exit 1; fi; \
+	if [ -z "$$p" ]; then echo "ansible-core $*: its controller Python $(CONTROLLER_$*) is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
+	echo "== ansible-core $*: $(VENV)-$* with $$p"; \
+	rm -rf $(VENV)-$* && "$$p" -m venv $(VENV)-$* && \
+	$(VENV)-$*/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements/core-$*.txt
+	touch $@
+
 # ansible-test runs only from .../ansible_collections/<namespace>/<name>/: lay out a copy there
 # of the files git tracks or would track (a symlink is not enough).
 collection:
@@ -50,20 +83,28 @@ collection:
 	  tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(COLLECTION)
 	@git -C $(COLLECTION) init -q  # ansible-test lists a collection's files with git: give it its own repo
 
-sanity: deps collection
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test sanity --venv --color no $(addprefix --python ,$(SANITY_PYTHONS))
-	@mkdir -p $(BUILD)/pythons && for v in $(TARGET_PYTHONS); do \
+# Full sanity on the core's controller Python, then compile and import on each of its target Pythons.
+sanity: $(addprefix sanity-,$(CORES))
+
+$(addprefix sanity-,$(CORES)): sanity-%: venv-% collection
+	@echo "== ansible-core $*: sanity on Python $(CONTROLLER_$*), compile and import on $(TARGETS_$*)"
+	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
+	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no --python $(CONTROLLER_$*)
+	@mkdir -p $(BUILD)/pythons && for v in $(TARGETS_$*); do \
 	  p=$$(ls -d $(PYENV_VERSIONS)/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
-	  if [ -z "$$p" ]; then echo "python$$v not installed: compile/import sanity on it skipped"; continue; fi; \
+	  if [ -z "$$p" ]; then echo "ansible-core $*: target Python $$v is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
 	  ln -sf "$$p" $(BUILD)/pythons/python$$v; \
-	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(CURDIR)/$(VENV)/bin/ansible-test sanity --venv --color no \
+	  echo "== ansible-core $*: compile and import on Python $$v"; \
+	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no \
 	    --test compile --test import --python $$v) || exit 1; \
 	done
 
-units: deps collection
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test units --venv --color no --python 3.11
+units: $(addprefix units-,$(CORES))
+
+$(addprefix units-,$(CORES)): units-%: venv-% collection
+	@echo "== ansible-core $*: units on Python $(CONTROLLER_$*)"
+	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
+	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test units --venv --color no --python $(CONTROLLER_$*)
 
 # The property tests of tests/unit/property with the fuzz profile: FUZZ_EXAMPLES random inputs per target (make
 # units runs them with a fixed seed and a few hundred), and each target's example count. Plain pytest on the
@@ -82,8 +123,12 @@ fuzz: deps collection
 lint: deps collection
 	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-lint --offline --profile production roles playbooks
 
-integration: deps collection
-	$(PY) -m pytest -p no:cacheprovider tests/integration -q
+# The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv).
+integration: $(addprefix integration-,$(INTEGRATION_CORES))
+
+$(addprefix integration-,$(CORES)): integration-%: system-deps venv-% collection
+	@echo "== ansible-core $*: integration (zfs-fuse)"
+	$(call core_venv,$*)/bin/python -m pytest -p no:cacheprovider tests/integration -q
 
 # The kernel-ZFS guest (Debian bookworm with OpenZFS from bookworm-backports, built from Debian's packages
 # and cached under /var/cache/smartos-images-guest; a warm cache is reused), and the lane that runs the
@@ -92,8 +137,9 @@ GUEST_BUILD_TIMEOUT ?= 3600
 guest: system-deps
 	timeout --kill-after=60 $(GUEST_BUILD_TIMEOUT) bash tests/guest/build.sh
 
-integration-guest: deps collection guest
-	$(PY) -m pytest -p no:cacheprovider tests/guest -q
+integration-guest: system-deps venv-$(GUEST_CORE) collection guest
+	@echo "== ansible-core $(GUEST_CORE): integration-guest (kernel ZFS)"
+	$(call core_venv,$(GUEST_CORE))/bin/python -m pytest -p no:cacheprovider tests/guest -q
 
 bench: deps collection
 	$(PY) -m benchmarks.import_speed
