@@ -7,14 +7,14 @@ PY := $(VENV)/bin/python
 BUILD ?= $(CURDIR)/build
 COLLECTION := $(BUILD)/ansible_collections/smartos/images
 # ansible-core versions `make test` covers (meta/runtime.yml promises >=2.19.0), each in its own venv with a
-# controller Python it supports: 2.19 in .venv (requirements-dev.txt: also ansible-lint and the tools, and all
-# `make demo` needs), the others in .venv-<core> (tests/requirements/core-<core>.txt), made with pyenv's Python.
-# Sanity and units run on every core; the zfs-fuse integration suite on the oldest and the newest; the guest
-# lane on the newest. A core's controller Python or one of its target Pythons that is missing fails the run.
+# controller Python it supports: 2.19 in .venv (requirements-dev.txt, all `make demo` needs), the others in
+# .venv-<core> (tests/requirements/core-<core>.txt), made with pyenv's Python. Sanity and units run on every
+# core; the zfs-fuse integration suite on the oldest and the newest; the guest lane and ansible-lint on the newest. A core's controller Python or one of its target Pythons that is missing fails the run.
 CORES ?= 2.19 2.20 2.21
 BASE_CORE := 2.19
 INTEGRATION_CORES ?= 2.19 2.21
 GUEST_CORE ?= 2.21
+LINT_CORE ?= 2.21
 # The controller Python of each core (every sanity test runs on it, units too), and the target Pythons the
 # modules are also compiled and imported on: every one the core supports for modules (3.8 or 3.9 up to its
 # newest) except 3.14, which pyenv here lacks. pyenv's shims refuse to run from ansible-test, hence the links.
@@ -30,6 +30,8 @@ export ANSIBLE_FORCE_COLOR := 0
 # The venv of core $(1), and the newest pyenv build of Python $(1) (or nothing).
 core_venv = $(if $(filter $(BASE_CORE),$(1)),$(VENV),$(VENV)-$(1))
 pyenv_python = $(lastword $(sort $(wildcard $(PYENV_VERSIONS)/$(1).*/bin/python$(1))))
+$(foreach c,$(CORES),$(if $(CONTROLLER_$(c)),,$(error ansible-core $(c) in CORES has no controller Python (CONTROLLER_$(c)))) \
+  $(if $(or $(filter $(BASE_CORE),$(c)),$(wildcard tests/requirements/core-$(c).txt)),,$(error ansible-core $(c) in CORES has no tests/requirements/core-$(c).txt)))
 .SECONDEXPANSION:
 
 .PHONY: demo test deps system-deps venv venvs collection sanity units fuzz lint integration guest integration-guest bench clean \
@@ -68,7 +70,6 @@ $(addprefix venv-,$(CORES)): venv-%: $$(call core_venv,%)/.installed
 
 $(VENV)-%/.installed: requirements.txt tests/requirements/core-%.txt
 	@p="$(call pyenv_python,$(CONTROLLER_$*))"; \
-	if [ -z "$(CONTROLLER_$*)" ]; then echo "ansible-core $*: no controller Python set (CONTROLLER_$* in the Makefile)" >&2; exit 1; fi; \
 	if [ -z "$$p" ]; then echo "ansible-core $*: its controller Python $(CONTROLLER_$*) is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
 	echo "== ansible-core $*: $(VENV)-$* with $$p"; \
 	rm -rf $(VENV)-$* && "$$p" -m venv $(VENV)-$* && \
@@ -88,12 +89,14 @@ sanity: $(addprefix sanity-,$(CORES))
 
 $(addprefix sanity-,$(CORES)): sanity-%: venv-% collection
 	@echo "== ansible-core $*: sanity on Python $(CONTROLLER_$*), compile and import on $(TARGETS_$*)"
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
-	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no --python $(CONTROLLER_$*)
 	@mkdir -p $(BUILD)/pythons && for v in $(TARGETS_$*); do \
 	  p=$$(ls -d $(PYENV_VERSIONS)/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
 	  if [ -z "$$p" ]; then echo "ansible-core $*: target Python $$v is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
 	  ln -sf "$$p" $(BUILD)/pythons/python$$v; \
+	done
+	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
+	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no --python $(CONTROLLER_$*)
+	@for v in $(TARGETS_$*); do \
 	  echo "== ansible-core $*: compile and import on Python $$v"; \
 	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no \
 	    --test compile --test import --python $$v) || exit 1; \
@@ -120,8 +123,10 @@ fuzz: deps collection
 
 # ansible-lint's production profile on the role and playbooks, from the laid-out copy so that
 # smartos.images.* names resolve.
-lint: deps collection
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-lint --offline --profile production roles playbooks
+lint: venv-$(LINT_CORE) collection
+	@echo "== ansible-core $(LINT_CORE): ansible-lint"
+	cd $(COLLECTION) && PATH=$(CURDIR)/$(call core_venv,$(LINT_CORE))/bin:$$PATH \
+	  $(CURDIR)/$(call core_venv,$(LINT_CORE))/bin/ansible-lint --offline --profile production roles playbooks
 
 # The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv).
 integration: $(addprefix integration-,$(INTEGRATION_CORES))
