@@ -128,12 +128,18 @@ lint: venv-$(LINT_CORE) collection
 	cd $(COLLECTION) && PATH=$(CURDIR)/$(call core_venv,$(LINT_CORE))/bin:$$PATH \
 	  $(CURDIR)/$(call core_venv,$(LINT_CORE))/bin/ansible-lint --offline --profile production roles playbooks
 
-# The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv).
-integration: $(addprefix integration-,$(INTEGRATION_CORES))
+# The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv), on pools named after the
+# core (sitest219, sitest221, ... or SMARTOS_IMAGES_TEST_POOL with the core's digits), so that the runs of two
+# cores can share zfs-fuse: INTEGRATION_JOBS=2 runs them side by side, each one's output kept together.
+INTEGRATION_JOBS ?= 1
+integration: system-deps $(addprefix venv-,$(INTEGRATION_CORES)) collection
+	$(MAKE) --no-print-directory -j$(INTEGRATION_JOBS) --output-sync=target -o collection -o system-deps \
+	  $(addprefix integration-,$(INTEGRATION_CORES))
 
 $(addprefix integration-,$(CORES)): integration-%: system-deps venv-% collection
 	@echo "== ansible-core $*: integration (zfs-fuse)"
-	$(call core_venv,$*)/bin/python -m pytest -p no:cacheprovider tests/integration -q
+	SMARTOS_IMAGES_TEST_POOL=$${SMARTOS_IMAGES_TEST_POOL:-sitest}$(subst .,,$*) \
+	  $(call core_venv,$*)/bin/python -m pytest -p no:cacheprovider tests/integration -q
 
 # The kernel-ZFS guest (Debian bookworm with OpenZFS from bookworm-backports, built from Debian's packages
 # and cached under /var/cache/smartos-images-guest; a warm cache is reused), and the lane that runs the
