@@ -15,6 +15,8 @@ BASE_CORE := 2.19
 INTEGRATION_CORES ?= 2.19 2.21
 GUEST_CORE ?= 2.21
 LINT_CORE ?= 2.21
+# Every core some step runs on (`make test CORES=2.19` still runs integration, the guest lane and ansible-lint as set).
+ALL_CORES = $(sort $(CORES) $(INTEGRATION_CORES) $(GUEST_CORE) $(LINT_CORE))
 # The controller Python of each core (every sanity test runs on it, units too), and the target Pythons the
 # modules are also compiled and imported on: every one the core supports for modules (3.8 or 3.9 up to its
 # newest) except 3.14, which pyenv here lacks. pyenv's shims refuse to run from ansible-test, hence the links.
@@ -30,12 +32,12 @@ export ANSIBLE_FORCE_COLOR := 0
 # The venv of core $(1), and the newest pyenv build of Python $(1) (or nothing).
 core_venv = $(if $(filter $(BASE_CORE),$(1)),$(VENV),$(VENV)-$(1))
 pyenv_python = $(lastword $(sort $(wildcard $(PYENV_VERSIONS)/$(1).*/bin/python$(1))))
-$(foreach c,$(CORES),$(if $(CONTROLLER_$(c)),,$(error ansible-core $(c) in CORES has no controller Python (CONTROLLER_$(c)))) \
-  $(if $(or $(filter $(BASE_CORE),$(c)),$(wildcard tests/requirements/core-$(c).txt)),,$(error ansible-core $(c) in CORES has no tests/requirements/core-$(c).txt)))
+$(foreach c,$(ALL_CORES),$(if $(CONTROLLER_$(c)),,$(error ansible-core $(c) has no controller Python (CONTROLLER_$(c)))) \
+  $(if $(or $(filter $(BASE_CORE),$(c)),$(wildcard tests/requirements/core-$(c).txt)),,$(error ansible-core $(c) has no tests/requirements/core-$(c).txt)))
 .SECONDEXPANSION:
 
 .PHONY: demo test deps system-deps venv venvs collection sanity units fuzz lint integration guest integration-guest bench clean \
-  $(addprefix venv-,$(CORES)) $(addprefix sanity-,$(CORES)) $(addprefix units-,$(CORES)) $(addprefix integration-,$(CORES))
+  $(addprefix venv-,$(ALL_CORES)) $(addprefix sanity-,$(ALL_CORES)) $(addprefix units-,$(ALL_CORES)) $(addprefix integration-,$(ALL_CORES))
 
 demo: deps collection
 	$(PY) -m tools.demo
@@ -64,9 +66,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 # Every core's venv (make test); make demo needs .venv only.
-venvs: $(addprefix venv-,$(CORES))
+venvs: $(addprefix venv-,$(ALL_CORES))
 
-$(addprefix venv-,$(CORES)): venv-%: $$(call core_venv,%)/.installed
+$(addprefix venv-,$(ALL_CORES)): venv-%: $$(call core_venv,%)/.installed
 
 $(VENV)-%/.installed: requirements.txt tests/requirements/core-%.txt
 	@p="$(call pyenv_python,$(CONTROLLER_$*))"; \
@@ -87,7 +89,7 @@ collection:
 # Full sanity on the core's controller Python, then compile and import on each of its target Pythons.
 sanity: $(addprefix sanity-,$(CORES))
 
-$(addprefix sanity-,$(CORES)): sanity-%: venv-% collection
+$(addprefix sanity-,$(ALL_CORES)): sanity-%: venv-% collection
 	@echo "== ansible-core $*: sanity on Python $(CONTROLLER_$*), compile and import on $(TARGETS_$*)"
 	@mkdir -p $(BUILD)/pythons && for v in $(TARGETS_$*); do \
 	  p=$$(ls -d $(PYENV_VERSIONS)/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
@@ -104,7 +106,7 @@ $(addprefix sanity-,$(CORES)): sanity-%: venv-% collection
 
 units: $(addprefix units-,$(CORES))
 
-$(addprefix units-,$(CORES)): units-%: venv-% collection
+$(addprefix units-,$(ALL_CORES)): units-%: venv-% collection
 	@echo "== ansible-core $*: units on Python $(CONTROLLER_$*)"
 	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
 	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test units --venv --color no --python $(CONTROLLER_$*)
@@ -136,7 +138,7 @@ integration: system-deps $(addprefix venv-,$(INTEGRATION_CORES)) collection
 	$(MAKE) --no-print-directory -j$(INTEGRATION_JOBS) --output-sync=target -o collection -o system-deps \
 	  $(addprefix integration-,$(INTEGRATION_CORES))
 
-$(addprefix integration-,$(CORES)): integration-%: system-deps venv-% collection
+$(addprefix integration-,$(ALL_CORES)): integration-%: system-deps venv-% collection
 	@echo "== ansible-core $*: integration (zfs-fuse)"
 	SMARTOS_IMAGES_TEST_POOL=$${SMARTOS_IMAGES_TEST_POOL:-sitest}$(subst .,,$*) \
 	  $(call core_venv,$*)/bin/python -m pytest -p no:cacheprovider tests/integration -q
