@@ -96,11 +96,11 @@ $(addprefix sanity-,$(ALL_CORES)): sanity-%: venv-% collection
 	  if [ -z "$$p" ]; then echo "ansible-core $*: target Python $$v is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
 	  ln -sf "$$p" $(BUILD)/pythons/python$$v; \
 	done
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
-	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no --python $(CONTROLLER_$*)
+	bash tests/ci/prepare-ansible-test.sh $(abspath $(call core_venv,$*))/bin/python
+	cd $(COLLECTION) && $(abspath $(call core_venv,$*))/bin/ansible-test sanity --venv --color no --python $(CONTROLLER_$*)
 	@for v in $(TARGETS_$*); do \
 	  echo "== ansible-core $*: compile and import on Python $$v"; \
-	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(CURDIR)/$(call core_venv,$*)/bin/ansible-test sanity --venv --color no \
+	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(abspath $(call core_venv,$*))/bin/ansible-test sanity --venv --color no \
 	    --test compile --test import --python $$v) || exit 1; \
 	done
 
@@ -108,8 +108,8 @@ units: $(addprefix units-,$(CORES))
 
 $(addprefix units-,$(ALL_CORES)): units-%: venv-% collection
 	@echo "== ansible-core $*: units on Python $(CONTROLLER_$*)"
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(call core_venv,$*)/bin/python
-	cd $(COLLECTION) && $(CURDIR)/$(call core_venv,$*)/bin/ansible-test units --venv --color no --python $(CONTROLLER_$*)
+	bash tests/ci/prepare-ansible-test.sh $(abspath $(call core_venv,$*))/bin/python
+	cd $(COLLECTION) && $(abspath $(call core_venv,$*))/bin/ansible-test units --venv --color no --python $(CONTROLLER_$*)
 
 # The property tests of tests/unit/property with the fuzz profile: FUZZ_EXAMPLES random inputs per target (make
 # units runs them with a fixed seed and a few hundred), and each target's example count. Plain pytest on the
@@ -127,8 +127,8 @@ fuzz: deps collection
 # smartos.images.* names resolve.
 lint: venv-$(LINT_CORE) collection
 	@echo "== ansible-core $(LINT_CORE): ansible-lint"
-	cd $(COLLECTION) && PATH=$(CURDIR)/$(call core_venv,$(LINT_CORE))/bin:$$PATH \
-	  $(CURDIR)/$(call core_venv,$(LINT_CORE))/bin/ansible-lint --offline --profile production roles playbooks
+	cd $(COLLECTION) && PATH=$(abspath $(call core_venv,$(LINT_CORE)))/bin:$$PATH \
+	  $(abspath $(call core_venv,$(LINT_CORE)))/bin/ansible-lint --offline --profile production roles playbooks
 
 # The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv), on pools named after the
 # core (sitest219, sitest221, ... or SMARTOS_IMAGES_TEST_POOL with the core's digits), so that the runs of two
