@@ -9,7 +9,8 @@ COLLECTION := $(BUILD)/ansible_collections/smartos/images
 # ansible-core versions `make test` covers (meta/runtime.yml promises >=2.19.0), each in its own venv with a
 # controller Python it supports: 2.19 in .venv (requirements-dev.txt, all `make demo` needs), the others in
 # .venv-<core> (tests/requirements/core-<core>.txt), made with pyenv's Python. Sanity and units run on every
-# core; the zfs-fuse integration suite on the oldest and the newest; the guest lane and ansible-lint on the newest. A core's controller Python or one of its target Pythons that is missing fails the run.
+# core; the zfs-fuse integration suite on the oldest and the newest; the guest lane and ansible-lint on the
+# newest. A core's controller Python or one of its target Pythons that is missing fails the run.
 CORES ?= 2.19 2.20 2.21
 BASE_CORE := 2.19
 INTEGRATION_CORES ?= 2.19 2.21
