@@ -6,20 +6,44 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD ?= $(CURDIR)/build
 COLLECTION := $(BUILD)/ansible_collections/smartos/images
-# The controller Python runs every sanity test; modules are also compiled and imported on the
-# target Pythons found under pyenv (whose shims refuse to run from ansible-test, hence the links).
-SANITY_PYTHONS ?= 3.11
-TARGET_PYTHONS ?= 3.8 3.9 3.10 3.12 3.13
+# ansible-core versions `make test` covers (meta/runtime.yml promises >=2.19.0), each in its own venv with a
+# controller Python it supports: 2.19 in .venv (requirements-dev.txt, all `make demo` needs), the others in
+# .venv-<core> (tests/requirements/core-<core>.txt), made with pyenv's Python. Sanity and units run on every
+# core; the zfs-fuse integration suite on the oldest and the newest; the guest lane and ansible-lint on the
+# newest. A core's controller Python or one of its target Pythons that is missing fails the run.
+CORES ?= 2.19 2.20 2.21
+BASE_CORE := 2.19
+INTEGRATION_CORES ?= 2.19 2.21
+GUEST_CORE ?= 2.21
+LINT_CORE ?= 2.21
+# Every core some step runs on (`make test CORES=2.19` still runs integration, the guest lane and ansible-lint as set).
+ALL_CORES = $(sort $(CORES) $(INTEGRATION_CORES) $(GUEST_CORE) $(LINT_CORE))
+# The controller Python of each core (every sanity test runs on it, units too), and the target Pythons the
+# modules are also compiled and imported on: every one the core supports for modules (3.8 or 3.9 up to its
+# newest) except 3.14, which pyenv here lacks. pyenv's shims refuse to run from ansible-test, hence the links.
+CONTROLLER_2.19 := 3.11
+CONTROLLER_2.20 := 3.12
+CONTROLLER_2.21 := 3.13
+TARGETS_2.19 ?= 3.8 3.9 3.10 3.12 3.13
+TARGETS_2.20 ?= 3.9 3.10 3.11 3.13
+TARGETS_2.21 ?= 3.9 3.10 3.11 3.12
 PYENV_VERSIONS ?= $(HOME)/.pyenv/versions
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
 export ANSIBLE_FORCE_COLOR := 0
+# The venv of core $(1), and the newest pyenv build of Python $(1) (or nothing).
+core_venv = $(if $(filter $(BASE_CORE),$(1)),$(VENV),$(VENV)-$(1))
+pyenv_python = $(lastword $(sort $(wildcard $(PYENV_VERSIONS)/$(1).*/bin/python$(1))))
+$(foreach c,$(ALL_CORES),$(if $(CONTROLLER_$(c)),,$(error ansible-core $(c) has no controller Python (CONTROLLER_$(c)))) \
+  $(if $(or $(filter $(BASE_CORE),$(c)),$(wildcard tests/requirements/core-$(c).txt)),,$(error ansible-core $(c) has no tests/requirements/core-$(c).txt)))
+.SECONDEXPANSION:
 
-.PHONY: demo test deps system-deps venv collection sanity units fuzz lint docs changelog galaxy integration guest integration-guest bench clean
+.PHONY: demo test deps system-deps venv venvs collection sanity units fuzz lint docs changelog galaxy integration guest integration-guest bench clean \
+  $(addprefix venv-,$(ALL_CORES)) $(addprefix sanity-,$(ALL_CORES)) $(addprefix units-,$(ALL_CORES)) $(addprefix integration-,$(ALL_CORES))
 
 demo: deps collection
 	$(PY) -m tools.demo
 
-test: deps collection sanity units lint docs changelog galaxy integration integration-guest
+test: deps venvs collection sanity units lint docs changelog galaxy integration integration-guest
 
 deps: system-deps venv
 
@@ -42,6 +66,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Every core's venv (make test); make demo needs .venv only.
+venvs: $(addprefix venv-,$(ALL_CORES))
+
+$(addprefix venv-,$(ALL_CORES)): venv-%: $$(call core_venv,%)/.installed
+
+$(VENV)-%/.installed: requirements.txt tests/requirements/core-%.txt
+	@p="$(call pyenv_python,$(CONTROLLER_$*))"; \
+	if [ -z "$$p" ]; then echo "ansible-core $*: its controller Python $(CONTROLLER_$*) is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
+	echo "== ansible-core $*: $(VENV)-$* with $$p"; \
+	rm -rf $(VENV)-$* && "$$p" -m venv $(VENV)-$* && \
+	$(VENV)-$*/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements/core-$*.txt
+	touch $@
+
 # ansible-test runs only from .../ansible_collections/<namespace>/<name>/: lay out a copy there
 # of the files git tracks or would track (a symlink is not enough).
 collection:
@@ -50,20 +87,30 @@ collection:
 	  tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(COLLECTION)
 	@git -C $(COLLECTION) init -q  # ansible-test lists a collection's files with git: give it its own repo
 
-sanity: deps collection
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test sanity --venv --color no $(addprefix --python ,$(SANITY_PYTHONS))
-	@mkdir -p $(BUILD)/pythons && for v in $(TARGET_PYTHONS); do \
+# Full sanity on the core's controller Python, then compile and import on each of its target Pythons.
+sanity: $(addprefix sanity-,$(CORES))
+
+$(addprefix sanity-,$(ALL_CORES)): sanity-%: venv-% collection
+	@echo "== ansible-core $*: sanity on Python $(CONTROLLER_$*), compile and import on $(TARGETS_$*)"
+	@mkdir -p $(BUILD)/pythons && for v in $(TARGETS_$*); do \
 	  p=$$(ls -d $(PYENV_VERSIONS)/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
-	  if [ -z "$$p" ]; then echo "python$$v not installed: compile/import sanity on it skipped"; continue; fi; \
+	  if [ -z "$$p" ]; then echo "ansible-core $*: target Python $$v is not installed under $(PYENV_VERSIONS)" >&2; exit 1; fi; \
 	  ln -sf "$$p" $(BUILD)/pythons/python$$v; \
-	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(CURDIR)/$(VENV)/bin/ansible-test sanity --venv --color no \
+	done
+	bash tests/ci/prepare-ansible-test.sh $(abspath $(call core_venv,$*))/bin/python
+	cd $(COLLECTION) && $(abspath $(call core_venv,$*))/bin/ansible-test sanity --venv --color no --python $(CONTROLLER_$*)
+	@for v in $(TARGETS_$*); do \
+	  echo "== ansible-core $*: compile and import on Python $$v"; \
+	  (cd $(COLLECTION) && PATH=$(BUILD)/pythons:$$PATH $(abspath $(call core_venv,$*))/bin/ansible-test sanity --venv --color no \
 	    --test compile --test import --python $$v) || exit 1; \
 	done
 
-units: deps collection
-	bash tests/ci/prepare-ansible-test.sh $(CURDIR)/$(PY)
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-test units --venv --color no --python 3.11
+units: $(addprefix units-,$(CORES))
+
+$(addprefix units-,$(ALL_CORES)): units-%: venv-% collection
+	@echo "== ansible-core $*: units on Python $(CONTROLLER_$*)"
+	bash tests/ci/prepare-ansible-test.sh $(abspath $(call core_venv,$*))/bin/python
+	cd $(COLLECTION) && $(abspath $(call core_venv,$*))/bin/ansible-test units --venv --color no --python $(CONTROLLER_$*)
 
 # The property tests of tests/unit/property with the fuzz profile: FUZZ_EXAMPLES random inputs per target (make
 # units runs them with a fixed seed and a few hundred), and each target's example count. Plain pytest on the
@@ -79,8 +126,10 @@ fuzz: deps collection
 
 # ansible-lint's production profile on the role and playbooks, from the laid-out copy so that
 # smartos.images.* names resolve.
-lint: deps collection
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-lint --offline --profile production roles playbooks
+lint: venv-$(LINT_CORE) collection
+	@echo "== ansible-core $(LINT_CORE): ansible-lint"
+	cd $(COLLECTION) && PATH=$(abspath $(call core_venv,$(LINT_CORE)))/bin:$$PATH \
+	  $(abspath $(call core_venv,$(LINT_CORE)))/bin/ansible-lint --offline --profile production roles playbooks
 
 # The docs tools (antsibull-docs, antsibull-changelog, Sphinx and the ansible-core they run), pinned in
 # tests/docs/requirements.txt, in their own venv under $(BUILD), out of the collection's tarball.
@@ -114,7 +163,7 @@ GALAXY_VENV := .venv-galaxy
 GALAXY_OUT := $(BUILD)/galaxy
 galaxy: deps collection $(GALAXY_VENV)/.installed
 	@rm -rf $(GALAXY_OUT) && mkdir -p $(GALAXY_OUT)
-	cd $(COLLECTION) && $(CURDIR)/$(VENV)/bin/ansible-galaxy collection build --output-path $(GALAXY_OUT)
+	cd $(COLLECTION) && $(abspath $(VENV))/bin/ansible-galaxy collection build --output-path $(GALAXY_OUT)
 	set -o pipefail; cd $(GALAXY_OUT) && env -u ANSIBLE_COLLECTIONS_PATH PATH=$(CURDIR)/$(GALAXY_VENV)/bin:$$PATH \
 	  GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/galaxy-importer.cfg \
 	  $(CURDIR)/$(GALAXY_VENV)/bin/python -m galaxy_importer.main smartos-images-*.tar.gz 2>&1 | tee importer.log
@@ -125,8 +174,18 @@ $(GALAXY_VENV)/.installed: tests/galaxy/requirements.txt
 	$(GALAXY_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/galaxy/requirements.txt
 	touch $@
 
-integration: deps collection
-	$(PY) -m pytest -p no:cacheprovider tests/integration -q
+# The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv), on pools named after the
+# core (sitest219, sitest221, ... or SMARTOS_IMAGES_TEST_POOL with the core's digits), so that the runs of two
+# cores can share zfs-fuse: INTEGRATION_JOBS=2 runs them side by side, each one's output kept together.
+INTEGRATION_JOBS ?= 1
+integration: system-deps $(addprefix venv-,$(INTEGRATION_CORES)) collection
+	$(MAKE) --no-print-directory -j$(INTEGRATION_JOBS) --output-sync=target -o collection -o system-deps \
+	  $(addprefix integration-,$(INTEGRATION_CORES))
+
+$(addprefix integration-,$(ALL_CORES)): integration-%: system-deps venv-% collection
+	@echo "== ansible-core $*: integration (zfs-fuse)"
+	SMARTOS_IMAGES_TEST_POOL=$${SMARTOS_IMAGES_TEST_POOL:-sitest}$(subst .,,$*) \
+	  $(call core_venv,$*)/bin/python -m pytest -p no:cacheprovider tests/integration -q
 
 # The kernel-ZFS guest (Debian bookworm with OpenZFS from bookworm-backports, built from Debian's packages
 # and cached under /var/cache/smartos-images-guest; a warm cache is reused), and the lane that runs the
@@ -135,8 +194,9 @@ GUEST_BUILD_TIMEOUT ?= 3600
 guest: system-deps
 	timeout --kill-after=60 $(GUEST_BUILD_TIMEOUT) bash tests/guest/build.sh
 
-integration-guest: deps collection guest
-	$(PY) -m pytest -p no:cacheprovider tests/guest -q
+integration-guest: system-deps venv-$(GUEST_CORE) collection guest
+	@echo "== ansible-core $(GUEST_CORE): integration-guest (kernel ZFS)"
+	$(call core_venv,$(GUEST_CORE))/bin/python -m pytest -p no:cacheprovider tests/guest -q
 
 bench: deps collection
 	$(PY) -m benchmarks.import_speed

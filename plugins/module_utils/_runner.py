@@ -46,7 +46,8 @@ class Runner:
         """Start argv (C locale) with a widened pipe on its stdin (feed) or its stdout (not feed)."""
         env = dict(os.environ, **C_LOCALE)
         argv = [self.which(argv[0])] + list(argv[1:])
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+        # Popen (argv, no shell), not run_command, which would hold a whole image in memory: receive and send stream.
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,  # pylint: disable=ansible-bad-function
                                 stdout=subprocess.DEVNULL if feed else subprocess.PIPE,
                                 stderr=stderr, env=env, close_fds=True)
         widen_pipe(proc.stdin if feed else proc.stdout)

@@ -2,13 +2,24 @@
 # ansible-test --venv bootstraps pip from a web address this network cannot reach; it first looks
 # for a cached get-pip script, so leave one there that bootstraps pip from the Python itself.
 set -euo pipefail
+# Usage: prepare-ansible-test.sh VENV_PYTHON (the Python of the venv whose ansible-test runs; each ansible-core
+# asks for its own pip version: 24.2 for 2.19, 25.2 for 2.20 and 2.21).
 py=${1:-.venv/bin/python}
 version=$("$py" - <<'PY'
-import ansible_test._internal.python_requirements as r
-import inspect, re
-print(re.search(r"pip='([0-9.]+)'", inspect.getsource(r.get_venv_packages)).group(1))
+import inspect
+import re
+import sys
+
+try:
+    import ansible_test._internal.python_requirements as r
+    found = re.search(r"pip='([0-9.]+)'", inspect.getsource(r.get_venv_packages))
+except (ImportError, AttributeError) as e:
+    sys.exit('ansible-test not usable from %s: %s' % (sys.executable, e))
+if not found:
+    sys.exit('cannot tell which pip version the ansible-test of %s wants' % sys.executable)
+print(found.group(1))
 PY
-)
+) || { echo "prepare-ansible-test.sh: no pip version for ansible-test from $py" >&2; exit 1; }
 cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
 mkdir -p "$(dirname "$cache")"
 cat > "$cache" <<'PY'

@@ -48,8 +48,10 @@ def warnings_of(result):
 
 
 def run_verbose(play, task):
-    """ansible-playbook -vvv: the whole printed output and the recorded result."""
+    """ansible-playbook -vvv: the whole printed output and the recorded result. The result carries the module's
+    arguments (the invocation): ansible-core 2.21 adds them only when ANSIBLE_INJECT_INVOCATION asks for it."""
     argv, env, record = play.command(task)
+    env['ANSIBLE_INJECT_INVOCATION'] = '1'
     proc = subprocess.run(argv + ['-vvv'], env=env, capture_output=True, text=True, timeout=300, check=False)
     last = play.results(record)[-1]
     return proc.stdout + proc.stderr, dict(last['result'], failed=last['status'] == 'failed'), read(record)
