@@ -35,6 +35,11 @@ extends_documentation_fragment:
   - smartos.images.common.source
   - smartos.images.image
 attributes:
+  action_group:
+    description: Use C(group/smartos.images.images) (and, for the modules that ask image servers,
+      C(group/smartos.images.servers)) in C(module_defaults) to set the options they share once.
+    support: full
+    membership: [smartos.images.images, smartos.images.servers]
   check_mode:
     details:
       - Check mode reads the host and the manifests from the sources (and checks a local file's size

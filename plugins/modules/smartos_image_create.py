@@ -45,6 +45,11 @@ extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.pool
 attributes:
+  action_group:
+    description: Use C(group/smartos.images.images) (and, for the modules that ask image servers,
+      C(group/smartos.images.servers)) in C(module_defaults) to set the options they share once.
+    support: full
+    membership: [smartos.images.images]
   check_mode:
     details:
       - Check mode reads the host and the output directory and returns the same RV(actions), C(changed)

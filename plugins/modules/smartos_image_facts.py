@@ -29,6 +29,11 @@ extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.server
 attributes:
+  action_group:
+    description: Use C(group/smartos.images.images) (and, for the modules that ask image servers,
+      C(group/smartos.images.servers)) in C(module_defaults) to set the options they share once.
+    support: full
+    membership: [smartos.images.images, smartos.images.servers]
   check_mode:
     details:
       - It changes nothing, so it runs the same in check mode.

@@ -33,6 +33,11 @@ extends_documentation_fragment:
   - smartos.images.common
   - smartos.images.common.server
 attributes:
+  action_group:
+    description: Use C(group/smartos.images.images) (and, for the modules that ask image servers,
+      C(group/smartos.images.servers)) in C(module_defaults) to set the options they share once.
+    support: full
+    membership: [smartos.images.images, smartos.images.servers]
   check_mode:
     details:
       - Check mode pings new sources as the real run does, and reports the same list and diff.
