@@ -17,14 +17,12 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
+import jsonschema
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 from ansible_collections.smartos.images.plugins.module_utils._manifest import minimal_problems
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import FIELDS, manifest_problems
-
-jsonschema = pytest.importorskip('jsonschema', reason='jsonschema (tests/unit/requirements.txt) is not installed')
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                            'schemas', 'imgmanifest-v2.json')

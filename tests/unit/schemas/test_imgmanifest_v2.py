@@ -1,22 +1,21 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit tests for schemas/imgmanifest-v2.json: draft 2020-12, self-contained, and in agreement with node-imgmanifest
-(the shared real manifests it accepts and rejects) and with the manifests smartos_image_create builds."""
+(the example manifests it accepts and rejects) and with the manifests smartos_image_create builds."""
 
 from __future__ import annotations
 
 import json
 import os
 
+import jsonschema
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils._manifest import upgrade_manifest
 from ansible_collections.smartos.images.plugins.module_utils._manifest_build import (
     build_v1, build_v2, desired_fields, manifest_problems,
 )
-from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, VALID_V2, load, needs_shared
-
-jsonschema = pytest.importorskip('jsonschema', reason='jsonschema (tests/unit/requirements.txt) is not installed')
+from ansible_collections.smartos.images.tests.unit.manifest_fixtures import OWN, OWN_CHANNELS, lane_params
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                            'schemas', 'imgmanifest-v2.json')
@@ -149,33 +148,33 @@ def test_what_smartos_image_create_builds_is_valid(validator):
     assert errors(validator, upgrade_manifest(v1)) == []
 
 
-# ---- the shared real manifests (fixtures README: what node-imgmanifest accepts and rejects) ----
+# ---- the example manifests (tests/unit/manifest_fixtures.py: what node-imgmanifest accepts and rejects) ----
 
 
-@needs_shared
-@pytest.mark.parametrize('name', VALID_V1 + VALID_V2)
-def test_accepts_every_valid_shared_manifest(validator, name):
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.valid_v1 + lane.valid_v2 + (
+    [OWN_CHANNELS] if lane is OWN else [])))
+def test_accepts_every_valid_example_manifest(validator, lane, name):
     """v1 ones after the v1 -> v2 upgrade, as imgadm install reads them."""
-    assert errors(validator, upgrade_manifest(load(name))) == []
+    assert errors(validator, upgrade_manifest(lane.load(name))) == []
 
 
-@needs_shared
-def test_rejects_dc_records_objectclass_and_string_acl(validator):
-    for record in load('sdc-imgapi__dc-test-images-dbrecords-array.json'):
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.dc_records))
+def test_rejects_dc_records_objectclass_and_string_acl(validator, lane, name):
+    for record in lane.load(name):
         found = errors(validator, record)
         assert "Additional properties are not allowed ('objectclass' was unexpected)" in found
         assert any("is not of type 'array'" in e for e in found) == isinstance(record.get('acl'), str)
 
 
-@needs_shared
-def test_rejects_an_icon_object(validator):
-    for record in load('sdc-imgapi__public-test-images-dbrecords-array.json'):
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.icon_records))
+def test_rejects_an_icon_object(validator, lane, name):
+    for record in lane.load(name):
         assert len(errors(validator, record)) == 1 and list(validator.iter_errors(record))[0].path[0] == 'icon'
 
 
-@needs_shared
-def test_rejects_a_manifest_without_v(validator):
-    assert errors(validator, load('sdc-imgapi__docs-getimage-smartos-1.6.3.json')) == ["'v' is a required property"]
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.no_v))
+def test_rejects_a_manifest_without_v(validator, lane, name):
+    assert errors(validator, lane.load(name)) == ["'v' is a required property"]
 
 
 # ---- where the schema and the target disagreed (found by tests/unit/property/test_schema_differential.py) ----

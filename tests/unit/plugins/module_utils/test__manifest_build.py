@@ -14,7 +14,7 @@ from ansible_collections.smartos.images.plugins.module_utils._manifest_build imp
     INHERITED, NO_OWNER, build_v1, build_v2, derive_uuid, desired_fields, dumps, manifest_problems, published_at,
     requirements_problems, v1_problems,
 )
-from ansible_collections.smartos.images.tests.unit.shared_manifests import VALID_V1, VALID_V2, load, needs_shared
+from ansible_collections.smartos.images.tests.unit.manifest_fixtures import OWN, OWN_CHANNELS, lane_params
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 ORIGIN = 'c58161c0-2547-11e2-a75e-9fdca1940570'
@@ -237,34 +237,44 @@ def test_requirements_problems(req, expected):
     assert requirements_problems(req) == expected
 
 
-# ---- the shared real manifests: what node-imgmanifest accepts and rejects (fixtures README) ----
+# ---- the example manifests (tests/unit/manifest_fixtures.py): what node-imgmanifest accepts and rejects ----
 
 
-@needs_shared
-@pytest.mark.parametrize('name', VALID_V1 + VALID_V2)
-def test_node_imgmanifest_accepts(name):
-    assert manifest_problems(upgrade_manifest(load(name))) == []
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.valid_v1 + lane.valid_v2))
+def test_node_imgmanifest_accepts(lane, name):
+    assert manifest_problems(upgrade_manifest(lane.load(name))) == []
 
 
-@needs_shared
-def test_node_imgmanifest_rejects_dc_records():
-    records = load('sdc-imgapi__dc-test-images-dbrecords-array.json')
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.dc_records))
+def test_node_imgmanifest_rejects_dc_records(lane, name):
+    records = lane.load(name)
+    assert isinstance(records, list) and any(isinstance(r.get('acl'), str) for r in records) \
+        and not all(isinstance(r.get('acl'), str) for r in records)
     for record in records:
         problems = manifest_problems(record)
         assert 'objectclass: unknown field' in problems
         assert ('acl: must be an array of UUIDs' in problems) == isinstance(record.get('acl'), str)
+        assert len(problems) == 1 + isinstance(record.get('acl'), str)
 
 
-@needs_shared
-def test_node_imgmanifest_rejects_an_icon_object():
-    for record in load('sdc-imgapi__public-test-images-dbrecords-array.json'):
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.icon_records))
+def test_node_imgmanifest_rejects_an_icon_object(lane, name):
+    records = lane.load(name)
+    assert isinstance(records, list) and records
+    for record in records:
         assert manifest_problems(record) == ['icon: must be a boolean']
 
 
-@needs_shared
-def test_a_manifest_without_v_is_not_upgraded():
+@pytest.mark.parametrize('lane, name', lane_params(lambda lane: lane.no_v))
+def test_a_manifest_without_v_is_not_upgraded(lane, name):
     with pytest.raises(ManifestError, match='does not have a "v" field'):
-        upgrade_manifest(load('sdc-imgapi__docs-getimage-smartos-1.6.3.json'))
+        upgrade_manifest(lane.load(name))
+
+
+def test_a_manifest_with_channels_is_accepted_and_its_channels_checked():
+    manifest = OWN.load(OWN_CHANNELS)
+    assert manifest['channels'] and manifest_problems(manifest) == []
+    assert manifest_problems(dict(manifest, channels='dev')) == ['channels: must be an array of strings']
 
 
 def test_an_origins_empty_arrays_are_not_inherited_as_imgadm_create_drops_them():

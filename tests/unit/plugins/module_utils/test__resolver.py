@@ -13,6 +13,7 @@ from ansible_collections.smartos.images.plugins.module_utils._host import HostPa
 from ansible_collections.smartos.images.plugins.module_utils._resolver import Found, ImageResolver, listing_problem
 from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
 from ansible_collections.smartos.images.tests.unit.fakehost import BAD_LINES, leftover_sources_list
+from ansible_collections.smartos.images.tests.unit.manifest_fixtures import lane_params
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
@@ -134,6 +135,23 @@ def test_an_origin_is_asked_of_the_childs_source_first_and_once(tmp_path):
     chain = resolver.ancestry(resolver.find(U), lambda u: False)
     assert [f.uuid for f in chain] == [OTHER, U]
     assert asked == [('http://a.example.com', U), ('http://b.example.com', U), ('http://b.example.com', OTHER)]
+
+
+@pytest.mark.parametrize('lane, names', lane_params(lambda lane: [tuple(n for n in lane.valid_v2 if 'level' in n or 'chain' in n)]))
+def test_a_four_deep_chain_of_example_manifests_is_followed_base_first(tmp_path, lane, names):
+    """The example incremental chain (private incrementals on a public base): each origin asked once, of the
+    source that had the child, and imported base first; an origin already present ends the chain there."""
+    manifests = [lane.load(n) for n in names]
+    by_uuid = {m['uuid']: m for m in manifests}
+    top = [m for m in manifests if m['uuid'] not in {o.get('origin') for o in manifests}]
+    assert len(manifests) == 4 and len(top) == 1
+    resolver, asked = resolver_over(tmp_path, {'http://b.example.com': by_uuid})
+    chain = resolver.ancestry(resolver.find(top[0]['uuid']), lambda u: False)
+    uuids = [f.uuid for f in chain]
+    assert 'origin' not in by_uuid[uuids[0]] and [by_uuid[u]['origin'] for u in uuids[1:]] == uuids[:-1]
+    assert asked == [('http://a.example.com', uuids[-1])] + [('http://b.example.com', u) for u in reversed(uuids)]
+    partial = resolver.ancestry(resolver.find(top[0]['uuid']), lambda u: u == uuids[1])
+    assert [f.uuid for f in partial] == uuids[2:]
 
 
 def test_the_source_list_is_read_once_and_checked_at_once(tmp_path):

@@ -19,6 +19,7 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _zfs
 from ansible_collections.smartos.images.plugins.modules import smartos_image
 from ansible_collections.smartos.images.tests.unit.fakehost import FakeHost, warnings_of
+from ansible_collections.smartos.images.tests.unit.manifest_fixtures import OWN
 
 U = '2f1dc911-6401-4fa4-8e9d-67ea2e39c271'
 OTHER = '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b'
@@ -417,6 +418,19 @@ def test_docker_image_is_refused(run, servers, check):
     assert result['msg'] == ('image %s from %s is a docker image; importing docker images is not supported yet' % (U, SRC))
     assert servers.file_requests() == []
     assert host.mutations() == []
+
+
+@pytest.mark.parametrize('name', ['v2-docker-base-layer.json', 'v2-docker-tagged-layer.json'])
+def test_a_docker_layer_as_image_servers_list_it_is_refused(run, servers, name):
+    """A docker manifest as an image server gives it (docker tags, an origin layer, files[].digest)."""
+    manifest = OWN.load(name)
+    offer(servers, SRC, manifest)
+    host = image_host([POOL])
+    result = run(host, uuid=manifest['uuid'], source=[SRC])
+    assert result['failed'] is True
+    assert result['msg'] == ('image %s from %s is a docker image; importing docker images is not supported yet'
+                             % (manifest['uuid'], SRC))
+    assert servers.file_requests() == [] and host.mutations() == []
 
 
 def test_unusable_manifest_is_reported_per_source(run, servers):
