@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Check the release notes a dry antsibull-changelog release wrote: each new plugin and role listed once, no fragment announcing one."""
+"""Check the release notes a dry antsibull-changelog release wrote: each new plugin and role listed once, no fragment
+announcing one, no fix to what was never released, no internal issue reference."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import yaml
 
 ANNOUNCEMENT = re.compile(r'\bnew (module|role|lookup|filter|plugin|inventory|callback)s?\b(?!\s+options?\b)', re.IGNORECASE)
 KINDS = ('module', 'lookup', 'filter', 'role')
+# A first release has no earlier behaviour to fix, break, deprecate or remove: its notes describe what it does.
+NOT_IN_A_FIRST_RELEASE = ('breaking_changes', 'deprecated_features', 'removed_features', 'security_fixes', 'bugfixes')
+ISSUE_REFERENCE = re.compile(r'\([^()]*\bissues?\s+#?\d+[^()]*\)', re.IGNORECASE)
 
 
 def listed_as_new(release):
@@ -49,6 +53,14 @@ def find_problems(releases, version, notes, present):
         for entry in entries if isinstance(entries, list) else [entries]:
             if ANNOUNCEMENT.search(str(entry)):
                 problems.append(f'{section}: announces what the new-plugin lists already list: {str(entry)[:100]}')
+            if first and section in NOT_IN_A_FIRST_RELEASE:
+                problems.append(f'{section}: the first release has no earlier behaviour to change; a fix to unreleased '
+                                'behaviour is trivial, and what users should know is a minor_changes or known_issues '
+                                f'note on the behaviour as released: {str(entry)[:100]}')
+            reference = ISSUE_REFERENCE.search(str(entry))
+            if reference:
+                problems.append(f'{section}: an internal reference, {reference.group(0)}, tells users nothing; say what '
+                                f'the entry means instead: {str(entry)[:100]}')
     return problems
 
 

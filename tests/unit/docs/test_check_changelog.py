@@ -97,3 +97,65 @@ def test_main_reads_the_copy_and_exits_1_on_a_problem(tmp_path, capsys):
     assert 'changelog: new modules 1, lookups 0, filters 0, roles 0; fragments: minor_changes 1' in out
     assert "new roles listed: []; in the collection: ['image_host']" in out
     assert 'announces what the new-plugin lists already list: x - new module.' in out
+
+
+@pytest.mark.parametrize('section', ['bugfixes', 'security_fixes', 'breaking_changes', 'deprecated_features',
+                                     'removed_features'])
+def test_a_first_release_refuses_fixes_and_changes_to_unreleased_behaviour(section):
+    entry = 'smartos_image - a FIFO no longer blocks the run.'
+    problems = find_problems({'0.1.0': release({'minor_changes': ['smartos_image - imports.'], section: [entry]})},
+                             '0.1.0', notes(*ALL), PRESENT)
+    assert len(problems) == 1
+    assert problems[0].startswith(f'{section}: the first release has no earlier behaviour to change')
+    assert 'trivial' in problems[0] and entry in problems[0]
+
+
+@pytest.mark.parametrize('section', ['bugfixes', 'security_fixes', 'breaking_changes', 'deprecated_features',
+                                     'removed_features'])
+def test_a_later_release_may_fix_change_and_remove(section):
+    releases = {'0.1.0': release(), '0.2.0': release({section: ['smartos_image - a FIFO no longer blocks the run.']},
+                                                     modules=(), roles=())}
+    releases['0.2.0']['plugins'] = {}
+    assert find_problems(releases, '0.2.0', '', PRESENT) == []
+
+
+def test_a_first_release_takes_feature_notes_and_known_issues():
+    changes = {'release_summary': 'First release.', 'minor_changes': ['smartos_image - imports.'],
+               'major_changes': ['smartos_image - streams.'], 'known_issues': ['smartos_image - no docker images.'],
+               'trivial': ['smartos_image - a FIFO no longer blocks the run.']}
+    assert find_problems({'0.1.0': release(changes)}, '0.1.0', notes(*ALL), PRESENT) == []
+
+
+@pytest.mark.parametrize('entry', [
+    'smartos_image - filters take imgadm fields (issue 16).',
+    'smartos_image - filters take imgadm fields (Issue #16).',
+    'smartos_image - filters take imgadm fields (see issues 12 and 16).',
+    'smartos_image - a token is hidden (issue 12), and so is its header.',
+])
+def test_an_issue_reference_is_refused_in_any_release(entry):
+    first = find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT)
+    later = {'0.1.0': release(), '0.2.0': release({'bugfixes': [entry]}, modules=(), roles=())}
+    later['0.2.0']['plugins'] = {}
+    for problems in (first, find_problems(later, '0.2.0', '', PRESENT)):
+        assert len(problems) == 1 and 'an internal reference, (' in problems[0] and entry in problems[0]
+
+
+@pytest.mark.parametrize('entry', [
+    'smartos_image - an issue 16 of the tracker is not a reference in parentheses.',
+    'smartos_image - see https://github.com/example/smartos.images/issues/16 for the rationale.',
+    'smartos_image - retries (up to 3 times) a failed download.',
+])
+def test_prose_and_links_are_not_issue_references(entry):
+    assert find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT) == []
+
+
+def test_main_names_a_bugfix_of_the_first_release(tmp_path, capsys):
+    (tmp_path / 'changelogs').mkdir()
+    (tmp_path / 'changelogs' / 'changelog.yaml').write_text(
+        'releases:\n  0.1.0:\n    changes:\n      bugfixes:\n        - y - no longer fails (issue 9).\n')
+    (tmp_path / 'CHANGELOG.rst').write_text('')
+    assert main([str(tmp_path), '0.1.0']) == 1
+    out = capsys.readouterr().out
+    assert 'fragments: bugfixes 1' in out
+    assert 'changelog: bugfixes: the first release has no earlier behaviour to change' in out
+    assert 'an internal reference, (issue 9), tells users nothing' in out
