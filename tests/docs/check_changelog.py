@@ -15,7 +15,8 @@ ANNOUNCEMENT = re.compile(r'\bnew (module|role|lookup|filter|plugin|inventory|ca
 KINDS = ('module', 'lookup', 'filter', 'role')
 # A first release has no earlier behaviour to fix, break, deprecate or remove: its notes describe what it does.
 NOT_IN_A_FIRST_RELEASE = ('breaking_changes', 'deprecated_features', 'removed_features', 'security_fixes', 'bugfixes')
-ISSUE_REFERENCE = re.compile(r'\([^()]*\bissues?\s+#?\d+[^()]*\)', re.IGNORECASE)
+# An internal tracker reference, (issue 16), (issues 12 and 16), (#16): a link to a public tracker is fine.
+ISSUE_REFERENCE = re.compile(r'\([^()]*(?:\bissues?\s*#?\s*\d+|#\d+\b)[^()]*\)', re.IGNORECASE)
 
 
 def listed_as_new(release):

@@ -131,6 +131,8 @@ def test_a_first_release_takes_feature_notes_and_known_issues():
     'smartos_image - filters take imgadm fields (Issue #16).',
     'smartos_image - filters take imgadm fields (see issues 12 and 16).',
     'smartos_image - a token is hidden (issue 12), and so is its header.',
+    'smartos_image - a token is hidden (issue12).',
+    'smartos_image - a token is hidden (#12).',
 ])
 def test_an_issue_reference_is_refused_in_any_release(entry):
     first = find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT)
@@ -144,6 +146,8 @@ def test_an_issue_reference_is_refused_in_any_release(entry):
     'smartos_image - an issue 16 of the tracker is not a reference in parentheses.',
     'smartos_image - see https://github.com/example/smartos.images/issues/16 for the rationale.',
     'smartos_image - retries (up to 3 times) a failed download.',
+    'smartos_image - the first entry (no. 1) of ``updates`` is the oldest image.',
+    'smartos_image - a ``keep`` entry (issued by the role) is checked.',
 ])
 def test_prose_and_links_are_not_issue_references(entry):
     assert find_problems({'0.1.0': release({'minor_changes': [entry]})}, '0.1.0', notes(*ALL), PRESENT) == []
