@@ -150,7 +150,8 @@ docs: collection $(DOCS_VENV)/.installed
 
 # changelog: antsibull-changelog lint, then a dry release of CHANGELOG_VERSION (galaxy.yml's) in a scratch
 # copy, $(BUILD)/changelog, never in the tree; fails unless the notes are valid RST that list each new
-# module, plugin and role once and no fragment announces one again. Read $(BUILD)/changelog/.../CHANGELOG.rst.
+# module, plugin and role once, no fragment announces one again or cites an internal issue, and the first
+# release holds no fixes (a fix to unreleased behaviour is trivial). Read $(BUILD)/changelog/.../CHANGELOG.rst.
 changelog: collection $(DOCS_VENV)/.installed
 	bash tests/docs/changelog.sh $(DOCS_VENV)/bin $(COLLECTION) $(BUILD)/changelog $(CHANGELOG_VERSION)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint the changelog fragments, then release VERSION in a scratch copy (the tree is never touched) and check
-# the notes: valid RST, every module, plugin and role listed once as new, no fragment announcing one again
-# (check_changelog.py).
+# the notes: valid RST, every module, plugin and role listed once as new, no fragment announcing one again or
+# citing an internal issue, no fixes in the first release (check_changelog.py).
 # Usage: changelog.sh VENV_BIN COLLECTION_DIR SCRATCH_DIR VERSION
 #   VENV_BIN        bin directory of the venv with tests/docs/requirements.txt
 #   COLLECTION_DIR  the laid-out copy of the collection (read only)
