@@ -1,0 +1,155 @@
+"""The action groups as a careless user meets them, with real ansible-playbook: misspelt group names and
+options, an option a member lacks, a wrong type, which of group, module and task defaults wins, check mode
+through a group, and what the README of the image_host role says of a play's own module_defaults."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.integration.conftest import POOL
+from tests.lib.zfspool import retry_busy
+
+pytestmark = pytest.mark.usefixtures('collection_built')
+MISSING_CA = '/nonexistent/smartos-images-attack-ca.pem'
+
+
+def grouped(defaults, *tasks):
+    return [{'name': 'grouped', 'module_defaults': defaults, 'block': list(tasks)}]
+
+
+def run_raw(play, tasks, check=False):
+    """ansible-playbook's exit code and output, for runs that stop before any task is recorded."""
+    argv, env, _ = play.command(tasks, check=check)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def sources_in(root):
+    """The URLs of the sources imgadm.conf under root lists (None without one)."""
+    path = os.path.join(root, 'var', 'imgadm', 'imgadm.conf')
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return [s['url'] for s in json.load(f)['sources']]
+
+
+def source_task(url, **args):
+    return {'name': 'source', 'smartos.images.smartos_image_source': dict(url=url, ping=False, **args)}
+
+
+@pytest.mark.parametrize('group', ['group/smartos.images.image', 'group/images', 'group/smartos.image.images'])
+def test_a_misspelt_or_short_group_name_stops_the_play_naming_it(play, host_root, group):
+    rc, out = run_raw(play, grouped({group: {'host_root': host_root}},
+                                    source_task('http://127.0.0.1:9/')))
+    assert rc != 0
+    assert 'could not resolve the module_defaults group' in out, out
+    assert sources_in(host_root) is None
+
+
+def test_a_misspelt_option_in_a_group_fails_the_task_naming_it(play, host_root):
+    result = play(grouped({'group/smartos.images.servers': {'timout': 5}},
+                          source_task('http://127.0.0.1:9/', host_root=host_root)))
+    assert result['failed']
+    assert 'Unsupported parameters' in result['msg'] and 'timout' in result['msg'], result['msg']
+    assert sources_in(host_root) is None
+
+
+def test_a_server_option_in_the_images_group_fails_smartos_image_create(play, tmp_path):
+    """validate_certs is not an option of smartos_image_create, which is only in the images group."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    result = play(grouped({'group/smartos.images.images': {'validate_certs': False}},
+                          {'name': 'create', 'smartos.images.smartos_image_create': {
+                              'dataset': POOL + '/attack-none', 'output_dir': str(out), 'name': 'x',
+                              'version': '1'}}))
+    assert result['failed']
+    assert 'Unsupported parameters' in result['msg'] and 'validate_certs' in result['msg'], result['msg']
+    assert os.listdir(str(out)) == []
+
+
+def test_a_wrong_type_in_a_group_default_is_refused(play, host_root):
+    result = play(grouped({'group/smartos.images.servers': {'timeout': 'soon'}},
+                          source_task('http://127.0.0.1:9/', host_root=host_root)))
+    assert result['failed'] and 'timeout' in result['msg'], result['msg']
+    assert sources_in(host_root) is None
+
+
+def test_module_defaults_win_over_group_defaults_and_task_options_over_both(play, server, tmp_path):
+    roots = {}
+    for name in ('group', 'module', 'task'):
+        roots[name] = str(tmp_path / name)
+        os.makedirs(roots[name])
+    defaults = {'group/smartos.images.images': {'host_root': roots['group']},
+                'smartos.images.smartos_image_source': {'host_root': roots['module']}}
+    result = play(grouped(defaults, source_task(server.url)))
+    assert not result['failed'] and result['changed'], result
+    assert server.url in sources_in(roots['module']) and sources_in(roots['group']) is None
+    result = play(grouped(defaults, source_task(server.url, host_root=roots['task'])))
+    assert not result['failed'] and result['changed'], result
+    assert server.url in sources_in(roots['task']) and sources_in(roots['group']) is None
+    # a member the module default does not name still takes the group's
+    facts = play(grouped(defaults, {'name': 'facts', 'smartos.images.smartos_image_facts': {
+        'gather_subset': ['sources']}}))
+    assert server.url not in [s['url'] for s in facts['ansible_facts']['smartos_image_sources']], facts
+
+
+def test_check_mode_and_diff_through_a_group_write_nothing(play, server, host_root):
+    defaults = {'group/smartos.images.images': {'host_root': host_root, 'layout': 'modern'}}
+    check = play(grouped(defaults, source_task(server.url)), check=True)
+    assert not check['failed'] and check['changed'], check
+    assert server.url in json.dumps(check['diff'])
+    assert os.listdir(host_root) == []
+    real = play(grouped(defaults, source_task(server.url)))
+    assert real['changed'] and real['diff'] == check['diff'], (real['diff'], check['diff'])
+    assert server.url in sources_in(host_root)
+
+
+def role(host_root, **variables):
+    return {'name': 'role', 'ansible.builtin.include_role': {'name': 'smartos.images.image_host'},
+            'vars': dict({'image_host_pool': POOL, 'image_host_host_root': host_root,
+                          'image_host_source_ping': False}, **variables)}
+
+
+def test_a_play_s_group_defaults_do_not_reach_the_role(play, server, host_root, tmp_path):
+    """roles/image_host/README.md: a play's module_defaults for the two groups do not reach the role's
+    tasks (the role's variables do)."""
+    other_root = str(tmp_path / 'other')
+    os.makedirs(other_root)
+    defaults = {'group/smartos.images.images': {'host_root': other_root, 'layout': 'original'},
+                'group/smartos.images.servers': {'ca_path': MISSING_CA, 'timeout': 1}}
+    result = play(grouped(defaults, role(host_root, image_host_sources=[{'url': server.url}],
+                                         image_host_sources_exclusive=True)))
+    assert not result['failed'], result
+    assert sources_in(host_root) == [server.url]
+    assert os.listdir(other_root) == []
+
+
+def test_a_play_s_module_default_wins_over_the_role_s_variable_for_a_group_option(play, server, host_root,
+                                                                                   tmp_path):
+    other_root = str(tmp_path / 'other')
+    os.makedirs(other_root)
+    result = play(grouped({'smartos.images.smartos_image_source': {'host_root': other_root}},
+                          role(host_root, image_host_sources=[{'url': server.url}])))
+    assert not result['failed'], result
+    assert server.url in sources_in(other_root) and sources_in(host_root) is None
+
+
+def test_a_play_s_module_default_for_pool_does_not_move_the_role_s_images(play, images, server, host_root):
+    """pool is an option the role's image task sets itself (image_host_pool): a play's default for it
+    loses, as a task option always wins."""
+    uuid = images('attack-role-pool')['uuid']
+    try:
+        result = play(grouped({'smartos.images.smartos_image': {'pool': 'attack-no-such-pool'}},
+                              role(host_root, image_host_sources=[{'url': server.url}],
+                                   image_host_images=[{'uuid': uuid}])))
+        assert not result['failed'], result
+        assert result['changed'] and result['imported'] == [uuid], result
+        assert subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
+                              check=False).returncode == 0
+    finally:
+        if subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
+                          check=False).returncode == 0:
+            retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
