@@ -153,3 +153,30 @@ def test_a_play_s_module_default_for_pool_does_not_move_the_role_s_images(play, 
         if subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
                           check=False).returncode == 0:
             retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
+
+
+def test_the_readme_migration_rows_for_smartos_image_info_hold(play, images, server, host_root):
+    """README's migration table: `.manifest.name`, `clones` a list, `zpool`, filters as a dict where every
+    one applies (`state`, `clones: 0` for unused images, `~` for a substring), and facts without `pools`
+    covering every pool (only `pool` defaults to zones)."""
+    manifest = images('attack-migrate')
+    uuid = manifest['uuid']
+    try:
+        imported = play({'name': 'import', 'smartos.images.smartos_image': {
+            'uuid': uuid, 'pool': POOL, 'host_root': host_root, 'source': [server.url]}})
+        assert imported['changed'] and not imported['failed'], imported
+        facts = play({'name': 'facts', 'smartos.images.smartos_image_facts': {
+            'host_root': host_root, 'gather_subset': ['installed'],
+            'filters': {'state': 'active', 'clones': 0, 'name': '~' + manifest['name'][4:]}}})
+        found = facts['ansible_facts']['smartos_images']
+        assert list(found) == [uuid], found
+        assert found[uuid]['manifest']['name'] == manifest['name'] and 'name' not in found[uuid]
+        assert found[uuid]['clones'] == [] and found[uuid]['zpool'] == POOL
+        other = play({'name': 'facts', 'smartos.images.smartos_image_facts': {
+            'host_root': host_root, 'gather_subset': ['installed'],
+            'filters': {'state': 'active', 'clones': 1}}})
+        assert uuid not in other['ansible_facts']['smartos_images']
+    finally:
+        if subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
+                          check=False).returncode == 0:
+            retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
