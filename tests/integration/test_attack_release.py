@@ -180,3 +180,39 @@ def test_the_readme_migration_rows_for_smartos_image_info_hold(play, images, ser
         if subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
                           check=False).returncode == 0:
             retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
+
+
+# ---- the fleet report against sources that are down, with a hostile host name ----
+
+def test_report_with_a_name_only_declaration_whose_sources_are_down(tmp_path, play, images, server, host_root):
+    """The host's only source does not answer: its image declared by name only is unverified (the report says
+    why) and the run still writes the report; a host name with markup stays text in the page."""
+    from tests.integration.test_fleet import inventory, local_host, run_playbook
+    manifest = images('attack-down')
+    uuid = manifest['uuid']
+    down = 'http://127.0.0.1:9/'
+    evil = 'h<i>&"\'x'
+    try:
+        setup = play([{'name': 'import', 'smartos.images.smartos_image': {
+                          'uuid': uuid, 'pool': POOL, 'host_root': host_root, 'source': [server.url]}},
+                      {'name': 'source', 'smartos.images.smartos_image_source': {
+                          'sources': [{'url': down}], 'ping': False, 'host_root': host_root}}])
+        assert not setup['failed'], setup
+        out_dir = tmp_path / 'report'
+        inv = inventory({evil: local_host(POOL, host_root, image_host_images=[{'name': manifest['name']}],
+                                          image_host_timeout=2, image_host_retries=0)})
+        rep = run_playbook(tmp_path, 'report.yml', inv, extra={'fleet_report_dir': str(out_dir)})
+        assert rep.rc == 0, rep.out
+        report = json.loads((out_dir / 'report.json').read_text())
+        (host,) = report['hosts']
+        assert host['name'] == evil and host['status'] == 'ok', host
+        cell = [row for row in report['images'] if row['uuid'] == uuid][0]['cells'][evil]
+        assert cell['state'] == 'unverified', cell
+        assert 'could not be listed' in cell['note'] and '127.0.0.1:9' in cell['note'], cell
+        assert any('unknown whether newest' in line for line in report['summary']['text'])
+        html = (out_dir / 'report.html').read_text()
+        assert evil not in html and 'h&lt;i&gt;&amp;' in html
+    finally:
+        if subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
+                          check=False).returncode == 0:
+            retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
