@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from tests.integration.conftest import POOL
+from tests.integration.conftest import POOL, REPO
 from tests.lib.zfspool import retry_busy
 
 pytestmark = pytest.mark.usefixtures('collection_built')
@@ -216,3 +217,27 @@ def test_report_with_a_name_only_declaration_whose_sources_are_down(tmp_path, pl
         if subprocess.run(['zfs', 'list', '%s/%s' % (POOL, uuid)], capture_output=True,
                           check=False).returncode == 0:
             retry_busy('zfs', 'destroy', '-r', '%s/%s' % (POOL, uuid))
+
+
+# ---- make with a path it cannot quote ----
+
+def test_make_refuses_a_build_path_with_a_space_and_removes_nothing(tmp_path):
+    """`rm -rf $(COLLECTION)` with BUILD="<dir> x" would remove <dir>: make stops first, naming BUILD."""
+    keep = tmp_path / 'keep'
+    keep.mkdir()
+    (keep / 'file').write_text('mine\n')
+    proc = subprocess.run(['make', '-C', REPO, '-o', '.venv/.installed', 'collection', 'BUILD=%s x' % keep],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0
+    assert 'is not one path without spaces' in proc.stderr, proc.stdout + proc.stderr
+    assert (keep / 'file').read_text() == 'mine\n' and not (tmp_path / 'x').exists()
+
+
+def test_make_refuses_a_checkout_whose_path_has_a_space(tmp_path):
+    checkout = tmp_path / 'my checkout'
+    checkout.mkdir()
+    shutil.copy(os.path.join(REPO, 'Makefile'), str(checkout / 'Makefile'))
+    proc = subprocess.run(['make', '-n', 'collection'], cwd=str(checkout), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode != 0
+    assert 'has a space, which make cannot handle' in proc.stderr, proc.stdout + proc.stderr
