@@ -7,10 +7,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
+import yaml
 
-from tests.integration.conftest import POOL, REPO
+from tests.integration.conftest import BUILD, POOL, REPO
 from tests.lib.zfspool import retry_busy
 
 pytestmark = pytest.mark.usefixtures('collection_built')
@@ -241,3 +243,42 @@ def test_make_refuses_a_checkout_whose_path_has_a_space(tmp_path):
                           timeout=120, check=False)
     assert proc.returncode != 0
     assert 'has a space, which make cannot handle' in proc.stderr, proc.stdout + proc.stderr
+
+
+# ---- the README's install command, then a run of the installed copy through its action group ----
+
+@pytest.fixture(scope='module')
+def built_tarball(tmp_path_factory):
+    """The tarball ansible-galaxy builds from the laid-out copy, as make galaxy does."""
+    out = str(tmp_path_factory.mktemp('dist'))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-galaxy'), 'collection', 'build',
+                           '--output-path', out], cwd=os.path.join(BUILD, 'ansible_collections', 'smartos', 'images'),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (name,) = os.listdir(out)
+    return os.path.join(out, name)
+
+
+def test_the_readme_install_command_then_a_grouped_facts_run_from_the_installed_copy(built_tarball, pool, host_root,
+                                                                                     tmp_path):
+    tarball = built_tarball
+    dest = str(tmp_path / 'collections')
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=dest, ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0')
+    galaxy = os.path.join(os.path.dirname(sys.executable), 'ansible-galaxy')
+    proc = subprocess.run([galaxy, 'collection', 'install', os.path.basename(tarball), '-p', dest],
+                          cwd=os.path.dirname(tarball), env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    playbook = tmp_path / 'facts.yml'
+    playbook.write_text(yaml.safe_dump([{
+        'hosts': 'all', 'gather_facts': False,
+        'module_defaults': {'group/smartos.images.images': {'host_root': host_root, 'layout': 'original'}},
+        'tasks': [{'name': 'facts', 'smartos.images.smartos_image_facts': {'pools': [pool.name]},
+                   'register': 'found'},
+                  {'name': 'show', 'ansible.builtin.debug': {'msg': '{{ found.ansible_facts | to_json }}'}}]}]))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,',
+                           '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable, str(playbook)],
+                          env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # auto would be modern on an empty host_root: original comes from the installed copy's action group
+    assert '"smartos_images_layout": "original"' in proc.stdout.replace('\\"', '"'), proc.stdout
