@@ -25,7 +25,7 @@ def grouped(defaults, *tasks):
 
 def run_raw(play, tasks, check=False):
     """ansible-playbook's exit code and output, for runs that stop before any task is recorded."""
-    argv, env, _ = play.command(tasks, check=check)
+    argv, env, dummy = play.command(tasks, check=check)
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -130,8 +130,7 @@ def test_a_play_s_group_defaults_do_not_reach_the_role(play, server, host_root, 
     assert os.listdir(other_root) == []
 
 
-def test_a_play_s_module_default_wins_over_the_role_s_variable_for_a_group_option(play, server, host_root,
-                                                                                   tmp_path):
+def test_a_play_s_module_default_wins_over_the_role_s_variable_for_a_group_option(play, server, host_root, tmp_path):
     other_root = str(tmp_path / 'other')
     os.makedirs(other_root)
     result = play(grouped({'smartos.images.smartos_image_source': {'host_root': other_root}},
@@ -196,10 +195,11 @@ def test_report_with_a_name_only_declaration_whose_sources_are_down(tmp_path, pl
     down = 'http://127.0.0.1:9/'
     evil = 'h<i>&"\'x'
     try:
-        setup = play([{'name': 'import', 'smartos.images.smartos_image': {
-                          'uuid': uuid, 'pool': POOL, 'host_root': host_root, 'source': [server.url]}},
-                      {'name': 'source', 'smartos.images.smartos_image_source': {
-                          'sources': [{'url': down}], 'ping': False, 'host_root': host_root}}])
+        setup = play([
+            {'name': 'import', 'smartos.images.smartos_image': {
+                'uuid': uuid, 'pool': POOL, 'host_root': host_root, 'source': [server.url]}},
+            {'name': 'source', 'smartos.images.smartos_image_source': {
+                'sources': [{'url': down}], 'ping': False, 'host_root': host_root}}])
         assert not setup['failed'], setup
         out_dir = tmp_path / 'report'
         inv = inventory({evil: local_host(POOL, host_root, image_host_images=[{'name': manifest['name']}],

@@ -55,8 +55,8 @@ def test_declared_entries_of_the_wrong_types_do_not_break_the_report(entry):
 
 
 def test_a_host_with_thousands_of_images_and_a_declaration_for_each():
-    images = {'%08x-0000-4000-8000-000000000000' % i: {'manifest': {'name': 'img%d' % i, 'version': '1'},
-                                                        'clones': []} for i in range(3000)}
+    images = {'%08x-0000-4000-8000-000000000000' % i: {'manifest': {'name': 'img%d' % i, 'version': '1'}, 'clones': []}
+              for i in range(3000)}
     declared = [{'name': 'img%d' % i} for i in range(0, 3000, 3)] + [{'uuid': u} for u in list(images)[1::3]]
     report = one(result(images), image_host_images=declared, fleet_report_available={'results': []})
     counts = report['hosts'][0]['counts']
