@@ -282,3 +282,21 @@ def test_the_readme_install_command_then_a_grouped_facts_run_from_the_installed_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # auto would be modern on an empty host_root: original comes from the installed copy's action group
     assert '"smartos_images_layout": "original"' in proc.stdout.replace('\\"', '"'), proc.stdout
+
+
+def test_group_defaults_reach_a_module_called_by_its_short_name(play, host_root):
+    """A play with `collections: [smartos.images]` calls smartos_image_source by its short name: ansible-core
+    resolves it to the collection's module, and the group's defaults reach it."""
+    argv, env, record = play.command([source_task('http://127.0.0.1:9/')])
+    playbook = [a for a in argv if a.endswith('.yml')][0]
+    with open(playbook, encoding='utf-8') as f:
+        plays = yaml.safe_load(f)
+    plays[0]['collections'] = ['smartos.images']
+    plays[0]['module_defaults'] = {'group/smartos.images.images': {'host_root': host_root}}
+    plays[0]['tasks'] = [{'name': 'short', 'smartos_image_source': {'url': 'http://127.0.0.1:9/', 'ping': False}}]
+    with open(playbook, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(plays, f)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert play.results(record)[-1]['result']['changed']
+    assert 'http://127.0.0.1:9/' in sources_in(host_root)
