@@ -5,6 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILD ?= $(CURDIR)/build
+# make cannot quote a path with a space: `rm -rf $(COLLECTION)` would remove the part before the space.
+ifneq ($(words $(CURDIR)),1)
+$(error the checkout's path "$(CURDIR)" has a space, which make cannot handle: clone it to a path without one)
+endif
+ifneq ($(words $(BUILD)),1)
+$(error BUILD="$(BUILD)" is not one path without spaces: make cannot quote it (give, say, BUILD=/var/tmp/smartos-build))
+endif
 COLLECTION := $(BUILD)/ansible_collections/smartos/images
 # ansible-core versions `make test` covers (meta/runtime.yml promises >=2.19.0), each in its own venv with a
 # controller Python it supports: 2.19 in .venv (requirements-dev.txt, all `make demo` needs), the others in

@@ -165,6 +165,19 @@ def _manifest_of(info):
     return manifest if isinstance(manifest, Mapping) else {}
 
 
+def _clone_count(info):
+    """How many datasets are cloned from an installed image: the facts list their names; community.general's
+    smartos_image_info gave a count, which a facts cache may still hold; anything else counts as none."""
+    clones = info.get('clones') if isinstance(info, Mapping) else None
+    if clones is None or isinstance(clones, bool):
+        return 0
+    if isinstance(clones, int):
+        return max(clones, 0)
+    if isinstance(clones, str):
+        return 1 if clones else 0
+    return len(clones) if isinstance(clones, (list, tuple, Mapping)) else 0
+
+
 def _has_facts(result):
     return isinstance(result.get('ansible_facts'), Mapping)
 
@@ -227,7 +240,8 @@ def _sources_drift(sources, data, sources_var, exclusive_var, absent_var):
 def _host_row(name, status, error, facts, declared):
     sources = [dict(url=str(s.get('url', '')), type=str(s.get('type', 'imgapi')), insecure=bool(s.get('insecure')),
                     implicit=bool(s.get('implicit')))
-               for s in facts.get('smartos_image_sources') or [] if isinstance(s, Mapping)]
+               for s in (facts.get('smartos_image_sources') if isinstance(facts.get('smartos_image_sources'), list)
+                         else []) if isinstance(s, Mapping)]
     return {'name': name, 'status': status, 'error': error, 'layout': facts.get('smartos_images_layout', ''),
             'sources': sources, 'declared': declared is not None, 'sources_drift': [], 'drift': False,
             'counts': {'installed': 0, 'missing': 0, 'extra': 0, 'outdated': 0, 'unverified': 0, 'in_use': 0}}
@@ -329,7 +343,7 @@ def _add_installed(rows, host, installed, plan):
         manifest = _manifest_of(info)
         row_ = rows.setdefault(uuid, {'key': uuid, 'uuid': uuid, 'cells': {}})
         _set_fields(row_, manifest)
-        clones = len(info.get('clones') or [])
+        clones = _clone_count(info)
         state, note = plan.state(uuid, manifest)
         row_['cells'][host['name']] = dict({'state': state, 'clones': clones}, **({'note': note} if note else {}))
         host['counts']['installed'] += 1
@@ -380,7 +394,7 @@ def _fill_row(row_, out_hosts, installed_on):
         # a row for a name some host lacks: another host that has an image of that name is not "absent"
         have = [(u, i) for u, i in installed_on[host['name']].items()
                 if _matches(entry, u, _manifest_of(i))] if entry is not None else []
-        row_['cells'][host['name']] = ({'state': 'installed', 'clones': len(have[0][1].get('clones') or []),
+        row_['cells'][host['name']] = ({'state': 'installed', 'clones': _clone_count(have[0][1]),
                                         'uuid': have[0][0]} if have else {'state': 'absent', 'clones': 0})
 
 

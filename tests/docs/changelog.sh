@@ -9,6 +9,16 @@
 #   VERSION         the version to release, such as 0.1.0
 set -euo pipefail
 
+if [ "$#" -ne 4 ] || [ -z "$4" ]; then
+  echo "changelog: no version to release (make reads it from galaxy.yml's top-level 'version:' line)" >&2
+  echo "usage: changelog.sh VENV_BIN COLLECTION_DIR SCRATCH_DIR VERSION" >&2
+  exit 2
+fi
+# antsibull-changelog stops with a bare "Uncaught exception" on a version that is not semantic: say so first.
+if ! printf '%s\n' "$4" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$'; then
+  echo "changelog: version '$4' (galaxy.yml's) is not a semantic version X.Y.Z, as Galaxy and antsibull-changelog require" >&2
+  exit 2
+fi
 venv_bin=$1
 collection=$2
 scratch=$3

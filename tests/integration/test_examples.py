@@ -6,14 +6,16 @@ module_defaults point the examples at the test pool and a scratch host root, and
 from __future__ import annotations
 
 import ast
+import fcntl
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import yaml
 
-from tests.integration.conftest import POOL, REPO, file_pool
+from tests.integration.conftest import POOL, REPO, WORK, file_pool
 from tests.lib.imagebuilder import build_image
 from tests.lib.imgserver_ctl import ImageServer, publish
 
@@ -40,7 +42,26 @@ def example_pool(zfs_daemon):
 
 
 @pytest.fixture(scope='module')
-def example_servers(example_pool, tls, tmp_path_factory):
+def example_ports():
+    """The examples name fixed ports (8080, 8081, 8443): test sessions side by side (make integration
+    INTEGRATION_JOBS=2) take turns at this module instead of failing on a port in use. Bounded wait."""
+    os.makedirs(WORK, exist_ok=True)
+    with open(os.path.join(WORK, 'example-ports.lock'), 'w', encoding='utf-8') as lock:
+        deadline = time.monotonic() + 1200
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail('another test session has held the example ports (8080, 8081, 8443) for 20 minutes')
+                time.sleep(1)
+        yield
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope='module')
+def example_servers(example_ports, example_pool, tls, tmp_path_factory):
     """Servers on the ports the examples name, serving an image with the examples' UUID."""
     served = str(tmp_path_factory.mktemp('example-images'))
     manifest, path = build_image(example_pool.name, str(tmp_path_factory.mktemp('example-build')), name='base-64-lts',
