@@ -214,13 +214,14 @@ def _sources_drift(sources, data, sources_var, exclusive_var, absent_var):
     unwanted = [u for u in unwanted if isinstance(u, str)] if isinstance(unwanted, list) else []
     have = [(_source_id(s['url']), s) for s in sources]
     have_ids = [i for i, dummy in have]
+    have_by_id = dict(have)
     problems = []
     for d in declared:
         ident = _source_id(d['url'])
-        if ident not in have_ids:
+        if ident not in have_by_id:
             problems.append('source %s missing' % redact(d['url']))
             continue
-        got = dict(have)[ident]
+        got = have_by_id[ident]
         kind = d.get('type') or 'imgapi'
         if got['type'] != kind:
             problems.append('source %s is %s, declared %s' % (redact(d['url']), got['type'], kind))
@@ -232,8 +233,8 @@ def _sources_drift(sources, data, sources_var, exclusive_var, absent_var):
         problems.extend('source %s not declared' % s['url'] for i, s in have if i not in wanted_ids)
         if not problems and have_ids != wanted_ids:
             problems.append('sources in another order than declared')
-    problems.extend('source %s declared absent' % s['url'] for i, s in have
-                    if i in {_source_id(u) for u in unwanted})
+    unwanted_ids = {_source_id(u) for u in unwanted}
+    problems.extend('source %s declared absent' % s['url'] for i, s in have if i in unwanted_ids)
     return problems
 
 
@@ -354,7 +355,7 @@ def _add_installed(rows, host, installed, plan):
 
 def _add_missing(rows, host, installed, plan):
     for i, entry in enumerate(plan.declared or []):
-        if entry.get('state', 'present') != 'present' or not (entry.get('uuid') or entry.get('name')):
+        if entry.get('state', 'present') != 'present':
             continue
         newest_, dummy = plan.newest.get(i, (None, ''))
         if newest_ is not None:
