@@ -58,7 +58,7 @@ system-deps:
 	@need=""; \
 	for pkg in zfs-fuse:/usr/sbin/zfs-fuse shellcheck:/usr/bin/shellcheck openssl:/usr/bin/openssl gzip:/bin/gzip bzip2:/bin/bzip2 xz-utils:/usr/bin/xz curl:/usr/bin/curl \
 	    openssh-server:/usr/sbin/sshd debootstrap:/usr/sbin/debootstrap qemu-system-x86:/usr/bin/qemu-system-x86_64 \
-	    qemu-utils:/usr/bin/qemu-img zstd:/usr/bin/zstd chromium:/usr/bin/chromium; do \
+	    qemu-utils:/usr/bin/qemu-img zstd:/usr/bin/zstd chromium:/usr/bin/chromium nginx:/usr/sbin/nginx; do \
 	  [ -x "$${pkg#*:}" ] || need="$$need $${pkg%%:*}"; \
 	done; \
 	if [ -n "$$need" ]; then \
