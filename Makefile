@@ -138,14 +138,17 @@ lint: venv-$(LINT_CORE) collection
 	cd $(COLLECTION) && PATH=$(abspath $(call core_venv,$(LINT_CORE)))/bin:$$PATH \
 	  $(abspath $(call core_venv,$(LINT_CORE)))/bin/ansible-lint --offline --profile production roles playbooks
 
-# The docs tools (antsibull-docs, antsibull-changelog, Sphinx and the ansible-core they run), pinned in
-# tests/docs/requirements.txt, in their own venv under $(BUILD), out of the collection's tarball.
-DOCS_VENV ?= $(BUILD)/venv-docs
+# The release tools, each pinned in tests/<tool>/requirements.txt and kept in its own venv .venv-<tool> beside the
+# collection's (out of its tarball): docs (antsibull-docs, antsibull-changelog, Sphinx and the ansible-core they
+# run) and galaxy (Galaxy's importer).
+TOOL_VENVS := .venv-docs .venv-galaxy
+DOCS_VENV := .venv-docs
+GALAXY_VENV := .venv-galaxy
 CHANGELOG_VERSION ?= $(shell sed -n "s/^version: *['\"]\{0,1\}\([^'\" ]*\).*/\1/p" galaxy.yml)
 
-$(DOCS_VENV)/.installed: tests/docs/requirements.txt
-	$(PYTHON) -m venv $(DOCS_VENV)
-	$(DOCS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/docs/requirements.txt
+$(addsuffix /.installed,$(TOOL_VENVS)): .venv-%/.installed: tests/%/requirements.txt
+	rm -rf .venv-$* && $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install -q --disable-pip-version-check -r $<
 	touch $@
 
 # docs: antsibull-docs lint-collection-docs --plugin-docs on the laid-out copy, then the docsite (sphinx-init,
@@ -153,21 +156,20 @@ $(DOCS_VENV)/.installed: tests/docs/requirements.txt
 # download) and failing on any Sphinx warning or on a module, plugin, role or guide without its page.
 # Open $(BUILD)/docsite/build/html/index.html.
 docs: collection $(DOCS_VENV)/.installed
-	bash tests/docs/docsite.sh $(DOCS_VENV)/bin $(BUILD) $(BUILD)/docsite
+	bash tests/docs/docsite.sh $(abspath $(DOCS_VENV))/bin $(BUILD) $(BUILD)/docsite
 
 # changelog: antsibull-changelog lint, then a dry release of CHANGELOG_VERSION (galaxy.yml's) in a scratch
 # copy, $(BUILD)/changelog, never in the tree; fails unless the notes are valid RST that list each new
 # module, plugin and role once, no fragment announces one again or cites an internal issue, and the first
 # release holds no fixes (a fix to unreleased behaviour is trivial). Read $(BUILD)/changelog/.../CHANGELOG.rst.
 changelog: collection $(DOCS_VENV)/.installed
-	bash tests/docs/changelog.sh $(DOCS_VENV)/bin $(COLLECTION) $(BUILD)/changelog $(CHANGELOG_VERSION)
+	bash tests/docs/changelog.sh $(abspath $(DOCS_VENV))/bin $(COLLECTION) $(BUILD)/changelog $(CHANGELOG_VERSION)
 
 # The collection as Galaxy takes it: ansible-galaxy builds the tarball from the laid-out copy (so that
 # build_ignore also meets what sanity, units and lint leave there) into $(BUILD)/galaxy, then Galaxy's
 # importer checks it offline with tests/galaxy/galaxy-importer.cfg (metadata, files, ansible-doc,
 # changelog, ansible-lint's production profile; ansible-test is `make sanity`'s). check_release.py
 # fails on any importer warning or error and on a tarball holding what users do not need.
-GALAXY_VENV := .venv-galaxy
 GALAXY_OUT := $(BUILD)/galaxy
 galaxy: deps collection $(GALAXY_VENV)/.installed
 	@rm -rf $(GALAXY_OUT) && mkdir -p $(GALAXY_OUT)
@@ -177,10 +179,6 @@ galaxy: deps collection $(GALAXY_VENV)/.installed
 	  $(CURDIR)/$(GALAXY_VENV)/bin/python -m galaxy_importer.main smartos-images-*.tar.gz 2>&1 | tee importer.log
 	$(GALAXY_VENV)/bin/python tests/galaxy/check_release.py $(GALAXY_OUT)/smartos-images-*.tar.gz $(GALAXY_OUT)/importer.log
 
-$(GALAXY_VENV)/.installed: tests/galaxy/requirements.txt
-	$(PYTHON) -m venv $(GALAXY_VENV)
-	$(GALAXY_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/galaxy/requirements.txt
-	touch $@
 
 # The zfs-fuse suite with the core's ansible-playbook (pytest runs from the core's venv), on pools named after the
 # core (sitest219, sitest221, ... or SMARTOS_IMAGES_TEST_POOL with the core's digits), so that the runs of two
