@@ -141,9 +141,9 @@ lint: venv-$(LINT_CORE) collection
 # The release tools, each pinned in tests/<tool>/requirements.txt and kept in its own venv .venv-<tool> beside the
 # collection's (out of its tarball): docs (antsibull-docs, antsibull-changelog, Sphinx and the ansible-core they
 # run) and galaxy (Galaxy's importer).
-TOOL_VENVS := .venv-docs .venv-galaxy
 DOCS_VENV := .venv-docs
 GALAXY_VENV := .venv-galaxy
+TOOL_VENVS := $(DOCS_VENV) $(GALAXY_VENV)
 CHANGELOG_VERSION ?= $(shell sed -n "s/^version: *['\"]\{0,1\}\([^'\" ]*\).*/\1/p" galaxy.yml)
 
 $(addsuffix /.installed,$(TOOL_VENVS)): .venv-%/.installed: tests/%/requirements.txt
