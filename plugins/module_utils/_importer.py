@@ -109,7 +109,7 @@ class ImportPipeline:
         """Stream the image file of manifest into `zfs receive target`; return bytes downloaded."""
         uuid = manifest['uuid']
         expected = manifest['files'][0]
-        stream = _open_sized(client, uuid, expected['size'])
+        stream = open_sized(client, uuid, expected['size'])
         total = stream.content_length
         want_sha1 = expected.get('sha1')
         want_md5 = None if want_sha1 else content_md5(stream, uuid, client)
@@ -120,14 +120,9 @@ class ImportPipeline:
         received, rc, stderr = self._pump(client, uuid, stream, target, digest, flow,
                                           Inflater(compression) if compression != 'none' else None)
         complete = received == total
-        if complete and want_sha1 and digest.hexdigest() != want_sha1.lower():
-            raise DownloadError('image %s file checksum (sha1) error: expected "%s", downloaded '
-                                'checksum was "%s"' % (uuid, want_sha1.lower(), digest.hexdigest()),
-                                url=client.source.url)
-        if complete and not want_sha1 and digest.digest() != base64.b64decode(want_md5):
-            raise DownloadError('image %s file Content-MD5 error: expected "%s", downloaded checksum was "%s"'
-                                % (uuid, want_md5, base64.b64encode(digest.digest()).decode('ascii')),
-                                url=client.source.url)
+        mismatch = digest_error(client, uuid, digest, want_sha1, want_md5) if complete else None
+        if mismatch is not None:
+            raise mismatch
         if flow.inflate_error is not None:
             raise ImageError('image %s file could not be decompressed as %s (%s), although its %s matches: the '
                              'image on %s is damaged' % (uuid, compression, flow.inflate_error,
@@ -167,58 +162,78 @@ class ImportPipeline:
             return received, rc, errfile.read().decode('utf-8', 'replace').strip()
 
     def _download(self, client, uuid, stream, total, digest, flow):
-        """Read the file, resuming with a Range request when the connection breaks; close every stream."""
-        received = 0
-        attempts = 0
-        try:
-            while received < total and not flow.sink_closed:
-                try:
-                    if stream is None:
-                        stream = self._resume(client, uuid, received)
-                    chunk = stream.read(min(CHUNK, total - received))
-                    if not chunk:
-                        raise ConnectionError('the connection closed early')
-                except TRANSIENT_ERRORS as e:
-                    attempts += 1
-                    if attempts > self.retries:
-                        raise DownloadError('image %s file: the download broke off after %d of %d bytes '
-                                            'and %d resume attempt(s) failed: %s'
-                                            % (uuid, received, total, self.retries,
-                                               _scrub(client, e)[:300]),
-                                            url=client.source.url)
-                    _close(stream)
-                    stream = None
-                    self.pause(RESUME_DELAY * attempts)
-                    continue
-                received += len(chunk)
-                digest.update(chunk)
-                _put(flow.chunks, chunk, flow.inflated)
-        finally:
-            _close(stream)
-        return received
+        """Read the file by the one download rule (read_file), feeding the inflate thread."""
+        return read_file(client, uuid, stream, total, digest, lambda chunk: _put(flow.chunks, chunk, flow.inflated),
+                         self.retries, self.pause, stopped=lambda: flow.sink_closed)
 
-    @staticmethod
-    def _resume(client, uuid, offset):
-        """Reopen the file at offset; skip what we have if the server ignores Range."""
-        stream = client.open_file(uuid, offset)
-        skip = offset
-        if stream.status == 206:
-            # a 206 must say where its bytes start; one that starts elsewhere would splice the wrong bytes in
-            given = getattr(stream, 'content_range', None)
-            found = CONTENT_RANGE_RE.match((given or '').strip())
-            start = int(found.group(1)) if found else offset   # none given: the SHA-1 still checks what arrives
-            if start > offset or (given is not None and not found):
+
+def read_file(client, uuid, stream, total, digest, feed, retries, pause, received=0, stopped=None):
+    """The one rule for downloading an image file, shared by the importer and the mirror: read it up to total
+    bytes, hash each chunk and hand it to feed; when the connection breaks, reopen at the byte reached (resume_at)
+    up to retries times. stream: the open answer, or None to open at byte `received` (a resumed download).
+    stopped(): True when the consumer gave up. Every stream is closed; returns the bytes reached."""
+    attempts = 0
+    try:
+        while received < total and not (stopped and stopped()):
+            try:
+                if stream is None:
+                    stream = resume_at(client, uuid, received)
+                chunk = stream.read(min(CHUNK, total - received))
+                if not chunk:
+                    raise ConnectionError('the connection closed early')
+            except TRANSIENT_ERRORS as e:
+                attempts += 1
+                if attempts > retries:
+                    raise DownloadError('image %s file: the download broke off after %d of %d bytes '
+                                        'and %d resume attempt(s) failed: %s'
+                                        % (uuid, received, total, retries, _scrub(client, e)[:300]),
+                                        url=client.source.url)
                 _close(stream)
-                raise ConnectionError('the server answered the resume at byte %d with Content-Range "%s"'
-                                      % (offset, _scrub(client, given)[:80]))
-            skip = offset - start
-        while skip:
-            data = stream.read(min(CHUNK, skip))
-            if not data:
-                _close(stream)
-                raise ConnectionError('the connection closed while skipping to byte %d' % offset)
-            skip -= len(data)
-        return stream
+                stream = None
+                pause(RESUME_DELAY * attempts)
+                continue
+            received += len(chunk)
+            digest.update(chunk)
+            feed(chunk)
+    finally:
+        _close(stream)
+    return received
+
+
+def resume_at(client, uuid, offset):
+    """The file reopened at offset (Range); what comes before it is skipped when the server ignores Range."""
+    stream = client.open_file(uuid, offset)
+    skip = offset
+    if stream.status == 206:
+        # a 206 must say where its bytes start; one that starts elsewhere would splice the wrong bytes in
+        given = getattr(stream, 'content_range', None)
+        found = CONTENT_RANGE_RE.match((given or '').strip())
+        start = int(found.group(1)) if found else offset   # none given: the SHA-1 still checks what arrives
+        if start > offset or (given is not None and not found):
+            _close(stream)
+            raise ConnectionError('the server answered the resume at byte %d with Content-Range "%s"'
+                                  % (offset, _scrub(client, given)[:80]))
+        skip = offset - start
+    while skip:
+        data = stream.read(min(CHUNK, skip))
+        if not data:
+            _close(stream)
+            raise ConnectionError('the connection closed while skipping to byte %d' % offset)
+        skip -= len(data)
+    return stream
+
+
+def digest_error(client, uuid, digest, want_sha1, want_md5):
+    """The DownloadError of a complete file whose digest is not the expected one (SHA-1 of the manifest, else
+    the answer's Content-MD5 in base64); None when it matches."""
+    if want_sha1 and digest.hexdigest() != want_sha1.lower():
+        return DownloadError('image %s file checksum (sha1) error: expected "%s", downloaded checksum was "%s"'
+                             % (uuid, want_sha1.lower(), digest.hexdigest()), url=client.source.url)
+    if not want_sha1 and digest.digest() != base64.b64decode(want_md5):
+        return DownloadError('image %s file Content-MD5 error: expected "%s", downloaded checksum was "%s"'
+                             % (uuid, want_md5, base64.b64encode(digest.digest()).decode('ascii')),
+                             url=client.source.url)
+    return None
 
 
 MD5_B64_RE = re.compile(r'^[A-Za-z0-9+/]{22}==\Z')
@@ -251,7 +266,7 @@ def _close(stream):
         stream.close()
 
 
-def _open_sized(client, uuid, size):
+def open_sized(client, uuid, size):
     """The image file's stream, once its Content-Length is known and is the manifest's size."""
     stream = client.open_file(uuid)
     total = stream.content_length

@@ -50,8 +50,16 @@ def options_of(module):
     return options
 
 
-def test_every_module_is_in_the_images_group():
-    assert sorted(runtime_groups()['images']) == MODULES
+def test_every_module_of_a_host_is_in_the_images_group():
+    """Every module that takes host_root and layout; the mirror module, which runs on any host, takes neither."""
+    host_modules = [m for m in MODULES if {'host_root', 'layout'} <= options_of(m)]
+    assert 'smartos_image_mirror' not in host_modules
+    assert sorted(runtime_groups()['images']) == host_modules
+
+
+def test_every_module_is_in_the_servers_group_or_the_images_group():
+    groups = runtime_groups()
+    assert sorted(set(groups['images']) | set(groups['servers'])) == MODULES
 
 
 @pytest.mark.parametrize('module', MODULES)

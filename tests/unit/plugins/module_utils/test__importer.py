@@ -414,7 +414,7 @@ RANGE_SECRET = 'p#ss/w?rd@x:y'
                                                   (500, None), (500, 'bytes 500-2047/*')])
 def test_a_206_continues_at_the_offset(start, content_range):
     client, data = range_client(start, content_range)
-    stream = ImportPipeline._resume(client, 'u', 500)
+    stream = _importer.resume_at(client, 'u', 500)
     assert stream.read(10) == data[500:510]
 
 
@@ -422,7 +422,7 @@ def test_a_206_continues_at_the_offset(start, content_range):
 def test_a_206_past_the_offset_or_unreadable_is_a_transient_error(content_range):
     client, dummy = range_client(600, content_range)
     with pytest.raises(ConnectionError) as e:
-        ImportPipeline._resume(client, 'u', 500)
+        _importer.resume_at(client, 'u', 500)
     assert 'Content-Range' in str(e.value) and RANGE_SECRET not in str(e.value)
 
 

@@ -1,0 +1,225 @@
+# Private to the smartos.images collection: not a public API.
+# smartos_image_mirror's worker: which images the mirror keeps (resolved upstream), what to fetch and remove, the result.
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import urlsplit
+
+from ansible_collections.smartos.images.plugins.module_utils._common import check_server_params
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter, SourceError
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource
+from ansible_collections.smartos.images.plugins.module_utils._mirror_fetch import fetch
+from ansible_collections.smartos.images.plugins.module_utils._mirror_store import MirrorStore, line, serving_problem
+from ansible_collections.smartos.images.plugins.module_utils._resolver import MAX_CHAIN, ImageResolver
+from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
+
+DSAPI_RE = re.compile(r'/datasets/?\Z')
+DOCKER_HOSTS = ('docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com')
+
+
+def mirror_source(url):
+    """An upstream source from a URL: DSAPI when its path ends in /datasets (as imgadm types a typeless source),
+    IMGAPI otherwise; a docker registry is refused."""
+    source = ImageSource(url)
+    if urlsplit(source.base).hostname in DOCKER_HOSTS or urlsplit(source.base).path.rstrip('/') == '/v2':
+        raise InvalidParameter('source "%s" is a docker registry: docker images cannot be mirrored, give IMGAPI or '
+                               'DSAPI servers' % source.url)
+    return ImageSource(url, 'dsapi') if DSAPI_RE.search(source.base) else source
+
+
+class MirrorResolver(ImageResolver):
+    """The resolver over a fixed list of upstream sources (the mirror has no host source list)."""
+
+    def __init__(self, params, sources, client_factory=None, warn=None):
+        super().__init__(dict(params, source=None), None, None, client_factory, warn)
+        self._sources = (sources, 'the source option')
+
+
+class Plan:
+    """What a run does: images to fetch (base first, as Found), to remove, and the images kept after it."""
+
+    def __init__(self):
+        self.fetch = []        # Found, base first
+        self.remove = []       # uuids
+        self.keep = set()      # uuids the listed images need (themselves and their ancestors)
+
+
+class ImageMirror:
+    """Keeps the mirror under params['path'] (layout: _mirror_store) as the task declares it."""
+
+    def __init__(self, params, check_mode=False, client_factory=None, sleep=None):
+        self.params = params
+        self.check_mode = check_mode
+        check_server_params(params)
+        if not params.get('source'):
+            raise InvalidParameter('source must name at least one upstream image server')
+        self.sources = [mirror_source(url) for url in params['source']]
+        if params['state'] == 'absent' and params.get('prune'):
+            raise InvalidParameter('prune keeps only the listed images and their ancestors, state=absent removes '
+                                   'the listed images: use one or the other')
+        self.wanted = [Wanted(dict(item), 'present') for item in params.get('images') or []]
+        self.warnings = []
+        self.resolver = MirrorResolver(params, self.sources, client_factory, self.warnings.append)
+        self.store = MirrorStore(params['path'])
+        self.sleep = sleep or time.sleep
+
+    def run(self, diff=False):
+        exists = self.store.exists()
+        if self.check_mode:
+            return self._run(diff, exists)
+        self.store.create()
+        with self.store.lock():
+            return self._run(diff, exists)
+
+    def _run(self, diff, exists):
+        store = self.store.scan()
+        self._report_disk(store)
+        before = dict(store.complete)
+        plan = self.plan(store)
+        changed = bool(plan.fetch or plan.remove or store.broken or store.orphans or store.leftovers) or not exists
+        if self.check_mode:
+            added = []
+            changed = changed or bool(store.stale_documents())
+        else:
+            try:
+                added = self.act(plan)
+            except ImageError:
+                self._write_documents_quietly()   # the images completed before the failure are listed
+                raise
+            stale = store.stale_documents()
+            store.write_documents(stale)
+            changed = changed or bool(stale)
+        result = {'changed': changed, 'bytes': sum(downloaded for dummy, downloaded in added)}
+        self._shape(result, before, plan)
+        if diff:
+            after = dict(before)
+            for uuid in plan.remove:
+                after.pop(uuid, None)
+            after.update((f.uuid, f.manifest) for f in plan.fetch)
+            result['diff'] = {'before': self._lines(before), 'after': self._lines(after)}
+        return result
+
+    def _write_documents_quietly(self):
+        try:
+            if self.store.exists():
+                self.store.write_documents(self.store.stale_documents())
+        except ImageError:
+            pass   # the first failure is what the user needs to see
+
+    @staticmethod
+    def _lines(images):
+        return [line(getattr(m, 'manifest', m)) for dummy, m in sorted(images.items())]
+
+    def _report_disk(self, store):
+        for name in store.stray:
+            self.warnings.append('%s: %s is not an image directory (a lower-case UUID); it is not served and was '
+                                 'left alone' % (store.images_dir, name))
+        for uuid, why in sorted(store.broken.items()):
+            self.warnings.append('image %s in the mirror cannot be served as it is (%s): %s' % (
+                uuid, why, 'its manifest.json is removed and its file kept as file.partial' if not self.check_mode
+                else 'its manifest.json would be removed'))
+
+    # ---- the plan ----
+
+    def plan(self, store):
+        plan = Plan()
+        if self.params['state'] == 'absent':
+            plan.remove = self._absent(store)
+            return plan
+        planned = set()
+        for wanted in self.wanted:
+            uuid = wanted.uuid or self.resolver.newest(wanted)
+            for found in self._needed(store, uuid, plan.keep):
+                if found.uuid not in planned:
+                    planned.add(found.uuid)
+                    plan.fetch.append(found)
+        if self.params.get('prune'):
+            plan.remove = sorted(u for u in set(store.complete) | set(store.broken) | store.partial
+                                 if u not in plan.keep)
+        return plan
+
+    def _needed(self, store, uuid, keep):
+        """The images to fetch for uuid, base first (itself and its ancestors the mirror lacks); adds to keep
+        every image of its chain."""
+        chain, current = [], uuid
+        while current in store.complete:
+            if current in chain or len(chain) >= MAX_CHAIN:
+                raise ImageError('the origin chain of mirrored image %s loops or is longer than %d images: %s'
+                                 % (uuid, MAX_CHAIN, ' -> '.join(chain + [current])))
+            chain.append(current)
+            current = store.complete[current].origin
+            if current is None:
+                keep.update(chain)
+                return []
+        keep.update(chain)
+        found = self.resolver.find(current, active_only=current == uuid)
+        fetched = self.resolver.ancestry(found, lambda u: u in store.complete)
+        for image in fetched:
+            problem = serving_problem(image.manifest)
+            if problem:
+                raise SourceError('image %s from %s cannot be mirrored: %s' % (image.uuid, image.source.url, problem),
+                                  url=image.source.url)
+        keep.update(f.uuid for f in fetched)
+        base = fetched[0].manifest.get('origin')
+        if base is not None:
+            keep.update(self._local_chain(store, base))
+        return fetched
+
+    @staticmethod
+    def _local_chain(store, uuid):
+        chain = []
+        while uuid is not None and uuid in store.complete and uuid not in chain and len(chain) < MAX_CHAIN:
+            chain.append(uuid)
+            uuid = store.complete[uuid].origin
+        return chain
+
+    def _absent(self, store):
+        """The mirrored images the entries name; refused when an image that stays has one of them as origin."""
+        remove = set()
+        for wanted in self.wanted:
+            if wanted.uuid:
+                remove.update({wanted.uuid} & (set(store.complete) | set(store.broken) | store.partial))
+            else:
+                remove.update(u for u, m in store.complete.items() if wanted.matches(m.manifest))
+        for uuid, image in sorted(store.complete.items()):
+            if uuid not in remove and image.origin in remove:
+                raise ImageError('image %s cannot be removed: mirrored image %s (%s), which stays, has it as its '
+                                 'origin and would be left without it; list that image too, or keep this one'
+                                 % (image.origin, uuid, line(image.manifest).split(' ', 1)[1]),
+                                 image=image.origin, child=uuid)
+        return sorted(remove)
+
+    # ---- acting ----
+
+    def act(self, plan):
+        """Repair, remove, fetch base first; returns (manifest, bytes downloaded) of each image added."""
+        store = self.store
+        store.create(images=True)
+        store.clean_leftovers()
+        for uuid in sorted(store.broken):
+            store.withdraw(uuid)
+        for uuid in sorted(store.orphans):
+            store.adopt_file(uuid)
+        for uuid in plan.remove:   # first: what goes frees the space for what comes
+            store.remove(uuid)
+        added = []
+        for found in plan.fetch:
+            store.adopt_file(found.uuid)
+            added.append(fetch(store, found, self.params['retries'], self.sleep))
+        return added
+
+    def _shape(self, result, before, plan):
+        sizes = {f.uuid: f.manifest['files'][0]['size'] for f in plan.fetch}
+        result['added'] = [_entry(f.manifest, sizes[f.uuid]) for f in plan.fetch]
+        result['removed'] = [before[u].entry() for u in plan.remove if u in before]
+        result['removed'] += [{'uuid': u, 'name': None, 'version': None, 'bytes': 0}
+                              for u in plan.remove if u not in before]
+        gone = set(plan.remove) | set(sizes)
+        result['kept'] = [m.entry() for u, m in sorted(before.items()) if u not in gone]
+        result['images'] = sorted((set(before) - set(plan.remove)) | set(sizes))
+
+
+def _entry(manifest, size):
+    return {'uuid': manifest['uuid'], 'name': manifest.get('name'), 'version': manifest.get('version'),
+            'bytes': size}
