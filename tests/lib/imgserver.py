@@ -1,7 +1,7 @@
 """A real IMGAPI/DSAPI image server for tests, serving a directory of images on a 127.0.0.x loopback address only.
 
 Faults (wrong bytes, short bodies, drops, delays, trickles, error statuses, bad JSON, redirects, oversized manifests,
-endless listings) are switched at run time via /__control. With --auth it demands HTTP Basic credentials."""
+endless listings, listings that ignore the query string as a static mirror does) are switched at run time via /__control. With --auth it demands HTTP Basic credentials."""
 
 import argparse
 import base64
@@ -50,7 +50,7 @@ APPLIES = {
     "wrong_size": {"manifest", "list"}, "bad_json": {"manifest", "list"},
     "status": ENDPOINTS, "slow": ENDPOINTS,
     "trickle": {"file", "manifest", "list"}, "redirect": ENDPOINTS, "huge": {"manifest", "list"},
-    "endless": {"list"}, "ignore_marker": {"list"}, "chunked_json": {"manifest", "list"},
+    "endless": {"list"}, "ignore_marker": {"list"}, "ignore_query": {"list"}, "chunked_json": {"manifest", "list"},
     "file_url": {"manifest", "list"}, "slow_headers": ENDPOINTS,
 }
 DEFAULT_ON = dict(APPLIES, status={"manifest", "file"}, slow={"manifest", "file"}, trickle={"file"},
@@ -120,6 +120,15 @@ def visible(manifest, channel):
     """Whether an image shows on a channel (None: no channel selected, '*': every channel)."""
     channels = manifest.get("channels")
     return channels is None or channel == "*" or channel in channels
+
+
+def compact_json(obj):
+    """JSON as IMGAPI (node's JSON.stringify) sends it: no spaces, non-ASCII characters as UTF-8 (a lone surrogate,
+    which UTF-8 cannot carry, escaped as \\uXXXX as JSON.stringify does)."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def write_atomic(path, text):
@@ -389,13 +398,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _list_images(self, query, major):
         """ListImages with IMGAPI's filters, sort and marker pagination."""
-        if any(f["kind"] in ("endless", "ignore_marker") for f in self.server.faults.list()):
+        if any(f["kind"] in ("endless", "ignore_marker", "ignore_query") for f in self.server.faults.list()):
             hits = self._take_faults("list", set())  # a made-up list: its markers are not real images
             if hit(hits, "endless"):
                 return self._send_manifests([synthetic(next(self.server.counter)) for dummy in range(MAX_LIMIT)],
                                             hits, major)  # always new images
             if hit(hits, "ignore_marker"):
-                return self._send_manifests([synthetic(n) for n in range(MAX_LIMIT)], hits, major)  # the same page
+                # obeys limit, ignores the marker: the start of a longer list again, whatever marker is asked
+                limit = query.get("limit", "")
+                count = int(limit) if limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT else MAX_LIMIT
+                return self._send_manifests([synthetic(n) for n in range(count)], hits, major)
+            ignore = hit(hits, "ignore_query")
+            if ignore:
+                # a static file served for any query string: every image, whatever its name, state or channel, and
+                # no limit or marker; `arg` pads it to that many entries with disabled images of the real names,
+                # published later (their files do not exist), so only a client that checks state itself is right
+                everything = sorted(self.server.store.all(), key=sort_key)
+                names = [m.get("name") for m in everything] or ["endless"]
+                padding = [dict(synthetic(n), name=names[n % len(names)], state="disabled", disabled=True,
+                                published_at="2099-01-01T00:00:00Z")
+                           for n in range(max(0, int(ignore["arg"] or 0) - len(everything)))]
+                return self._send_manifests(everything + padding, hits, major)
         images = self.server.store.all()
         channel = self._channel(query, images, allow_star=True)
         state = query.get("state", "active")
@@ -547,15 +570,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         huge = hit(hits, "huge")
         if huge and answer:
             answer[0] = dict(answer[0], padding="")
-        body = json.dumps(answer[0] if single else answer).encode()
+        body = compact_json(answer[0] if single else answer)
         if hit(hits, "bad_json"):
             body = body[:max(1, len(body) // 2)]  # half a JSON document never parses
         pieces = [body]
         if huge and answer:
             # the padding is written piece by piece: the server never holds a huge body in memory
-            before, after = body.split(b'"padding": ""', 1)
+            before, after = body.split(b'"padding":""', 1)
             size = int(min(huge["arg"] if huge["arg"] is not None else HUGE_DEFAULT, HUGE_MAX))
-            pieces = [before + b'"padding": "', *(b"x" * min(CHUNK, size - i) for i in range(0, size, CHUNK)),
+            pieces = [before + b'"padding":"', *(b"x" * min(CHUNK, size - i) for i in range(0, size, CHUNK)),
                       b'"' + after]
         self._send_pieces(pieces, sum(map(len, pieces)) if not hit(hits, "chunked_json") else None,
                           hit(hits, "trickle"))
@@ -575,7 +598,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_json(self, status, obj):
         """Answer with a JSON body."""
-        self._send(status, json.dumps(obj).encode(), "application/json")
+        self._send(status, compact_json(obj), "application/json")
 
     def _send(self, status, body, content_type, headers=()):
         """Answer with a complete body."""

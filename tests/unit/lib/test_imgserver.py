@@ -458,11 +458,27 @@ def test_fault_endless_and_ignore_marker(server, store):
     first, second = (fetch_json(server, "/images?limit=1000&marker=x")[1] for dummy in range(2))
     assert len(first) == len(second) == 1000
     assert not {m["uuid"] for m in first} & {m["uuid"] for m in second}
-    server.add_fault("ignore_marker", times=2)
+    server.add_fault("ignore_marker", times=3)
     one = fetch_json(server, "/images")[1]
     two = fetch_json(server, f"/images?limit=1000&marker={one[-1]['uuid']}")[1]
     assert one == two and len(one) == 1000
+    assert fetch_json(server, f"/images?limit=1&marker={one[-1]['uuid']}")[1] == one[:1]   # it obeys limit
     assert len(fetch_json(server, "/images")[1]) == 3  # back to the real list
+
+
+def test_fault_ignore_query(server, store):
+    every = fetch_json(server, "/images?state=all&channel=*")[1]
+    server.add_fault("ignore_query", times=2)
+    # any filter, state, channel, limit or marker: the whole list, inactive images too
+    assert fetch_json(server, "/images?name=nothing-by-this-name&state=active&limit=1")[1] == every
+    assert fetch_json(server, f"/images?marker={every[-1]['uuid']}&limit=1000&os=linux&type=!zvol")[1] == every
+    server.add_fault("ignore_query", arg=10)
+    padded = fetch_json(server, "/images?name=a")[1]
+    assert padded[:len(every)] == every and len(padded) == 10
+    assert {m["state"] for m in padded[len(every):]} == {"disabled"}
+    assert {m["name"] for m in padded[len(every):]} <= {m["name"] for m in every}
+    server.clear_faults()
+    assert fetch_json(server, "/images?state=all&channel=*")[1] == every
 
 
 def test_fault_trickle(server, store):
