@@ -87,6 +87,10 @@ options:
     default: 300
 notes:
   - Only active images are listed, as imgadm lists them.
+  - The listing is filtered on the controller too (name, version, os, type, with their C(~) and C(!) forms, active
+    state, and the channel of an image that names its channels), so a server that ignores the query string, such as
+    a static mirror serving one C(images.json), still yields the right image. A server that ignores both C(limit) and
+    C(marker) and lists exactly 1000 images is asked once more (C(limit=1)) to confirm it sent its whole list.
   - Listings are read page by page by the modules' rule and bounds. At most 50 pages (50,000 images) are read for
     one term, each answer at most 8 MiB, with at most 5 redirects per request. Images listed again (IMGAPI repeats
     the C(marker) image and those published at the same time) are listed once; a full page that cannot lead on (its
@@ -146,7 +150,7 @@ from ansible_collections.smartos.images.plugins.module_utils._http_body import R
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import MAX_REDIRECTS, REDIRECT_STATUS
 from ansible_collections.smartos.images.plugins.module_utils._urls import redact, scrub_secrets, secret_forms, url_origin
 from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES, read_listing
-from ansible_collections.smartos.images.plugins.module_utils._resolver import usable_listing
+from ansible_collections.smartos.images.plugins.module_utils._resolver import listed_as_asked, usable_listing
 
 try:
     import jsonschema
@@ -316,11 +320,6 @@ class ImageServerLookup:
         return [m for m in listed if isinstance(m, dict)]
 
 
-def _matches(manifest, filters):
-    """Client-side check of exact filters, in case a server ignores them."""
-    return all(not want or want.startswith(('~', '!')) or str(manifest.get(key)) == want for key, want in filters.items())
-
-
 def validate_manifest(manifest, where):
     """Raise AnsibleLookupError listing every way manifest breaks the v2 schema."""
     try:
@@ -380,7 +379,9 @@ class LookupModule(LookupBase):
         results = []
         for name in names:
             filters = {'name': name, **{k: self.get_option(k) for k in FILTERS if k != 'name'}}
-            found = [m for m in self._checked(client, client.list_images(filters)) if _matches(m, filters)]
+            # checked here too, as the modules check them: a static server (a mirror) ignores the query string
+            found = [m for m in self._checked(client, client.list_images(filters))
+                     if listed_as_asked(m, {k: v for k, v in filters.items() if v}, client.channel)]
             wanted = ', '.join('%s=%s' % (k, v) for k, v in filters.items() if v)
             if not found:
                 raise AnsibleLookupError('image server %s has no active image with %s; check the name and version '

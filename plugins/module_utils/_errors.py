@@ -38,3 +38,13 @@ class ImageInUse(ImageError):
 
 class UnsupportedImage(ImageError):
     """The image is of a kind this collection cannot install (yet)."""
+
+
+def from_the_source(error):
+    """Whether an import failed because of what one source sent (or failed to send): a checksum, size or
+    Content-Length error, a download that broke off, a file answer that was an error, or bytes that do not
+    decompress (an ImageError naming the source's url). Another source of the same image may do better; a host
+    failure (zfs receive, a lock) would fail the same way from any source."""
+    if isinstance(error, (DownloadError, SourceError)):
+        return True
+    return type(error) is ImageError and bool(error.evidence.get('url'))

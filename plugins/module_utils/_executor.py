@@ -6,7 +6,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
-from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError
+from ansible_collections.smartos.images.plugins.module_utils._errors import DownloadError, ImageError, from_the_source
 from ansible_collections.smartos.images.plugins.module_utils._importer import ImportPipeline, install
 from ansible_collections.smartos.images.plugins.module_utils._inventory import cache_files
 
@@ -16,10 +16,14 @@ PARALLEL_IMPORTS = 3   # downloads at once; receives still wait for their origin
 class ImageExecutor:
     """Acts on one pool: each step under imgadm's per-image lock where imgadm takes it; progress kept for errors."""
 
-    def __init__(self, zfs, paths, layout, pool, lock_timeout, retries):
+    def __init__(self, zfs, paths, layout, pool, lock_timeout, retries, elsewhere=None, warn=None):
+        """elsewhere(found, tried sources): the same image from another source, or None (the resolver's)."""
         self.zfs, self.paths, self.layout, self.pool = zfs, paths, layout, pool
         self.lock_timeout, self.retries = lock_timeout, retries
+        self.elsewhere = elsewhere or (lambda found, tried: None)
+        self.warn = warn or (lambda text: None)
         self.progress = {'imported': [], 'removed': [], 'other': 0}
+        self.came_from = {}   # uuid -> the Found an image was imported from (another source than planned after a failure)
 
     def _locked(self, uuid, wait_max=None):
         """imgadm's import lock of an image (/var/run/img.<uuid>.import.lock)."""
@@ -65,8 +69,41 @@ class ImageExecutor:
             # imgadm checkIfImportedAfterLock: another import may have finished while we waited
             if self.zfs.exists('%s/%s' % (self.pool, found.uuid)):
                 return False, 0
-            pipeline = ImportPipeline(self.zfs, retries=self.retries)
-            return True, install(self.zfs, pipeline, found.client, found.manifest, self.pool, self.record_for(found))
+            return True, self.install_from_a_source(found)
+
+    def install_from_a_source(self, found):
+        """Install the image from found's source; when what that source sends fails (from_the_source), from the next
+        source that has the same image, with a warning naming the source and why. Each attempt starts from a clean
+        <pool>/<uuid>-partial (install destroys what a failed one left) and nothing is renamed into place unless
+        verified. All sources failing is one error listing each."""
+        failures = []
+        while True:
+            try:
+                size = install(self.zfs, ImportPipeline(self.zfs, retries=self.retries), found.client,
+                               found.manifest, self.pool, self.record_for(found))
+            except ImageError as e:
+                if not from_the_source(e) or found.source.type == 'file':
+                    raise
+                failures.append((found, e))
+                found = self.next_source(failures)
+                continue
+            self.came_from[found.uuid] = found
+            return size
+
+    def next_source(self, failures):
+        """The next source to try after the failures so far ((Found, error) pairs); raise when none is left."""
+        failed, error = failures[-1]
+        other = self.elsewhere(failed, [f.source for f, dummy in failures])
+        if other is None:
+            if len(failures) == 1:
+                raise error
+            raise DownloadError('image %s could not be imported from any of its %d sources: %s'
+                                % (failed.uuid, len(failures),
+                                   '; '.join('%s: %s' % (f.source.url, e.msg) for f, e in failures)),
+                                sources=[f.source.url for f, dummy in failures])
+        self.warn('image %s: the import from %s failed (%s); trying the next source that has it, %s'
+                  % (failed.uuid, failed.source.url, error.msg, other.source.url))
+        return other
 
     def record_for(self, found):
         """How the host remembers an image: imgadm's cache file, or v1's manifest and property."""

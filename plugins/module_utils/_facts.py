@@ -15,6 +15,7 @@ from ansible_collections.smartos.images.plugins.module_utils._inventory import C
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     ManifestError, is_uuid, json_type, upgrade_manifest,
 )
+from ansible_collections.smartos.images.plugins.module_utils._resolver import listed_as_asked
 from ansible_collections.smartos.images.plugins.module_utils._sources import source_store
 from ansible_collections.smartos.images.plugins.module_utils._zfs import Zfs
 
@@ -131,10 +132,14 @@ class FactsGatherer:
     def _list_source(self, entry):
         """(manifests, problems, error) of one source's list; an error of the source is its text, never raised."""
         try:
-            listed = client_from_params(entry.for_import(), self.params, self.client_factory).list_raw()
+            source = entry.for_import()
+            listed = client_from_params(source, self.params, self.client_factory).list_raw()
             if not isinstance(listed, list):
                 raise SourceError('the image list is not a list')
-            return listing(listed) + (None,)
+            manifests, bad = listing(listed)
+            # what the server lists by default (active images of the source's channel), checked here too: a static
+            # server answers its whole list
+            return [m for m in manifests if listed_as_asked(m, {}, source.channel)], bad, None
         except ImageError as e:
             return None, [], e.msg
         except Exception as e:  # pylint: disable=broad-exception-caught

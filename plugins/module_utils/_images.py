@@ -55,7 +55,9 @@ class ImageManager:
         self.warnings = []
         self._warned = set()
         self.resolver = ImageResolver(params, self.paths, self.layout, client_factory, self.warn)
-        self.executor = ImageExecutor(self.zfs, self.paths, self.layout, self.pool, lock_timeout, params['retries'])
+        self.executor = ImageExecutor(self.zfs, self.paths, self.layout, self.pool, lock_timeout, params['retries'],
+                                      lambda found, tried: self.resolver.elsewhere(found, tried, self.check_runs_here),
+                                      self.warn)
         self.cache = CachedManifests(self.paths, self.layout)
         self.refreshed = {}
         self.updates = []
@@ -340,6 +342,8 @@ class ImageManager:
         # the same warnings list: warnings found while planning the diff land in it too
         result = dict(changed=bool(actions), actions=actions, imported=[f.uuid for f in plan.imports],
                       removed=deletes, downloaded_bytes=0, seconds=0.0, warnings=self.warnings)
+        if plan.imports:
+            result['sources'] = _plan.import_sources(plan.imports)
         if unused or self.params.get('prune_unused'):
             result['unused'] = unused
         if self.params.get('update_manifests'):
@@ -369,10 +373,12 @@ class ImageManager:
         except ImageError as e:
             self.executor.partial_failure(e)
             raise
+        _plan.note_sources(result, entries, _plan.import_sources([f for f in plan.imports if f.uuid in imported],
+                                                                 self.executor.came_from))
         skipped = [f.uuid for f in plan.imports if f.uuid not in imported]
         if skipped:
             _plan.drop_skipped(result, entries, skipped)
-            self._shape(result, entries)
+        self._shape(result, entries)
         result.update(downloaded_bytes=received, seconds=round(time.monotonic() - started, 3))
         return result
 

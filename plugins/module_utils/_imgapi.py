@@ -171,6 +171,9 @@ class ImageServerClient:
                 reason = 'HTTP %d' % e.code
             except TRANSIENT_ERRORS as e:
                 reason = self.scrub(getattr(e, 'reason', e))[:300]   # a bad status line is server text
+                if isinstance(getattr(e, 'reason', e), ConnectionRefusedError):
+                    # nothing listens there: waiting and asking again would only delay the next source
+                    raise SourceError('%s refused the connection: %s' % (shown, reason), url=shown, refused=True)
                 if 'CERTIFICATE_VERIFY_FAILED' in reason or 'certificate verify failed' in reason:
                     raise SourceError(
                         'the TLS certificate of %s could not be verified (%s); set ca_path to the '

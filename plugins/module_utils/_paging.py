@@ -23,6 +23,27 @@ def _kind(page):
     return 'HTTP 404' if page is None else 'a ' + type(page).__name__
 
 
+def _page(fetch, params, shown):
+    page = fetch(params)
+    if not isinstance(page, list):
+        raise SourceError('%s answered ListImages with %s, not a list of images' % (shown, _kind(page)), url=shown)
+    return page
+
+
+def _uuids(page):
+    return [entry_uuid(entry) for entry in page]
+
+
+def _ignores_paging(fetch, first, second, shown):
+    """True when a server answered the second page with the first one again because it ignores both limit and
+    marker (a static file served for any query string): asked for a single image after the marker, it answers the
+    same whole list again. A server that obeys limit but ignores the marker answers one image, and stays an error."""
+    if len(first) != PAGE_SIZE or _uuids(second) != _uuids(first):
+        return False
+    probe = _page(fetch, {'limit': 1, 'marker': entry_uuid(first[-1])}, shown)
+    return _uuids(probe) == _uuids(first)
+
+
 def read_listing(fetch, shown, seconds=LIST_MAX_SECONDS, now=None):
     """Every entry a ListImages listing holds, each image once, in the order listed (imgadm's listAllImages).
 
@@ -30,16 +51,19 @@ def read_listing(fetch, shown, seconds=LIST_MAX_SECONDS, now=None):
     IMGAPI answers a marker with every image published at or after the marker's, so the marker and images tied with
     it come again: an image listed before is dropped. A page shorter than PAGE_SIZE ends the listing, a longer one
     is the whole list (the server ignores limit). A full page that cannot lead further (its last entry has no uuid,
-    or was listed before) is an error, never a short list: "newest" must not be chosen from part of a list."""
+    or was listed before) is an error, never a short list: "newest" must not be chosen from part of a list.
+    One exception, checked: a second page equal to the first, from a server that also ignores limit (a static
+    server with exactly PAGE_SIZE images, see _ignores_paging), means the first page was the whole list."""
     now = now or time.monotonic
-    entries, seen, params = [], set(), {}
+    entries, seen, params, first = [], set(), {}, None
     deadline = now() + seconds
     for number in range(1, LIST_MAX_PAGES + 1):
         if now() > deadline:
             break
-        page = fetch(params)
-        if not isinstance(page, list):
-            raise SourceError('%s answered ListImages with %s, not a list of images' % (shown, _kind(page)), url=shown)
+        page = _page(fetch, params, shown)
+        if number == 2 and _ignores_paging(fetch, first, page, shown):
+            return entries
+        first = page if number == 1 else first
         fresh = set()
         for entry in page:
             uuid = entry_uuid(entry)

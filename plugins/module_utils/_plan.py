@@ -180,3 +180,20 @@ def drop_skipped(result, entries, skipped):
         if entry.get('imported'):
             entry['imported'] = [u for u in entry['imported'] if u not in skipped]
             entry['changed'] = bool(entry['imported'])
+
+
+def import_sources(imports, came_from=None):
+    """uuid -> the source URL of each image imported from a source (not a local file): the one planned (the first
+    source that has it), or once imported the one it came from (came_from: uuid -> Found)."""
+    came_from = came_from or {}
+    chosen = [came_from.get(f.uuid, f) for f in imports]
+    return {f.uuid: f.source.url for f in chosen if f.source.type != 'file'}
+
+
+def note_sources(result, entries, sources):
+    """After the imports: each result's source is the one the image actually came from (sources: uuid -> URL)."""
+    if 'sources' in result:   # only a run that planned imports has them, as in check mode
+        result['sources'] = sources
+    for entry in entries:
+        if entry.get('source') and entry.get('uuid') in sources:
+            entry['source'] = sources[entry['uuid']]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import (
     ImageError, ImageNotFound, InvalidParameter, SourceError, UnsupportedImage,
@@ -20,9 +21,10 @@ MAX_CHAIN = 64         # origins followed from one image before giving up
 class Found:
     """An image located for import: where it comes from and what it is."""
 
-    def __init__(self, source, client, manifest, raw):
+    def __init__(self, source, client, manifest, raw, active_only=True):
         self.source, self.client, self.manifest, self.raw = source, client, manifest, raw
         self.uuid = manifest['uuid']
+        self.active_only = active_only   # as it was looked for: an origin may be inactive, as in imgadm
 
 
 class ImageResolver:
@@ -43,6 +45,8 @@ class ImageResolver:
             self._sources = ([ImageSource(url) for url in params['source']], 'the source option')
         self._clients = {}
         self._answers = {}
+        self._refused = {}    # id(source) -> the SourceError of a source that refused a connection: not asked again
+        self._lock = threading.Lock()   # imports run in threads and may look for another source at once
 
     # ---- the sources ----
 
@@ -67,12 +71,24 @@ class ImageResolver:
             self._clients[id(source)] = client_from_params(source, self.params, self.client_factory)
         return self._clients[id(source)]
 
+    def ask(self, source, question):
+        """question(client): a source's answer; a source that refused a connection once this run (nothing listens
+        there) is not asked again: its error comes back at once."""
+        if id(source) in self._refused:
+            raise self._refused[id(source)]
+        try:
+            return question(self.client(source))
+        except SourceError as e:
+            if e.evidence.get('refused'):
+                self._refused[id(source)] = e
+            raise
+
     def _get_image(self, source, uuid):
         """(raw manifest or None, SourceError or None): GetImage asked of a source once per run."""
         key = (id(source), uuid)
         if key not in self._answers:
             try:
-                self._answers[key] = (self.client(source).get_image(uuid), None)
+                self._answers[key] = (self.ask(source, lambda client: client.get_image(uuid)), None)
             except SourceError as e:
                 self._answers[key] = (None, e)
         return self._answers[key]
@@ -116,8 +132,10 @@ class ImageResolver:
         except ManifestError as e:
             invalid.append('%s: manifest is invalid: %s' % (source.url, e))
             return None
-        if manifest is None:
-            answers.append('%s: not found (HTTP 404)' % source.url)
+        if manifest is None or not listed_as_asked(manifest, {'state': 'all'}, source.channel):
+            # a static server answers GetImage for an image of another channel: IMGAPI would answer 404
+            answers.append('%s: not found (HTTP 404)' % source.url if manifest is None else
+                           '%s: not in channel "%s"' % (source.url, source.channel))
             return None
         if manifest.get('type') == 'docker':
             raise UnsupportedImage('image %s from %s is a docker image; importing docker images '
@@ -133,7 +151,25 @@ class ImageResolver:
         except SourceError as e:
             invalid.append(e.msg)
             return None
-        return Found(source, self.client(source), manifest, raw)
+        return Found(source, self.client(source), manifest, raw, active_only)
+
+    def elsewhere(self, found, tried, check=None):
+        """The same image (same UUID) from the next source in order that is not in tried (sources) and has it
+        usable: its own manifest checked as find checks it, and by check(manifest) (raises ImageError); None when
+        no other source has it. Used when an import from found.source failed; thread-safe."""
+        with self._lock:
+            for source in self.sources(found.uuid):
+                if any(source is t for t in tried) or source.type == 'file':
+                    continue
+                try:
+                    other = self._answer(source, found.uuid, found.active_only, [], [], [])
+                    if other is not None and check is not None:
+                        check(other.manifest)
+                except ImageError:
+                    continue
+                if other is not None:
+                    return other
+        return None
 
     # ---- by name ----
 
@@ -151,11 +187,13 @@ class ImageResolver:
             if source.type == 'docker':
                 continue
             try:
-                raw = self.client(source).list_raw(query)
+                raw = self.ask(source, lambda client: client.list_raw(query))
             except SourceError as e:
                 answers.append('%s: %s' % (source.url, e.msg))
                 continue
-            found = [m for m in self.listing(source, raw) if is_active(m) and wanted.matches(m)]
+            # the server may have ignored the query: every entry is checked against it here too
+            found = [m for m in self.listing(source, raw)
+                     if listed_as_asked(m, query, source.channel) and wanted.matches(m)]
             answers.append('%s: %d match(es)' % (source.url, len(found)))
             hits.extend(found)
         best = newest(hits)
@@ -197,6 +235,32 @@ class ImageResolver:
                 raise ImageNotFound('origin %s of image %s is not installed and no source has it (%s)'
                                     % (origin, chain[-1].uuid, e.msg))
         return list(reversed(chain))
+
+
+def _text_match(actual, wanted, negate_prefix=None):
+    """IMGAPI's match of one ListImages filter: "~sub" a case-sensitive substring, negate_prefix+value an exclusion,
+    else the exact value."""
+    if wanted.startswith('~'):
+        return isinstance(actual, str) and wanted[1:] in actual
+    if negate_prefix and wanted.startswith(negate_prefix):
+        return actual != wanted[len(negate_prefix):]
+    return actual == wanted
+
+
+def listed_as_asked(manifest, query, channel=None):
+    """True when an IMGAPI server that honours query (name, version, os, type, state) and channel would list
+    manifest. Checked on the client too: a static server (a mirror's images.json) answers every image to any query
+    string, whatever its name, state or channel. state defaults to "active", as ListImages' does; a manifest without
+    "channels" cannot be told apart and counts as in the channel."""
+    state = query.get('state', 'active')
+    if state != 'all' and manifest.get('state') != state:
+        return False
+    for field in ('name', 'version', 'os', 'type'):
+        wanted = query.get(field)
+        if wanted and not _text_match(manifest.get(field), wanted, '!' if field == 'type' else None):
+            return False
+    channels = manifest.get('channels')
+    return not channel or channel == '*' or not isinstance(channels, list) or channel in channels
 
 
 def short(value, limit=80):

@@ -175,8 +175,9 @@ class Hostile(http.server.BaseHTTPRequestHandler):
             self.send_json(500, ['database', 'down', PASSWORD] if mode == 'error-list' else 'down ' + PASSWORD)
         elif mode in ('endless', 'same-page'):
             start = 0 if mode == 'same-page' or 'marker' not in query else int(query['marker'][-12:]) + 1
+            count = int(query.get('limit', 1000)) if mode == 'same-page' else 1000   # obeys limit, ignores marker
             self.send_json(200, [{'uuid': '00000000-0000-4000-8000-%012d' % (start + n), 'name': 'safety-lookup'}
-                                 for n in range(1000)])
+                                 for n in range(count)])
         elif mode == 'trickle':
             self.send_response(200)
             self.send_header('Content-Type', 'application/json')

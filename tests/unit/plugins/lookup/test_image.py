@@ -190,14 +190,51 @@ def test_pagination_gets_every_image_once(monkeypatch):
 
 
 def test_a_server_that_ignores_marker_is_an_error_not_an_endless_listing(session, lookup):
-    same = [manifest(n) for n in range(PAGE_SIZE)]
-    session.answer = lambda url, params: FakeResponse(url, body=same)
+    same = [manifest(n) for n in range(PAGE_SIZE + 5)]
+    # obeys limit, ignores the marker: the rest of the list is out of reach
+    session.answer = lambda url, params: FakeResponse(url, body=same[:params.get('limit', PAGE_SIZE)])
     # the one paging rule: a full page that ends with an image listed before cannot lead further (was: "ignores marker")
     with pytest.raises(AnsibleLookupError, match='image server https://images.example.org ignores the ListImages '
                                                  'marker: page 2 ends with image %s, which it listed before'
-                                                 % same[-1]['uuid']):
+                                                 % same[PAGE_SIZE - 1]['uuid']):
         lookup('base-64-lts')
-    assert len(session.calls) == 2
+    assert [c['params'].get('limit') for c in session.calls] == [None, PAGE_SIZE, 1]
+
+
+def _static(images):
+    """A server that ignores the query string: the same whole list for any name, filter, limit or marker."""
+    return lambda url, params: FakeResponse(url, body=images)
+
+
+def test_a_server_that_ignores_the_query_string_still_yields_the_right_image(session, lookup):
+    wanted = manifest(1, published_at='2024-02-01T00:00:00Z')
+    images = [wanted,
+              manifest(2, name='other', published_at='2030-01-01T00:00:00Z'),            # another name
+              manifest(3, state='disabled', published_at='2030-01-01T00:00:00Z'),       # not active
+              manifest(4, os='linux', published_at='2030-01-01T00:00:00Z'),              # another os
+              manifest(5, type='zvol', published_at='2030-01-01T00:00:00Z'),             # another type
+              manifest(6, version='2.0.0', published_at='2030-01-01T00:00:00Z')]        # another version
+    session.answer = _static(images)
+    assert lookup('base-64-lts', version='1.0.1', os='smartos', type='zone-dataset') == [wanted['uuid']]
+    assert lookup('base-64-lts', version='~1.0', type='!zvol', os='smartos') == [wanted['uuid']]
+    assert lookup('~64-l', version='~1.0.', os='smartos', type='zone-dataset') == [wanted['uuid']]
+    assert lookup('base-64-lts', version='2.0.0') == [manifest(6)['uuid']]
+    with pytest.raises(AnsibleLookupError, match='has no active image with name=nope'):
+        lookup('nope')
+
+
+def test_a_static_server_channel_is_checked_on_the_controller(session, lookup):
+    dev = manifest(1, channels=['dev'], published_at='2024-01-01T00:00:00Z')
+    session.answer = _static([dev, manifest(2, channels=['staging'], published_at='2030-01-01T00:00:00Z')])
+    assert lookup('base-64-lts', source=SERVER + '?channel=dev') == [dev['uuid']]
+
+
+def test_a_static_server_with_exactly_a_page_of_images_is_read_whole(session, lookup):
+    images = [manifest(n, name='filler', published_at='2020-01-01T00:00:00Z') for n in range(PAGE_SIZE - 1)]
+    images.append(manifest(PAGE_SIZE, published_at='2024-01-01T00:00:00Z'))
+    session.answer = _static(images)
+    assert lookup('base-64-lts') == [images[-1]['uuid']]
+    assert [c['params'].get('limit') for c in session.calls] == [None, PAGE_SIZE, 1]
 
 
 def test_result_manifest(session, lookup):

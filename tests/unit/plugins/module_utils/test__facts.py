@@ -398,7 +398,8 @@ def made(factory):
 
 
 def v2(uuid, name, published_at, **extra):
-    return dict(extra, v=2, uuid=uuid, name=name, version='1', published_at=published_at, owner=OWNER)
+    return dict(dict(state='active'), **extra, v=2, uuid=uuid, name=name, version='1', published_at=published_at,
+                owner=OWNER)
 
 
 def gatherer(root, factory, **kw):
@@ -581,6 +582,19 @@ def test_available_filters_and_newest(tmp_path, filters, newest, uuids):
     merged, dummy, dummy2 = available(tmp_path, clients, [SourceEntry(SRC1), SourceEntry(SRC2)],
                                       filters=filters, newest=newest)
     assert [e['manifest']['uuid'] for e in merged] == uuids
+
+
+def test_available_from_a_server_that_ignores_the_query_lists_what_imgapi_would(tmp_path):
+    # a static server answers its whole list: inactive images, and images of other channels, are left out here
+    listing = [v2(U1, 'base', '2024-01-01T00:00:00Z'), v2(U2, 'base', '2025-01-01T00:00:00Z', state='disabled'),
+               v2(U3, 'base', '2025-01-01T00:00:00Z', channels=['staging']),
+               v2(U4, 'base', '2023-01-01T00:00:00Z', channels=['dev', 'staging'])]
+    merged, errors, dummy = available(tmp_path, {'https://img.example.com': listing},
+                                      [SourceEntry('https://img.example.com?channel=dev')])
+    assert errors == [] and [e['manifest']['uuid'] for e in merged] == [U4, U1]
+    merged, errors, dummy = available(tmp_path, {'https://img.example.com': listing},
+                                      [SourceEntry('https://img.example.com')], newest=True)
+    assert [e['manifest']['uuid'] for e in merged] == [U3]
 
 
 def test_available_credentials_are_redacted(tmp_path):

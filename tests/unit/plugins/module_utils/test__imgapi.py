@@ -104,7 +104,7 @@ def test_transient_status_is_retried(status):
 
 
 @pytest.mark.parametrize('exc', [
-    URLError(ConnectionRefusedError(111, 'Connection refused')),
+    URLError(ConnectionResetError(104, 'Connection reset by peer')),
     ConnectionResetError(104, 'Connection reset by peer'),
     socket.timeout('timed out'),
     http.client.RemoteDisconnected('Remote end closed connection without response'),
@@ -136,14 +136,27 @@ def test_status_retries_exhausted():
 
 
 def test_connection_retries_exhausted_names_url_without_credentials():
-    c, req, sleeps = imgapi_client(fail(URLError(ConnectionRefusedError(111, 'Connection refused'))), url=SECRET)
+    c, req, sleeps = imgapi_client(fail(URLError(ConnectionResetError(104, 'Connection reset by peer'))), url=SECRET)
     with pytest.raises(SourceError) as exc:
         c.get_image(U)
     assert len(req.calls) == 4
     assert len(sleeps) == 3
     assert exc.value.msg == ('https://img.example.com/images/%s could not be reached after 4 attempt(s): '
-                             '[Errno 111] Connection refused' % U)
+                             '[Errno 104] Connection reset by peer' % U)
     assert exc.value.evidence == {'url': 'https://img.example.com/images/' + U}
+
+
+@pytest.mark.parametrize('exc', [URLError(ConnectionRefusedError(111, 'Connection refused')),
+                                 ConnectionRefusedError(111, 'Connection refused')])
+def test_a_refused_connection_is_not_waited_for(exc):
+    # nothing listens there: no backoff, so that the next source is asked at once
+    c, req, sleeps = imgapi_client(fail(exc), url=SECRET)
+    with pytest.raises(SourceError) as exc_info:
+        c.get_image(U)
+    assert len(req.calls) == 1 and sleeps == []
+    assert exc_info.value.msg == ('https://img.example.com/images/%s refused the connection: '
+                                  '[Errno 111] Connection refused' % U)
+    assert exc_info.value.evidence == {'url': 'https://img.example.com/images/' + U, 'refused': True}
     # the request itself still carries the channel and no credentials in the URL
     assert req.calls[0]['url'] == 'https://img.example.com/images/%s?channel=dev' % U
 

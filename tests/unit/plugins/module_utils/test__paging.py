@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -58,16 +59,59 @@ def test_list_raw_stops_on_an_empty_page():
     assert len(req.calls) == 2
 
 
+def _ignores_marker(images):
+    """A server that obeys limit but answers every marker with the start of its list."""
+    def answer(url):
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        return FakeResponse(json.dumps(images[:int(query.get('limit', 1000))]).encode())
+    return answer
+
+
 def test_list_raw_refuses_a_server_that_ignores_the_marker():
-    # a server that ignores the marker answers the first page again: nothing new, and the rest is out of reach
-    first = manifests(1000)
-    c, req, dummy = imgapi_client(ok(first), url=SECRET)
+    # a server that ignores the marker answers the first page again: nothing new, and the rest is out of reach;
+    # asked for one image after the marker it answers one: it obeys limit, so its list may be longer than a page
+    images = manifests(1500)
+    first = images[:1000]
+    c, req, dummy = imgapi_client(_ignores_marker(images), url=SECRET)
     with pytest.raises(SourceError) as exc:
         c.list_raw()
-    assert len(req.calls) == 2
+    assert queries(req)[1:] == ['limit=1000&marker=%s&channel=dev' % first[-1]['uuid'],
+                                'limit=1&marker=%s&channel=dev' % first[-1]['uuid']]
     assert exc.value.msg == ('https://***@img.example.com?channel=dev ignores the ListImages marker: page 2 ends with '
                              'image %s, which it listed before, so the rest of its list cannot be read'
                              % first[-1]['uuid'])
+
+
+def test_list_raw_takes_a_whole_list_from_a_server_that_ignores_limit_and_marker():
+    # a static server answers exactly 1000 images to any query string: the second page is the first again, and
+    # asked for a single image it still answers all 1000, so those 1000 are its whole list
+    first = manifests(1000)
+    c, req, sleeps = imgapi_client(ok(first))
+    assert c.list_raw() == first
+    assert queries(req) == ['', 'limit=1000&marker=' + first[-1]['uuid'], 'limit=1&marker=' + first[-1]['uuid']]
+    assert sleeps == []
+
+
+@pytest.mark.parametrize('probe', [
+    lambda first: first[:1],                          # obeys limit: the guard stands
+    lambda first: first[1:] + manifests(1, 'f'),      # another list: not the same whole list
+    lambda first: first[:999],
+    lambda first: 'not a list',
+])
+def test_list_raw_whole_list_needs_the_same_list_again(probe):
+    first = manifests(1000)
+    c, req, dummy = imgapi_client(ok(first), ok(first), ok(probe(first)))
+    with pytest.raises(SourceError, match='ignores the ListImages marker|not a list of images'):
+        c.list_raw()
+    assert len(req.calls) == 3
+
+
+def test_list_raw_second_page_equal_to_a_short_first_is_not_asked():
+    # a first page shorter than 1000 ends the listing before any probe
+    first = manifests(999)
+    c, req, dummy = imgapi_client(ok(first))
+    assert c.list_raw() == first
+    assert len(req.calls) == 1
 
 
 def test_list_raw_refuses_a_full_page_that_ends_with_the_marker_again():

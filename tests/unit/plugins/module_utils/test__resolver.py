@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.smartos.images.plugins.module_utils import _resolver
-from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageNotFound
+from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageNotFound, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
 from ansible_collections.smartos.images.plugins.module_utils._resolver import Found, ImageResolver, listing_problem
 from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
@@ -177,6 +177,92 @@ def test_newest_by_name_not_found_names_each_source(tmp_path):
     resolver, dummy = resolver_over(tmp_path, {})
     with pytest.raises(ImageNotFound, match='http://a.example.com: 0 match'):
         resolver.newest(Wanted({'name': 'base'}, 'present'))
+
+
+class RefusingClient(CountingClient):
+    def get_image(self, uuid):
+        self.asked.append((self.source.url, uuid))
+        raise SourceError('%s refused the connection' % self.source.url, refused=True)
+
+    list_raw = get_image
+
+
+def test_a_source_that_refused_a_connection_is_not_asked_again_this_run(tmp_path):
+    asked = []
+
+    def factory(source, **kw):
+        kind = RefusingClient if source.url == 'http://a.example.com' else CountingClient
+        return kind(source, {U: manifest(U), OTHER: manifest(OTHER)}, asked)
+
+    resolver = ImageResolver(params(), HostPaths(str(tmp_path)), 'modern', factory)
+    assert resolver.find(U).source.url == 'http://b.example.com'
+    assert resolver.find(OTHER).source.url == 'http://b.example.com'
+    assert resolver.newest(Wanted({'name': 'base'}, 'present')) == OTHER
+    assert [a for a in asked if a[0] == 'http://a.example.com'] == [('http://a.example.com', U)]
+
+
+# ---- a server that ignores the query string: the same whole list for every query ----
+
+@pytest.mark.parametrize('query, fields, listed', [
+    ({}, {}, True),
+    ({}, {'state': 'disabled'}, False),                  # ListImages lists active images by default
+    ({}, {'state': None}, False),
+    ({'state': 'all'}, {'state': 'disabled'}, True),
+    ({'state': 'disabled'}, {'state': 'disabled'}, True),
+    ({'name': 'base'}, {}, True),
+    ({'name': 'bas'}, {}, False),                        # exact unless "~"
+    ({'name': '~as'}, {}, True),
+    ({'name': '~AS'}, {}, False),                        # "~" is case-sensitive
+    ({'version': '~1'}, {'version': '21.1'}, True),
+    ({'version': '1'}, {'version': '21.1'}, False),
+    ({'os': 'smartos'}, {'os': 'linux'}, False),
+    ({'type': 'zvol'}, {}, False),
+    ({'type': '!zvol'}, {}, True),
+    ({'type': '!zone-dataset'}, {}, False),
+    ({'name': 'base', 'os': 'smartos', 'type': 'zone-dataset', 'version': '1'}, {}, True),
+])
+def test_listed_as_asked_is_imgapi_listimages_rule(query, fields, listed):
+    assert _resolver.listed_as_asked(manifest(U, **fields), query) is listed
+
+
+@pytest.mark.parametrize('channel, channels, listed', [
+    (None, ['dev'], True), ('dev', ['dev', 'staging'], True), ('dev', ['staging'], False),
+    ('*', ['staging'], True), ('dev', None, True),       # no channels in the manifest: cannot be told apart
+])
+def test_listed_as_asked_checks_the_channel_of_a_manifest_that_names_its_channels(channel, channels, listed):
+    m = manifest(U) if channels is None else manifest(U, channels=channels)
+    assert _resolver.listed_as_asked(m, {}, channel) is listed
+
+
+def test_newest_from_a_server_that_ignores_the_query_is_still_the_right_image(tmp_path):
+    right = manifest(U, published_at='2024-01-01T00:00:00Z')
+    later = '2030-01-01T00:00:00Z'
+    listing = {u: m for u, m in ((right['uuid'], right),
+                                 (uuid_of(1), manifest(uuid_of(1), name='other', published_at=later)),
+                                 (uuid_of(2), manifest(uuid_of(2), state='disabled', published_at=later)),
+                                 (uuid_of(3), manifest(uuid_of(3), os='linux', published_at=later)),
+                                 (uuid_of(4), manifest(uuid_of(4), type='zvol', published_at=later)),
+                                 (uuid_of(5), manifest(uuid_of(5), version='2', published_at=later)),
+                                 (uuid_of(6), manifest(uuid_of(6), version='1', name='base-1',
+                                                       published_at=later)))}
+    resolver, dummy = resolver_over(tmp_path, {'http://a.example.com': listing})
+    assert resolver.newest(Wanted({'name': 'base', 'version': '1', 'filters': {'os': 'smartos', 'type': 'zone-dataset'}},
+                                  'present')) == U
+    assert resolver.newest(Wanted({'name': 'base', 'version': '1', 'filters': {'type': '~zone', 'os': '~smart'}},
+                                  'present')) == U
+    assert resolver.newest(Wanted({'name': 'base'}, 'present')) == uuid_of(5)   # version 2, the newest active "base"
+
+
+def test_newest_and_find_from_a_static_server_keep_to_the_sources_channel(tmp_path):
+    dev = manifest(U, channels=['dev'])
+    staging = manifest(OTHER, channels=['staging'], published_at='2030-01-01T00:00:00Z')
+    asked = []
+    resolver = ImageResolver(params(source=['http://a.example.com?channel=dev']), HostPaths(str(tmp_path)), 'modern',
+                             lambda source, **kw: CountingClient(source, {U: dev, OTHER: staging}, asked))
+    assert resolver.newest(Wanted({'name': 'base'}, 'present')) == U
+    assert resolver.find(U).uuid == U
+    with pytest.raises(ImageNotFound, match='not in channel "dev"'):
+        resolver.find(OTHER)
 
 
 # ---- warnings of the host's source file ----

@@ -21,8 +21,9 @@ SRC1 = 'http://img1.example.com'
 SRC2 = 'http://img2.example.com'
 AVAILABLE = [
     {'v': 2, 'uuid': '7b5981c4-1889-11e7-b4c5-3f3bdfc9b88b', 'name': 'base-64-lts', 'version': '24.4.1', 'os': 'smartos',
-     'published_at': '2024-12-05T09:54:41Z', 'public': True},
-    {'v': 2, 'uuid': BASE, 'name': 'base-64', 'version': '1.0', 'os': 'smartos', 'published_at': '2023-01-01T00:00:00Z'},
+     'published_at': '2024-12-05T09:54:41Z', 'public': True, 'state': 'active'},
+    {'v': 2, 'uuid': BASE, 'name': 'base-64', 'version': '1.0', 'os': 'smartos', 'published_at': '2023-01-01T00:00:00Z',
+     'state': 'active'},
 ]
 READ_ONLY = (['zfs', 'list'], ['zoneadm', 'list'])
 
