@@ -78,6 +78,8 @@ def zfs_fuse_pid():
 class Fleet:
     """The simulated hosts, their pools and roots, the inventory, and the runs of converge.yml."""
 
+    playbook = PLAYBOOK
+
     def __init__(self, count, workdir, collections):
         self.workdir = workdir
         self.collections = collections
@@ -129,7 +131,7 @@ class Fleet:
             os.unlink(self.record)
         self.server.clear_requests()
         argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', self.inventory, '-f', str(len(names)),
-                '-e', json.dumps({'fleet_hosts': pattern}), PLAYBOOK]
+                '-e', json.dumps({'fleet_hosts': pattern}), self.playbook]
         daemons = {'zfs_fuse': zfs_fuse_pid(), 'server': self.server.pid}
         before = {k: process_cpu(pid) for k, pid in daemons.items()}
         r = timed(argv, self.env)
@@ -157,10 +159,14 @@ class Fleet:
         for name, result in r.pop('results').items():
             if not result.get('changed') or sorted(result.get('imported') or []) != self.uuids:
                 raise RuntimeError(f"{name} did not import both images: {json.dumps(result)[-1500:]}")
-        if r['file_requests'] != len(names) * len(self.uuids):
-            raise RuntimeError(f"{r['file_requests']} image file requests, not {len(names) * len(self.uuids)} (each host each file once)")
+        if r['file_requests'] != self.expected_file_requests(names):
+            raise RuntimeError(f"{r['file_requests']} image file requests, not {self.expected_file_requests(names)}")
         self.check_pools(names)
         return r
+
+    def expected_file_requests(self, names):
+        """The image server sees each file requested once per host."""
+        return len(names) * len(self.uuids)
 
     def fleet(self):
         """Converge the whole fleet."""

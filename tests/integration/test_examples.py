@@ -1,4 +1,5 @@
-"""Every module's EXAMPLES, run as written by real ansible-playbook against the real pool and servers.
+"""Every module's EXAMPLES, run as written by real ansible-playbook against the real pool and servers; and
+playbooks/mirror.yml, run as its header tells, with real nginx serving the mirror.
 
 module_defaults point the examples at the test pool and a scratch host root, and turn pings off
 (one example names the public image server, which this network cannot reach); nothing else changes.
@@ -9,7 +10,10 @@ import ast
 import fcntl
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 
 import pytest
@@ -17,7 +21,9 @@ import yaml
 
 from tests.integration.conftest import POOL, REPO, WORK, file_pool
 from tests.lib.imagebuilder import build_image
+from tests.integration.test_fleet import local_host, run_playbook
 from tests.lib.imgserver_ctl import ImageServer, publish
+from tests.lib.nginx import Nginx, free_port
 
 EXAMPLE_POOL = POOL + 'ex'  # the examples prune unused images: they get a pool of their own
 
@@ -165,3 +171,66 @@ def test_smartos_image_create_examples(play, example_pool, tmp_path):
         clear_example_images()
         for dataset in ([image] if image else []) + [vm_dataset]:
             subprocess.run(['zfs', 'destroy', '-r', dataset], capture_output=True, check=False)
+
+
+# ---- playbooks/mirror.yml ----
+
+
+@pytest.fixture
+def readable_dir():
+    """A scratch directory that nginx's workers (another user when the tests run as root) can read."""
+    os.makedirs(WORK, exist_ok=True)
+    path = tempfile.mkdtemp(prefix='mirror-example-', dir=WORK)
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def upstream_files(server):
+    """The UUIDs whose image file the server was asked for, in order."""
+    return [q['path'].split('/')[2] for q in server.requests() if q['path'].endswith('/file')]
+
+
+def test_mirror_playbook(example_pool, readable_dir, tmp_path):
+    """The mirror host alone first (it writes the server block nginx then serves), then the whole playbook, four
+    runs: the host's sources become the mirror and upstream, in that order, and the image comes from the mirror;
+    upstream is asked for the file once, by the mirror."""
+    manifest, path = build_image(example_pool.name, str(tmp_path / 'built'), name='mirror-example', compression='gzip')
+    uuid = manifest['uuid']
+    publish(str(tmp_path / 'served'), manifest, path)
+    port, root, conf = free_port(), str(tmp_path / 'root'), os.path.join(readable_dir, 'mirror.conf')
+    os.makedirs(root)
+    with ImageServer(str(tmp_path / 'served')) as upstream:
+        mirror = {'mirror0': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                              'image_mirror_path': os.path.join(readable_dir, 'mirror'), 'image_mirror_images': [{'uuid': uuid}],
+                              'image_mirror_sources': [upstream.url], 'image_mirror_install_nginx': False,
+                              'image_mirror_manage_service': False, 'image_mirror_nginx_conf': conf,
+                              'image_mirror_listen': '127.0.0.1:%d' % port}}
+        urls = {'mirror_url': 'http://127.0.0.1:%d' % port, 'mirror_upstream_sources': [{'url': upstream.url}]}
+        alone = run_playbook(tmp_path, 'mirror.yml', {'all': {'vars': urls, 'children': {'mirror': {'hosts': mirror}}}})
+        assert alone.rc == 0 and alone.changed('mirror0'), alone.out
+        assert upstream_files(upstream) == [uuid]
+        upstream.clear_requests()
+        fleet = {'cn1': local_host(EXAMPLE_POOL, root, image_host_images=[{'uuid': uuid}])}
+        inventory = {'all': {'vars': urls, 'children': {'mirror': {'hosts': mirror}, 'smartos': {'hosts': fleet}}}}
+        # a first --check, nginx not serving yet: the host neither pings the mirror nor fails on it
+        first = run_playbook(tmp_path, 'mirror.yml', inventory, check=True)
+        assert first.rc == 0 and first.changed('cn1') and not os.path.exists(os.path.join(root, 'var', 'imgadm')), first.out
+        assert upstream_files(upstream) == []
+        try:
+            with Nginx(conf, port) as nginx:
+                runs = [run_playbook(tmp_path, 'mirror.yml', inventory, check=c) for c in (True, False, True, False)]
+                with open(os.path.join(nginx.dir, 'access.log'), encoding='utf-8') as f:
+                    served = [line for line in f if ' /images/%s/file ' % uuid in line]
+            assert [r.rc for r in runs] == [0] * 4, runs[0].out + runs[1].out
+            assert [r.changed('cn1') for r in runs] == [True, True, False, False], [r.out for r in runs]
+            assert not any(r.changed('mirror0') for r in runs), runs[0].out
+            assert runs[1].of('smartos.images.image_host : Make the images', 'cn1')[0]['result']['imported'] == [uuid]
+            assert upstream_files(upstream) == [] and len(served) == 1, served
+            with open(os.path.join(root, 'var', 'imgadm', 'imgadm.conf'), encoding='utf-8') as f:
+                assert [s['url'] for s in json.load(f)['sources']] == [urls['mirror_url'], upstream.url]
+            listing = subprocess.run(['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-r', '%s/%s' % (EXAMPLE_POOL, uuid)],
+                                     capture_output=True, text=True, check=True).stdout.split()
+            assert listing == ['%s/%s@final' % (EXAMPLE_POOL, uuid)]
+        finally:
+            subprocess.run(['zfs', 'destroy', '-r', '%s/%s' % (EXAMPLE_POOL, uuid)], capture_output=True, check=False)
