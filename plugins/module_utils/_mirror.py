@@ -97,7 +97,7 @@ class ImageMirror:
             for uuid in plan.remove:
                 after.pop(uuid, None)
             after.update((f.uuid, f.manifest) for f in plan.fetch)
-            result['diff'] = {'before': self._lines(before), 'after': self._lines(after)}
+            result['diff'] = {'before': self._listed(before), 'after': self._listed(after)}
         return result
 
     def _write_documents_quietly(self):
@@ -108,8 +108,10 @@ class ImageMirror:
             pass   # the first failure is what the user needs to see
 
     @staticmethod
-    def _lines(images):
-        return [line(getattr(m, 'manifest', m)) for dummy, m in sorted(images.items())]
+    def _listed(images):
+        """One side of the diff: {'images': ['uuid name@version', ...]} sorted by uuid (a mapping, which Ansible's
+        diff callback shows as JSON; a bare list it cannot show)."""
+        return {'images': [line(getattr(m, 'manifest', m)) for dummy, m in sorted(images.items())]}
 
     def _report_disk(self, store):
         for name in store.stray:

@@ -55,7 +55,8 @@ attributes:
     description: Returns what changed (or would change in check mode) when run with C(--diff).
     support: full
     details:
-      - The diff is the list of mirrored images (C(uuid name@version)), before and after.
+      - The diff is the mirrored images before and after, each side a mapping C(images) to a list of
+        C(uuid name@version) sorted by UUID (see RV(diff)).
   idempotent:
     description: Run again with the same options, it changes nothing and reports no change.
     support: full
@@ -191,6 +192,26 @@ bytes:
   returned: always
   type: int
   sample: 246812672
+diff:
+  description:
+    - The mirrored images before and after the run (in check mode, as it would leave them), each side a
+      mapping with one key, C(images), the list of C(uuid name@version) sorted by UUID.
+    - Ansible's C(--diff) output shows it as a diff of the two sides.
+  returned: when run with C(--diff)
+  type: dict
+  contains:
+    before:
+      description: The images mirrored before the run.
+      type: dict
+      returned: always
+      sample: {"images": []}
+    after:
+      description: The images mirrored after it.
+      type: dict
+      returned: always
+      sample: {"images": ["2f1dc911-6401-4fa4-8e9d-67ea2e39c271 base-64-lts@24.4.1"]}
+  sample: {"before": {"images": []},
+           "after": {"images": ["2f1dc911-6401-4fa4-8e9d-67ea2e39c271 base-64-lts@24.4.1"]}}
 images:
   description: The UUIDs of every image mirrored after the run, sorted.
   returned: always

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -76,6 +77,33 @@ def test_four_runs_mirror_an_image_and_its_origin_once(play, server, chain, mirr
         assert read(folder, 'manifest.json') == compact(manifest)
     assert json.loads(read(mirror, 'images.json')) == [base, top]
     assert json.loads(read(mirror, 'ping.json'))['imgapi'] is True
+
+
+def diff_lines(stdout, sign):
+    """The image lines ('uuid name@version') the default callback's --diff output marks with sign ('+' or '-')."""
+    return re.findall(r'^\%s\s+"([0-9a-f-]{36} [^"]+)",?$' % sign, stdout, re.M)
+
+
+def test_diff_and_check_show_the_images_before_and_after(play, server, images, mirror):
+    """--diff --check, then --diff, then removing it, through ansible-playbook's default callback: rc 0 and the
+    image line shown added (+) or removed (-)."""
+    manifest = images('mirror-diff')
+    shown = '%s %s@%s' % (manifest['uuid'], manifest['name'], manifest['version'])
+    task = mirror_task(mirror, server.url, [{'uuid': manifest['uuid']}])
+    for check in (True, False):
+        result = play(task, check=check)
+        assert result['_rc'] == 0 and not result['failed'], result['_stdout'] + result['_stderr']
+        assert result['diff'] == {'before': {'images': []}, 'after': {'images': [shown]}}
+        assert diff_lines(result['_stdout'], '+') == [shown] and diff_lines(result['_stdout'], '-') == []
+        # the callback showed it: no "Callback dispatch 'v2_on_file_diff' failed" warning (older cores: "Failure using method")
+        assert not re.search('Callback dispatch|Failure using method|splitlines', result['_stdout'] + result['_stderr'])
+    assert os.path.isfile(os.path.join(mirror, 'images', manifest['uuid'], 'file'))
+    gone = play(mirror_task(mirror, server.url, [{'uuid': manifest['uuid']}], state='absent'), check=True)
+    assert gone['_rc'] == 0 and gone['changed'], gone['_stdout'] + gone['_stderr']
+    assert diff_lines(gone['_stdout'], '-') == [shown] and diff_lines(gone['_stdout'], '+') == []
+    unchanged = play(task)
+    assert unchanged['_rc'] == 0 and not unchanged['changed']
+    assert diff_lines(unchanged['_stdout'], '+') == diff_lines(unchanged['_stdout'], '-') == []
 
 
 def test_a_name_entry_mirrors_the_newest_and_asks_only_the_listing_again(play, server, images, mirror):

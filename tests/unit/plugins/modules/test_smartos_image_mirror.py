@@ -168,7 +168,8 @@ def test_mirrors_an_image_with_its_origin_in_the_layout(up, run, mirror_dir):
     assert json.loads(files['images.json']) == [M_BASE, M_CHILD]   # published_at order
     assert files['ping.json'] == b'{"ping":"pong","imgapi":true,"version":"%s"}' % _mirror_store.COLLECTION_VERSION.encode()
     assert sorted(f for f in files if not f.startswith('images/')) == ['.lock', 'images.json', 'ping.json']
-    assert result['diff'] == {'before': [], 'after': sorted(['%s base-64@1.0' % BASE, '%s base-64@2.0' % CHILD])}
+    assert result['diff'] == {'before': {'images': []},
+                              'after': {'images': sorted(['%s base-64@1.0' % BASE, '%s base-64@2.0' % CHILD])}}
 
 
 def test_a_second_run_asks_upstream_nothing_and_changes_nothing(up, run, mirror_dir):
