@@ -24,8 +24,13 @@ MANIFEST = 'manifest.json'
 
 def serialize(document):
     """JSON as IMGAPI serializes it: compact, keys in their order, UTF-8, no trailing newline (ValueError for
-    NaN or Infinity, which Python reads but no JSON parser of a host does)."""
-    return json.dumps(document, separators=(',', ':'), ensure_ascii=False, allow_nan=False).encode('utf-8')
+    NaN or Infinity, which Python reads but no JSON parser of a host does).
+
+    A lone surrogate (a string of upstream's JSON may hold one: "\\ud800" is valid JSON) has no UTF-8 form: it is
+    written as that escape again, as IMGAPI's JSON.stringify writes it, so the mirror serves what upstream did and
+    reads it back the same. UTF-8 can encode every other code point, so nothing else is escaped."""
+    text = json.dumps(document, separators=(',', ':'), ensure_ascii=False, allow_nan=False)
+    return text.encode('utf-8', 'backslashreplace')
 
 
 def serving_problem(manifest):

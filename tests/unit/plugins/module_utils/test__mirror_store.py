@@ -47,6 +47,31 @@ def test_serialize_is_compact_utf8_in_key_order_without_newline():
     assert ping_document() == b'{"ping":"pong","imgapi":true,"version":"0.1.0"}'
 
 
+@pytest.mark.parametrize('raw, written', [
+    (r'"a\ud800b"', r'"a\ud800b"'),                           # a lone high surrogate, as upstream escaped it
+    (r'{"\udfff":"\udc00\ud800"}', r'{"\udfff":"\udc00\ud800"}'),   # in a key; a low before a high: no pair
+    (r'"\ud83d\ude00 \u00e9"', '"\U0001f600 \u00e9"'),         # a pair is one character: UTF-8, as is the rest
+])
+def test_a_lone_surrogate_is_written_escaped_as_upstream_wrote_it(raw, written):
+    """JSON lets a string hold a lone surrogate, which has no UTF-8 form: it is escaped again (as JSON.stringify
+    does), everything else stays UTF-8, and what is written reads back as the same document."""
+    document = json.loads(raw)
+    assert serialize(document) == written.encode('utf-8')
+    assert json.loads(serialize(document).decode('utf-8')) == document
+
+
+def test_a_manifest_with_a_lone_surrogate_is_stored_and_read_back_whole(tmp_path):
+    m = manifest(description=json.loads(r'"broken \ud800 half"'))
+    store = MirrorStore(str(tmp_path))
+    put(tmp_path, 'images/%s/file' % U1, DATA)
+    store.commit_image(m, len(DATA))
+    with open(store.file_of(U1, 'manifest.json'), 'rb') as f:
+        assert b'"description":"broken \\ud800 half"' in f.read()
+    again = MirrorStore(str(tmp_path)).scan()
+    assert again.broken == {} and again.complete[U1].manifest == m
+    assert json.loads(again.index()) == [m]
+
+
 def test_the_index_is_sorted_by_published_at_then_uuid(tmp_path):
     image(tmp_path, U2)
     image(tmp_path, U1)
