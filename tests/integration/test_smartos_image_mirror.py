@@ -45,8 +45,13 @@ def read(*parts):
 
 @pytest.fixture(scope='module')
 def chain(pool, images_dir, tmp_path_factory):
-    """A base image and an incremental child of it, published: [(manifest, file path)], base first."""
+    """A base image and an incremental child of it, published: [(manifest, file path)], base first.
+
+    The base is published a day before the child, as with real images: both are built within a second or so,
+    and the listing order (published_at, then uuid) would otherwise depend on their random UUIDs."""
     built = build_chain(pool.name, str(tmp_path_factory.mktemp('mirror-chain')), ['mirror-base', 'mirror-top'])
+    built[0][0]['published_at'] = '2024-03-01T10:00:00.000Z'
+    built[1][0]['published_at'] = '2024-03-02T10:00:00.000Z'
     for manifest, path in built:
         publish(images_dir, manifest, path)
     return built
@@ -75,7 +80,9 @@ def test_four_runs_mirror_an_image_and_its_origin_once(play, server, chain, mirr
         assert sorted(os.listdir(folder)) == ['file', 'manifest.json']
         assert read(folder, 'file') == read(path)
         assert read(folder, 'manifest.json') == compact(manifest)
-    assert json.loads(read(mirror, 'images.json')) == [base, top]
+    # images.json in ListImages' order, published_at then uuid: the base, published first, leads
+    listed = json.loads(read(mirror, 'images.json'))
+    assert listed == sorted([top, base], key=lambda m: (m['published_at'], m['uuid'])) == [base, top]
     assert json.loads(read(mirror, 'ping.json'))['imgapi'] is True
 
 
