@@ -7,6 +7,7 @@ fleet against the same playbook on one host, interleaved, each from an empty sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -35,13 +36,15 @@ IMAGE_MB = {'random_mb': 8, 'text_mb': 16}    # each of the two images: 24 MB un
 SETTLE = 0.5               # pause after a clean-up so zfs-fuse's deferred work is not billed to the next run
 MAX_HOSTS = 32
 LABELS = {'fleet': 'fleet: all hosts, forks = hosts', 'one': 'one host alone', 'nochange': 'fleet, no change (all present)'}
+# CPU seconds of a run: ansible-playbook and its children, then the daemons' during it
+CPU_FIGURES = ('cpu_seconds', 'zfs_fuse_cpu_seconds', 'server_cpu_seconds')
 # Nothing here may go through a proxy: the server is on 127.0.0.1.
 NO_PROXY = {'no_proxy': '127.0.0.1,localhost', 'NO_PROXY': '127.0.0.1,localhost'}
 
 
-def parse_args(argv=None):
-    """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None, doc=__doc__):
+    """Command-line options (the fleet's, which mirror_speed.py shares; doc: the benchmark's docstring)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=3, help='timed rounds of each run (interleaved); default 3')
     parser.add_argument('--hosts', type=int, default=10, help=f'simulated hosts in the fleet (and forks); default 10, at most {MAX_HOSTS}')
     args = parser.parse_args(argv)
@@ -79,6 +82,7 @@ class Fleet:
     """The simulated hosts, their pools and roots, the inventory, and the runs of converge.yml."""
 
     playbook = PLAYBOOK
+    pool_prefix = POOL_PREFIX
 
     def __init__(self, count, workdir, collections):
         self.workdir = workdir
@@ -88,7 +92,8 @@ class Fleet:
             root = os.path.join(workdir, f'root{number}')
             os.makedirs(root, exist_ok=True)
             self.hosts[f'sim{number:02d}'] = {
-                'pool': FilePool(f'{POOL_PREFIX}{number}', os.path.join(BENCH_DIR, f'{POOL_PREFIX}{number}.img'), size=POOL_SIZE),
+                'pool': FilePool(f'{self.pool_prefix}{number}', os.path.join(BENCH_DIR, f'{self.pool_prefix}{number}.img'),
+                                 size=POOL_SIZE),
                 'root': root}
         self.first = next(iter(self.hosts))
         self.server = self.uuids = self.sizes = self.env = None
@@ -210,6 +215,20 @@ class Fleet:
         fetch_files(self.server, self.uuids)
 
 
+@contextlib.contextmanager
+def upstream(fleet, workdir):
+    """The fleet's pools made, the two images built and published under workdir, and the image server on 127.0.0.1
+    that serves them: (manifests, server). The pools are destroyed on the way out."""
+    served = os.path.join(workdir, 'served')
+    try:
+        fleet.create_pools()
+        images = build_images(fleet.hosts[fleet.first]['pool'].name, os.path.join(workdir, 'built'), served)
+        with ImageServer(served) as server:
+            yield images, server
+    finally:
+        fleet.destroy_pools()
+
+
 def build_images(pool, outdir, served):
     """Build the two images on pool and publish them; their manifests."""
     started = time.monotonic()
@@ -251,17 +270,34 @@ def median_of(runs, key):
     return statistics.median(values) if values else None
 
 
-def summarise(runs):
-    """Medians and spreads by kind."""
+def summarise(runs, cpu=CPU_FIGURES):
+    """Medians and spreads by kind (cpu: the CPU figures a run has)."""
     return {kind: dict(spread([r['seconds'] for r in kind_runs]), hosts=kind_runs[0]['hosts'],
-                       **{key: median_of(kind_runs, key) for key in ('cpu_seconds', 'zfs_fuse_cpu_seconds', 'server_cpu_seconds',
-                                                                     'server_bytes', 'file_requests')})
+                       **{key: median_of(kind_runs, key) for key in cpu + ('server_bytes', 'file_requests')})
             for kind, kind_runs in runs.items()}
 
 
-def total_cpu(row):
-    """CPU seconds of one run: ansible and its children, plus the zfs-fuse daemon and the image server."""
-    return sum(row[k] or 0 for k in ('cpu_seconds', 'zfs_fuse_cpu_seconds', 'server_cpu_seconds'))
+def total_cpu(row, cpu=CPU_FIGURES):
+    """CPU seconds of one run: ansible and its children, plus the zfs-fuse daemon and the image server (and what else
+    cpu names)."""
+    return sum(row[k] or 0 for k in cpu)
+
+
+def figures(args, machine, fleet, images, summary, runs, **extra):
+    """What a fleet benchmark writes: when, the options, the machine, the images, the summary and every run."""
+    data = {'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'rounds': args.rounds, 'hosts': args.hosts, 'forks': args.hosts, 'machine': machine,
+            'images': {'uuids': fleet.uuids, 'gzip_mb': sum(m['files'][0]['size'] for m in images) / MB},
+            'summary': summary, 'runs': runs}
+    data.update(extra)
+    return data
+
+
+def report(data, table_of, results):
+    """Print the table of the figures and write them to results."""
+    print(table_of(data))
+    write_results(results, data)
+    print(f'figures written to {os.path.relpath(results)}')
 
 
 def explanation(summary, nproc):
@@ -317,25 +353,15 @@ def main(argv=None):
     """Set up zfs-fuse, the pools and the server, measure, print and save the figures; clean everything up."""
     args, collections, machine = run_setup(parse_args, argv, 'roles', 'image_host', 'tasks', 'main.yml')
     with bench_run('fleet_speed', 'fleet-') as workdir:
-        served = os.path.join(workdir, 'served')
         fleet = Fleet(args.hosts, workdir, collections)
-        try:
-            fleet.create_pools()
-            images = build_images(fleet.hosts[fleet.first]['pool'].name, os.path.join(workdir, 'built'), served)
-            with ImageServer(served) as server:
-                fleet.serve(server, images)
-                runs = measure(fleet, args.rounds)
-            summary = summarise(runs)
-            data = {'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    'rounds': args.rounds, 'hosts': args.hosts, 'forks': args.hosts, 'machine': machine, 'goal_ratio_below': args.hosts * GOAL_SHARE,
-                    'images': {'uuids': fleet.uuids, 'mb_each': sum(IMAGE_MB.values()),
-                               'gzip_mb': sum(m['files'][0]['size'] for m in images) / MB},
-                    'summary': summary, 'ratio': summary['fleet']['median'] / summary['one']['median'], 'runs': runs}
-            print(table(data))
-            write_results(RESULTS, data)
-            print(f'figures written to {os.path.relpath(RESULTS)}')
-        finally:
-            fleet.destroy_pools()
+        with upstream(fleet, workdir) as (images, server):
+            fleet.serve(server, images)
+            runs = measure(fleet, args.rounds)
+        summary = summarise(runs)
+        data = figures(args, machine, fleet, images, summary, runs, goal_ratio_below=args.hosts * GOAL_SHARE,
+                       ratio=summary['fleet']['median'] / summary['one']['median'])
+        data['images']['mb_each'] = sum(IMAGE_MB.values())
+        report(data, table, RESULTS)
 
 
 if __name__ == '__main__':

@@ -9,20 +9,19 @@ Content-Length), the wall time and the CPU seconds of each.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
+import functools
 import json
 import os
 import subprocess
 import sys
 
-from benchmarks._common import BENCH_DIR, REPO, bench_run, write_results
+from benchmarks._common import REPO, bench_run
 from benchmarks.facts_speed import timed
-from benchmarks.fleet_speed import MAX_HOSTS, MB, POOL_SIZE, Fleet, build_images, median_of, process_cpu
-from benchmarks.import_speed import run_setup, spread
-from tests.lib.imgserver_ctl import ImageServer
+from benchmarks.fleet_speed import (
+    CPU_FIGURES, MB, POOL_SIZE, Fleet, figures, parse_args as fleet_args, process_cpu, report, summarise, total_cpu, upstream,
+)
+from benchmarks.import_speed import run_setup
 from tests.lib.nginx import NGINX, Nginx, free_port
-from tests.lib.zfspool import FilePool
 
 POOL_PREFIX = 'mdocsp'     # ZFS reserves pool names that begin with "mirror"
 MIRROR_PLAYBOOK = os.path.join(REPO, 'playbooks', 'mirror.yml')
@@ -33,18 +32,8 @@ LABELS = {'direct': 'converge.yml, upstream only', 'cold': 'mirror.yml, the mirr
           'warm': 'mirror.yml, the mirror full', 'hosts': 'converge.yml, mirror then upstream'}
 # Upstream is asked for each file once per host (direct), once in all (the mirror fills), or never (the mirror is full).
 FILES_PER_IMAGE = {'direct': lambda hosts: hosts, 'cold': lambda hosts: 1, 'warm': lambda hosts: 0, 'hosts': lambda hosts: 0}
-DAEMONS = ('cpu_seconds', 'zfs_fuse_cpu_seconds', 'server_cpu_seconds', 'nginx_cpu_seconds')
-
-
-def parse_args(argv=None):
-    """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--rounds', type=int, default=3, help='timed rounds of each run (interleaved); default 3')
-    parser.add_argument('--hosts', type=int, default=10, help=f'simulated hosts in the fleet (and forks); default 10, at most {MAX_HOSTS}')
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or not 1 <= args.hosts <= MAX_HOSTS:
-        parser.error(f'--rounds must be at least 1 and --hosts between 1 and {MAX_HOSTS}')
-    return args
+CPU = CPU_FIGURES + ('nginx_cpu_seconds',)
+parse_args = functools.partial(fleet_args, doc=__doc__)   # fleet_speed's options: --rounds, --hosts
 
 
 def tree_cpu(pid):
@@ -73,10 +62,10 @@ def nginx_version():
 class MirrorFleet(Fleet):
     """The fleet of fleet_speed.py with a mirror host: two inventories (direct, through the mirror) over the same pools."""
 
+    pool_prefix = POOL_PREFIX
+
     def __init__(self, count, workdir, collections):
         super().__init__(count, workdir, collections)
-        for number, host in enumerate(self.hosts.values()):
-            host['pool'] = FilePool(f'{POOL_PREFIX}{number}', os.path.join(BENCH_DIR, f'{POOL_PREFIX}{number}.img'), size=POOL_SIZE)
         self.mirror_dir = os.path.join(workdir, 'mirror')
         self.nginx_conf = os.path.join(workdir, 'nginx', 'smartos-image-mirror.conf')
         self.routes = {}
@@ -168,18 +157,6 @@ def measure(fleet, rounds):
     return runs
 
 
-def summarise(runs):
-    """Medians and spreads by kind."""
-    return {kind: dict(spread([r['seconds'] for r in kind_runs]), hosts=kind_runs[0]['hosts'],
-                       **{key: median_of(kind_runs, key) for key in DAEMONS + ('server_bytes', 'file_requests')})
-            for kind, kind_runs in runs.items()}
-
-
-def total_cpu(row):
-    """CPU seconds of one run: ansible and its children, zfs-fuse, the upstream server and nginx."""
-    return sum(row[key] or 0 for key in DAEMONS)
-
-
 def table(data):
     """The printed report."""
     machine, summary = data['machine'], data['summary']
@@ -212,8 +189,8 @@ def table(data):
         f"{warm['median'] / direct['median']:.2f}x; the hosts alone through the mirror {via['median'] / direct['median']:.2f}x. "
         f"The mirror host's play costs about {warm['median'] - via['median']:.1f} s a run (mirror.yml full minus converge.yml "
         f"through the mirror), filling it {cold['median'] - warm['median']:.1f} s more",
-        f"CPU seconds in all (ansible and modules, zfs-fuse, upstream, nginx): direct {total_cpu(direct):.1f}, mirror empty "
-        f"{total_cpu(cold):.1f}, mirror full {total_cpu(warm):.1f}, hosts alone through the mirror {total_cpu(via):.1f}",
+        f"CPU seconds in all (ansible and modules, zfs-fuse, upstream, nginx): direct {total_cpu(direct, CPU):.1f}, mirror empty "
+        f"{total_cpu(cold, CPU):.1f}, mirror full {total_cpu(warm, CPU):.1f}, hosts alone through the mirror {total_cpu(via, CPU):.1f}",
         "(all on one machine: upstream is as near as the mirror here, so the wall times show what the mirror costs, not the WAN "
         "time it saves: at 100 Mbit/s each MB takes 0.08 s to cross)",
         "every run checked: each host imported both images and its pool holds <uuid>@final of both; upstream saw each file "
@@ -230,29 +207,16 @@ def main(argv=None):
     args, collections, machine = run_setup(parse_args, argv, 'roles', 'image_mirror', 'tasks', 'main.yml')
     with bench_run('mirror_speed', 'mirror-') as workdir:
         os.chmod(workdir, 0o755)   # nginx's workers (www-data when run as root) read the mirror under it
-        served = os.path.join(workdir, 'served')
         fleet = MirrorFleet(args.hosts, workdir, collections)
-        try:
-            fleet.create_pools()
-            images = build_images(fleet.hosts[fleet.first]['pool'].name, os.path.join(workdir, 'built'), served)
-            with ImageServer(served) as server:
-                port = free_port()
-                fleet.serve_both(server, images, port)
-                fill = fleet.fill_mirror()
-                print(f"the mirror host's first run (fills the mirror, writes the server block): {fill['seconds']:.1f} s", flush=True)
-                with Nginx(fleet.nginx_conf, port) as nginx:
-                    fleet.nginx = nginx
-                    runs = measure(fleet, args.rounds)
-            summary = summarise(runs)
-            data = {'generated_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    'rounds': args.rounds, 'hosts': args.hosts, 'forks': args.hosts, 'machine': machine, 'nginx_version': nginx_version(),
-                    'images': {'uuids': fleet.uuids, 'gzip_mb': sum(m['files'][0]['size'] for m in images) / MB},
-                    'summary': summary, 'runs': runs}
-            print(table(data))
-            write_results(RESULTS, data)
-            print(f'figures written to {os.path.relpath(RESULTS)}')
-        finally:
-            fleet.destroy_pools()
+        with upstream(fleet, workdir) as (images, server):
+            port = free_port()
+            fleet.serve_both(server, images, port)
+            fill = fleet.fill_mirror()
+            print(f"the mirror host's first run (fills the mirror, writes the server block): {fill['seconds']:.1f} s", flush=True)
+            with Nginx(fleet.nginx_conf, port) as nginx:
+                fleet.nginx = nginx
+                runs = measure(fleet, args.rounds)
+        report(figures(args, machine, fleet, images, summarise(runs, CPU), runs, nginx_version=nginx_version()), table, RESULTS)
 
 
 if __name__ == '__main__':
