@@ -6,7 +6,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """authors, attributes and host files (DOCUMENTATION), pool (POOL), image server options (SERVER), sources (SOURCE)."""
+    """authors and attributes (BASE), with host files (DOCUMENTATION), pool (POOL), image server options (SERVER),
+    sources (SOURCE)."""
 
     POOL = r'''
 options:
@@ -36,9 +37,9 @@ options:
     elements: str
 '''
 
-    # every module's: its authors, its attributes (each module adds the details; every module supports check mode
-    # fully and is idempotent) and where imgadm's files are
-    DOCUMENTATION = r'''
+    # every module's: its authors and its attributes (each module adds the details; every module supports check mode
+    # fully and is idempotent). smartos_image_mirror, which runs on any host, takes this alone.
+    BASE = r'''
 author:
   - smartos.images contributors (@smartos-images)
 attributes:
@@ -54,6 +55,10 @@ attributes:
     description: Target OS/families that can be operated against.
     support: full
     platforms: [smartos, illumos, linux]
+'''
+
+    # the modules of a SmartOS host: BASE, and where imgadm's files are
+    DOCUMENTATION = BASE + r'''
 options:
   layout:
     description:

@@ -38,6 +38,7 @@ description:
 author:
   - smartos.images contributors (@smartos-images)
 extends_documentation_fragment:
+  - smartos.images.common.base
   - smartos.images.common.server
 attributes:
   action_group:
@@ -46,27 +47,21 @@ attributes:
     support: full
     membership: [smartos.images.servers]
   check_mode:
-    description: Can run in check mode and predict what would change without changing the host.
-    support: full
     details:
       - Check mode asks upstream for manifests and listings as the real run does, downloads no file
         and writes nothing, and reports the same RV(added), RV(removed), RV(kept) and diff.
   diff_mode:
-    description: Returns what changed (or would change in check mode) when run with C(--diff).
     support: full
     details:
       - The diff is the mirrored images before and after, each side a mapping C(images) to a list of
         C(uuid name@version) sorted by UUID (see RV(diff)).
   idempotent:
-    description: Run again with the same options, it changes nothing and reports no change.
-    support: full
     details:
       - An image named without O(images[].version) is the newest one upstream offers, asked again on
         every run; a newer one published since is mirrored then.
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: [smartos, illumos, linux]
+    details:
+      - Needs only Python; no imgadm, zfs or SmartOS.
 options:
   path:
     description:
