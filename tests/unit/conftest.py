@@ -9,6 +9,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from ansible.module_utils import _internal
 from ansible.module_utils.common import warnings as ansible_warnings
@@ -61,7 +62,7 @@ def image_params(tmp_path):
 def run_module(monkeypatch, capsys, tmp_path):
     """run_module(module, host=None, check=False, diff=True, **args) -> the result of module.main().
 
-    host_root defaults to the test's tmp_path.
+    host_root defaults to the test's tmp_path for a module that has it (not smartos_image_mirror).
     host (a fakehost.FakeHost or ScriptedRunner) is the Runner main() gets; the result is the module's JSON, and its
     exit code must agree with it (1 when failed). Each run records its own warnings only.
     """
@@ -71,7 +72,8 @@ def run_module(monkeypatch, capsys, tmp_path):
             monkeypatch.setattr(module, 'Runner', lambda ansible_module: host)
         monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
         monkeypatch.setattr(ansible_warnings, '_global_deprecations', {})
-        args.setdefault('host_root', str(tmp_path))
+        if takes_host_root(module):
+            args.setdefault('host_root', str(tmp_path))
         args.update(_ansible_check_mode=check, _ansible_diff=diff)
         with patch_module_args(args):
             with pytest.raises(SystemExit) as exc:
@@ -81,6 +83,13 @@ def run_module(monkeypatch, capsys, tmp_path):
         return result
 
     return runner
+
+
+def takes_host_root(module):
+    """Whether a module has host_root: the modules of a SmartOS host have it from the common doc fragment, a module
+    that extends only common.base (smartos_image_mirror, which runs on any host) does not."""
+    fragments = yaml.safe_load(module.DOCUMENTATION).get('extends_documentation_fragment') or []
+    return 'smartos.images.common' in fragments
 
 
 @pytest.fixture

@@ -19,12 +19,9 @@ from urllib.error import HTTPError
 
 import pytest
 
-from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.smartos.images.plugins.module_utils import _imgapi, _mirror_store
 from ansible_collections.smartos.images.plugins.modules import smartos_image_mirror
-from ansible_collections.smartos.images.tests.unit.fakehost import FakeResponse, warnings_of
+from ansible_collections.smartos.images.tests.unit.fakehost import FakeResponse, FakeServers, warnings_of
 
 SRC = 'http://up.example.com'
 OWNER = '930896af-bf8c-48d4-885c-6573a94b1853'
@@ -50,40 +47,36 @@ M_CHILD = manifest(CHILD, 'base-64', '2.0', '2024-06-01T00:00:00Z', origin=BASE)
 M_OTHER = manifest(OTHER, 'minimal-64', '1.0', '2023-01-01T00:00:00Z')
 
 
-class Upstream:
-    """An IMGAPI (and DSAPI) server behind Request: manifests, listings, files with Range and Content-MD5."""
+class Upstream(FakeServers):
+    """conftest's fake image servers (routes, the request log) with what a real one does for an image file: Range,
+    Content-MD5, and a connection cut once after some bytes; DSAPI file URLs count as files too."""
 
     def __init__(self):
-        self.routes = {}
-        self.requests = []
+        super().__init__()
         self.ranges = []
         self.ignore_range = False
         self.cut = {}          # uuid -> bytes after which the next file answer breaks off (once)
         self.md5 = True
 
-    def __call__(self, **kwargs):
-        return self
-
     def offer(self, m, data=None, base=SRC):
-        self.routes['%s/images/%s' % (base, m['uuid'])] = json.dumps(m).encode()
-        self.routes['%s/images/%s/file' % (base, m['uuid'])] = FILES[m['uuid']] if data is None else data
+        self.image(base, m, FILES[m['uuid']] if data is None else data)
 
     def listing(self, manifests, base=SRC):
-        self.routes['%s/images' % base] = json.dumps(manifests).encode()
+        self.serve('%s/images' % base, manifests)
+
+    @staticmethod
+    def is_file(url):
+        path = url.split('?')[0]
+        return path.endswith('/file') or '/datasets/' in path and path.count('/') > 5
 
     def file_requests(self):
-        return [u for u in self.requests if u.split('?')[0].endswith('/file') or '/datasets/' in u and
-                u.count('/') > 5]
+        return [u for u in self.requests if self.is_file(u)]
 
     def open(self, method, url, headers=None, decompress=True):
-        self.requests.append(url)
-        body = self.routes.get(url) or self.routes.get(url.split('?')[0])
-        if body is None:
-            raise HTTPError(url, 404, 'Not Found', email.message.Message(),
-                            io.BytesIO(b'{"code":"ResourceNotFound","message":"not found"}'))
+        body = super().open(method, url, headers, decompress).read()   # logged; a 404 HTTPError without a route
         status, headers_out = 200, {}
         wanted = (headers or {}).get('Range')
-        if url.endswith('/file') or '/datasets/' in url and url.count('/') > 5:
+        if self.is_file(url):
             self.ranges.append(wanted)
             if wanted and not self.ignore_range:
                 start = int(wanted.split('=')[1].rstrip('-'))
@@ -112,21 +105,14 @@ def mirror_dir(tmp_path):
 
 
 @pytest.fixture
-def run(monkeypatch, capsys, mirror_dir):
-    """run(check=False, diff=True, **args) -> smartos_image_mirror's result."""
+def run(run_module, mirror_dir):
+    """run(check=False, diff=True, **args) -> smartos_image_mirror's result (conftest's run_module)."""
 
     def runner(check=False, diff=True, **args):
-        monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
         args.setdefault('path', mirror_dir)
         args.setdefault('source', [SRC])
         args.setdefault('retries', 0)
-        args.update(_ansible_check_mode=check, _ansible_diff=diff)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exc:
-                smartos_image_mirror.main()
-        result = json.loads(capsys.readouterr().out)
-        assert exc.value.code == (1 if result.get('failed') else 0)
-        return result
+        return run_module(smartos_image_mirror, check=check, diff=diff, **args)
 
     return runner
 
@@ -381,8 +367,8 @@ def test_a_dsapi_manifest_is_stored_upgraded_without_its_file_url(up, run, mirro
           'type': 'zone-dataset', 'created_at': '2023-01-01T00:00Z', 'urn': 'sdc:sdc:minimal-64:1.0',
           'files': [{'path': 'minimal.zfs.gz', 'sha1': hashlib.sha1(FILES[OTHER]).hexdigest(),
                      'size': len(FILES[OTHER]), 'url': ds + '/datasets/%s/minimal.zfs.gz' % OTHER}]}
-    up.routes[ds + '/datasets/' + OTHER] = json.dumps(v1).encode()
-    up.routes[ds + '/datasets/%s/minimal.zfs.gz' % OTHER] = FILES[OTHER]
+    up.serve(ds + '/datasets/' + OTHER, json.dumps(v1).encode())
+    up.serve(ds + '/datasets/%s/minimal.zfs.gz' % OTHER, FILES[OTHER])
     result = run(images=[{'uuid': OTHER}], source=[ds + '/datasets'])
     assert not result.get('failed'), result
     stored = json.loads(read(mirror_dir, 'images', OTHER, 'manifest.json'))
@@ -414,8 +400,8 @@ def test_prune_with_absent_is_refused(up, run):
 @pytest.mark.parametrize('field, value', [('extra', 'NaN'), ('name', '5'), ('published_at', '[1]')])
 def test_a_manifest_no_host_could_read_in_the_listing_is_refused(up, run, mirror_dir, field, value):
     body = json.dumps(M_OTHER)[:-1] + ', "%s": %s}' % (field, value)
-    up.routes['%s/images/%s' % (SRC, OTHER)] = body.encode()
-    up.routes['%s/images/%s/file' % (SRC, OTHER)] = FILES[OTHER]
+    up.serve('%s/images/%s' % (SRC, OTHER), body.encode())
+    up.serve('%s/images/%s/file' % (SRC, OTHER), FILES[OTHER])
     result = run(images=[{'uuid': OTHER}])
     assert result['failed'] and 'cannot be mirrored' in result['msg'] and up.file_requests() == []
     assert os.listdir(mirror_dir) == ['.lock']   # refused while planning: nothing written
@@ -425,8 +411,8 @@ def test_a_lone_surrogate_upstream_sent_is_mirrored_as_it_sent_it(up, run, mirro
     """A "\\ud800" in upstream's JSON is valid and reads as a lone surrogate, which UTF-8 cannot hold: the mirror
     writes the escape again (as IMGAPI does), reports the image, and the next run reads it back unchanged."""
     body = json.dumps(M_OTHER)[:-1].replace('"minimal-64"', '"minimal-\\ud800"') + ', "description": "a\\udfffb"}'
-    up.routes['%s/images/%s' % (SRC, OTHER)] = body.encode()
-    up.routes['%s/images/%s/file' % (SRC, OTHER)] = FILES[OTHER]
+    up.serve('%s/images/%s' % (SRC, OTHER), body.encode())
+    up.serve('%s/images/%s/file' % (SRC, OTHER), FILES[OTHER])
     result = run(images=[{'uuid': OTHER}])
     assert not result.get('failed'), result
     assert result['added'][0]['name'] == 'minimal-\ud800'
