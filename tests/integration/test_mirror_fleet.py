@@ -5,15 +5,14 @@ upstream and say so."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from tests.integration.conftest import POOL, WORK
 from tests.integration.test_fleet import installed, inventory, local_host, run_playbook
-from tests.integration.test_mirror_nginx import MirrorRole, public_dir
-from tests.lib.imgserver_ctl import ImageServer, publish
-from tests.lib.nginx import Nginx, free_port
+from tests.integration.test_mirror_nginx import (  # noqa: F401 pylint: disable=unused-import  # the upstream fixture
+    role_and_nginx, upstream,
+)
 from tests.lib.zfspool import FilePool, retry_busy
 
 pytestmark = pytest.mark.usefixtures('collection_built')
@@ -22,32 +21,14 @@ IMPORT_TASK = 'smartos.images.image_host : Make the images'
 
 
 @pytest.fixture(scope='module')
-def upstream(images, tmp_path_factory):
-    """The test bench's IMGAPI server with two real images, its request log counting file requests."""
-    served = str(tmp_path_factory.mktemp('fleet-upstream'))
-    built = [images(key, publish_it=False) for key in ('mirror_a', 'mirror_b')]
-    for key, manifest in zip(('mirror_a', 'mirror_b'), built):
-        publish(served, manifest, images.path(key))
-    with ImageServer(served) as server:
-        yield {'server': server, 'images': built}
-
-
-@pytest.fixture(scope='module')
 def mirror(upstream, tmp_path_factory):
     """The image_mirror role run once on the two images, and nginx serving the mirror."""
-    path = public_dir('fleet-mirror-')
-    port = free_port()
-    role = MirrorRole(str(tmp_path_factory.mktemp('fleet-role')), path, [upstream['server'].url], port)
-    upstream['server'].clear_requests()
-    run = role([{'uuid': m['uuid']} for m in upstream['images']])
-    assert run.rc == 0, run.out
-    server = Nginx(role.conf, port)
-    try:
+    with role_and_nginx(upstream['server'], str(tmp_path_factory.mktemp('fleet-role')), 'fleet-mirror-') as (
+            role, server, path):
+        run = role([{'uuid': m['uuid']} for m in upstream['images']])
+        assert run.rc == 0, run.out
         server.start()
         yield {'nginx': server, 'path': path}
-    finally:
-        server.stop()
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope='module')

@@ -3,6 +3,7 @@ answers GET /images, /images/<uuid> and /images/<uuid>/file exactly as the test 
 same images (status, body, Content-Length), with Range, HEAD, IMGAPI's JSON errors, and no temporary file served."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -86,9 +87,27 @@ class MirrorRole:
         return RoleRun(proc, Play.results(record) if os.path.exists(record) else [])
 
 
+@contextlib.contextmanager
+def role_and_nginx(upstream_server, tmpdir, prefix):
+    """A mirror directory nginx's workers can read, the role set to fill it from upstream_server and to write its
+    server block for a free port, and nginx on that block, not started yet: (role, nginx, path). Upstream's request
+    log starts empty; nginx is stopped and the directory removed on the way out."""
+    path = public_dir(prefix)
+    port = free_port()
+    role = MirrorRole(tmpdir, path, [upstream_server.url], port)
+    server = Nginx(role.conf, port)
+    upstream_server.clear_requests()
+    try:
+        yield role, server, path
+    finally:
+        server.stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope='module')
 def upstream(images, tmp_path_factory):
-    """The test bench's IMGAPI server with exactly two real images (the list compared whole needs the same set)."""
+    """The test bench's IMGAPI server with exactly two real images (the list compared whole needs the same set);
+    test_mirror_fleet.py's upstream too."""
     served = str(tmp_path_factory.mktemp('upstream'))
     built = [images(key, publish_it=False) for key in ('mirror_a', 'mirror_b')]
     for key, manifest in zip(('mirror_a', 'mirror_b'), built):
@@ -100,20 +119,12 @@ def upstream(images, tmp_path_factory):
 @pytest.fixture(scope='module')
 def mirror(upstream, tmp_path_factory):
     """The role run four times (check, real, check, real) on the two images, then nginx serving what it wrote."""
-    path = public_dir('mirror-')
-    port = free_port()
-    role = MirrorRole(str(tmp_path_factory.mktemp('role')), path, [upstream['server'].url], port)
-    wanted = [{'uuid': m['uuid']} for m in upstream['images']]
-    upstream['server'].clear_requests()
-    runs = [role(wanted, check=c) for c in (True, False, True, False)]
-    server = Nginx(role.conf, port)
-    try:
+    with role_and_nginx(upstream['server'], str(tmp_path_factory.mktemp('role')), 'mirror-') as (role, server, path):
+        wanted = [{'uuid': m['uuid']} for m in upstream['images']]
+        runs = [role(wanted, check=c) for c in (True, False, True, False)]
         if all(r.rc == 0 for r in runs):
             server.start()
-        yield {'role': role, 'runs': runs, 'nginx': server, 'path': path, 'port': port}
-    finally:
-        server.stop()
-        shutil.rmtree(path, ignore_errors=True)
+        yield {'role': role, 'runs': runs, 'nginx': server, 'path': path, 'port': server.port}
 
 
 def test_role_four_runs_write_a_block_nginx_accepts(mirror, upstream):
