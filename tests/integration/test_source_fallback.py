@@ -1,7 +1,8 @@
 """Issue 14, the client-side fallback, for real: when an import from one image source fails because of what that
 source sent (bad bytes, a short or broken-off file, an error answer, a wrong size), smartos_image imports the same
 image from the next source that has it, with a warning naming the source and why, and says in `sources` where each
-image came from. imgadm stops at the first such error (reference, import steps: the checksum check ends the import).
+image came from. imgadm stops at the first such error (its download checks size and checksum once the file has
+arrived, and any download error aborts the whole import).
 
 Two real test image servers, each serving a directory of its own, a real zfs-fuse pool, real ansible-playbook runs.
 """
