@@ -299,6 +299,28 @@ def test_a_chain_whose_base_no_source_sends_right_stops_before_the_top(play, poo
     assert file_gets(one, top['uuid']) == file_gets(two, top['uuid']) == []   # the top was never started
 
 
+def test_the_same_uuid_under_another_origin_is_not_the_same_image(play, pool, built, two_servers, host_root):
+    """Source 2's manifest of the top image names another origin: it is not the image the plan received the base
+    for, so it is not tried; the import fails with source 1's own error and nothing is recorded with a wrong origin."""
+    one, two = two_servers
+    base, top = built['base'][0], built['top'][0]
+    for server in two_servers:
+        server.publish(built['base'])
+    one.publish(built['top'])
+    two.publish((dict(top, origin=built['plain'][0]['uuid']), built['top'][1]))
+    one.add_fault('wrong_bytes', uuid=top['uuid'])
+    try:
+        result = play(task(host_root, [one.url, two.url], uuid=top['uuid']))
+        no_traceback(result)
+        assert result['failed'] and 'checksum (sha1) error' in result['msg'] and 'any of its' not in result['msg']
+        assert not fallback_warnings(result, top['uuid']) and file_gets(two, top['uuid']) == []
+        assert leftovers(pool, top['uuid']) == [] and cache(host_root, top['uuid']) is None
+        assert installed(pool, base)    # imported before the top failed, and reported so
+        assert result['imported'] == [base['uuid']] and result['changed']
+    finally:
+        destroy(pool, top['uuid'], base['uuid'])
+
+
 # ---- e. an image installed from files on the host has no other source ----
 
 def test_a_bad_local_file_does_not_fall_back_to_a_source(play, pool, built, two_servers, host_root, tmp_path):
