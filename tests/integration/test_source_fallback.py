@@ -253,7 +253,8 @@ def test_base_only_at_source_2_top_only_at_source_1(play, pool, built, two_serve
         assert not fallback_warnings(result, base['uuid']) and not fallback_warnings(result, top['uuid'])
         assert installed(pool, base) and installed(pool, top)
         assert '%s/%s\t%s/%s@final' % (POOL, top['uuid'], POOL, base['uuid']) in pool.datasets()   # a clone
-        assert cache(host_root, base['uuid'])['source'] == two.url and cache(host_root, top['uuid'])['source'] == one.url
+        assert cache(host_root, base['uuid'])['source'] == two.url
+        assert cache(host_root, top['uuid'])['source'] == one.url
     finally:
         destroy(pool, top['uuid'], base['uuid'])
 
@@ -294,7 +295,8 @@ def test_a_chain_whose_base_no_source_sends_right_stops_before_the_top(play, poo
         server.add_fault('wrong_bytes', uuid=base['uuid'])
     result = play(task(host_root, [one.url, two.url], uuid=top['uuid']))
     no_traceback(result)
-    assert result['failed'] and 'image %s could not be imported from any of its 2 sources' % base['uuid'] in result['msg']
+    assert result['failed']
+    assert 'image %s could not be imported from any of its 2 sources' % base['uuid'] in result['msg'], result['msg']
     assert leftovers(pool, base['uuid'], top['uuid']) == []
     assert file_gets(one, top['uuid']) == file_gets(two, top['uuid']) == []   # the top was never started
 
