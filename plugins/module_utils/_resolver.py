@@ -154,12 +154,14 @@ class ImageResolver:
         return Found(source, self.client(source), manifest, raw, active_only)
 
     def elsewhere(self, found, tried, check=None):
-        """The same image (same UUID) from the next source in order that is not in tried (sources) and has it
-        usable: its own manifest checked as find checks it, and by check(manifest) (raises ImageError); None when
-        no other source has it. Used when an import from found.source failed; thread-safe."""
+        """The same image (same UUID, same origin) from the next source in order that is not in tried (sources),
+        nor the same server as one of them, and has it usable: its own manifest checked as find checks it, and by
+        check(manifest) (raises ImageError); None when no other source has it. Used when an import from
+        found.source failed; thread-safe."""
         with self._lock:
             for source in self.sources(found.uuid):
-                if any(source is t for t in tried) or source.type == 'file':
+                # the same server listed again (another channel, other credentials) sends the same file
+                if any(source is t or source.base == getattr(t, 'base', None) for t in tried) or source.type == 'file':
                     continue
                 try:
                     other = self._answer(source, found.uuid, found.active_only, [], [], [])
@@ -167,7 +169,9 @@ class ImageResolver:
                         check(other.manifest)
                 except ImageError:
                     continue
-                if other is not None:
+                # another origin is another image: the plan imports found after its origin, and the stream of
+                # this one would need another dataset to receive onto
+                if other is not None and other.manifest.get('origin') == found.manifest.get('origin'):
                     return other
         return None
 

@@ -143,6 +143,20 @@ options:
         or another run holds while it imports the same image; then the task fails, naming it. V(0) does not wait.
     type: int
     default: 3600
+notes:
+  - When an import fails because of what one source sent (a SHA-1, C(Content-MD5), size or C(Content-Length)
+    error, a download that broke off after its O(retries), an error answer for the file, or bytes that do not
+    decompress), the image is imported from the next source that has it (the same UUID and origin, usable on this
+    host), with a warning naming the source that failed and why. Each attempt starts from a clean
+    C(<pool>/<uuid>-partial). Only when every source that has the image fails is the task failed, with one error
+    listing each source and its reason. RV(sources) and RV(source) name the source each image actually came
+    from, and so does imgadm's cached manifest. C(imgadm import) stops at the first such error.
+  - A failure of the host (C(zfs receive), a lock, a cache file that cannot be written) would fail the same way
+    from any source, and is not retried elsewhere; nor is an install from local files (O(manifest) and O(file)).
+  - A source listed twice (another channel, other credentials) is one server; it is not tried again.
+  - An image named by O(name) is looked for in each source's listing, filtered on the host too (name, version,
+    O(filters) C(os) and C(type), active images, the source's channel), as a static server, such as a mirror made by
+    M(smartos.images.smartos_image_mirror), ignores the query string and answers its whole list.
 seealso:
   - module: smartos.images.smartos_image_source
   - module: smartos.images.smartos_image_facts
@@ -235,10 +249,24 @@ image:
   sample: {"v": 2, "uuid": "2f1dc911-6401-4fa4-8e9d-67ea2e39c271", "name": "base-64-lts",
            "version": "24.4.1", "type": "zone-dataset", "os": "smartos", "state": "active"}
 source:
-  description: The source the manifest came from (credentials hidden).
+  description:
+    - The source the image came from (credentials hidden) - the first that has it, or, when the import from that
+      one failed, the source it was imported from in the end (see RV(sources)).
   returned: when the one image the task names is to be imported from a source
   type: str
   sample: https://images.smartos.org
+sources:
+  description:
+    - Each image imported from a source, by UUID, with the source it came from (credentials hidden). In check mode,
+      and before the imports run, the source planned (the first that has the image); after them, the source each
+      image was actually imported from, another one than planned when the import from the first failed (a warning
+      says which and why). Images installed from local files are not in it.
+    - When a run fails because no source has an image, or every source that has it failed, the failure carries a
+      C(sources) list instead, the sources asked, in order.
+  returned: when the task imports images (empty when they all come from local files)
+  type: dict
+  sample: {"c58161c0-2547-11e2-a75e-9fdca1940570": "https://images.smartos.org",
+           "900cffef-55e3-4e7d-b7ec-ccf439a159e3": "https://mirror.example.org"}
 updates:
   description: One entry per image on O(pool) that O(update_manifests) looked at, with C(uuid), C(result)
     (V(refreshed), V(repaired), V(unchanged), V(not found) or V(failed)), and where they apply C(source),

@@ -78,6 +78,10 @@ options:
     default: false
 notes:
   - Facts are also returned when the module runs as a task with C(register).
+  - Available images are filtered on the host too, as IMGAPI ListImages filters them by default (active images, and
+    of the source's channel those whose manifest names its channels), as a static server, such as a mirror made by
+    M(smartos.images.smartos_image_mirror) and served by a plain web server, ignores the query string and answers
+    its whole list.
 seealso:
   - module: smartos.images.smartos_image
   - module: smartos.images.smartos_image_source

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.smartos.images.plugins.module_utils import _resolver
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, ImageNotFound, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._host import HostPaths, detect_layout
+from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource
 from ansible_collections.smartos.images.plugins.module_utils._resolver import Found, ImageResolver, listing_problem
 from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
 from ansible_collections.smartos.images.tests.unit.fakehost import BAD_LINES, leftover_sources_list
@@ -263,6 +264,112 @@ def test_newest_and_find_from_a_static_server_keep_to_the_sources_channel(tmp_pa
     assert resolver.find(U).uuid == U
     with pytest.raises(ImageNotFound, match='not in channel "dev"'):
         resolver.find(OTHER)
+
+
+# ---- elsewhere: the same image from another source, after an import from one failed ----
+
+A, B, C = 'http://a.example.com', 'http://b.example.com', 'http://c.example.com'
+
+
+def three_sources(tmp_path, by_url, kinds=None, **kw):
+    """A resolver over sources a, b and c (their manifests by url; kinds: url -> client class)."""
+    asked = []
+
+    def factory(source, **dummy):
+        return (kinds or {}).get(source.url, CountingClient)(source, by_url.get(source.url, {}), asked)
+
+    return ImageResolver(params(source=kw.get('urls', [A, B, C])), HostPaths(str(tmp_path)), 'modern', factory), asked
+
+
+def test_elsewhere_is_the_next_source_in_order_that_was_not_tried(tmp_path):
+    resolver, asked = three_sources(tmp_path, {A: {U: manifest(U)}, B: {U: manifest(U)}, C: {U: manifest(U)}})
+    first = resolver.find(U)
+    a, b, c = resolver.sources(U)
+    assert first.source is a
+    second = resolver.elsewhere(first, [a])
+    assert second.source is b and second.uuid == U and second.client is resolver.client(b)
+    assert resolver.elsewhere(second, [a, b]).source is c
+    assert resolver.elsewhere(second, [b, a]).source is c         # whatever order they failed in
+    assert resolver.elsewhere(first, [a, c]).source is b
+    assert resolver.elsewhere(first, [a, b, c]) is None
+    assert sorted(asked) == [(A, U), (B, U), (C, U)]            # each source still asked once per image
+
+
+def test_elsewhere_skips_the_sources_that_do_not_have_the_image_usable(tmp_path):
+    usable = manifest(U, description='from c')
+    by_url = {A: {U: manifest(U)}, B: {U: manifest(U, state='disabled')}, C: {U: usable}}
+    resolver, dummy = three_sources(tmp_path, by_url)
+    other = resolver.elsewhere(resolver.find(U), resolver.sources(U)[:1])
+    assert other.source.url == C and other.manifest == usable
+    assert resolver.elsewhere(resolver.find(U), resolver.sources(U)[::2]) is None   # b: disabled
+
+
+@pytest.mark.parametrize('at_b', [
+    None,                                                            # b does not have it
+    manifest(U, files=[{'size': 1, 'compression': 'lzma'}]),         # a manifest we cannot trust
+    manifest(OTHER),                                                 # another image under the UUID
+    manifest(U, type='docker'),                                      # a docker image
+    'refused',                                                       # nothing listens at b
+])
+def test_elsewhere_passes_over_a_source_that_cannot_give_the_image(tmp_path, at_b):
+    by_url = {A: {U: manifest(U)}, B: {U: at_b} if isinstance(at_b, dict) else {}, C: {U: manifest(U)}}
+    kinds = {B: RefusingClient} if at_b == 'refused' else None
+    resolver, dummy = three_sources(tmp_path, by_url, kinds)
+    assert resolver.elsewhere(resolver.find(U), resolver.sources(U)[:1]).source.url == C
+
+
+def test_elsewhere_skips_a_docker_source(tmp_path):
+    resolver, dummy = three_sources(tmp_path, {A: {U: manifest(U)}, B: {U: manifest(U)}})
+    a, b, dummy2 = resolver.sources(U)
+    b.type = 'docker'
+    assert resolver.elsewhere(resolver.find(U), [a]) is None
+
+
+def test_elsewhere_applies_the_check_and_skips_what_it_refuses(tmp_path):
+    by_url = {A: {U: manifest(U)}, B: {U: manifest(U, requirements={'min_platform': {'7.0': 'x'}})},
+              C: {U: manifest(U)}}
+    resolver, dummy = three_sources(tmp_path, by_url)
+    checked = []
+
+    def check(m):
+        checked.append(m)
+        if m.get('requirements'):
+            raise ImageError('not on this platform')
+
+    assert resolver.elsewhere(resolver.find(U), resolver.sources(U)[:1], check).source.url == C
+    assert [bool(m.get('requirements')) for m in checked] == [True, False]
+
+
+def test_elsewhere_keeps_to_how_the_image_was_looked_for(tmp_path):
+    """An origin (looked for active or not, as imgadm does) may come from a source where it is disabled; an image
+    asked for by the user may not."""
+    by_url = {A: {U: manifest(U)}, B: {U: manifest(U, state='disabled')}}
+    resolver, dummy = three_sources(tmp_path, by_url)
+    tried = resolver.sources(U)[:1]
+    assert resolver.elsewhere(resolver.find(U), tried) is None
+    origin = resolver.find(U, active_only=False)
+    assert resolver.elsewhere(origin, tried).source.url == B
+
+
+def test_elsewhere_is_not_the_same_image_under_another_origin(tmp_path):
+    """The plan imports an image after its origin; a source whose manifest of the UUID names another origin offers
+    another image (its stream would need that origin, its record would name it): passed over."""
+    base, other_base = uuid_of(1), uuid_of(2)
+    by_url = {A: {U: manifest(U, origin=base)}, B: {U: manifest(U, origin=other_base)},
+              C: {U: manifest(U, origin=base)}}
+    resolver, dummy = three_sources(tmp_path, by_url)
+    assert resolver.elsewhere(resolver.find(U), resolver.sources(U)[:1]).source.url == C
+    by_url = {A: {U: manifest(U)}, B: {U: manifest(U, origin=base)}}       # a full image, then an incremental
+    resolver, dummy = three_sources(tmp_path, by_url)
+    assert resolver.elsewhere(resolver.find(U), resolver.sources(U)[:1]) is None
+
+
+def test_elsewhere_is_not_the_same_server_listed_again(tmp_path):
+    """A source listed twice (another channel, or credentials) is the same server: its file would be the same."""
+    urls = [A, A + '?channel=dev', 'http://user:secret@a.example.com/', B]
+    resolver, dummy = three_sources(tmp_path, {ImageSource(url).url: {U: manifest(U)} for url in urls}, urls=urls)
+    assert resolver.elsewhere(resolver.find(U), resolver.sources(U)[:1]).source.url == B
+    assert resolver.elsewhere(resolver.find(U), [resolver.sources(U)[0], resolver.sources(U)[3]]) is None
 
 
 # ---- warnings of the host's source file ----
