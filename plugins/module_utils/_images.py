@@ -343,7 +343,7 @@ class ImageManager:
         result = dict(changed=bool(actions), actions=actions, imported=[f.uuid for f in plan.imports],
                       removed=deletes, downloaded_bytes=0, seconds=0.0, warnings=self.warnings)
         if plan.imports:
-            result['sources'] = _plan.import_sources(plan.imports)
+            result['imported_from'] = _plan.import_sources(plan.imports)
         if unused or self.params.get('prune_unused'):
             result['unused'] = unused
         if self.params.get('update_manifests'):

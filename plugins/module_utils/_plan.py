@@ -192,8 +192,8 @@ def import_sources(imports, came_from=None):
 
 def note_sources(result, entries, sources):
     """After the imports: each result's source is the one the image actually came from (sources: uuid -> URL)."""
-    if 'sources' in result:   # only a run that planned imports has them, as in check mode
-        result['sources'] = sources
+    if 'imported_from' in result:   # only a run that planned imports has them, as in check mode
+        result['imported_from'] = sources
     for entry in entries:
         if entry.get('source') and entry.get('uuid') in sources:
             entry['source'] = sources[entry['uuid']]

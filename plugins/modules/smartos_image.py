@@ -149,7 +149,7 @@ notes:
     decompress), the image is imported from the next source that has it (the same UUID and origin, usable on this
     host), with a warning naming the source that failed and why. Each attempt starts from a clean
     C(<pool>/<uuid>-partial). Only when every source that has the image fails is the task failed, with one error
-    listing each source and its reason. RV(sources) and RV(source) name the source each image actually came
+    listing each source and its reason. RV(imported_from) and RV(source) name the source each image actually came
     from, and so does imgadm's cached manifest. C(imgadm import) stops at the first such error.
   - A failure of the host (C(zfs receive), a lock, a cache file that cannot be written) would fail the same way
     from any source, and is not retried elsewhere; nor is an install from local files (O(manifest) and O(file)).
@@ -251,18 +251,18 @@ image:
 source:
   description:
     - The source the image came from (credentials hidden) - the first that has it, or, when the import from that
-      one failed, the source it was imported from in the end (see RV(sources)).
+      one failed, the source it was imported from in the end (see RV(imported_from)).
   returned: when the one image the task names is to be imported from a source
   type: str
   sample: https://images.smartos.org
-sources:
+imported_from:
   description:
     - Each image imported from a source, by UUID, with the source it came from (credentials hidden). In check mode,
       and before the imports run, the source planned (the first that has the image); after them, the source each
       image was actually imported from, another one than planned when the import from the first failed (a warning
       says which and why). Images installed from local files are not in it.
     - When a run fails because no source has an image, or every source that has it failed, the failure carries a
-      C(sources) list instead, the sources asked, in order.
+      C(sources) instead, the list of the sources asked, in order.
   returned: when the task imports images (empty when they all come from local files)
   type: dict
   sample: {"c58161c0-2547-11e2-a75e-9fdca1940570": "https://images.smartos.org",

@@ -1,6 +1,6 @@
 """Issue 14, the client-side fallback, for real: when an import from one image source fails because of what that
 source sent (bad bytes, a short or broken-off file, an error answer, a wrong size), smartos_image imports the same
-image from the next source that has it, with a warning naming the source and why, and says in `sources` where each
+image from the next source that has it, with a warning naming the source and why, and says in `imported_from` where each
 image came from. imgadm stops at the first such error (its download checks size and checksum once the file has
 arrived, and any download error aborts the whole import).
 
@@ -138,13 +138,13 @@ def test_a_bad_file_at_source_1_is_imported_from_source_2(play, pool, built, two
     sources = [one.url, two.url]
     try:
         check = play(task(host_root, sources, uuid=uuid), check=True)
-        assert check['changed'] and check['sources'] == {uuid: one.url}   # as planned: source 1 has it
+        assert check['changed'] and check['imported_from'] == {uuid: one.url}   # as planned: source 1 has it
         assert file_gets(one, uuid) == file_gets(two, uuid) == []
 
         result = play(task(host_root, sources, uuid=uuid))
         no_traceback(result)
         assert result['changed'] and not result['failed'], result.get('msg')
-        assert result['sources'] == {uuid: two.url} and result['source'] == two.url
+        assert result['imported_from'] == {uuid: two.url} and result['source'] == two.url
         assert result['imported'] == [uuid] and result['downloaded_bytes'] == manifest['files'][0]['size']
         warned = fallback_warnings(result, uuid)
         assert len(warned) == 1, result.get('warnings')
@@ -157,7 +157,7 @@ def test_a_bad_file_at_source_1_is_imported_from_source_2(play, pool, built, two
         assert not [r for r in two.requests() if r['headers'].get('range')]   # source 2 sent it whole, from byte 0
 
         again = play(task(host_root, sources, uuid=uuid))
-        assert not again['changed'] and 'sources' not in again and not fallback_warnings(again, uuid)
+        assert not again['changed'] and 'imported_from' not in again and not fallback_warnings(again, uuid)
     finally:
         destroy(pool, uuid)
 
@@ -174,7 +174,7 @@ def test_source_1_down_is_passed_over(play, pool, built, two_servers, host_root)
         result = play(task(host_root, [down, two.url], uuid=uuid, retries=3))
         no_traceback(result)
         assert result['changed'] and not result['failed'], result.get('msg')
-        assert result['sources'] == {uuid: two.url} and result['source'] == two.url
+        assert result['imported_from'] == {uuid: two.url} and result['source'] == two.url
         assert installed(pool, manifest) and cache(host_root, uuid)['source'] == two.url
         assert len(manifest_gets(two, uuid)) == 1 and len(file_gets(two, uuid)) == 1
     finally:
@@ -191,7 +191,7 @@ def test_source_1_gone_between_the_manifest_and_the_file(play, pool, built, two_
     one.add_fault('status', uuid=uuid, on='file', arg=503)
     try:
         result = play(task(host_root, [one.url, two.url], uuid=uuid))
-        assert result['changed'] and result['sources'] == {uuid: two.url}, result.get('msg')
+        assert result['changed'] and result['imported_from'] == {uuid: two.url}, result.get('msg')
         assert 'HTTP 503' in fallback_warnings(result, uuid)[0]
         assert installed(pool, manifest)
     finally:
@@ -249,7 +249,7 @@ def test_base_only_at_source_2_top_only_at_source_1(play, pool, built, two_serve
         no_traceback(result)
         assert result['changed'] and not result['failed'], result.get('msg')
         assert result['imported'] == [base['uuid'], top['uuid']]
-        assert result['sources'] == {base['uuid']: two.url, top['uuid']: one.url}
+        assert result['imported_from'] == {base['uuid']: two.url, top['uuid']: one.url}
         assert not fallback_warnings(result, base['uuid']) and not fallback_warnings(result, top['uuid'])
         assert installed(pool, base) and installed(pool, top)
         assert '%s/%s\t%s/%s@final' % (POOL, top['uuid'], POOL, base['uuid']) in pool.datasets()   # a clone
@@ -275,7 +275,7 @@ def test_a_corrupted_link_of_a_chain_comes_from_source_2(play, pool, built, two_
         no_traceback(result)
         assert result['changed'] and not result['failed'], result.get('msg')
         assert result['imported'] == [base['uuid'], top['uuid']]
-        assert result['sources'] == {built[bad][0]['uuid']: two.url, built[good][0]['uuid']: one.url}
+        assert result['imported_from'] == {built[bad][0]['uuid']: two.url, built[good][0]['uuid']: one.url}
         assert result['source'] == (two.url if bad == 'top' else one.url)
         assert len(fallback_warnings(result, built[bad][0]['uuid'])) == 1
         assert not fallback_warnings(result, built[good][0]['uuid'])
