@@ -294,6 +294,22 @@ def json_bytes(document, newline=False, **layout):
     return text.encode('utf-8', 'backslashreplace')
 
 
+LONE_SURROGATE_RE = re.compile('[\ud800-\udfff]')
+
+
+def without_lone_surrogates(value):
+    """value (a module's result: dicts, lists, strings, ...) with each lone surrogate of its strings, keys too,
+    replaced by U+FFFD: ansible-core's controller refuses a module result holding one (it has no UTF-8 form), and
+    U+FFFD is what imgadm shows for it (node writes it so as UTF-8). Values without one are returned as they are."""
+    if isinstance(value, str):
+        return LONE_SURROGATE_RE.sub('\ufffd', value)
+    if isinstance(value, dict):
+        return dict((without_lone_surrogates(k), without_lone_surrogates(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(without_lone_surrogates(v) for v in value)
+    return value
+
+
 def host_error(what, path, error):
     """An ImageError for a failed file operation on the host."""
     return ImageError('%s %s: %s' % (what, path, error.strerror or error), path=path)

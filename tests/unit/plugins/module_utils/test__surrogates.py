@@ -129,7 +129,33 @@ def test_each_writer_takes_lone_surrogates():
     assert not _host.OriginalRecord(HostPaths('/x'), MANIFEST).data.endswith(b'\n')
 
 
+# ---- module results: the controller refuses a lone surrogate ----
+
+def test_results_get_u_fffd_for_each_lone_surrogate():
+    value = {'image': MANIFEST, 'n': 1, 'none': None, 'flag': True, 'list': ('a' + LONE_HIGH, [LONE_LOW])}
+    clean = _host.without_lone_surrogates(value)
+    assert clean['image']['description'] == 'caf\u00e9 \ufffd \\\ufffd \U0001f600 end'
+    assert clean['image']['tags'] == {'k\ufffdey': 'v\ufffd'}
+    assert clean['list'] == ('a\ufffd', ['\ufffd']) and clean['n'] == 1 and clean['none'] is None
+    assert json.dumps(clean, ensure_ascii=False).encode('utf-8')      # every string has a UTF-8 form
+    assert value['image'] is MANIFEST and MANIFEST['description'].count(LONE_HIGH) == 1   # the input is unchanged
+
+
+@pytest.mark.parametrize('document', SAMPLES)
+def test_results_without_lone_surrogates_are_unchanged(document):
+    assert _host.without_lone_surrogates(document) == document
+
+
+def utf8_strings_only(result):
+    """What ansible-core's controller checks of a module's result (MODULE_STRICT_UTF8_RESPONSE, on by default)."""
+    json.dumps(result, ensure_ascii=False).encode('utf-8')
+
+
 # ---- smartos_image: import, then the same run again ----
+
+def shown(value):
+    return _host.without_lone_surrogates(value)
+
 
 def image_host(datasets=()):
     return FakeHost(list(datasets), streams={U: STREAM})
@@ -150,7 +176,7 @@ def test_import_writes_imgadm_cache_file_and_a_second_run_changes_nothing(run_mo
     host = image_host([POOL])
     first = run(host, uuid=U, source=[SRC])
     assert not first.get('failed'), first
-    assert first['changed'] is True and first['image'] == MANIFEST
+    assert first['changed'] is True and shown(first['image']) == shown(MANIFEST)
     assert DS in host.datasets and DS + '-partial' not in host.datasets
     with open(modern_cache(tmp_path), 'rb') as f:
         data = f.read()
@@ -162,7 +188,7 @@ def test_import_writes_imgadm_cache_file_and_a_second_run_changes_nothing(run_mo
     del host.calls[:], servers.requests[:]
     for check in (True, False):
         again = run(host, check=check, uuid=U, source=[SRC])
-        assert again['changed'] is False and again['actions'] == [] and again['image'] == MANIFEST
+        assert again['changed'] is False and again['actions'] == [] and shown(again['image']) == shown(MANIFEST)
     assert host.mutations() == [] and servers.requests == []
     with open(modern_cache(tmp_path), 'rb') as f:
         assert f.read() == data
@@ -197,8 +223,8 @@ def test_facts_lists_such_images_installed_and_available(run_module, servers, tm
     result = run_module(smartos_image_facts, host, gather_subset=['installed', 'available'])
     assert not result.get('failed'), result
     facts = result['ansible_facts']
-    assert facts['smartos_images'][U]['manifest'] == MANIFEST
-    assert [e['manifest'] for e in facts['smartos_images_available']] == [MANIFEST]
+    assert shown(facts['smartos_images'][U]['manifest']) == shown(MANIFEST)
+    assert [shown(e['manifest']) for e in facts['smartos_images_available']] == [shown(MANIFEST)]
     assert host.mutations() == []
 
 
@@ -229,3 +255,31 @@ def test_update_cache_with_lone_surrogates_then_unchanged(tmp_path):
     assert _host.read_json(path) == [dict(MANIFEST, _url='https://d.example/datasets')]
     again = SourceManager(dict(params), client_factory=FakeClients(default=listing)).run()
     assert again['cache_updated'] is False and again['changed'] is False
+
+
+# ---- what reaches the controller ----
+
+CONTROLLER_XFAIL = pytest.mark.xfail(strict=True, reason='run_worker (_common.py, not this branch\'s) hands the '
+                                     'result on with its lone surrogates: the controller refuses it')
+
+
+@CONTROLLER_XFAIL
+def test_the_import_result_has_utf8_strings_only(run_module, servers, tmp_path):
+    serve(servers)
+    host = image_host([POOL])
+    for dummy in range(2):        # the import, then the run that reads imgadm's cache file
+        result = run_module(smartos_image, host, uuid=U, source=[SRC])
+        assert not result.get('failed'), result
+        utf8_strings_only(result)
+        assert result['image']['description'] == 'caf\u00e9 \ufffd \\\ufffd \U0001f600 end'
+
+
+@CONTROLLER_XFAIL
+def test_the_facts_result_has_utf8_strings_only(run_module, servers, tmp_path):
+    servers.serve(SRC + '/images', b'[' + SERVED + b']')
+    os.makedirs(str(tmp_path / 'var' / 'imgadm'))
+    with open(str(tmp_path / 'var' / 'imgadm' / 'imgadm.conf'), 'w') as f:
+        json.dump({'sources': [{'type': 'imgapi', 'url': SRC}]}, f)
+    result = run_module(smartos_image_facts, image_host([POOL]), gather_subset=['available'])
+    assert not result.get('failed'), result
+    utf8_strings_only(result)
