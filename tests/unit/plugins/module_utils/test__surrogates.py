@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A lone surrogate in an image server's JSON ("\\ud800" is valid JSON; json.loads makes a str that has no UTF-8
 form): every file the collection writes from such JSON is still written, reads back the same, and a second run
-changes nothing. The fake host and fake image servers of tests/unit/fakehost.py stand in for the host and the servers."""
+changes nothing; a module's result has U+FFFD in their place, as the controller takes no lone surrogate. The fake
+host and fake image servers of tests/unit/fakehost.py stand in for the host and the servers."""
 
 from __future__ import annotations
 
