@@ -279,6 +279,37 @@ def read_json(path, limit=None):
         raise ValueError('%s: JSON nested too deeply' % path)
 
 
+def json_bytes(document, newline=False, **layout):
+    """A JSON file's bytes as imgadm's JSON.stringify and fs.writeFileSync make them: UTF-8, non-ASCII characters
+    as themselves (ensure_ascii=False), the layout (indent, separators, ...) as asked, and a final newline if asked.
+
+    A lone surrogate ("\\ud800" is valid JSON, and json.loads makes it a str of its own) has no UTF-8 form: it is
+    written as its escape, as JSON.stringify writes it, and reads back the same. That is right wherever it stands:
+    json.dumps writes every str (key or value) inside quotes and escapes each backslash of it, so the surrogate is
+    inside a JSON string and never right after an escaping backslash. UTF-8 encodes every other character, so the
+    bytes of a document without lone surrogates are exactly json.dumps's, encoded."""
+    text = json.dumps(document, ensure_ascii=False, **layout)
+    if newline:
+        text += '\n'
+    return text.encode('utf-8', 'backslashreplace')
+
+
+LONE_SURROGATE_RE = re.compile('[\ud800-\udfff]')
+
+
+def without_lone_surrogates(value):
+    """value (a module's result: dicts, lists, strings, ...) with each lone surrogate of its strings, keys too,
+    replaced by U+FFFD: ansible-core's controller refuses a module result holding one (it has no UTF-8 form), and
+    U+FFFD is what imgadm shows for it (node writes it so as UTF-8). Values without one are returned as they are."""
+    if isinstance(value, str):
+        return LONE_SURROGATE_RE.sub('\ufffd', value)
+    if isinstance(value, dict):
+        return dict((without_lone_surrogates(k), without_lone_surrogates(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(without_lone_surrogates(v) for v in value)
+    return value
+
+
 def host_error(what, path, error):
     """An ImageError for a failed file operation on the host."""
     return ImageError('%s %s: %s' % (what, path, error.strerror or error), path=path)
@@ -289,7 +320,7 @@ def image_info_json(manifest, pool, source):
     info = {'manifest': manifest, 'zpool': pool}
     if source:
         info['source'] = source
-    return (json.dumps(info, indent=2, ensure_ascii=False) + '\n').encode('utf-8')
+    return json_bytes(info, indent=2, newline=True)
 
 
 class PendingFile:
@@ -369,7 +400,7 @@ class OriginalRecord(CacheRecord):
     def __init__(self, paths, manifest):
         # imgadm v1 db.save: JSON.stringify(manifest, null, '  '), no trailing newline
         super().__init__(paths.original_manifest(manifest['uuid']),
-                         json.dumps(manifest, indent=2, ensure_ascii=False).encode('utf-8'))
+                         json_bytes(manifest, indent=2))
         self.uuid = manifest['uuid']
 
     def commit(self, zfs, dataset):

@@ -8,6 +8,7 @@ import math
 import re
 import uuid as uuidlib
 
+from ansible_collections.smartos.images.plugins.module_utils._host import json_bytes
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     COMPRESSIONS, MINIMAL_FIELDS, NAME_RE, OSES, TYPES, VERSION_RE, is_uuid,
 )
@@ -143,7 +144,7 @@ def build_v1(v2, file_name, creator_name, cloud_name=CLOUD_NAME):
 
 def dumps(manifest):
     """A manifest file's bytes: JSON with two-space indents and a final newline, as imgadm writes them."""
-    return (json.dumps(manifest, indent=2, ensure_ascii=False) + '\n').encode('utf-8')
+    return json_bytes(manifest, indent=2, newline=True)
 
 
 # ---- node-imgmanifest's rules (reference §6.1, §6.2) ----

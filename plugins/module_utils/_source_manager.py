@@ -2,7 +2,6 @@
 # The smartos_image_source worker: plan the host's source list, ping new sources, write it under a lock.
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -166,7 +165,7 @@ class SourceManager:
                 # imgadm v1 cacheUpdate: every manifest the source lists, tagged with the source URL; we leave
                 # its credentials out (imgadm v1 kept them): only imgadm.conf and sources.list hold passwords
                 cache.append(dict(manifest, _url=without_credentials(entry.url)))
-        data = json.dumps(cache, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
+        data = _host.json_bytes(cache, separators=(',', ':'))
         if _host.read_regular_file(self.paths.imgcache) == data:
             return False
         if not self.check_mode:

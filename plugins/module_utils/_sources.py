@@ -195,7 +195,7 @@ class ModernSources(_SourceFile):
                 config['sources'] = []   # imgadm's upgrade writes the imported list before its version
             config['upgradedToVer'] = UPGRADED_TO
         config['sources'] = [e.to_config() for e in entries]
-        return json.dumps(config, indent=2, ensure_ascii=False).encode('utf-8')
+        return _host.json_bytes(config, indent=2)
 
 
 def upgraded_to(config):
