@@ -8,6 +8,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, InvalidParameter
+from ansible_collections.smartos.images.plugins.module_utils._host import without_lone_surrogates
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import url_secrets
 
 # A ZFS pool name: a letter first, then letters, digits, '_', '-', '.', ':'.
@@ -78,10 +79,10 @@ def run_worker(module, make_worker, **run_args):
         result = worker.run(**run_args)
     except ImageError as e:
         warn_all(module, getattr(worker, 'warnings', None))
-        module.fail_json(msg=e.msg, **e.evidence)
+        module.fail_json(**without_lone_surrogates(dict(e.evidence, msg=e.msg)))
     else:
         warn_all(module, list(result.pop('warnings', None) or []) + list(getattr(worker, 'warnings', None) or []))
-        module.exit_json(**result)
+        module.exit_json(**without_lone_surrogates(result))
 
 
 def warn_all(module, warnings):
@@ -90,7 +91,7 @@ def warn_all(module, warnings):
     for warning in warnings or []:
         if warning not in seen:
             seen.add(warning)
-            module.warn(warning)
+            module.warn(without_lone_surrogates(warning))
 
 
 def check_pool(pool):

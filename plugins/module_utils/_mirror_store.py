@@ -8,6 +8,7 @@ import shutil
 import stat
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
+from ansible_collections.smartos.images.plugins.module_utils._host import json_bytes
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._manifest import (
     SHA1_RE, check_importable, is_uuid, label, upgrade_manifest,
@@ -28,9 +29,8 @@ def serialize(document):
 
     A lone surrogate (a string of upstream's JSON may hold one: "\\ud800" is valid JSON) has no UTF-8 form: it is
     written as that escape again, as IMGAPI's JSON.stringify writes it, so the mirror serves what upstream did and
-    reads it back the same. UTF-8 can encode every other code point, so nothing else is escaped."""
-    text = json.dumps(document, separators=(',', ':'), ensure_ascii=False, allow_nan=False)
-    return text.encode('utf-8', 'backslashreplace')
+    reads it back the same (_host.json_bytes, the rule of every JSON file this collection writes)."""
+    return json_bytes(document, separators=(',', ':'), allow_nan=False)
 
 
 def serving_problem(manifest):

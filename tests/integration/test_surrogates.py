@@ -20,10 +20,6 @@ pytestmark = pytest.mark.usefixtures('collection_built')
 
 DESCRIPTION = 'caf\u00e9 \ud800 \\\udc80 end'
 TAGS = {'k\udc80ey': 'v\ud800', 'plain': 'caf\u00e9'}
-CONTROLLER_XFAIL = pytest.mark.xfail(strict=True, reason='run_worker (_common.py, not this branch\'s) hands the '
-                                     'result on with its lone surrogates: the controller refuses it')
-
-
 def shown(value):
     """value as a result shows it: each lone surrogate U+FFFD."""
     return json.loads(re.sub(r'\\ud[89a-f][0-9a-f]{2}', r'\\ufffd', json.dumps(value)))
@@ -109,7 +105,6 @@ def test_modern_layout_files(modern, server):
     assert len(file_requests(server, uuid)) == 1
 
 
-@CONTROLLER_XFAIL
 def test_modern_layout_results(modern):
     manifest, uuid = modern['manifest'], modern['manifest']['uuid']
     check, real, check2, real2 = modern['runs']
@@ -177,7 +172,6 @@ def test_original_layout_files(original):
     assert [r['changed'] for r in original['cached'][2:] if not r['failed']] in ([], [False], [False, False])
 
 
-@CONTROLLER_XFAIL
 def test_original_layout_results(original):
     runs, cached = original['runs'], original['cached']
     assert [r['failed'] for r in runs + cached + [original['facts']]] == [False] * 9

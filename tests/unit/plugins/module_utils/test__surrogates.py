@@ -260,11 +260,6 @@ def test_update_cache_with_lone_surrogates_then_unchanged(tmp_path):
 
 # ---- what reaches the controller ----
 
-CONTROLLER_XFAIL = pytest.mark.xfail(strict=True, reason='run_worker (_common.py, not this branch\'s) hands the '
-                                     'result on with its lone surrogates: the controller refuses it')
-
-
-@CONTROLLER_XFAIL
 def test_the_import_result_has_utf8_strings_only(run_module, servers, tmp_path):
     serve(servers)
     host = image_host([POOL])
@@ -275,7 +270,6 @@ def test_the_import_result_has_utf8_strings_only(run_module, servers, tmp_path):
         assert result['image']['description'] == 'caf\u00e9 \ufffd \\\ufffd \U0001f600 end'
 
 
-@CONTROLLER_XFAIL
 def test_the_facts_result_has_utf8_strings_only(run_module, servers, tmp_path):
     servers.serve(SRC + '/images', b'[' + SERVED + b']')
     os.makedirs(str(tmp_path / 'var' / 'imgadm'))

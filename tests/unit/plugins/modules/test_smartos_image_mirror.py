@@ -409,14 +409,15 @@ def test_a_manifest_no_host_could_read_in_the_listing_is_refused(up, run, mirror
 
 def test_a_lone_surrogate_upstream_sent_is_mirrored_as_it_sent_it(up, run, mirror_dir):
     """A "\\ud800" in upstream's JSON is valid and reads as a lone surrogate, which UTF-8 cannot hold: the mirror
-    writes the escape again (as IMGAPI does), reports the image, and the next run reads it back unchanged."""
+    writes the escape again (as IMGAPI does), reports the image (U+FFFD in its place: the controller refuses a result
+    with a lone surrogate), and the next run reads it back unchanged."""
     body = json.dumps(M_OTHER)[:-1].replace('"minimal-64"', '"minimal-\\ud800"') + ', "description": "a\\udfffb"}'
     up.serve('%s/images/%s' % (SRC, OTHER), body.encode())
     up.serve('%s/images/%s/file' % (SRC, OTHER), FILES[OTHER])
     result = run(images=[{'uuid': OTHER}])
     assert not result.get('failed'), result
-    assert result['added'][0]['name'] == 'minimal-\ud800'
-    assert result['diff']['after'] == {'images': ['%s minimal-\ud800@1.0' % OTHER]}
+    assert result['added'][0]['name'] == 'minimal-\ufffd'
+    assert result['diff']['after'] == {'images': ['%s minimal-\ufffd@1.0' % OTHER]}
     stored = read(mirror_dir, 'images', OTHER, 'manifest.json')
     assert b'"name":"minimal-\\ud800"' in stored and b'"description":"a\\udfffb"' in stored
     assert json.loads(stored) == json.loads(body) and json.loads(read(mirror_dir, 'images.json')) == [json.loads(body)]
