@@ -172,7 +172,6 @@ EXAMPLES = r'''
   smartos.images.smartos_image_mirror:
     path: /var/imgmirror
     verify: true
-  register: checked
 
 - name: Remove an image from the mirror
   smartos.images.smartos_image_mirror:
@@ -215,7 +214,7 @@ repaired:
   sample: [{"uuid": "c58161c0-2547-11e2-a75e-9fdca1940570", "name": "minimal-64", "version": "24.4.1",
             "bytes": 104857600}]
 bytes:
-  description: Bytes downloaded by this run (files of RV(repaired) included) (0 in check mode and when nothing was downloaded; bytes a
+  description: Bytes downloaded by this run, files of RV(repaired) included (0 in check mode and when nothing was downloaded; bytes a
     resumed download already had are not counted).
   returned: always
   type: int
