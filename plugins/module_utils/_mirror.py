@@ -2,6 +2,7 @@
 # smartos_image_mirror's worker: which images the mirror keeps (resolved upstream), what to fetch and remove, the result.
 from __future__ import annotations
 
+import copy
 import re
 import time
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource
 from ansible_collections.smartos.images.plugins.module_utils._mirror_fetch import fetch
 from ansible_collections.smartos.images.plugins.module_utils._mirror_store import MirrorStore, line, serving_problem
-from ansible_collections.smartos.images.plugins.module_utils._resolver import MAX_CHAIN, ImageResolver
+from ansible_collections.smartos.images.plugins.module_utils._resolver import MAX_CHAIN, Found, ImageResolver
 from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
 
 DSAPI_RE = re.compile(r'/datasets/?\Z')
@@ -37,12 +38,15 @@ class MirrorResolver(ImageResolver):
 
 
 class Plan:
-    """What a run does: images to fetch (base first, as Found), to remove, and the images kept after it."""
+    """What a run does: images to fetch (base first, as Found), to remove, to repair (verify), and the images kept
+    after it."""
 
     def __init__(self):
         self.fetch = []        # Found, base first
         self.remove = []       # uuids
         self.keep = set()      # uuids the listed images need (themselves and their ancestors)
+        self.repair = []       # Found of mirrored images whose file is damaged: the mirror's manifest, upstream's client
+        self.damaged = {}      # uuid -> what is wrong with its file
 
 
 class ImageMirror:
@@ -77,7 +81,8 @@ class ImageMirror:
         self._report_disk(store)
         before = dict(store.complete)
         plan = self.plan(store)
-        changed = bool(plan.fetch or plan.remove or store.broken or store.orphans or store.leftovers) or not exists
+        changed = bool(plan.fetch or plan.remove or plan.repair or store.broken or store.orphans
+                       or store.leftovers) or not exists
         if self.check_mode:
             added = []
             changed = changed or bool(store.stale_documents())
@@ -97,7 +102,7 @@ class ImageMirror:
             for uuid in plan.remove:
                 after.pop(uuid, None)
             after.update((f.uuid, f.manifest) for f in plan.fetch)
-            result['diff'] = {'before': self._listed(before), 'after': self._listed(after)}
+            result['diff'] = {'before': self._listed(before, plan.damaged), 'after': self._listed(after)}
         return result
 
     def _write_documents_quietly(self):
@@ -108,10 +113,12 @@ class ImageMirror:
             pass   # the first failure is what the user needs to see
 
     @staticmethod
-    def _listed(images):
+    def _listed(images, damaged=()):
         """One side of the diff: {'images': ['uuid name@version', ...]} sorted by uuid (a mapping, which Ansible's
-        diff callback shows as JSON; a bare list it cannot show)."""
-        return {'images': [line(getattr(m, 'manifest', m)) for dummy, m in sorted(images.items())]}
+        diff callback shows as JSON; a bare list it cannot show). An image whose file verify found damaged is
+        'uuid name@version (damaged)' on the side before: its line changes, as the file does."""
+        return {'images': [line(getattr(m, 'manifest', m)) + (' (damaged)' if u in damaged else '')
+                           for u, m in sorted(images.items())]}
 
     def _report_disk(self, store):
         for name in store.stray:
@@ -139,7 +146,42 @@ class ImageMirror:
         if self.params.get('prune'):
             plan.remove = sorted(u for u in set(store.complete) | set(store.broken) | store.partial
                                  if u not in plan.keep)
+        if self.params.get('verify'):
+            self._verify(store, plan)
         return plan
+
+    def _verify(self, store, plan):
+        """Hash every mirrored file that stays (read-only); each damaged one is reported and planned for repair."""
+        for uuid, image in sorted(store.complete.items()):
+            if uuid in plan.remove:
+                continue
+            why = store.file_damage(uuid, image.manifest)
+            if why is None:
+                continue
+            self.warnings.append('image %s in the mirror is damaged (%s): its file %s downloaded again from '
+                                 'upstream' % (uuid, why, 'would be' if self.check_mode else 'is'))
+            plan.damaged[uuid] = why
+            plan.repair.append(self._repair_source(image, why))
+
+    def _repair_source(self, image, why):
+        """A Found for downloading a damaged image's file again: the mirror's own manifest (what hosts check the file
+        by), the client of the first upstream source that has the image, active or not, with the same file."""
+        uuid, want = image.uuid, image.manifest['files'][0]
+        damaged = 'image %s in the mirror is damaged (%s)' % (uuid, why)
+        try:
+            found = self.resolver.find(uuid, active_only=False)
+        except ImageError as e:
+            raise type(e)('%s and cannot be downloaded again: %s; its file is left as it is'
+                          % (damaged, e.msg), **dict(e.evidence, image=uuid))
+        theirs = found.manifest['files'][0]
+        if theirs.get('size') != want['size'] or (isinstance(theirs.get('sha1'), str)
+                                                  and theirs['sha1'].lower() != want['sha1'].lower()):
+            raise SourceError('%s and %s now publishes another file for it (%s bytes, SHA-1 %s; the mirror\'s '
+                              'manifest says %d bytes, SHA-1 %s): its file is left as it is; to mirror what '
+                              'upstream publishes now, remove the image (state=absent) and list it again'
+                              % (damaged, found.source.url, theirs.get('size'), theirs.get('sha1'), want['size'],
+                                 want['sha1'].lower()), url=found.source.url, image=uuid)
+        return Found(found.source, found.client, copy.deepcopy(image.manifest), found.raw, active_only=False)
 
     def _needed(self, store, uuid, keep):
         """The images to fetch for uuid, base first (itself and its ancestors the mirror lacks); adds to keep
@@ -195,7 +237,8 @@ class ImageMirror:
     # ---- acting ----
 
     def act(self, plan):
-        """Repair, remove, fetch base first; returns (manifest, bytes downloaded) of each image added."""
+        """Repair the directory, remove, download damaged files again (verify), fetch base first; returns
+        (manifest, bytes downloaded) of each image added and then of each repaired."""
         store = self.store
         store.create(images=True)
         store.clean_leftovers()
@@ -205,19 +248,29 @@ class ImageMirror:
             store.adopt_file(uuid)
         for uuid in plan.remove:   # first: what goes frees the space for what comes
             store.remove(uuid)
+        repaired = []
+        for found in plan.repair:
+            # no adopt_file: the damaged file stays served until the new one is verified and renamed over it
+            try:
+                repaired.append(fetch(store, found, self.params['retries'], self.sleep))
+            except ImageError as e:
+                raise type(e)('image %s in the mirror is damaged (%s) and could not be downloaded again: %s; its '
+                              'file is left as it is' % (found.uuid, plan.damaged[found.uuid], e.msg),
+                              **dict(e.evidence, image=found.uuid))
         added = []
         for found in plan.fetch:
             store.adopt_file(found.uuid)
             added.append(fetch(store, found, self.params['retries'], self.sleep))
-        return added
+        return added + repaired
 
     def _shape(self, result, before, plan):
         sizes = {f.uuid: f.manifest['files'][0]['size'] for f in plan.fetch}
         result['added'] = [_entry(f.manifest, sizes[f.uuid]) for f in plan.fetch]
+        result['repaired'] = [_entry(f.manifest, f.manifest['files'][0]['size']) for f in plan.repair]
         result['removed'] = [before[u].entry() for u in plan.remove if u in before]
         result['removed'] += [{'uuid': u, 'name': None, 'version': None, 'bytes': 0}
                               for u in plan.remove if u not in before]
-        gone = set(plan.remove) | set(sizes)
+        gone = set(plan.remove) | set(sizes) | set(plan.damaged)
         result['kept'] = [m.entry() for u, m in sorted(before.items()) if u not in gone]
         result['images'] = sorted((set(before) - set(plan.remove)) | set(sizes))
 

@@ -2,6 +2,7 @@
 # The mirror's directory, read as hostile: images/<uuid>/manifest.json and file, images.json, ping.json, the lock.
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from ansible_collections.smartos.images.plugins.module_utils._resolver import li
 
 COLLECTION_VERSION = '0.1.0'         # ping.json's "version": galaxy.yml's version (a unit test keeps them equal)
 MANIFEST_MAX = 1 << 20               # as _imgapi.MANIFEST_MAX_BYTES: a stored manifest is no bigger than a served one
+HASH_CHUNK = 1 << 20                 # bytes read per call when a kept file is hashed (verify): memory stays bounded
 LOCK_WAIT = 3600                     # seconds a run waits for another run of the same mirror to end
 FILE = 'file'
 PARTIAL = 'file.partial'
@@ -182,6 +184,29 @@ class MirrorStore:
         if st.st_size != want:
             return None, 'its file is %d bytes, its manifest says %d' % (st.st_size, want)
         return st.st_size, None
+
+    def file_damage(self, uuid, manifest):
+        """Why images/<uuid>/file is not the manifest's file by its size and SHA-1 (None when it is): read-only,
+        in chunks of HASH_CHUNK bytes, never through a symlink."""
+        want = manifest['files'][0]
+        digest, size = hashlib.sha1(), 0
+        try:
+            with os.fdopen(os.open(self.file_of(uuid), os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0)), 'rb') as f:
+                while True:
+                    data = f.read(HASH_CHUNK)
+                    if not data:
+                        break
+                    digest.update(data)
+                    size += len(data)
+        except FileNotFoundError:
+            return 'its file is missing'
+        except OSError as e:
+            return 'its file cannot be read: %s' % (e.strerror or e)
+        if size != want['size']:
+            return 'its file is %d bytes, its manifest says %d' % (size, want['size'])
+        if digest.hexdigest() != want['sha1'].lower():
+            return 'the SHA-1 of its file is %s, its manifest says %s' % (digest.hexdigest(), want['sha1'].lower())
+        return None
 
     def partial_size(self, uuid):
         """Bytes of images/<uuid>/file.partial (0 when there is none, or it is no regular file)."""

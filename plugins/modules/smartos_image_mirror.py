@@ -32,7 +32,8 @@ description:
     C(manifest.json) removed, its file kept as C(file.partial)) with a warning, and mirrored again
     when it is listed. Entries of C(images/) that are no image directory are reported and left alone;
     temporary files of killed runs are removed. A mirrored file is checked by its size on each run, not
-    hashed again (hosts check the SHA-1 of what they download).
+    hashed again (hosts check the SHA-1 of what they download); O(verify=true) hashes every one and
+    downloads a damaged one again.
   - Images to remove go before any download, and a file larger than the free space left is refused
     before its first byte.
 author:
@@ -49,12 +50,14 @@ attributes:
   check_mode:
     details:
       - Check mode asks upstream for manifests and listings as the real run does, downloads no file
-        and writes nothing, and reports the same RV(added), RV(removed), RV(kept) and diff.
+        and writes nothing, and reports the same RV(added), RV(removed), RV(kept), RV(repaired) and diff
+        (with O(verify=true) it hashes the mirrored files, reading them only).
   diff_mode:
     support: full
     details:
       - The diff is the mirrored images before and after, each side a mapping C(images) to a list of
-        C(uuid name@version) sorted by UUID (see RV(diff)).
+        C(uuid name@version) sorted by UUID (see RV(diff)); the line of an image repaired by
+        O(verify) has the word C(damaged) in parentheses after it on the side before.
   idempotent:
     details:
       - An image named without O(images[].version) is the newest one upstream offers, asked again on
@@ -115,6 +118,21 @@ options:
         of a listed one (and any image directory left incomplete).
     type: bool
     default: false
+  verify:
+    description:
+      - Also hash every mirrored file that stays and check its size and SHA-1 against its manifest's
+        C(files[0].sha1). A file that does not match (damaged in place, its size unchanged) is reported
+        with a warning and downloaded again from upstream into C(file.partial), checked against the
+        mirror's manifest and renamed over the damaged file only when verified; the image is then in
+        RV(repaired). The run fails, and leaves the damaged file as it is, when no upstream source has
+        the image or upstream's file is no longer the one the mirror's manifest describes.
+      - Upstream is asked only about damaged images, so a verify run of a sound mirror asks it nothing.
+      - With V(false), a mirrored file is checked by its size only (a missing file, or one of the wrong size,
+        is withdrawn and mirrored again as described above), so a run reads no file and stays cheap; a file
+        damaged in place keeps being served until a verify run. Schedule one, for example weekly.
+      - Hashing reads every byte of the mirror, in chunks of 1 MiB.
+    type: bool
+    default: false
 notes:
   - Docker images are refused with a clear error.
   - Only active images are mirrored when listed; their ancestors are mirrored whatever their state, as
@@ -150,6 +168,11 @@ EXAMPLES = r'''
     prune: true
   delegate_to: localhost
 
+- name: Weekly, hash every mirrored file and download a damaged one again
+  smartos.images.smartos_image_mirror:
+    path: /var/imgmirror
+    verify: true
+
 - name: Remove an image from the mirror
   smartos.images.smartos_image_mirror:
     path: /var/imgmirror
@@ -175,14 +198,23 @@ removed:
   elements: dict
   sample: []
 kept:
-  description: The images that were mirrored and stay, each as in RV(added), with C(bytes) the size of its file.
+  description: The images that were mirrored and stay, each as in RV(added), with C(bytes) the size of its file
+    (an image in RV(repaired) is not listed here).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"uuid": "c58161c0-2547-11e2-a75e-9fdca1940570", "name": "minimal-64", "version": "24.4.1",
+            "bytes": 104857600}]
+repaired:
+  description: The mirrored images whose file O(verify) found damaged and downloaded again (or would, in check
+    mode), each as in RV(added), with C(bytes) the size of its file. Always empty without O(verify).
   returned: always
   type: list
   elements: dict
   sample: [{"uuid": "c58161c0-2547-11e2-a75e-9fdca1940570", "name": "minimal-64", "version": "24.4.1",
             "bytes": 104857600}]
 bytes:
-  description: Bytes downloaded by this run (0 in check mode and when nothing was downloaded; bytes a
+  description: Bytes downloaded by this run, files of RV(repaired) included (0 in check mode and when nothing was downloaded; bytes a
     resumed download already had are not counted).
   returned: always
   type: int
@@ -191,6 +223,8 @@ diff:
   description:
     - The mirrored images before and after the run (in check mode, as it would leave them), each side a
       mapping with one key, C(images), the list of C(uuid name@version) sorted by UUID.
+    - The line of an image in RV(repaired) has the word C(damaged) in parentheses after it on the side
+      before (C(uuid name@version) after), so the repair shows as a changed line.
     - Ansible's C(--diff) output shows it as a diff of the two sides.
   returned: when run with C(--diff)
   type: dict
@@ -230,6 +264,7 @@ def main():
         source=dict(type='list', elements='str', default=DEFAULT_SOURCE),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         prune=dict(type='bool', default=False),
+        verify=dict(type='bool', default=False),
     )
     module = new_module(options, ('server',))
     hide_url_passwords(module, module.params['source'])

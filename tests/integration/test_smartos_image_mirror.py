@@ -215,6 +215,40 @@ def test_a_damaged_mirror_is_repaired_without_downloading_again(play, server, im
     assert read(mirror, 'images', manifest['uuid'], 'manifest.json') == compact(copy.deepcopy(manifest))
 
 
+def test_verify_repairs_a_file_damaged_in_place_with_one_file_request(play, server, images, mirror):
+    """One byte of a mirrored file flipped in place (same size): a plain run does not see it, a verify run
+    reports it, asks upstream for that file once and puts the right bytes back; the next verify run changes
+    nothing and asks nothing."""
+    manifest = images('mirror-rot')
+    uuid, size = manifest['uuid'], manifest['files'][0]['size']
+    shown = '%s %s@%s' % (uuid, manifest['name'], manifest['version'])
+    assert not play(mirror_task(mirror, server.url, [{'uuid': uuid}]))['failed']
+    path = os.path.join(mirror, 'images', uuid, 'file')
+    with open(path, 'r+b') as f:
+        f.seek(size // 2)
+        byte = f.read(1)
+        f.seek(size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert os.path.getsize(path) == size and read(path) != read(images.path('mirror-rot'))
+    server.clear_requests()
+    plain = play(mirror_task(mirror, server.url, [{'uuid': uuid}]))
+    assert not plain['failed'] and not plain['changed'] and plain['repaired'] == [] and server.requests() == []
+    task = mirror_task(mirror, server.url, [{'uuid': uuid}], verify=True)
+    result = play(task)
+    assert result['_rc'] == 0 and not result['failed'], result['_stdout'] + result['_stderr']
+    assert result['changed'] and result['repaired'] == [
+        {'uuid': uuid, 'name': manifest['name'], 'version': manifest['version'], 'bytes': size}]
+    assert result['bytes'] == size and result['added'] == [] and result['kept'] == []
+    assert [r['path'] for r in file_requests(server, uuid)] == ['/images/%s/file' % uuid]
+    assert any('image %s in the mirror is damaged' % uuid in str(w) for w in result.get('warnings', []))
+    assert diff_lines(result['_stdout'], '-') == [shown + ' (damaged)'] and diff_lines(result['_stdout'], '+') == [shown]
+    assert read(path) == read(images.path('mirror-rot'))
+    assert sorted(os.listdir(os.path.dirname(path))) == ['file', 'manifest.json']
+    server.clear_requests()
+    again = play(task)
+    assert not again['failed'] and not again['changed'] and again['repaired'] == [] and server.requests() == []
+
+
 def test_the_examples_run(play, example_servers, tmp_path):
     """The module's EXAMPLES as written, but for the mirror's path (a scratch directory instead of /var/imgmirror)
     and the default source (the example server instead of the public one, which this network cannot reach)."""
@@ -232,6 +266,7 @@ def test_the_examples_run(play, example_servers, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = play.results(record)
     assert [r['status'] for r in results] == ['ok'] * len(tasks)
-    assert [bool(r['result'].get('changed')) for r in results] == [True, False, False, True]
+    assert [bool(r['result'].get('changed')) for r in results] == [True, False, False, False, True]
+    assert results[3]['result']['repaired'] == []   # the weekly verify run of a sound mirror
     assert results[0]['result']['added'][0]['uuid'] == example_servers['uuid']
     assert os.listdir(os.path.join(mirror_path, 'images')) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import types
 
 import pytest
 
@@ -14,6 +15,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 from ansible_collections.smartos.images.plugins.module_utils._http_body import FileStream
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import DsapiClient, ImageServerClient
 from ansible_collections.smartos.images.plugins.module_utils._mirror import ImageMirror, MirrorResolver, mirror_source
+from ansible_collections.smartos.images.plugins.module_utils import _mirror_store
 from ansible_collections.smartos.images.plugins.module_utils._mirror_fetch import fetch
 from ansible_collections.smartos.images.plugins.module_utils._mirror_store import MirrorStore
 from ansible_collections.smartos.images.plugins.module_utils._resolver import Found
@@ -163,3 +165,85 @@ def test_dsapi_client_is_made_for_a_datasets_url():
         mirror_source('http://d.example/datasets')), DsapiClient)
     client = MirrorResolver(params(), []).client(mirror_source('http://i.example'))
     assert isinstance(client, ImageServerClient) and not isinstance(client, DsapiClient)
+
+
+# ---- verify: a kept file hashed ----
+
+def mirrored(root, uuid=U1):
+    put_image(root, uuid)
+    store = MirrorStore(root).scan()
+    return store, store.complete[uuid].manifest
+
+
+def test_a_sound_file_has_no_damage_and_is_read_in_bounded_chunks(tmp_path, monkeypatch):
+    store, manifest = mirrored(str(tmp_path))
+    monkeypatch.setattr(_mirror_store, 'HASH_CHUNK', 1000)
+    reads = []
+
+    class Recorded:
+        def __init__(self):
+            self.real = hashlib.sha1()
+
+        def update(self, data):
+            reads.append(len(data))
+            self.real.update(data)
+
+        def hexdigest(self):
+            return self.real.hexdigest()
+
+    monkeypatch.setattr(_mirror_store, 'hashlib', types.SimpleNamespace(sha1=Recorded))
+    assert store.file_damage(U1, manifest) is None
+    assert sum(reads) == len(DATA) and max(reads) == 1000
+
+
+def _grow(path):
+    with open(path, 'ab') as f:
+        f.write(b'x')
+
+
+def _symlinked(path):
+    os.unlink(path)
+    os.symlink('/etc/hostname', path)
+
+
+@pytest.mark.parametrize('change, why', [
+    (lambda p: _flip(p, 7), 'the SHA-1 of its file is'), (os.unlink, 'its file is missing'),
+    (_grow, 'its file is %d bytes' % (len(DATA) + 1)), (_symlinked, 'its file cannot be read'),
+])
+def test_a_damaged_file_says_why(tmp_path, change, why):
+    store, manifest = mirrored(str(tmp_path))
+    change(store.file_of(U1))
+    assert why in store.file_damage(U1, manifest)
+
+
+def _flip(path, at):
+    with open(path, 'r+b') as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+def test_check_mode_verify_hashes_and_asks_only_about_the_damaged_image(tmp_path):
+    root = str(tmp_path)
+    put_image(root, U1)
+    put_image(root, U2)
+    _flip(os.path.join(root, 'images', U1, 'file'), 0)
+    asked = []
+
+    class Upstream:
+        source = ImageSource('http://up.example.com')
+
+        def get_image(self, uuid):
+            asked.append(uuid)
+            return dict(MirrorStore(root).scan().complete[uuid].manifest, uuid=uuid)
+
+        def open_file(self, uuid, offset=0):
+            pytest.fail('a file asked in check mode')
+
+    before = {n: os.stat(os.path.join(d, n)).st_mtime_ns for d, ds, ns in os.walk(root) for n in ns}
+    mirror = ImageMirror(params(path=root, verify=True), check_mode=True, client_factory=lambda *a, **k: Upstream())
+    result = mirror.run(diff=True)
+    assert asked == [U1] and [r['uuid'] for r in result['repaired']] == [U1] and result['changed']
+    assert [k['uuid'] for k in result['kept']] == [U2]
+    assert {n: os.stat(os.path.join(d, n)).st_mtime_ns for d, ds, ns in os.walk(root) for n in ns} == before

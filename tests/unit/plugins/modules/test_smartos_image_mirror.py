@@ -569,3 +569,148 @@ def test_the_ping_version_is_the_collection_version():
     with open(os.path.join(root, 'galaxy.yml'), encoding='utf-8') as f:
         version = [ln.split(':', 1)[1].strip() for ln in f if ln.startswith('version:')][0]
     assert _mirror_store.COLLECTION_VERSION == version
+
+
+# ---- verify: a file damaged in place, its size unchanged ----
+
+def rot(mirror_dir, uuid, at=100):
+    """Flip one byte of a mirrored file in place: same size, other SHA-1."""
+    with open(os.path.join(mirror_dir, 'images', uuid, 'file'), 'r+b') as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_without_verify_a_same_size_damage_is_not_found(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': CHILD}])
+    rot(mirror_dir, BASE)
+    damaged = tree(mirror_dir)
+    up.requests.clear()
+    result = run(images=[{'uuid': CHILD}])
+    assert result['changed'] is False and result['repaired'] == [] and warnings_of(result) == []
+    assert up.requests == [] and tree(mirror_dir) == damaged
+
+
+def test_verify_finds_a_same_size_damage_and_downloads_the_file_again(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': CHILD}])
+    rot(mirror_dir, BASE)
+    manifest_before = read(mirror_dir, 'images', BASE, 'manifest.json')
+    up.requests.clear()
+    result = run(images=[{'uuid': CHILD}], verify=True)
+    assert result['changed'] is True and not result.get('failed')
+    assert result['repaired'] == [{'uuid': BASE, 'name': 'base-64', 'version': '1.0', 'bytes': len(FILES[BASE])}]
+    assert result['bytes'] == len(FILES[BASE]) and result['added'] == [] and result['removed'] == []
+    assert [k['uuid'] for k in result['kept']] == [CHILD] and result['images'] == sorted([BASE, CHILD])
+    assert up.file_requests() == ['%s/images/%s/file' % (SRC, BASE)]
+    assert any('image %s in the mirror is damaged (the SHA-1 of its file is' % BASE in w
+               for w in warnings_of(result)), result
+    assert read(mirror_dir, 'images', BASE, 'file') == FILES[BASE]
+    assert read(mirror_dir, 'images', BASE, 'manifest.json') == manifest_before
+    assert sorted(os.listdir(os.path.join(mirror_dir, 'images', BASE))) == ['file', 'manifest.json']
+    assert result['diff'] == {
+        'before': {'images': sorted(['%s base-64@1.0 (damaged)' % BASE, '%s base-64@2.0' % CHILD])},
+        'after': {'images': sorted(['%s base-64@1.0' % BASE, '%s base-64@2.0' % CHILD])}}
+    up.requests.clear()
+    again = run(images=[{'uuid': CHILD}], verify=True)
+    assert again['changed'] is False and again['repaired'] == [] and up.requests == []
+
+
+def test_verify_of_an_image_not_listed_repairs_it_too(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': OTHER}])
+    rot(mirror_dir, OTHER, at=len(FILES[OTHER]) - 1)
+    result = run(images=[], verify=True)
+    assert [r['uuid'] for r in result['repaired']] == [OTHER] and result['kept'] == []
+    assert read(mirror_dir, 'images', OTHER, 'file') == FILES[OTHER]
+
+
+def test_verify_in_check_mode_reports_the_repair_and_writes_nothing(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': CHILD}])
+    rot(mirror_dir, CHILD)
+    damaged = tree(mirror_dir)
+    up.requests.clear()
+    check = run(check=True, images=[{'uuid': CHILD}], verify=True)
+    assert check['changed'] is True and check['bytes'] == 0
+    assert [r['uuid'] for r in check['repaired']] == [CHILD]
+    assert any('its file would be downloaded again' in w for w in warnings_of(check))
+    assert up.file_requests() == [] and tree(mirror_dir) == damaged
+    real = run(images=[{'uuid': CHILD}], verify=True)
+    for key in ('changed', 'added', 'removed', 'kept', 'repaired', 'images', 'diff'):
+        assert check[key] == real[key], key
+
+
+def test_verify_of_a_sound_mirror_changes_nothing_and_asks_upstream_nothing(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': CHILD}, {'uuid': OTHER}])
+    before = tree(mirror_dir)
+    up.requests.clear()
+    for check in (True, False):
+        result = run(check=check, images=[{'uuid': CHILD}], verify=True)
+        assert result['changed'] is False and result['repaired'] == [] and warnings_of(result) == []
+        assert len(result['kept']) == 3
+    assert up.requests == [] and tree(mirror_dir) == before
+
+
+def test_verify_leaves_the_file_when_upstream_sends_another_one(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': OTHER}])
+    rot(mirror_dir, OTHER)
+    damaged = tree(mirror_dir)
+    other = bytearray(FILES[OTHER])
+    other[5] ^= 0x01
+    up.offer(M_OTHER, bytes(other))   # the same manifest, another file
+    up.requests.clear()
+    result = run(images=[{'uuid': OTHER}], verify=True)
+    assert result['failed']
+    assert 'image %s in the mirror is damaged' % OTHER in result['msg']
+    assert 'could not be downloaded again' in result['msg'] and 'checksum (sha1) error' in result['msg']
+    assert 'its file is left as it is' in result['msg']
+    assert up.file_requests() == ['%s/images/%s/file' % (SRC, OTHER)]
+    assert tree(mirror_dir) == damaged   # the damaged file still in place, no file.partial left
+
+
+def test_verify_leaves_the_file_when_upstream_publishes_another_manifest(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': OTHER}])
+    rot(mirror_dir, OTHER)
+    damaged = tree(mirror_dir)
+    changed = copy.deepcopy(M_OTHER)
+    changed['files'][0]['sha1'] = hashlib.sha1(b'something else').hexdigest()
+    up.offer(changed)
+    up.requests.clear()
+    result = run(images=[{'uuid': OTHER}], verify=True)
+    assert result['failed'] and 'now publishes another file for it' in result['msg']
+    assert up.file_requests() == [] and tree(mirror_dir) == damaged
+
+
+def test_verify_of_an_image_upstream_no_longer_has_fails_and_keeps_it(up, run, mirror_dir):
+    up.offer(M_OTHER)
+    run(images=[{'uuid': OTHER}])
+    rot(mirror_dir, OTHER)
+    damaged = tree(mirror_dir)
+    up.routes.clear()
+    result = run(images=[], verify=True)
+    assert result['failed'] and 'cannot be downloaded again' in result['msg'] and OTHER in result['msg']
+    assert tree(mirror_dir) == damaged
+
+
+def test_verify_does_not_hash_what_is_removed(up, run, mirror_dir):
+    offer_chain(up)
+    run(images=[{'uuid': OTHER}, {'uuid': BASE}])
+    rot(mirror_dir, OTHER)
+    result = run(images=[{'uuid': BASE}], prune=True, verify=True)
+    assert [r['uuid'] for r in result['removed']] == [OTHER] and result['repaired'] == []
+
+
+def test_with_verify_a_file_of_the_wrong_size_is_still_withdrawn_and_mirrored_again(up, run, mirror_dir):
+    up.offer(M_OTHER)
+    run(images=[{'uuid': OTHER}])
+    write(mirror_dir, 'images/%s/file' % OTHER, b'short')
+    result = run(images=[{'uuid': OTHER}], verify=True)
+    assert any('cannot be served as it is' in w for w in warnings_of(result)), result
+    assert [a['uuid'] for a in result['added']] == [OTHER] and result['repaired'] == []
+    assert read(mirror_dir, 'images', OTHER, 'file') == FILES[OTHER]
