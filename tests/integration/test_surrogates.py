@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.integration.conftest import POOL, four_runs
+from tests.integration.test_smartos_image_source import v1_manifest
 from tests.lib.imgserver_ctl import publish
 from tests.lib.zfspool import retry_busy, run
 
@@ -122,14 +123,7 @@ def test_modern_layout_results(modern):
 
 def v1_of(manifest):
     """The DSAPI (v1) description of the image, with the same lone surrogates."""
-    return {'uuid': manifest['uuid'], 'name': manifest['name'], 'version': manifest['version'],
-            'description': DESCRIPTION, 'tags': TAGS, 'os': 'smartos', 'type': 'zone-dataset',
-            'urn': 'smartos:tests:%s:%s' % (manifest['name'], manifest['version']),
-            'creator_uuid': '930896af-bf8c-48d4-885c-6573a94b1853', 'creator_name': 'tests',
-            'vendor_uuid': '930896af-bf8c-48d4-885c-6573a94b1853', 'cloud_name': 'smartos',
-            'platform_type': 'smartos', 'published_at': '2012-08-31T10:01Z', 'created_at': '2012-08-31T10:01Z',
-            'files': [{'path': '%s-%s.zfs.bz2' % (manifest['name'], manifest['version']),
-                       'sha1': manifest['files'][0]['sha1'], 'size': manifest['files'][0]['size']}]}
+    return dict(v1_manifest(manifest, None), description=DESCRIPTION, tags=TAGS)
 
 
 @pytest.fixture
