@@ -138,6 +138,7 @@ def _download(client, uuid, size, want_sha1, partial, have, digests, retries, pa
         # never through a symlink: O_EXCL for a new file, O_NOFOLLOW for one resumed
         flags = os.O_WRONLY | (os.O_NOFOLLOW if have else os.O_CREAT | os.O_EXCL)
         with os.fdopen(os.open(partial, flags, 0o644), 'wb') as f:
+            os.fchmod(f.fileno(), 0o644)   # readable by the web server's user whatever the umask the run has
             f.truncate(have)
             f.seek(have)
             received = read_file(client, uuid, stream, size, digests, f.write, retries, pause, received=have)
