@@ -702,3 +702,37 @@ def test_role_refuses_an_image_entry_with_a_state(tmp_path, role_path, up):
     done = role([{'uuid': uuid_of(980), 'state': 'absent'}])
     assert done.rc != 0 and 'state' in done.out, done.out
     assert up.requests() == []
+
+
+def test_nginx_follows_no_symlink_planted_in_the_mirror_but_serves_a_mirror_path_that_is_one(tmp_path, up):
+    """A symlink planted under the mirror (images/<uuid>/file -> a file outside) is not followed by nginx: nothing
+    outside the mirror is served through it. The mirror's own path may be a symlink (to a larger disk)."""
+    top = public_dir('attack-symlinks-')
+    try:
+        real = os.path.join(top, 'real')
+        os.mkdir(real)
+        os.chmod(real, 0o755)
+        path = os.path.join(top, 'mirror')
+        os.symlink(real, path)
+        role = MirrorRole(str(tmp_path), path, [up.url], free_port())
+        done = role([])
+        assert done.rc == 0, done.out
+        outside = os.path.join(top, 'outside')
+        with open(outside, 'w', encoding='utf-8') as f:
+            f.write('not for the fleet')
+        os.chmod(outside, 0o644)
+        planted = os.path.join(real, 'images', uuid_of(1100))
+        os.makedirs(planted)
+        os.chmod(planted, 0o755)
+        with open(os.path.join(planted, 'manifest.json'), 'w', encoding='utf-8') as f:
+            f.write('{}')
+        os.chmod(os.path.join(planted, 'manifest.json'), 0o644)
+        os.symlink(outside, os.path.join(planted, 'file'))
+        with Nginx(role.conf, int(role.vars['image_mirror_listen'].rsplit(':', 1)[1])) as server:
+            listing = http_get(server.url + '/images')
+            ping = http_get(server.url + '/ping')
+            status, body = http_get(server.url + '/images/%s/file' % uuid_of(1100))
+        assert listing == (200, b'[]') and ping[0] == 200
+        assert status != 200 and b'not for the fleet' not in body, (status, body)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
