@@ -2,7 +2,6 @@
 # One image file into the mirror: file.partial, hashed as it arrives (and resumed), renamed into place when verified.
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 
@@ -42,9 +41,12 @@ def fetch(store, found, retries, pause):
     if have < size:
         _check_space(store.image_dir(uuid), uuid, size - have)
         received, digests, have = _fill(found.client, uuid, size, want_sha1, partial, have, digests, retries, pause)
-    stored = copy.deepcopy(manifest)
+    stored = manifest
     if not want_sha1:
-        stored['files'][0]['sha1'] = digests.sha1.hexdigest()   # hosts need a checksum; nginx sends no Content-MD5
+        # hosts need a checksum; nginx sends no Content-MD5. Copied one level (not deepcopy: a manifest may nest
+        # deeper than Python's recursion limit lets deepcopy walk)
+        stored = dict(manifest, files=[dict(manifest['files'][0], sha1=digests.sha1.hexdigest())]
+                      + list(manifest['files'][1:]))
     try:
         os.replace(partial, store.file_of(uuid, FILE))
     except OSError as e:

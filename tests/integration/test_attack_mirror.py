@@ -213,6 +213,23 @@ def test_a_v1_dsapi_manifest_is_stored_upgraded_and_served_as_v2(mirror, tmp_pat
         assert f.read() == data
 
 
+@pytest.mark.parametrize('depth', [100, 400, 900, 960, 975, 985, 995])
+def test_a_deeply_nested_manifest_is_mirrored_or_refused_never_a_traceback(mirror, up, served, depth):
+    """Extra fields are kept as upstream sent them; one nested hundreds deep must not crash the module."""
+    manifest, data = image(served, 1200 + depth, nested='NESTED')
+    path = os.path.join(served, manifest['uuid'], 'manifest.json')
+    with open(path, encoding='utf-8') as f:
+        text = f.read().replace('"NESTED"', '[' * depth + ']' * depth)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(path + '.tmp', path)
+    result = run(mirror, [{'uuid': manifest['uuid']}])
+    no_traceback(result)
+    if not result.get('failed'):
+        with open(os.path.join(mirror['path'], 'images', manifest['uuid'], 'file'), 'rb') as f:
+            assert f.read() == data
+
+
 # ---- redirects ----
 
 def test_a_file_redirected_to_another_host_arrives_without_the_credentials(mirror, tmp_path):
@@ -736,3 +753,22 @@ def test_nginx_follows_no_symlink_planted_in_the_mirror_but_serves_a_mirror_path
         assert status != 200 and b'not for the fleet' not in body, (status, body)
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_role_takes_a_listen_port_given_as_a_yaml_number(tmp_path, role_path, up):
+    """`image_mirror_listen: 8080` is what a careless user writes: YAML makes it a number, which must still work."""
+    port = free_port()
+    role = MirrorRole(str(tmp_path), role_path, [up.url], port)
+    done = role([], image_mirror_listen=port)
+    assert done.rc == 0, done.out
+    with open(role.conf, encoding='utf-8') as f:
+        assert '    listen %d default_server;\n' % port in f.read()
+
+
+@pytest.mark.parametrize('images', [[uuid_of(1)], [None], uuid_of(1), [{'uuid': uuid_of(1), 'version': '1'}]])
+def test_role_refuses_image_entries_that_name_no_image_with_a_clear_message(tmp_path, role_path, up, images):
+    role = MirrorRole(str(tmp_path), role_path, [up.url], free_port())
+    done = role(images)
+    assert done.rc != 0 and 'Traceback' not in done.out, done.out
+    assert 'image_mirror_images' in done.out, done.out
+    assert up.requests() == [] and not os.path.exists(role.conf)
