@@ -228,6 +228,9 @@ def test_a_deeply_nested_manifest_is_mirrored_or_refused_never_a_traceback(mirro
     if not result.get('failed'):
         with open(os.path.join(mirror['path'], 'images', manifest['uuid'], 'file'), 'rb') as f:
             assert f.read() == data
+        again = run(mirror, [{'uuid': manifest['uuid']}])   # what it wrote, it reads back as mirrored
+        no_traceback(again)
+        assert not again['changed'] and not again.get('warnings') and len(files_asked(up)) == 1, again
 
 
 # ---- redirects ----
