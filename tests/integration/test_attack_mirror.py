@@ -775,3 +775,93 @@ def test_role_refuses_image_entries_that_name_no_image_with_a_clear_message(tmp_
     assert done.rc != 0 and 'Traceback' not in done.out, done.out
     assert 'image_mirror_images' in done.out, done.out
     assert up.requests() == [] and not os.path.exists(role.conf)
+
+
+# ---- more careless and hostile cases ----
+
+def test_a_file_larger_than_the_free_space_is_refused_before_its_first_byte(mirror, up, served):
+    manifest, dummy = image(served, 1300)
+    path = os.path.join(served, manifest['uuid'], 'manifest.json')
+    huge = dict(manifest, files=[dict(manifest['files'][0], size=1 << 60)])
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(huge, f)
+    os.replace(path + '.tmp', path)
+    result = run(mirror, [{'uuid': manifest['uuid']}])
+    no_traceback(result)
+    assert result['failed'] and 'bytes free' in result['msg'], result['msg']
+    assert files_asked(up) == []
+
+
+def test_an_upper_case_sha1_is_mirrored_once_and_stays_mirrored(mirror, up, served):
+    manifest, data = image(served, 1310)
+    path = os.path.join(served, manifest['uuid'], 'manifest.json')
+    upper = dict(manifest, files=[dict(manifest['files'][0], sha1=manifest['files'][0]['sha1'].upper())])
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(upper, f)
+    os.replace(path + '.tmp', path)
+    first = run(mirror, [{'uuid': manifest['uuid']}])
+    no_traceback(first)
+    if first.get('failed'):
+        assert 'sha1' in first['msg'] and files_asked(up) == []
+        return
+    again = run(mirror, [{'uuid': manifest['uuid']}])
+    assert not again['changed'] and not again.get('warnings') and len(files_asked(up)) == 1, again
+
+
+def test_images_mirrored_before_a_failure_are_listed(mirror, up, served):
+    good, dummy = image(served, 1320)
+    bad, dummy = image(served, 1321)
+    up.add_fault('wrong_bytes', uuid=bad['uuid'])
+    result = run(mirror, [{'uuid': good['uuid']}, {'uuid': bad['uuid']}])
+    no_traceback(result)
+    assert result['failed'] and 'checksum' in result['msg']
+    assert listed(mirror['path']) == [good['uuid']] and not mirrored(mirror['path'], bad['uuid'])
+
+
+def test_two_runs_at_once_take_turns_and_fetch_the_file_once(mirror, up, served):
+    manifest, data = image(served, 1330, size=256 * 1024)
+    up.add_fault('trickle', uuid=manifest['uuid'], on=['file'], arg=65536)   # about 4 s
+    os.makedirs(mirror['path'])
+    args = dict(mirror, images=[{'uuid': manifest['uuid']}], timeout=30)
+    first = run_module(args, wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        partial = os.path.join(mirror['path'], 'images', manifest['uuid'], 'file.partial')
+        while time.monotonic() < deadline and first.poll() is None and not os.path.exists(partial):
+            time.sleep(0.05)
+        second = run_module(dict(args, path=mirror['path']))
+    finally:
+        out, err = first.communicate(timeout=120)
+    first_result = json.loads(out)
+    assert not first_result.get('failed') and first_result['bytes'] == len(data), first_result
+    no_traceback(second)
+    assert not second.get('failed') and not second['changed'] and second['bytes'] == 0, second
+    assert len(files_asked(up)) == 1
+
+
+@pytest.mark.parametrize('fault, on, message', [
+    ('no_content_length', ['file'], 'Content-Length'),
+    ('wrong_size', ['manifest'], 'Content-Length'),
+])
+def test_a_content_length_that_is_missing_or_not_the_manifest_size_is_refused_unread(mirror, up, served, fault, on,
+                                                                                     message):
+    manifest, dummy = image(served, 1340 + len(fault))
+    up.add_fault(fault, uuid=manifest['uuid'], on=on)
+    result = run(mirror, [{'uuid': manifest['uuid']}])
+    no_traceback(result)
+    assert result['failed'] and message in result['msg'], result['msg']
+    assert os.listdir(os.path.join(mirror['path'], 'images', manifest['uuid'])) == []
+
+
+def test_a_connection_reset_mid_file_is_resumed_within_the_run(mirror, up, served):
+    manifest, data = image(served, 1350, size=256 * 1024)
+    up.add_fault('drop', uuid=manifest['uuid'], arg=70000, times=1)
+    result = run(dict(mirror, retries=1), [{'uuid': manifest['uuid']}])
+    no_traceback(result)
+    assert not result.get('failed') and result['bytes'] == len(data), result
+    # a reset may lose bytes in flight: the resume starts at what arrived, at most where the server cut
+    ranges = [q['headers'].get('range') for q in files_asked(up)]
+    assert len(ranges) == 2 and ranges[0] is None, ranges
+    assert ranges[1] is None or 0 < int(ranges[1][len('bytes='):-1]) <= 70000, ranges
+    with open(os.path.join(mirror['path'], 'images', manifest['uuid'], 'file'), 'rb') as f:
+        assert f.read() == data
