@@ -916,3 +916,19 @@ def test_the_module_warns_when_its_listing_outgrows_what_hosts_read(mirror, big)
     result = run(dict(mirror, source=[up.url]), [{'uuid': m['uuid']} for m in big_listing])
     assert not result.get('failed'), result
     assert 'images.json' in warned(result), result.get('warnings')
+
+
+@pytest.mark.xfail(strict=True, reason='options refused by AnsibleModule itself fail before hide_url_passwords runs, '
+                   'so invocation.module_args of the failure carries the source URL with its password (the same in '
+                   'smartos_image and smartos_image_source); fix in _common.new_module (owner: lead): an AnsibleModule '
+                   'subclass whose fail_json first adds url_secrets() of the raw URL options (basic._load_params()) '
+                   'to self.no_log_values')
+@pytest.mark.parametrize('careless', [dict(imagez=[]), dict(images=[{'uuid': uuid_of(1500), 'state': 'absent'}]),
+                                      dict(state='gone'), dict(timeout='soon')])
+def test_credentials_do_not_show_when_the_options_are_refused(mirror, up, careless):
+    """Options refused before the module's own code runs must not print the source's password back either."""
+    source = up.url.replace('http://', 'http://mirror:%s@' % SECRET)
+    result = run_module(dict(mirror, source=[source], **careless))
+    no_traceback(result)
+    assert result['failed'], result
+    assert_secret_nowhere(result, mirror['path'])
