@@ -324,10 +324,12 @@ def test_a_redirect_out_of_http_is_refused(mirror, location):
 
 # ---- slow and huge answers ----
 
-def test_a_trickled_manifest_ends_in_an_error_within_the_deadline(mirror, up, served):
-    manifest, dummy = image(served, 700)
-    up.add_fault('trickle', uuid=manifest['uuid'], on=['manifest'], arg=1)
-    result = run(dict(mirror, timeout=2), [{'uuid': manifest['uuid']}])
+@pytest.mark.parametrize('kind, on', [('trickle', 'manifest'), ('trickle', 'list'), ('slow_headers', 'manifest'),
+                                      ('slow_headers', 'list')])
+def test_a_trickled_manifest_or_listing_ends_in_an_error_within_the_deadline(mirror, up, served, kind, on):
+    manifest, dummy = image(served, 700, name='trickled')
+    up.add_fault(kind, on=[on], arg=1 if kind == 'trickle' else None)
+    result = run(dict(mirror, timeout=2), [{'uuid': manifest['uuid']} if on == 'manifest' else {'name': 'trickled'}])
     no_traceback(result)
     assert result['failed'], result
     assert files_asked(up) == []
