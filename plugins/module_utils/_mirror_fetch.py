@@ -2,14 +2,13 @@
 # One image file into the mirror: file.partial, hashed as it arrives (and resumed), renamed into place when verified.
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 
 from ansible_collections.smartos.images.plugins.module_utils import _host
 from ansible_collections.smartos.images.plugins.module_utils._errors import ImageError, SourceError
 from ansible_collections.smartos.images.plugins.module_utils._importer import (
-    CHUNK, content_md5, digest_error, open_sized, read_file,
+    CHUNK, content_md5, digest_error, open_sized, read_file, resume_at,
 )
 from ansible_collections.smartos.images.plugins.module_utils._mirror_store import FILE, PARTIAL
 
@@ -42,9 +41,12 @@ def fetch(store, found, retries, pause):
     if have < size:
         _check_space(store.image_dir(uuid), uuid, size - have)
         received, digests, have = _fill(found.client, uuid, size, want_sha1, partial, have, digests, retries, pause)
-    stored = copy.deepcopy(manifest)
+    stored = manifest
     if not want_sha1:
-        stored['files'][0]['sha1'] = digests.sha1.hexdigest()   # hosts need a checksum; nginx sends no Content-MD5
+        # hosts need a checksum; nginx sends no Content-MD5. Copied one level (not deepcopy: a manifest may nest
+        # deeper than Python's recursion limit lets deepcopy walk)
+        stored = dict(manifest, files=[dict(manifest['files'][0], sha1=digests.sha1.hexdigest())]
+                      + list(manifest['files'][1:]))
     try:
         os.replace(partial, store.file_of(uuid, FILE))
     except OSError as e:
@@ -66,19 +68,35 @@ def _kept_bytes(client, uuid, size, want_sha1, partial, have):
 
 
 def _fill(client, uuid, size, want_sha1, partial, have, digests, retries, pause):
-    """Download the rest into partial: (bytes reached, digests, byte it started from). Resumed bytes that turn out not to be the image's,
-    or a resume the server refuses (416, a changed file), are dropped, and the file is downloaded once from the
-    start; a connection that keeps breaking keeps the partial for the next run."""
+    """Download the rest into partial: (bytes reached, digests, byte it started from). Resumed bytes that turn out
+    not to be the image's, or a resume the server refuses (an HTTP error such as 416, or a 206 whose Content-Range
+    starts past the byte asked, which every later run would get again), are dropped, and the file is downloaded
+    once from the start; a server that cannot be reached, or a connection that keeps breaking, keeps the partial
+    for the next run."""
     if have:
-        try:
-            received = _download(client, uuid, size, want_sha1, partial, have, digests, retries, pause)
-        except SourceError:
-            received = None
+        stream = _resumed(client, uuid, have)
+        received = None
+        if stream is not None:
+            received = _download(client, uuid, size, want_sha1, partial, have, digests, retries, pause, stream)
         if received is not None:
             return received, digests, have
         _host.discard(partial)
         digests = _Digests(bool(want_sha1))
     return _download(client, uuid, size, want_sha1, partial, 0, digests, retries, pause), digests, 0
+
+
+def _resumed(client, uuid, have):
+    """The file reopened at byte have, or None when the server answers the resume with something else than those
+    bytes (an HTTP error, a Content-Range elsewhere, a body that ends before them): starting over is the way on.
+    A server that cannot be reached raises: the kept bytes are as good as they were."""
+    try:
+        return resume_at(client, uuid, have)
+    except ConnectionError:
+        return None   # resume_at's refusal of the answer (or a body that ended before the byte asked)
+    except SourceError as e:
+        if e.evidence.get('status') is None:
+            raise
+        return None
 
 
 def _check_space(directory, uuid, need):
@@ -109,11 +127,11 @@ def _hash_partial(path, have, digests):
     return done
 
 
-def _download(client, uuid, size, want_sha1, partial, have, digests, retries, pause):
-    """Download the rest of the file into partial by the one download rule; the bytes downloaded, or None when a
-    resumed file is not the image. The partial goes when the bytes are wrong, and stays (for the next run to
-    resume) when the connection broke."""
-    stream = want_md5 = None
+def _download(client, uuid, size, want_sha1, partial, have, digests, retries, pause, stream=None):
+    """Download the rest of the file into partial by the one download rule (from the open stream of a resume, when
+    have); the bytes downloaded, or None when a resumed file is not the image. The partial goes when the bytes
+    are wrong, and stays (for the next run to resume) when the connection broke."""
+    want_md5 = None
     if not have:
         _host.discard(partial)   # whatever is there (a symlink too) goes; the new file is made here
         stream = open_sized(client, uuid, size)
@@ -122,6 +140,7 @@ def _download(client, uuid, size, want_sha1, partial, have, digests, retries, pa
         # never through a symlink: O_EXCL for a new file, O_NOFOLLOW for one resumed
         flags = os.O_WRONLY | (os.O_NOFOLLOW if have else os.O_CREAT | os.O_EXCL)
         with os.fdopen(os.open(partial, flags, 0o644), 'wb') as f:
+            os.fchmod(f.fileno(), 0o644)   # readable by the web server's user whatever the umask the run has
             f.truncate(have)
             f.seek(have)
             received = read_file(client, uuid, stream, size, digests, f.write, retries, pause, received=have)
