@@ -64,10 +64,42 @@ def module_argument_spec(options, *shared):
     return spec
 
 
+URL_OPTIONS = ('source', 'sources', 'url')   # the options (and sub-options) that hold image server URLs
+
+
+def option_urls(params):
+    """Every string held, at any depth, under a URL option of params (the task's arguments, checked or not)."""
+    urls = []
+
+    def walk(value, under_url_option):
+        if isinstance(value, str) and under_url_option:
+            urls.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, under_url_option or key in URL_OPTIONS)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, under_url_option)
+    walk(params, False)
+    return urls
+
+
+class ImagesModule(AnsibleModule):
+    """AnsibleModule that masks the passwords of the task's source URLs in every failure, including the failures
+    AnsibleModule raises itself while it checks the arguments (before the module's own code runs)."""
+
+    def fail_json(self, *args, **kwargs):
+        hide_url_passwords(self, option_urls(getattr(self, 'params', None) or {}))
+        super().fail_json(*args, **kwargs)
+
+
 def new_module(options, shared, **constraints):
-    """The AnsibleModule of a smartos.images module: every one supports check mode."""
-    return AnsibleModule(argument_spec=module_argument_spec(options, *shared), supports_check_mode=True,
-                         **constraints)
+    """The AnsibleModule of a smartos.images module: every one supports check mode, and the passwords of the URLs
+    its task names are masked wherever Ansible would show them."""
+    module = ImagesModule(argument_spec=module_argument_spec(options, *shared), supports_check_mode=True,
+                          **constraints)
+    hide_url_passwords(module, option_urls(module.params))
+    return module
 
 
 def run_worker(module, make_worker, **run_args):

@@ -94,8 +94,9 @@ def file_lock(path, wait_max=LOCK_WAIT_MAX, what='lock'):
     """Hold an fcntl write lock on path (created if needed); yield the seconds spent waiting."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        # imgadm (qlocker) opens 'w+' mode 0644 and takes an fcntl F_WRLCK; lockf is the same family.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # imgadm (qlocker) opens 'w+' mode 0644 and takes an fcntl F_WRLCK; lockf is the same family. A symlink
+        # planted as the lock is not followed (it would create a file wherever it points).
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o644)
     except OSError as e:
         raise host_error('cannot open the %s' % what, path, e)
     started = time.monotonic()

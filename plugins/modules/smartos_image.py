@@ -356,7 +356,7 @@ msg:
   sample: image(s) 2f1dc911-6401-4fa4-8e9d-67ea2e39c271 were imported by another process while waiting for the import lock
 '''
 
-from ansible_collections.smartos.images.plugins.module_utils._common import hide_url_passwords, new_module, run_worker
+from ansible_collections.smartos.images.plugins.module_utils._common import new_module, run_worker
 from ansible_collections.smartos.images.plugins.module_utils._images import ImageManager
 from ansible_collections.smartos.images.plugins.module_utils._runner import Runner
 
@@ -388,7 +388,6 @@ def main():
         required_together=[('manifest', 'file')],
         required_by={'version': 'name', 'filters': 'name'},
     )
-    hide_url_passwords(module, module.params['source'])
     run_worker(module, lambda m: ImageManager(m.params, Runner(m), check_mode=m.check_mode), diff=module._diff)
 
 

@@ -249,7 +249,7 @@ images:
   sample: ["2f1dc911-6401-4fa4-8e9d-67ea2e39c271", "c58161c0-2547-11e2-a75e-9fdca1940570"]
 '''
 
-from ansible_collections.smartos.images.plugins.module_utils._common import hide_url_passwords, new_module, run_worker
+from ansible_collections.smartos.images.plugins.module_utils._common import new_module, run_worker
 from ansible_collections.smartos.images.plugins.module_utils._mirror import ImageMirror
 
 DEFAULT_SOURCE = ['https://images.smartos.org']
@@ -267,7 +267,6 @@ def main():
         verify=dict(type='bool', default=False),
     )
     module = new_module(options, ('server',))
-    hide_url_passwords(module, module.params['source'])
     run_worker(module, lambda m: ImageMirror(m.params, check_mode=m.check_mode), diff=module._diff)
 
 

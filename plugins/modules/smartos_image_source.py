@@ -203,8 +203,8 @@ cache_updated:
   sample: true
 '''
 
-from ansible_collections.smartos.images.plugins.module_utils._common import hide_url_passwords, new_module, run_worker
-from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager, argument_urls
+from ansible_collections.smartos.images.plugins.module_utils._common import new_module, run_worker
+from ansible_collections.smartos.images.plugins.module_utils._source_manager import SourceManager
 
 SOURCE_TYPES = ['imgapi', 'dsapi', 'docker']
 
@@ -225,7 +225,6 @@ def main():
     )
     module = new_module(options, ('host', 'server'), mutually_exclusive=[('url', 'sources')],
                         required_one_of=[('url', 'sources', 'update_cache')])
-    hide_url_passwords(module, argument_urls(module.params))
     # the manager adds every password it finds (task URLs, then the source file) to no_log_values itself,
     # even where a raw '#', '/', '?' or '@' defeats URL parsing
     run_worker(module, lambda m: SourceManager(m.params, check_mode=m.check_mode, secrets=m.no_log_values),

@@ -918,11 +918,6 @@ def test_the_module_warns_when_its_listing_outgrows_what_hosts_read(mirror, big)
     assert 'images.json' in warned(result), result.get('warnings')
 
 
-@pytest.mark.xfail(strict=True, reason='options refused by AnsibleModule itself fail before hide_url_passwords runs, '
-                   'so invocation.module_args of the failure carries the source URL with its password (the same in '
-                   'smartos_image and smartos_image_source); fix in _common.new_module (owner: lead): an AnsibleModule '
-                   'subclass whose fail_json first adds url_secrets() of the raw URL options (basic._load_params()) '
-                   'to self.no_log_values')
 @pytest.mark.parametrize('careless', [dict(imagez=[]), dict(images=[{'uuid': uuid_of(1500), 'state': 'absent'}]),
                                       dict(state='gone'), dict(timeout='soon')])
 def test_credentials_do_not_show_when_the_options_are_refused(mirror, up, careless):
@@ -934,10 +929,7 @@ def test_credentials_do_not_show_when_the_options_are_refused(mirror, up, carele
     assert_secret_nowhere(result, mirror['path'])
 
 
-@pytest.mark.parametrize('kind', ['directory', 'fifo', pytest.param('dangling-symlink', marks=pytest.mark.xfail(
-    strict=True, reason='_host.file_lock opens the lock with O_CREAT and follows a symlink: a .lock planted as a '
-    'dangling symlink makes the run create an empty file wherever it points (no truncation); fix in _host.file_lock '
-    '(owner: lead): add os.O_NOFOLLOW to its os.open flags (ELOOP then becomes its "cannot open the lock" error)'))])
+@pytest.mark.parametrize('kind', ['directory', 'fifo', 'dangling-symlink'])
 def test_an_odd_lock_file_is_a_clear_error_or_harmless(mirror, up, served, tmp_path, kind):
     made = mirror_of(mirror, up, served, 1600)
     lock = os.path.join(mirror['path'], '.lock')

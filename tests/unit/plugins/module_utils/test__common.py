@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+
 import pytest
 
 from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.smartos.images.plugins.module_utils._common import (
-    SHARED_OPTIONS, check_pool, check_server_params, hide_url_passwords, module_argument_spec, run_worker,
+    SHARED_OPTIONS, check_pool, check_server_params, hide_url_passwords, module_argument_spec, option_urls, run_worker,
 )
 from ansible_collections.smartos.images.plugins.module_utils._errors import CommandError, InvalidParameter
 
@@ -157,3 +160,28 @@ def test_module_argument_spec_adds_each_shared_group_once():
 def test_module_argument_spec_refuses_a_shared_option_declared_again():
     with pytest.raises(ValueError, match='pool'):
         module_argument_spec({'pool': {'type': 'str'}}, 'pool')
+
+
+def test_option_urls_finds_every_url_option_at_any_depth():
+    params = {'source': ['https://a:1@x', 5, None], 'url': 'https://b:2@y', 'pool': 'https://not:a@url',
+              'sources': [{'url': 'https://c:3@z', 'type': 'imgapi'}], 'images': [{'uuid': 'u', 'source': 'd'}]}
+    assert option_urls(params) == ['https://a:1@x', 'https://b:2@y', 'https://c:3@z', 'imgapi', 'd']
+
+
+SECRET = 'pw-0f3e9a'
+
+
+@pytest.mark.parametrize('module_name, careless', [
+    ('smartos_image', dict(source=['http://u:%s@127.0.0.1:1' % SECRET], uuid='x', statez='present')),
+    ('smartos_image', dict(source=['http://u:%s@127.0.0.1:1' % SECRET], uuid='x', timeout='soon')),
+    ('smartos_image_source', dict(url='http://u:%s@127.0.0.1:1' % SECRET, state='gone')),
+    ('smartos_image_source', dict(sources=[{'url': 'http://u:%s@127.0.0.1:1' % SECRET, 'typo': 1}])),
+    ('smartos_image_facts', dict(source=['http://u:%s@127.0.0.1:1' % SECRET], gather_subset='nonsense')),
+    ('smartos_image_mirror', dict(source=['http://u:%s@127.0.0.1:1' % SECRET], path='/m', imagez=[])),
+])
+def test_options_ansible_refuses_do_not_show_the_source_password(run_module, module_name, careless):
+    """AnsibleModule fails on these before the module's own code runs: the password is masked all the same."""
+    module = importlib.import_module('ansible_collections.smartos.images.plugins.modules.' + module_name)
+    result = run_module(module, **careless)
+    assert result['failed'] and result['msg']
+    assert SECRET not in json.dumps(result)

@@ -70,6 +70,18 @@ def test_import_lock_excludes_other_processes(tmp_path):
     assert os.path.exists(path)  # as imgadm: the lock file is never removed
 
 
+def test_a_lock_planted_as_a_symlink_is_not_followed(tmp_path):
+    """A dangling symlink in place of the lock file: a clear error, and nothing created where it points."""
+    target = tmp_path / 'elsewhere'
+    lock = tmp_path / 'run' / 'x.lock'
+    lock.parent.mkdir()
+    lock.symlink_to(target)
+    with pytest.raises(ImageError) as exc:
+        with _host.file_lock(str(lock)):
+            pass
+    assert 'cannot open the lock' in exc.value.msg and not target.exists()
+
+
 def test_import_lock_is_released_when_the_body_raises(tmp_path):
     path = str(tmp_path / 'run' / 'x.lock')
     with pytest.raises(RuntimeError):
