@@ -6,8 +6,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """authors and attributes (BASE), with host files (DOCUMENTATION), pool (POOL), image server options (SERVER),
-    sources (SOURCE)."""
+    """authors and attributes (BASE, every module's), where imgadm's files are on the host (DOCUMENTATION), pool
+    (POOL), image server options (SERVER), sources (SOURCE)."""
 
     POOL = r'''
 options:
@@ -38,7 +38,7 @@ options:
 '''
 
     # every module's: its authors and its attributes (each module adds the details; every module supports check mode
-    # fully and is idempotent). smartos_image_mirror, which runs on any host, takes this alone.
+    # fully and is idempotent). smartos_image_mirror, which runs on any host, takes it without DOCUMENTATION.
     BASE = r'''
 author:
   - smartos.images contributors (@smartos-images)
@@ -57,8 +57,8 @@ attributes:
     platforms: [smartos, illumos, linux]
 '''
 
-    # the modules of a SmartOS host: BASE, and where imgadm's files are
-    DOCUMENTATION = BASE + r'''
+    # the modules of a SmartOS host (with BASE): where imgadm's files are
+    DOCUMENTATION = r'''
 options:
   layout:
     description:

@@ -47,4 +47,4 @@ def from_the_source(error):
     failure (zfs receive, a lock) would fail the same way from any source."""
     if isinstance(error, (DownloadError, SourceError)):
         return True
-    return type(error) is ImageError and bool(error.evidence.get('url'))
+    return error.__class__ is ImageError and bool(error.evidence.get('url'))   # not a subclass: those say more

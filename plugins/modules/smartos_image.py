@@ -29,6 +29,7 @@ description:
   - Deleting refuses, naming them, while any dataset (a VM, a VM disk, a child image) is a clone of
     one of the image's snapshots.
 extends_documentation_fragment:
+  - smartos.images.common.base
   - smartos.images.common
   - smartos.images.common.pool
   - smartos.images.common.server

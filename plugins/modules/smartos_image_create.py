@@ -42,6 +42,7 @@ description:
   - The manifest validates against the collection's JSON Schema C(schemas/imgmanifest-v2.json) and
     passes node-imgmanifest's rules; bad names, versions or fields are refused before anything runs.
 extends_documentation_fragment:
+  - smartos.images.common.base
   - smartos.images.common
   - smartos.images.common.pool
 attributes:

@@ -26,6 +26,7 @@ description:
     C(source) has the wrong type, is not used; the image is listed with its UUID and the problem.
   - The module never changes the host.
 extends_documentation_fragment:
+  - smartos.images.common.base
   - smartos.images.common
   - smartos.images.common.server
 attributes:

@@ -30,6 +30,7 @@ description:
     (a broken C(imgadm.conf) fails the task naming the file and the entry, and is left as it was), and
     whether O(update_cache) fits the host. A failed task changes nothing.
 extends_documentation_fragment:
+  - smartos.images.common.base
   - smartos.images.common
   - smartos.images.common.server
 attributes:

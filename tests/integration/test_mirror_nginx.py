@@ -81,8 +81,8 @@ class MirrorRole:
 
     def __call__(self, images, check=False, **overrides):
         task = {'name': 'image mirror', 'ansible.builtin.include_role': {'name': 'smartos.images.image_mirror'}}
-        argv, env, record = self.play.command(task, check=check, vars=dict(self.vars, image_mirror_images=images,
-                                                                            **overrides))
+        play_vars = dict(self.vars, image_mirror_images=images, **overrides)
+        argv, env, record = self.play.command(task, check=check, vars=play_vars)
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
         return RoleRun(proc, Play.results(record) if os.path.exists(record) else [])
 
@@ -146,8 +146,10 @@ def test_role_four_runs_write_a_block_nginx_accepts(mirror, upstream):
     assert sorted(files) == sorted('/images/%s/file' % m['uuid'] for m in upstream['images'])
 
 
-def same_answer(upstream, mirror, path, headers=API):
-    """Status, body and Content-Length of the bench server and of nginx for one GET, which must be equal."""
+def same_answer(upstream, mirror, path, headers=None):
+    """Status, body and Content-Length of the bench server and of nginx for one GET (API's headers unless told), which
+    must be equal."""
+    headers = API if headers is None else headers
     theirs = fetch(upstream['server'].url, path, headers=headers)
     ours = fetch(mirror['nginx'].url, path, headers=headers)
     assert (ours[0], ours[2], ours[1].get('content-length')) == (theirs[0], theirs[2], theirs[1].get('content-length')), \

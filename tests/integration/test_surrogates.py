@@ -21,6 +21,8 @@ pytestmark = pytest.mark.usefixtures('collection_built')
 
 DESCRIPTION = 'caf\u00e9 \ud800 \\\udc80 end'
 TAGS = {'k\udc80ey': 'v\ud800', 'plain': 'caf\u00e9'}
+
+
 def shown(value):
     """value as a result shows it: each lone surrogate U+FFFD."""
     return json.loads(re.sub(r'\\ud[89a-f][0-9a-f]{2}', r'\\ufffd', json.dumps(value)))

@@ -1,7 +1,8 @@
 """A real IMGAPI/DSAPI image server for tests, serving a directory of images on a 127.0.0.x loopback address only.
 
 Faults (wrong bytes, short bodies, drops, delays, trickles, error statuses, bad JSON, redirects, oversized manifests,
-endless listings, listings that ignore the query string as a static mirror does) are switched at run time via /__control. With --auth it demands HTTP Basic credentials."""
+endless listings, listings that ignore the query string as a static mirror does) are switched at run time via
+/__control. With --auth it demands HTTP Basic credentials."""
 
 import argparse
 import base64

@@ -18,6 +18,11 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import (
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource, client_from_params
 
 
+def throw(error):
+    """Raise error (from a lambda)."""
+    raise error
+
+
 def test_message_and_evidence_without_empty_values():
     e = CommandError('zfs list failed: no pool', cmd='zfs list', rc=1, stderr=None)
     assert str(e) == e.msg == 'zfs list failed: no pool'
@@ -97,7 +102,7 @@ def source_sent_errors(servers):
         'broke-off': lambda: _importer.read_file(client, U, Stream(b'12345'), 10, hashlib.sha1(), lambda c: None,
                                                  0, lambda s: None),
         'http-500-for-the-file': lambda: real.open_file(U),
-        'inflate': lambda: (_ for _ in ()).throw(ImageError(
+        'inflate': lambda: throw(ImageError(
             'image %s file could not be decompressed as gzip (bad), although its SHA-1 of the manifest matches: '
             'the image on %s is damaged' % (U, URL), url=URL)),
     }

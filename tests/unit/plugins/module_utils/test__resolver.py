@@ -238,14 +238,13 @@ def test_listed_as_asked_checks_the_channel_of_a_manifest_that_names_its_channel
 def test_newest_from_a_server_that_ignores_the_query_is_still_the_right_image(tmp_path):
     right = manifest(U, published_at='2024-01-01T00:00:00Z')
     later = '2030-01-01T00:00:00Z'
-    listing = {u: m for u, m in ((right['uuid'], right),
-                                 (uuid_of(1), manifest(uuid_of(1), name='other', published_at=later)),
-                                 (uuid_of(2), manifest(uuid_of(2), state='disabled', published_at=later)),
-                                 (uuid_of(3), manifest(uuid_of(3), os='linux', published_at=later)),
-                                 (uuid_of(4), manifest(uuid_of(4), type='zvol', published_at=later)),
-                                 (uuid_of(5), manifest(uuid_of(5), version='2', published_at=later)),
-                                 (uuid_of(6), manifest(uuid_of(6), version='1', name='base-1',
-                                                       published_at=later)))}
+    others = [manifest(uuid_of(1), name='other', published_at=later),
+              manifest(uuid_of(2), state='disabled', published_at=later),
+              manifest(uuid_of(3), os='linux', published_at=later),
+              manifest(uuid_of(4), type='zvol', published_at=later),
+              manifest(uuid_of(5), version='2', published_at=later),
+              manifest(uuid_of(6), version='1', name='base-1', published_at=later)]
+    listing = {m['uuid']: m for m in [right] + others}
     resolver, dummy = resolver_over(tmp_path, {'http://a.example.com': listing})
     assert resolver.newest(Wanted({'name': 'base', 'version': '1', 'filters': {'os': 'smartos', 'type': 'zone-dataset'}},
                                   'present')) == U
