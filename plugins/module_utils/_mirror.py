@@ -12,6 +12,7 @@ from ansible_collections.smartos.images.plugins.module_utils._errors import Imag
 from ansible_collections.smartos.images.plugins.module_utils._imgapi import ImageSource
 from ansible_collections.smartos.images.plugins.module_utils._mirror_fetch import fetch
 from ansible_collections.smartos.images.plugins.module_utils._mirror_store import MirrorStore, line, serving_problem
+from ansible_collections.smartos.images.plugins.module_utils._paging import PAGE_MAX_BYTES
 from ansible_collections.smartos.images.plugins.module_utils._resolver import MAX_CHAIN, Found, ImageResolver
 from ansible_collections.smartos.images.plugins.module_utils._wanted import Wanted
 
@@ -95,6 +96,7 @@ class ImageMirror:
             stale = store.stale_documents()
             store.write_documents(stale)
             changed = changed or bool(stale)
+        self._check_listing_size(store)
         result = {'changed': changed, 'bytes': sum(downloaded for dummy, downloaded in added)}
         self._shape(result, before, plan)
         if diff:
@@ -104,6 +106,16 @@ class ImageMirror:
             after.update((f.uuid, f.manifest) for f in plan.fetch)
             result['diff'] = {'before': self._listed(before, plan.damaged), 'after': self._listed(after)}
         return result
+
+    def _check_listing_size(self, store):
+        """Hosts read at most PAGE_MAX_BYTES of one ListImages answer; the mirror answers with all of images.json."""
+        size = len(store.index())
+        if size > PAGE_MAX_BYTES:
+            self.warnings.append(
+                'the images.json of the mirror %s %d bytes, more than the %d bytes a host reads in one answer: hosts '
+                'cannot list the mirror, and will then find images through their other sources only; mirror fewer '
+                'images (or split them between mirrors)' % ('would be' if self.check_mode else 'is', size,
+                                                            PAGE_MAX_BYTES))
 
     def _write_documents_quietly(self):
         try:

@@ -17,6 +17,7 @@ from ansible_collections.smartos.images.plugins.module_utils._resolver import li
 
 COLLECTION_VERSION = '0.1.0'         # ping.json's "version": galaxy.yml's version (a unit test keeps them equal)
 MANIFEST_MAX = 1 << 20               # as _imgapi.MANIFEST_MAX_BYTES: a stored manifest is no bigger than a served one
+DIR_MODE = 0o755                     # every directory the store makes: nginx's worker (another user) walks through it
 HASH_CHUNK = 1 << 20                 # bytes read per call when a kept file is hashed (verify): memory stays bounded
 LOCK_WAIT = 3600                     # seconds a run waits for another run of the same mirror to end
 FILE = 'file'
@@ -152,6 +153,13 @@ class MirrorStore:
         """(manifest, None), or (None, why it cannot be served)."""
         path = self.file_of(uuid, MANIFEST)
         try:
+            st = os.lstat(path)
+        except OSError as e:
+            return None, 'its manifest.json cannot be read: %s' % (e.strerror or e)
+        if not stat.S_ISREG(st.st_mode):
+            # a symlink is none of the mirror's (it writes none) and nginx follows none: the image is not served
+            return None, 'its manifest.json is not a regular file'
+        try:
             raw = _host.read_json(path, MANIFEST_MAX)
             manifest = upgrade_manifest(raw)
         except (ValueError, ImageError) as e:
@@ -221,7 +229,7 @@ class MirrorStore:
         """Make path (where the lock lives), and images/."""
         target = self.images_dir if images else self.path
         try:
-            os.makedirs(target, exist_ok=True)
+            make_dirs(target)
         except OSError as e:
             raise _host.host_error('cannot create', target, e)
 
@@ -265,7 +273,7 @@ class MirrorStore:
             raise ImageError('%s is not a directory (a symlink or a file): move it away so that the image can be '
                              'mirrored there' % path, path=path)
         try:
-            os.makedirs(path, exist_ok=True)
+            make_dirs(path)
         except OSError as e:
             raise _host.host_error('cannot create', path, e)
 
@@ -310,6 +318,25 @@ class MirrorStore:
     def write_documents(self, stale):
         for name, data in sorted(stale.items()):
             _host.write_atomic(os.path.join(self.path, name), data, 0o644)
+
+
+def make_dirs(path):
+    """os.makedirs(path, exist_ok=True), with every directory it makes DIR_MODE whatever the umask (under umask 077
+    nginx's worker could not walk into them: 404 for every image). A directory that was there is left as it is."""
+    missing, here = [], os.path.abspath(path)
+    while not os.path.lexists(here) and len(missing) < 4096:   # bounded: a path has no more components
+        missing.append(here)
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            continue   # made meanwhile by someone else: its mode is theirs
+        os.chmod(directory, DIR_MODE)
+    os.makedirs(path, exist_ok=True)   # the same errors as before for a path that is a file
 
 
 def _listdir(path):

@@ -577,9 +577,6 @@ def test_a_strict_umask_still_leaves_every_file_readable_by_all(mirror, up, serv
         assert os.stat(path).st_mode & 0o777 == 0o644, path
 
 
-@pytest.mark.xfail(strict=True, reason='_mirror_store makes the mirror, images/ and images/<uuid>/ with '
-                   'os.makedirs, so under umask 077 they are 0700 and nginx answers 404 for every image (it cannot '
-                   'see manifest.json); fix in _mirror_store (polish): chmod 0755 the directories it creates')
 def test_a_strict_umask_still_leaves_every_directory_traversable_by_all(mirror, up, served):
     manifest, dummy = image(served, 1001)
     result = run_module(dict(mirror, images=[{'uuid': manifest['uuid']}]), umask=0o077)
@@ -589,8 +586,6 @@ def test_a_strict_umask_still_leaves_every_directory_traversable_by_all(mirror, 
         assert os.stat(path).st_mode & 0o755 == 0o755, (path, oct(os.stat(path).st_mode))
 
 
-@pytest.mark.xfail(strict=True, reason='images/ and images/<uuid>/ made 0700 under umask 077 (see above): nginx '
-                   'answers 404 for every image until _mirror_store chmods the directories it makes')
 def test_the_role_run_under_a_strict_umask_serves_the_image_through_nginx(tmp_path, up, served):
     manifest, data = image(served, 1002)
     path = public_dir('attack-umask-')
@@ -907,10 +902,6 @@ def test_hosts_cannot_read_a_listing_larger_than_a_page_from_the_mirror(tmp_path
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason='the module writes an images.json no host can read (over PAGE_MAX_BYTES) '
-                   'without a word; fix in _mirror.py (polish): warn when store.index() exceeds '
-                   '_paging.PAGE_MAX_BYTES, naming the size and that hosts will list through upstream only (and '
-                   'document the limit in guide_mirror.rst "Limits")')
 def test_the_module_warns_when_its_listing_outgrows_what_hosts_read(mirror, big):
     up, big_listing = big
     result = run(dict(mirror, source=[up.url]), [{'uuid': m['uuid']} for m in big_listing])
@@ -977,11 +968,6 @@ def test_a_top_document_symlinked_outside_is_replaced_not_written_through(mirror
     assert result['changed'] and not os.path.islink(path) and outside.read_text() == 'precious', result
 
 
-@pytest.mark.xfail(strict=True, reason='_mirror_store reads manifest.json through a symlink and counts the image '
-                   'as mirrored, while nginx (disable_symlinks) does not serve it: hosts never get it from the mirror '
-                   'and the module reports no change forever; fix in _mirror_store._scan_image/_read_manifest '
-                   '(polish): os.lstat manifest.json and treat anything but a regular file as broken ("its '
-                   'manifest.json is not a regular file"), as _file_size does for the file')
 def test_a_manifest_symlinked_outside_is_withdrawn_not_trusted(mirror, up, served, tmp_path):
     """A manifest.json that is a symlink is not the mirror's own (the module writes none) and nginx follows no
     symlink: the image is not served, so it must not count as mirrored; the link goes, its target stays."""

@@ -247,3 +247,27 @@ def test_check_mode_verify_hashes_and_asks_only_about_the_damaged_image(tmp_path
     assert asked == [U1] and [r['uuid'] for r in result['repaired']] == [U1] and result['changed']
     assert [k['uuid'] for k in result['kept']] == [U2]
     assert {n: os.stat(os.path.join(d, n)).st_mtime_ns for d, ds, ns in os.walk(root) for n in ns} == before
+
+
+# ---- the listing's size ----
+
+@pytest.mark.parametrize('over', [True, False])
+def test_a_listing_larger_than_hosts_read_in_one_answer_is_warned_of(tmp_path, monkeypatch, over):
+    """Hosts read at most PAGE_MAX_BYTES of one answer, and the mirror answers GET /images with its whole
+    images.json: one byte over is warned of (naming the size and the limit), exactly the limit is not."""
+    from ansible_collections.smartos.images.plugins.module_utils import _mirror
+    root = str(tmp_path)
+    put_image(root, U2)
+    size = len(MirrorStore(root).scan().index())
+    monkeypatch.setattr(_mirror, 'PAGE_MAX_BYTES', size - 1 if over else size)
+    mirror = ImageMirror(params(path=root, images=[{'uuid': U1}], state='absent'),
+                         client_factory=lambda *a, **k: pytest.fail('asked'))
+    mirror.run()
+    with open(os.path.join(root, 'images.json'), 'rb') as f:
+        assert len(f.read()) == size
+    said = [w for w in mirror.warnings if 'images.json' in w]
+    if over:
+        assert len(said) == 1 and '%d bytes' % size in said[0] and '%d bytes' % (size - 1) in said[0], said
+        assert 'other sources only' in said[0]
+    else:
+        assert said == []

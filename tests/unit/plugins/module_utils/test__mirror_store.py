@@ -200,3 +200,65 @@ def test_remove_takes_the_manifest_first_then_the_directory(tmp_path):
     store.remove(U1)
     assert os.listdir(str(tmp_path / 'images')) == [] and store.complete == {}
     store.remove(U1)   # gone already: nothing to do
+
+
+@pytest.mark.parametrize('kind', ['symlink', 'dangling symlink', 'directory', 'fifo'])
+def test_a_manifest_that_is_not_a_regular_file_is_broken_and_withdrawn(tmp_path, kind):
+    """nginx follows no symlink and the module writes none: a manifest.json that is no regular file is not
+    served, so the image is broken, whatever it points to; withdrawing it removes the link, not its target."""
+    outside = put(tmp_path, 'outside/manifest.json', manifest())
+    path = str(tmp_path / 'm' / 'images' / U1 / 'manifest.json')
+    image(tmp_path / 'm', data=DATA, m=manifest())
+    os.unlink(path)
+    if kind == 'symlink':
+        os.symlink(outside, path)
+    elif kind == 'dangling symlink':
+        os.symlink(str(tmp_path / 'nowhere'), path)
+    elif kind == 'directory':
+        os.mkdir(path)
+    else:
+        os.mkfifo(path)
+    store = MirrorStore(str(tmp_path / 'm')).scan()
+    assert store.complete == {} and store.broken == {U1: 'its manifest.json is not a regular file'}
+    if kind != 'directory':
+        store.withdraw(U1)
+        assert sorted(os.listdir(str(tmp_path / 'm' / 'images' / U1))) == ['file.partial']
+    assert os.path.isfile(outside) and not os.path.lexists(str(tmp_path / 'nowhere'))
+
+
+def test_the_directories_the_store_makes_are_0755_under_umask_077(tmp_path):
+    """nginx runs as another user: every directory the store makes (the mirror, missing parents of it,
+    images/, images/<uuid>/) is walkable by all whatever the run's umask; one that was there keeps its mode."""
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    os.chmod(str(mine), 0o750)
+    store = MirrorStore(str(mine / 'deep' / 'mirror'))
+    old = os.umask(0o077)
+    try:
+        store.create()
+        store.create(images=True)
+        store.check_image_dir(U1)
+    finally:
+        os.umask(old)
+    for path in (mine / 'deep', mine / 'deep' / 'mirror', mine / 'deep' / 'mirror' / 'images',
+                 mine / 'deep' / 'mirror' / 'images' / U1):
+        assert os.stat(str(path)).st_mode & 0o777 == 0o755, (path, oct(os.stat(str(path)).st_mode))
+    assert os.stat(str(mine)).st_mode & 0o777 == 0o750
+
+
+def test_a_mirror_directory_the_user_made_keeps_its_mode(tmp_path):
+    root = tmp_path / 'm'
+    root.mkdir()
+    os.chmod(str(root), 0o700)
+    (root / 'images').mkdir()
+    os.chmod(str(root / 'images'), 0o711)
+    store = MirrorStore(str(root))
+    store.create()
+    store.create(images=True)
+    assert os.stat(str(root)).st_mode & 0o777 == 0o700 and os.stat(str(root / 'images')).st_mode & 0o777 == 0o711
+
+
+def test_a_mirror_path_that_is_a_file_is_still_refused_on_create(tmp_path):
+    put(tmp_path, 'm', b'x')
+    with pytest.raises(ImageError, match='cannot create'):
+        MirrorStore(str(tmp_path / 'm')).create(images=True)
