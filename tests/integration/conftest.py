@@ -23,6 +23,11 @@ POOL = os.environ.get('SMARTOS_IMAGES_TEST_POOL', 'sitest')
 WORK = '/var/tmp/smartos-images-tests'
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'one_core: runs on the Makefile\'s MATRIX_CORE only (make integration-<other core> '
+                            'deselects it): the mirror host\'s hostile matrices, which do not depend on ansible-core')
+
+
 def file_pool(name, size):
     """A fresh file-backed pool under WORK for a fixture to yield from; destroyed when the fixture ends."""
     p = FilePool(name, os.path.join(WORK, name + '.img'), size=size).create()
