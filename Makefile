@@ -21,9 +21,9 @@ COLLECTION := $(BUILD)/ansible_collections/smartos/images
 CORES ?= 2.19 2.20 2.21
 BASE_CORE := 2.19
 INTEGRATION_CORES ?= 2.19 2.21
-# The integration core that also runs the tests marked one_core: the hostile matrices of the mirror host (the mirror
-# module run as a process against a faulty server, and nginx serving the role's block). They depend on the module and
-# nginx, not on the controller; the other cores run the mirror's four-run, fleet and fallback tests.
+# The integration core that also runs the tests marked one_core (tests/integration/conftest.py ONE_CORE_RE): the
+# hostile matrices (test_attack_*, test_safety_*, test_mirror_nginx), which test the modules' own code, the same
+# whichever core runs them, and take half the suite's time. The other core runs every module's functional tests.
 MATRIX_CORE ?= 2.21
 GUEST_CORE ?= 2.21
 LINT_CORE ?= 2.21

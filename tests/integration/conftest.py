@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -23,9 +24,21 @@ POOL = os.environ.get('SMARTOS_IMAGES_TEST_POOL', 'sitest')
 WORK = '/var/tmp/smartos-images-tests'
 
 
+# The hostile matrices (a faulty or hostile image server, careless input, unsafe data on the host, the mirror host's
+# nginx): they test the modules' own code, the same whichever ansible-core runs them, and take half the suite's time.
+ONE_CORE_RE = re.compile(r'^test_(attack|safety)_\w+\.py$|^test_mirror_nginx\.py$')
+
+
 def pytest_configure(config):
     config.addinivalue_line('markers', 'one_core: runs on the Makefile\'s MATRIX_CORE only (make integration-<other core> '
-                            'deselects it): the mirror host\'s hostile matrices, which do not depend on ansible-core')
+                            'deselects it): the hostile matrices, see ONE_CORE_RE')
+
+
+@pytest.hookimpl(tryfirst=True)   # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if ONE_CORE_RE.match(os.path.basename(str(item.fspath))):
+            item.add_marker(pytest.mark.one_core)
 
 
 def file_pool(name, size):

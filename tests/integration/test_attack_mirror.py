@@ -27,7 +27,7 @@ from tests.integration.test_mirror_nginx import MirrorRole, public_dir
 from tests.lib.imgserver_ctl import ImageServer
 from tests.lib.nginx import Nginx, free_port
 
-pytestmark = [pytest.mark.usefixtures('collection_built'), pytest.mark.one_core]   # see MATRIX_CORE in the Makefile
+pytestmark = pytest.mark.usefixtures('collection_built')
 MODULE = os.path.join(BUILD, 'ansible_collections', 'smartos', 'images', 'plugins', 'modules',
                       'smartos_image_mirror.py')
 OWNER = '930896af-bf8c-48d4-885c-6573a94b1853'

@@ -20,7 +20,7 @@ from tests.integration.conftest import WORK, Play
 from tests.lib.imgserver_ctl import ImageServer, publish
 from tests.lib.nginx import Nginx, free_port
 
-pytestmark = [pytest.mark.usefixtures('collection_built'), pytest.mark.one_core]   # see MATRIX_CORE in the Makefile
+pytestmark = pytest.mark.usefixtures('collection_built')
 UNKNOWN = '0badc0de-0000-4000-8000-00000000f00d'
 API = {'Accept-Version': '~2', 'Accept': 'application/json'}   # what the collection's client sends
 
