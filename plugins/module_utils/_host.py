@@ -311,6 +311,22 @@ def without_lone_surrogates(value):
     return value
 
 
+def hash_file(path, digests, chunk, limit=None, follow=True):
+    """Feed path's bytes (its first `limit` bytes when given) to digests (anything with update()), `chunk` bytes a
+    read, so memory stays bounded; return how many bytes there were. follow=False opens it without following a
+    symbolic link. OSError as open and read raise it."""
+    flags = os.O_RDONLY | (0 if follow else getattr(os, 'O_NOFOLLOW', 0))
+    done = 0
+    with os.fdopen(os.open(path, flags), 'rb') as f:
+        while limit is None or done < limit:
+            data = f.read(chunk if limit is None else min(chunk, limit - done))
+            if not data:
+                break
+            digests.update(data)
+            done += len(data)
+    return done
+
+
 def host_error(what, path, error):
     """An ImageError for a failed file operation on the host."""
     return ImageError('%s %s: %s' % (what, path, error.strerror or error), path=path)

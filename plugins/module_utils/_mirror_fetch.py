@@ -113,18 +113,10 @@ def _check_space(directory, uuid, need):
 
 def _hash_partial(path, have, digests):
     """Hash the first `have` bytes of a partial file; return how many there were."""
-    done = 0
     try:
-        with open(path, 'rb') as f:
-            while done < have:
-                data = f.read(min(CHUNK, have - done))
-                if not data:
-                    break
-                digests.update(data)
-                done += len(data)
+        return _host.hash_file(path, digests, CHUNK, limit=have)
     except OSError as e:
         raise _host.host_error('cannot read', path, e)
-    return done
 
 
 def _download(client, uuid, size, want_sha1, partial, have, digests, retries, pause, stream=None):

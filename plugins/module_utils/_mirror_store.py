@@ -196,15 +196,9 @@ class MirrorStore:
         """Why images/<uuid>/file is not the manifest's file by its size and SHA-1 (None when it is): read-only,
         in chunks of HASH_CHUNK bytes, never through a symlink."""
         want = manifest['files'][0]
-        digest, size = hashlib.sha1(), 0
+        digest = hashlib.sha1()
         try:
-            with os.fdopen(os.open(self.file_of(uuid), os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0)), 'rb') as f:
-                while True:
-                    data = f.read(HASH_CHUNK)
-                    if not data:
-                        break
-                    digest.update(data)
-                    size += len(data)
+            size = _host.hash_file(self.file_of(uuid), digest, HASH_CHUNK, follow=False)
         except FileNotFoundError:
             return 'its file is missing'
         except OSError as e:
