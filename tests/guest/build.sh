@@ -16,7 +16,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${GUEST_CACHE:-/var/cache/smartos-images-guest}"
 SUITE=bookworm
 ROOT_FREE_MB="${GUEST_ROOT_FREE_MB:-768}"
-BASE_PACKAGES="linux-image-amd64 linux-headers-amd64 systemd-sysv udev kmod openssh-server python3 gzip initramfs-tools"
+# pigz, bzip2, xz-utils: the decompressors an import pipes its stream through when the host has them (as a
+# SmartOS platform does); curl: the shell pipeline the import benchmark compares the module with.
+BASE_PACKAGES="linux-image-amd64 linux-headers-amd64 systemd-sysv udev kmod openssh-server python3 gzip pigz bzip2 xz-utils curl initramfs-tools"
 ZFS_PACKAGES="zfs-dkms zfsutils-linux"
 
 log() { printf '%s guest-build: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
